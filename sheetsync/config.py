@@ -1,0 +1,172 @@
+"""The project file, ``sheetsync.toml``, read into a frozen, validated :class:`Config`.
+
+Usage::
+
+    cfg = Config.load(Path("sheetsync.toml"))
+    cfg.root            # absolute dataset root
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from .errors import ConfigError
+
+CONFIG_NAME = "sheetsync.toml"
+BACKENDS = ("local", "google")
+
+
+@dataclass(frozen=True)
+class LocalConfig:
+    path: str = "sheetsync.xlsx"
+
+
+@dataclass(frozen=True)
+class GoogleConfig:
+    spreadsheet: str = ""
+    auth: str = "service_account"  # service_account | oauth | default
+    credentials: str = "credentials.json"
+    worksheet: str = "data"
+    image_url_template: str = ""
+    timeout: float = 60.0
+    max_retries: int = 5
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 100
+    seed: int = 123
+    batch_size: int = 8
+    precision: str = "float32"  # float32 | mixed_bfloat16
+    jit_compile: bool = False
+
+
+@dataclass(frozen=True)
+class ReviewConfig:
+    folds: int = 4
+    epochs: int = 20
+    order: str = "combined"
+
+
+@dataclass(frozen=True)
+class Config:
+    """A validated project; paths are absolute once loaded."""
+
+    project_dir: Path
+    root: Path
+    classes: tuple[str, ...]
+    splits: tuple[str, ...] = ("train", "val")
+    test_dir: Path | None = None
+    backend: str = "local"
+    state_dir: Path = Path(".sheetsync")
+    local: LocalConfig = field(default_factory=LocalConfig)
+    google: GoogleConfig = field(default_factory=GoogleConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    review: ReviewConfig = field(default_factory=ReviewConfig)
+
+    @property
+    def path(self) -> Path:
+        return self.project_dir / CONFIG_NAME
+
+    def resolve(self, value: str | Path) -> Path:
+        """A path from the config, relative to the project folder."""
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else (self.project_dir / p)
+
+    @classmethod
+    def load(cls, path: Path) -> Config:
+        path = Path(path)
+        if path.is_dir():
+            path = path / CONFIG_NAME
+        if not path.exists():
+            raise ConfigError(
+                f"no {CONFIG_NAME} at {path.parent}: run `sheetsync init DATA_ROOT` first"
+            )
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{path}: not valid TOML ({e})") from None
+        return cls.from_dict(raw, path.parent.resolve())
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], project_dir: Path) -> Config:
+        def section(name: str, kind: type) -> Any:
+            value = raw.get(name, {})
+            if not isinstance(value, dict):
+                raise ConfigError(f"[{name}] must be a table")
+            known = set(kind.__dataclass_fields__)
+            unknown = set(value) - known
+            if unknown:
+                raise ConfigError(f"[{name}] has unknown key(s): {', '.join(sorted(unknown))}")
+            return kind(**value)
+
+        if "root" not in raw:
+            raise ConfigError(f"{CONFIG_NAME}: 'root' (the dataset folder) is missing")
+        classes = raw.get("classes")
+        if not isinstance(classes, list) or not classes or not all(
+            isinstance(c, str) and c.strip() for c in classes
+        ):
+            raise ConfigError(f"{CONFIG_NAME}: 'classes' must be a non-empty list of names")
+        if len(set(classes)) != len(classes):
+            raise ConfigError(f"{CONFIG_NAME}: 'classes' has duplicates")
+        splits = raw.get("splits", ["train", "val"])
+        if not isinstance(splits, list) or not splits:
+            raise ConfigError(f"{CONFIG_NAME}: 'splits' must be a non-empty list")
+        backend = raw.get("backend", "local")
+        if backend not in BACKENDS:
+            raise ConfigError(f"{CONFIG_NAME}: backend must be one of {', '.join(BACKENDS)}")
+        for name in [*classes, *splits]:
+            _check_folder_name(name)
+        cfg = cls(
+            project_dir=project_dir,
+            root=Path(),
+            classes=tuple(classes),
+            splits=tuple(splits),
+            backend=backend,
+            local=section("local", LocalConfig),
+            google=section("google", GoogleConfig),
+            train=section("train", TrainConfig),
+            review=section("review", ReviewConfig),
+        )
+        test_dir = raw.get("test_dir") or None
+        return replace(
+            cfg,
+            root=cfg.resolve(raw["root"]).resolve(),
+            test_dir=None if test_dir is None else (cfg.resolve(raw["root"]) / test_dir).resolve(),
+            state_dir=cfg.resolve(raw.get("state_dir", ".sheetsync")),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "root": _relative(self.root, self.project_dir),
+            "backend": self.backend,
+            "classes": list(self.classes),
+            "splits": list(self.splits),
+        }
+        if self.test_dir is not None:
+            out["test_dir"] = _relative(self.test_dir, self.root)
+        out["state_dir"] = _relative(self.state_dir, self.project_dir)
+        for name in ("local", "google", "train", "review"):
+            out[name] = asdict(getattr(self, name))
+        return out
+
+    def save(self) -> None:
+        self.path.write_text(tomli_w.dumps(self.to_dict()), encoding="utf-8")
+
+
+def _check_folder_name(name: str) -> None:
+    # Class and split names become folder names: refuse anything that could escape the root.
+    if name in (".", "..") or "/" in name or "\\" in name or name.startswith(".") or "\x00" in name:
+        raise ConfigError(f"{name!r} cannot be a class or split name (it must be a plain folder name)")
+
+
+def _relative(path: Path, base: Path) -> str:
+    try:
+        return path.resolve().relative_to(base.resolve()).as_posix()
+    except ValueError:
+        return str(path)

@@ -1,0 +1,107 @@
+"""The exceptions sheetsync raises.
+
+Every error the library raises derives from :class:`SheetsyncError`; the CLI turns
+them into one line on stderr and the exit code they carry, never a traceback::
+
+    SheetsyncError
+    ├── ConfigError            sheetsync.toml missing or malformed
+    ├── DatasetError           the folder tree does not look like <root>/<split>/<class>/<file>
+    │   └── UnsafePathError    a computed path would leave the dataset root
+    ├── SheetValidationError   the sheet holds bad cells (carries every problem found)
+    ├── UnpulledEditsError     push would overwrite edits that were never pulled
+    ├── VersionError           unknown version, or nothing to diff/check out
+    ├── JournalError           an interrupted move could be neither completed nor rolled back
+    ├── BackendError           the spreadsheet backend failed
+    │   ├── AuthError          credentials missing, malformed or refused
+    │   ├── SheetNotFoundError the spreadsheet does not exist or is not shared with us
+    │   └── QuotaError         the backend kept refusing with 429/5xx after retries
+    └── TrainingError          the model cannot be trained or has not been trained yet
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class SheetsyncError(Exception):
+    """Base class of every error sheetsync raises on purpose."""
+
+    exit_code = 1
+
+
+class ConfigError(SheetsyncError):
+    """The project file is missing or malformed."""
+
+
+class DatasetError(SheetsyncError):
+    """The dataset folder is not laid out as <root>/<split>/<class>/<file>."""
+
+
+class UnsafePathError(DatasetError):
+    """A path would point outside the dataset root."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One bad cell or row: ``row`` is the 1-based sheet row (header is row 1)."""
+
+    row: int | None
+    column: str | None
+    message: str
+
+    def __str__(self) -> str:
+        where = []
+        if self.row is not None:
+            where.append(f"row {self.row}")
+        if self.column is not None:
+            where.append(f"column {self.column!r}")
+        prefix = ", ".join(where)
+        return f"{prefix}: {self.message}" if prefix else self.message
+
+
+class SheetValidationError(SheetsyncError):
+    """The sheet holds invalid cells; nothing was changed."""
+
+    exit_code = 3
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = list(problems)
+        lines = [f"the sheet has {len(self.problems)} problem(s); nothing was changed:"]
+        lines += [f"  {p}" for p in self.problems[:50]]
+        if len(self.problems) > 50:
+            lines.append(f"  ... and {len(self.problems) - 50} more")
+        super().__init__("\n".join(lines))
+
+
+class UnpulledEditsError(SheetsyncError):
+    """The sheet holds edits that were never pulled; push refuses to overwrite them."""
+
+    exit_code = 4
+
+
+class VersionError(SheetsyncError):
+    """An unknown dataset version was asked for."""
+
+
+class JournalError(SheetsyncError):
+    """An interrupted move could be neither completed nor rolled back."""
+
+
+class BackendError(SheetsyncError):
+    """The spreadsheet backend failed."""
+
+
+class AuthError(BackendError):
+    """Credentials are missing, malformed or were refused."""
+
+
+class SheetNotFoundError(BackendError):
+    """The spreadsheet does not exist or is not shared with the account."""
+
+
+class QuotaError(BackendError):
+    """The backend kept refusing (429/5xx) after bounded retries."""
+
+
+class TrainingError(SheetsyncError):
+    """The model cannot be trained, or no trained model exists yet."""

@@ -1,0 +1,115 @@
+"""The small interface every spreadsheet backend implements.
+
+A backend knows how to put a table of rows into a spreadsheet and read it back; it knows
+nothing of datasets, versions or models. ``sheetsync.sheets.local`` (an .xlsx workbook)
+and ``sheetsync.sheets.google`` (Google Sheets through gspread) implement it.
+
+The contract:
+
+* ``write_table(table, layout)`` replaces the data sheet with ``table`` (its columns in order,
+  typed as ``layout`` says). The ``image`` column of ``table`` holds nothing useful: the backend
+  renders a thumbnail from the ``path`` column itself (local: embeds the file at
+  ``root / path``; Google: ``=IMAGE(url)`` from the ``url`` column).
+* ``read_table()`` returns every cell of the data sheet as ``str`` (``""`` for empty), the
+  header row as column names (as written in the sheet, not cleaned), and the 1-based sheet row
+  number as the index (the header is row 1, so the first data row is 2). Numbers read back as
+  their shortest text (``1.0`` -> ``"1"``, ``0.25`` -> ``"0.25"``). Returns ``None`` when the
+  sheet does not exist yet. Validation of what people typed is not the backend's job.
+* ``append_score(row)`` appends one row to the ``scores`` sheet (creating it, with a header,
+  when missing; new keys extend the header); ``read_scores()`` returns it as a DataFrame of str.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pandas as pd
+
+ColumnKind = Literal["text", "number", "image", "choice"]
+
+DATA_SHEET = "data"
+SCORES_SHEET = "scores"
+
+
+@dataclass(frozen=True)
+class Column:
+    """One sheet column: how it is typed, whether people may edit it, its dropdown choices."""
+
+    name: str
+    kind: ColumnKind = "text"
+    editable: bool = False
+    choices: tuple[str, ...] = ()
+    width: int | None = None
+    note: str = ""  # shown as the header's comment/tooltip
+
+
+@dataclass(frozen=True)
+class SheetLayout:
+    """How the data sheet looks: its columns and the row highlight rule."""
+
+    columns: tuple[Column, ...]
+    # Rows whose values in these two columns differ (both non-empty) are highlighted.
+    highlight_mismatch: tuple[str, str] | None = ("label", "predicted")
+    extra: Mapping[str, object] = field(default_factory=dict)
+
+    def column(self, name: str) -> Column:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        # Columns people added themselves: plain editable text.
+        return Column(name, "text", editable=True)
+
+    @property
+    def editable(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns if c.editable)
+
+
+class Backend(ABC):
+    """A spreadsheet that holds the data sheet and the scores sheet."""
+
+    name: str = "backend"
+
+    @abstractmethod
+    def describe(self) -> str:
+        """Where the sheet lives, for messages (a file path or a URL)."""
+
+    @abstractmethod
+    def read_table(self) -> pd.DataFrame | None:
+        """Every cell of the data sheet as str; index = 1-based sheet row; None if absent."""
+
+    @abstractmethod
+    def write_table(self, table: pd.DataFrame, layout: SheetLayout) -> None:
+        """Replace the data sheet's content with ``table``, formatted as ``layout`` says."""
+
+    @abstractmethod
+    def append_score(self, row: Mapping[str, object]) -> None:
+        """Append one row to the scores sheet, never overwriting earlier rows."""
+
+    @abstractmethod
+    def read_scores(self) -> pd.DataFrame:
+        """The scores sheet as a DataFrame of str (empty when there is none)."""
+
+    def usage(self) -> str:
+        """What the last operations cost (requests, bytes); empty when not meaningful."""
+        return ""
+
+
+def cell_text(value: object) -> str:
+    """The text a cell value reads back as: numbers in their shortest form, None as ''."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return ""
+        if value.is_integer() and abs(value) < 1e16:
+            return str(int(value))
+        return repr(value)
+    return str(value)
