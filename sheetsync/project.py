@@ -119,6 +119,7 @@ class Project:
         missing = set(found_classes) - set(config.classes)
         if missing:
             raise ConfigError(f"folders {sorted(missing)} are not among --classes")
+        project_dir.mkdir(parents=True, exist_ok=True)
         config.save()
         project = cls(config, **kwargs)
         with project._locked():
