@@ -110,7 +110,7 @@ def libreoffice_resave(src: Path, out_dir: Path, profile: Path, *, timeout: floa
     exe = soffice()
     assert exe is not None
     out_dir.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, HOME=str(profile))  # nothing of the user's real profile
+    env = _soffice_env(profile)
     cmd = [
         exe,
         f"-env:UserInstallation={profile.as_uri()}",
@@ -137,3 +137,53 @@ def zip_names(path: Path) -> list[str]:
 def zip_text(path: Path, name: str) -> str:
     with zipfile.ZipFile(path) as zf:
         return zf.read(name).decode("utf-8")
+
+
+def _soffice_env(profile: Path) -> dict[str, str]:
+    return dict(os.environ, HOME=str(profile))  # keep LibreOffice away from the real profile
+
+
+def libreoffice_macro(doc: Path, profile: Path, body: str, *, timeout: float = 180) -> None:
+    """Run StarBasic ``body`` in headless LibreOffice, as a person editing ``doc`` would.
+
+    ``body`` sees ``doc`` (the loaded spreadsheet) and must not store or close it: the
+    wrapper saves it in place (same .xlsx format) and closes it. A private profile keeps
+    parallel runs apart; the module goes into that profile's "My Macros", which
+    LibreOffice trusts without asking.
+    """
+    exe = soffice()
+    assert exe is not None
+    env = _soffice_env(profile)
+    base = [exe, f"-env:UserInstallation={profile.as_uri()}", "--headless", "--norestore"]
+    module = profile / "user" / "basic" / "Standard" / "Module1.xba"
+    if not module.exists():  # first start creates the profile and its Standard library
+        subprocess.run([*base, "--terminate_after_init"], capture_output=True, timeout=timeout, env=env)
+    code = (
+        "Sub Run(url As String)\n"
+        "  Dim args(0) As New com.sun.star.beans.PropertyValue\n"
+        '  args(0).Name = "Hidden"\n'
+        "  args(0).Value = True\n"
+        '  doc = StarDesktop.loadComponentFromURL(url, "_blank", 0, args())\n'
+        f"{body}\n"
+        "  doc.store()\n"
+        "  doc.close(True)\n"
+        "End Sub\n"
+    )
+    escaped = code.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+    module.write_text(
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        '<!DOCTYPE script:module PUBLIC "-//OpenOffice.org//DTD OfficeDocument 1.0//EN" "module.dtd">\n'
+        '<script:module xmlns:script="http://openoffice.org/2000/script" script:name="Module1" '
+        f'script:language="StarBasic">{escaped}</script:module>\n',
+        encoding="utf-8",
+    )
+    before = doc.stat().st_mtime_ns
+    done = subprocess.run(
+        [*base, f'macro:///Standard.Module1.Run("{doc.resolve().as_uri()}")'],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
+    if done.returncode != 0 or doc.stat().st_mtime_ns == before:
+        raise AssertionError(f"LibreOffice macro did not save {doc} ({done.returncode}): {done.stderr}")

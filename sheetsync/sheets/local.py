@@ -318,7 +318,7 @@ class _DataSheetWriter:
                 cell.number_format = TEXT_FORMAT
             if spec.kind == "image":
                 cell.alignment = Alignment(horizontal="center", vertical="center")
-            plain = cell._style
+            plain = _copy(cell._style)  # setting quotePrefix below changes it in place
             cell.quotePrefix = True  # spreadsheet programs then keep "=1+1" as text on edit
             quoted = cell._style
             protos.append((plain, quoted))
