@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -11,6 +12,9 @@ from typing import Any
 import click
 
 from .errors import SheetsyncError
+
+# TensorFlow's C++ logging (CUDA probing, oneDNN notices) is noise for people at a terminal.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 @contextmanager

@@ -8,6 +8,7 @@ the workbook -> pull -> train, and prints the score table.
 from __future__ import annotations
 
 import json
+import os
 import random
 import sys
 from dataclasses import dataclass
@@ -114,6 +115,7 @@ def edit_workbook_as_a_person(workbook: Path, truth: Truth, move_to_val: int = 2
 
 
 def run(folder: Path, epochs: int = 4) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from .project import Project
 
     folder.mkdir(parents=True, exist_ok=True)
