@@ -43,6 +43,7 @@ GOOGLE_HOSTS = (
     "https://sheets.googleapis.com",
     "https://www.googleapis.com",
     "https://oauth2.googleapis.com",
+    "https://iamcredentials.googleapis.com",  # google-auth's regional access boundary lookup
 )
 TOKEN_URI = "https://oauth2.googleapis.com/token"
 STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED",
@@ -364,7 +365,7 @@ class SheetsStandin:
             self.faults.extend([(fault, delay)] * n)
 
     def reset_counts(self) -> None:
-        self.reads = self.writes = self.token_requests = self.faulted = 0
+        self.reads = self.writes = self.token_requests = self.faulted = self.side_requests = 0
         self.bytes_in = self.bytes_out = self.largest_body = 0
         self.log: list[tuple[str, str, int]] = []
 
@@ -384,6 +385,9 @@ class SheetsStandin:
         query = parse_qs(parts.query, keep_blank_values=True)
         if parts.path == "/token":
             return self._token(body)
+        if parts.path.endswith("/allowedLocations"):
+            self.side_requests += 1
+            return 200, {"encodedLocations": "0x0", "locations": []}
         m = re.match(r"^/v4/spreadsheets/([^/:]+)(.*)$", parts.path)
         if not m:
             return 404, _error(404, "Method not found.")

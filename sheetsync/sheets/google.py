@@ -141,7 +141,7 @@ class GoogleBackend(Backend):
             spare = meta[SCORES_SHEET]["properties"]["gridProperties"]["columnCount"]
         else:
             sheet_id = _new_id(meta)
-            reqs.append(_add_sheet(sheet_id, SCORES_SHEET, 1, max(len(row), 1), 1))
+            reqs.append(_add_sheet(sheet_id, SCORES_SHEET, 2, max(len(row), 1), 1))
             header, spare = [], max(len(row), 1)
         new = header + [str(k) for k in row if str(k) not in header]
         if len(new) > spare:
