@@ -1,0 +1,187 @@
+"""Plan folder moves (pure) and apply them through a journal that survives a crash or kill.
+
+Applying a plan is two phases of ``os.rename`` (atomic on one filesystem): every file first goes
+to a staging folder under a unique name, then to its destination. Two phases make swaps and
+chains (a file moving into a place another file is leaving) safe without ordering tricks. The
+journal, written and fsynced before the first rename, lists every move; at any moment each file
+is at exactly one of its three places, so the next run can always finish the job
+(:func:`complete`), or put everything back (:func:`roll_back`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from .dataset import hash_file, safe_join
+from .errors import JournalError
+
+STAGING = ".sheetsync-staging"
+
+
+@dataclass(frozen=True)
+class Move:
+    id: str
+    src: str  # relative to the root
+    dst: str
+    hash: str = ""  # sha256 of the file: tells it apart from another file at src or dst
+
+
+def plan_moves(
+    moving: Iterable[tuple[str, str, str, str]],
+    staying: Iterable[str],
+    exists: Callable[[str], bool] = lambda _: False,
+) -> list[Move]:
+    """Moves for ``(id, src, wanted_dst, hash)``; names that clash get ``-1``, ``-2``…
+
+    ``staying`` are paths that stay occupied; ``exists`` tells whether a path holds some file
+    we do not manage (never overwritten). Sources that are vacated may be reused.
+    """
+    moving = [m for m in moving if m[1] != m[2]]
+    vacated = {m[1] for m in moving}
+    occupied = set(staying)
+    moves = []
+    for id_, src, wanted, digest in moving:
+        dst = wanted
+        n = 0
+        while dst in occupied or (dst not in vacated and exists(dst)):
+            n += 1
+            p = PurePosixPath(wanted)
+            dst = p.with_name(f"{p.stem}-{n}{p.suffix}").as_posix()
+        occupied.add(dst)
+        moves.append(Move(id_, src, dst, digest))
+    return moves
+
+
+def _staging(move: Move) -> str:
+    return f"{STAGING}/{move.id}{PurePosixPath(move.src).suffix}"
+
+
+class Journal:
+    """The on-disk record of one batch of moves and what to do once they are done."""
+
+    def __init__(self, path: Path, root: Path):
+        self.path = path
+        self.root = root
+
+    @property
+    def pending(self) -> bool:
+        return self.path.exists()
+
+    def load(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.path.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise JournalError(f"journal {self.path} cannot be read ({e}); move it aside to continue") from None
+
+    def begin(self, moves: list[Move], after: dict[str, Any]) -> None:
+        for m in moves:  # validate every path before the journal exists
+            safe_join(self.root, m.src), safe_join(self.root, m.dst)
+        data = {"root": str(self.root), "moves": [asdict(m) for m in moves], "after": after}
+        _write_durably(self.path, json.dumps(data, indent=1))
+
+    def moves(self) -> list[Move]:
+        return [Move(**m) for m in self.load()["moves"]]
+
+    def after(self) -> dict[str, Any]:
+        return dict(self.load()["after"])
+
+    def finish(self) -> None:
+        self.path.unlink(missing_ok=True)
+        _fsync_dir(self.path.parent)
+        staging = self.root / STAGING
+        if staging.is_dir() and not any(staging.iterdir()):
+            staging.rmdir()
+
+
+def apply(journal: Journal, progress: Callable[[Iterable[Move]], Iterable[Move]] | None = None) -> None:
+    """Carry out every move of the journal (both phases)."""
+    moves = journal.moves()
+    (journal.root / STAGING).mkdir(exist_ok=True)
+    fault_after = int(os.environ.get("SHEETSYNC_FAULT_AFTER_RENAMES", "0") or 0)
+    done = 0
+    for phase in (0, 1):
+        for m in progress(moves) if (progress and phase == 0) else moves:
+            here, there = (m.src, _staging(m)) if phase == 0 else (_staging(m), m.dst)
+            _rename(journal.root, here, there)
+            done += 1
+            if fault_after and done >= fault_after:
+                # Fault injection for the crash tests: die as `kill -9` would, mid-move.
+                os.kill(os.getpid(), signal.SIGKILL)
+    _fsync_dir(journal.root)
+
+
+def complete(journal: Journal) -> None:
+    """Finish an interrupted batch: move every file on to its destination.
+
+    Two phases again (everything to staging, then everything on), so swaps finish safely.
+    """
+    root = journal.root
+    moves = journal.moves()
+    places = [_locate(root, m) for m in moves]
+    for m, where in zip(moves, places, strict=True):
+        if where == "src":
+            _rename(root, m.src, _staging(m))
+    for m, where in zip(moves, places, strict=True):
+        if where != "dst":
+            _rename(root, _staging(m), m.dst)
+
+
+def roll_back(journal: Journal) -> None:
+    """Undo an interrupted batch: move every file back to where it was."""
+    root = journal.root
+    moves = journal.moves()
+    places = [_locate(root, m) for m in moves]
+    for m, where in zip(moves, places, strict=True):
+        if where == "dst":
+            _rename(root, m.dst, _staging(m))
+    for m, where in zip(moves, places, strict=True):
+        if where != "src":
+            _rename(root, _staging(m), m.src)
+
+
+def _locate(root: Path, m: Move) -> str:
+    """Where the file of ``m`` is now: "src", "staging" or "dst"."""
+    if safe_join(root, _staging(m)).exists():
+        return "staging"
+    for name, rel in (("src", m.src), ("dst", m.dst)):
+        path = safe_join(root, rel)
+        # Mid-swap both ends hold files: the content hash says which one is ours.
+        if path.exists() and (not m.hash or hash_file(path) == m.hash):
+            return name
+    raise JournalError(f"image {m.id} is at none of {m.src}, {_staging(m)}, {m.dst}; "
+                       f"the journal {STAGING!r} cannot finish it")
+
+
+def _rename(root: Path, src: str, dst: str) -> None:
+    a, b = safe_join(root, src), safe_join(root, dst)
+    if b.exists():
+        raise JournalError(f"refusing to overwrite {dst} while moving {src}")
+    b.parent.mkdir(parents=True, exist_ok=True)
+    os.rename(a, b)
+
+
+def _write_durably(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

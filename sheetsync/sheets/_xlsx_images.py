@@ -1,0 +1,110 @@
+"""Thumbnails for the local workbook: small PNGs, anchored inside one cell.
+
+Kept apart from :mod:`sheetsync.sheets.local` because it is the only part that touches
+pixels (Pillow) and the drawing layer of the .xlsx format.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from openpyxl.drawing.image import Image as XlsxImage
+from openpyxl.drawing.spreadsheet_drawing import AnchorMarker, TwoCellAnchor
+from openpyxl.utils.units import pixels_to_EMU
+from PIL import Image, UnidentifiedImageError
+
+# Space between the picture and the cell's border, in pixels.
+PADDING = 3
+
+
+@dataclass(frozen=True)
+class Thumbnail:
+    """A PNG no larger than the box, and the size it is shown at (fitted to the box)."""
+
+    png: bytes
+    width: int
+    height: int
+
+
+def safe_image_path(root: Path, relative: str) -> Path | None:
+    """``root / relative`` if it stays inside ``root`` (after symlinks), else None.
+
+    The path comes from a sheet cell, so it is untrusted: ``../../etc/passwd`` or an
+    absolute path must never make us read a file outside the dataset.
+    """
+    if not relative or "\x00" in relative:
+        return None
+    rel = PurePosixPath(relative.replace("\\", "/"))
+    if rel.is_absolute() or ".." in rel.parts:
+        return None
+    base = root.resolve()
+    try:
+        target = (base / rel).resolve()
+    except (OSError, RuntimeError):
+        return None
+    return target if target.is_relative_to(base) and target != base else None
+
+
+def render_thumbnail(file: Path, box: int) -> Thumbnail | None:
+    """A PNG thumbnail of ``file`` fitting ``box`` x ``box`` pixels; None if unreadable.
+
+    Pixels are only ever reduced (a 32x32 image stays 32x32 bytes-wise) but the shown size
+    is always fitted to the box, so small images are still visible in the sheet.
+    """
+    try:
+        with Image.open(file) as im:
+            full_w, full_h = im.size
+            im.thumbnail((box, box))  # shrinks only; uses a fast reduce() first
+            im = _png_friendly(im)
+            buf = io.BytesIO()
+            im.save(buf, format="PNG")
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError):
+        return None
+    if full_w <= 0 or full_h <= 0:
+        return None
+    scale = box / max(full_w, full_h)
+    width = max(1, round(full_w * scale))
+    height = max(1, round(full_h * scale))
+    return Thumbnail(buf.getvalue(), width, height)
+
+
+def _png_friendly(im: Image.Image) -> Image.Image:
+    if im.mode in ("1", "L", "LA", "RGB", "RGBA"):
+        return im
+    if im.mode == "P":
+        return im.convert("RGBA" if "transparency" in im.info else "RGB")
+    if im.mode.startswith("I"):  # 16/32-bit grey: scale down to 8 bits
+        return im.point(lambda v: v / 256).convert("L")
+    return im.convert("RGB")
+
+
+def anchored_picture(thumb: Thumbnail, row: int, col: int) -> XlsxImage:
+    """An openpyxl picture inside the cell at 1-based (row, col).
+
+    A two-cell anchor with "move and size with cells" makes spreadsheet programs carry the
+    picture along when people sort rows and hide it when a filter hides its row.
+    """
+    pic = XlsxImage(io.BytesIO(thumb.png))
+    pic.width, pic.height = thumb.width, thumb.height
+    start = AnchorMarker(
+        col=col - 1, colOff=pixels_to_EMU(PADDING), row=row - 1, rowOff=pixels_to_EMU(PADDING)
+    )
+    end = AnchorMarker(
+        col=col - 1,
+        colOff=pixels_to_EMU(PADDING + thumb.width),
+        row=row - 1,
+        rowOff=pixels_to_EMU(PADDING + thumb.height),
+    )
+    pic.anchor = TwoCellAnchor(editAs="twoCell", _from=start, to=end)
+    return pic
+
+
+def cell_size_for(box: int) -> tuple[float, float]:
+    """(column width in characters, row height in points) that hold a ``box`` picture."""
+    # Excel: pixels ~= 7 * width + 5 with the default font; leave room for the padding and
+    # for LibreOffice measuring a little differently.
+    width = (box + 2 * PADDING + 6) / 7
+    height = (box + 2 * PADDING) * 0.75  # points = pixels * 72 / 96
+    return round(width, 2), round(height, 2)

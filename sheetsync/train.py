@@ -1,0 +1,496 @@
+"""Training and prediction with the fixed model, as fast as this hardware allows.
+
+The model and its recipe are the competition's (see :mod:`sheetsync.model`): batch 8, Adam 1e-4,
+seed 123, a reshuffle every epoch, best weights by validation accuracy. Everything around it is
+made fast:
+
+* each image is decoded and resized once, exactly as ``image_dataset_from_directory`` does it,
+  and the float32 tensor is cached on disk keyed by the file's sha256, so after a ``pull`` only
+  new or changed images are decoded again;
+* training reads in-memory arrays through ``tf.data`` (shuffle, batch, prefetch), runs several
+  steps per call (``steps_per_execution``), validates at a large batch (inference only, so the
+  batch size does not change the result), and keeps the best weights in memory;
+* optional bfloat16 mixed precision and XLA compilation (``jit_compile``).
+
+Determinism: ``tf.keras.utils.set_random_seed(seed)`` plus op determinism make a run repeatable
+on the same machine. TensorFlow turns XLA off while op determinism is on, so with
+``jit_compile=True`` op determinism is *not* enabled; XLA on CPU then still gives repeatable
+numbers here (the test suite checks both modes), but TensorFlow does not promise it.
+
+Usage::
+
+    result = train_model(train, val, classes, weights_path=Path("best.weights.h5"), epochs=100)
+    pred = predict(result.weights_path, items, classes)   # pred.probs, pred.embeddings
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from .errors import DatasetError, TrainingError
+from .model import IMAGE_SIZE, build_model, compile_model, embedding_model
+
+if TYPE_CHECKING:  # pragma: no cover
+    import keras
+
+PRECISIONS = ("float32", "mixed_bfloat16")
+# Bumped whenever the decoded tensor for the same bytes could change (size, resize method).
+CACHE_FORMAT = f"img{IMAGE_SIZE[0]}x{IMAGE_SIZE[1]}-bilinear-f32-v1"
+# Several training steps per call into TensorFlow: the model is tiny, so per-step Python and
+# dispatch overhead is a large share of an epoch. Only callback granularity changes.
+STEPS_PER_EXECUTION = 32
+EVAL_BATCH = 256
+DECODE_BATCH = 64
+
+ProgressFn = Callable[[int, int, dict[str, float]], None]
+
+
+@dataclass
+class TrainResult:
+    best_val_accuracy: float
+    best_epoch: int  # 1-based
+    test_accuracy: float | None
+    epochs: int
+    seconds: float
+    seed: int
+    n_train: int
+    n_val: int
+    n_test: int
+    history: dict[str, list[float]] = field(default_factory=dict)
+    weights_path: Path | None = None
+
+
+@dataclass
+class Prediction:
+    """Softmax probabilities (n, C) and 256-d embeddings (n, 256), rows in ``ids`` order."""
+
+    ids: list[str]
+    probs: np.ndarray
+    embeddings: np.ndarray
+
+
+# ---------------------------------------------------------------------------------------------
+# Images
+
+
+_decoded = 0  # images decoded from files by this process (the tests count cache misses)
+
+
+def decoded_count() -> int:
+    """How many image files this process has decoded so far (cache hits do not count)."""
+    return _decoded
+
+
+def load_images(
+    files: Sequence[str | Path],
+    hashes: Sequence[str],
+    cache_dir: Path | None,
+    progress: Callable[[int, int], None] | None = None,
+) -> np.ndarray:
+    """The images as an (n, 32, 32, 3) float32 array, pixel-identical to what
+    ``image_dataset_from_directory(image_size=(32, 32))`` yields (decode as RGB, bilinear resize,
+    aspect ratio not kept).
+
+    With ``cache_dir``, each decoded tensor is stored as ``<cache_dir>/<format>/<hh>/<hash>.npy``
+    and never decoded again while the file's hash is unchanged. ``progress(done, todo)`` reports
+    the images that actually had to be decoded.
+    """
+    files = [str(f) for f in files]
+    hashes = [str(h) for h in hashes]
+    if len(files) != len(hashes):
+        raise ValueError("files and hashes differ in length")
+    out = np.empty((len(files), *IMAGE_SIZE, 3), np.float32)
+    store = Path(cache_dir) / CACHE_FORMAT if cache_dir is not None else None
+
+    # Identical bytes decode identically: decode each hash once.
+    todo: dict[str, str] = {}
+    for i, (f, h) in enumerate(zip(files, hashes)):
+        if store is not None and h not in todo:
+            try:
+                out[i] = np.load(_cache_file(store, h), allow_pickle=False)
+                continue
+            except (FileNotFoundError, ValueError, OSError):
+                pass  # missing or torn entry: decode again
+        todo.setdefault(h, f)
+
+    decoded: dict[str, np.ndarray] = {}
+    if todo:
+        decoded = _decode_files(list(todo.values()), progress)
+        decoded = dict(zip(todo.keys(), decoded.values()))
+        if store is not None:
+            for h, arr in decoded.items():
+                _write_atomic(_cache_file(store, h), arr)
+    for i, h in enumerate(hashes):
+        if h in decoded:
+            out[i] = decoded[h]
+    return out
+
+
+def _cache_file(store: Path, h: str) -> Path:
+    if not h or "/" in h or "\\" in h or h.startswith("."):
+        raise ValueError(f"not a file hash: {h!r}")
+    return store / h[:2] / f"{h}.npy"
+
+
+def _write_atomic(path: Path, arr: np.ndarray) -> None:
+    # Write-then-rename, so an interrupted run never leaves a torn cache entry behind.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.save(fh, arr, allow_pickle=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _decode_one(path):
+    import tensorflow as tf
+
+    # The same three ops keras.utils.image_dataset_from_directory runs (its _load_image_tf).
+    img = tf.io.read_file(path)
+    img = tf.image.decode_image(img, channels=3, expand_animations=False)
+    img = tf.image.resize(img, IMAGE_SIZE, method="bilinear")
+    img.set_shape((*IMAGE_SIZE, 3))
+    return img
+
+
+def _decode_files(
+    files: list[str], progress: Callable[[int, int], None] | None
+) -> dict[str, np.ndarray]:
+    """Decode ``files`` in parallel with tf.data; returns {file: array} in ``files`` order."""
+    global _decoded
+    import tensorflow as tf
+
+    for f in files:
+        if not os.path.isfile(f):
+            raise DatasetError(f"image file not found: {f}")
+    ds = (
+        tf.data.Dataset.from_tensor_slices(files)
+        .map(_decode_one, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        .batch(DECODE_BATCH)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+    out: dict[str, np.ndarray] = {}
+    try:
+        for batch in ds:
+            arr = batch.numpy()
+            for f, a in zip(files[len(out) : len(out) + len(arr)], arr):
+                out[f] = a
+            _decoded += len(arr)
+            if progress is not None:
+                progress(len(out), len(files))
+    except tf.errors.OpError:
+        # tf.data does not say which file failed: find it, to name it.
+        for f in files[len(out) :]:
+            try:
+                _decode_one(tf.constant(f))
+            except tf.errors.OpError as e:
+                raise DatasetError(f"cannot decode image {f}: {e.message}") from None
+        raise
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Training
+
+
+def _check_frame(df: pd.DataFrame, what: str, classes: Sequence[str]) -> np.ndarray:
+    """Class indices of ``df``'s labels; raises TrainingError naming bad rows."""
+    missing = {"id", "file", "hash", "label"} - set(df.columns)
+    if missing:
+        raise TrainingError(f"{what} items lack column(s): {', '.join(sorted(missing))}")
+    index = {c: i for i, c in enumerate(classes)}
+    bad = [(i, lab) for i, lab in zip(df["id"], df["label"]) if lab not in index]
+    if bad:
+        shown = ", ".join(f"id {i!s}: {lab!r}" for i, lab in bad[:5])
+        more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+        raise TrainingError(
+            f"{what}: {len(bad)} image(s) have a label that is not a class "
+            f"({', '.join(classes)}): {shown}{more}"
+        )
+    return np.fromiter((index[lab] for lab in df["label"]), np.int64, len(df))
+
+
+def _check_classes(classes: Sequence[str]) -> list[str]:
+    classes = [str(c) for c in classes]
+    if len(classes) < 2:
+        raise TrainingError(f"need at least two classes to train, got {classes!r}")
+    if len(set(classes)) != len(classes):
+        raise TrainingError(f"duplicate class names in {classes!r}")
+    return classes
+
+
+def _arrays(df: pd.DataFrame, what: str, classes, cache_dir, progress=None):
+    y = _check_frame(df, what, classes)
+    x = load_images(list(df["file"]), list(df["hash"]), cache_dir, progress)
+    return x, np.eye(len(classes), dtype=np.float32)[y]
+
+
+class _Precision:
+    """Set the Keras dtype policy while the model is built, then restore the old one."""
+
+    def __init__(self, precision: str):
+        if precision not in PRECISIONS:
+            raise TrainingError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+        self.precision = precision
+
+    def __enter__(self):
+        import keras
+
+        self.old = keras.mixed_precision.global_policy()
+        keras.mixed_precision.set_global_policy(self.precision)
+
+    def __exit__(self, *exc):
+        import keras
+
+        keras.mixed_precision.set_global_policy(self.old)
+
+
+def _setup(seed: int, jit_compile: bool) -> None:
+    import tensorflow as tf
+
+    tf.keras.backend.clear_session()
+    tf.keras.utils.set_random_seed(seed)
+    # Op determinism silently disables XLA, so it is only switched on without jit_compile.
+    if jit_compile:
+        _disable_op_determinism()
+    else:
+        tf.config.experimental.enable_op_determinism()
+
+
+def _disable_op_determinism() -> None:
+    # Not exported as tf.config.experimental.*, but it is the inverse of the public switch.
+    from tensorflow.python.framework import config as tf_config
+
+    tf_config.disable_op_determinism()
+
+
+def _new_model(num_classes: int, precision: str, jit_compile: bool) -> keras.Model:
+    with _Precision(precision):
+        model = build_model(num_classes)
+    return compile_model(model, jit_compile=jit_compile, steps_per_execution=STEPS_PER_EXECUTION)
+
+
+def _train_ds(x: np.ndarray, y: np.ndarray, seed: int, batch_size: int):
+    import tensorflow as tf
+
+    # A full reshuffle every epoch, seeded: the same order sequence for the same seed.
+    return (
+        tf.data.Dataset.from_tensor_slices((x, y))
+        .shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+        .batch(batch_size)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+
+
+def _make_callback(on_epoch_end):
+    import tensorflow as tf
+
+    class _Cb(tf.keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            on_epoch_end(epoch, dict(logs or {}))
+
+    return _Cb()
+
+
+def train_model(
+    train: pd.DataFrame,
+    val: pd.DataFrame,
+    classes: Sequence[str],
+    *,
+    weights_path: Path,
+    test: pd.DataFrame | None = None,
+    epochs: int = 100,
+    seed: int = 123,
+    batch_size: int = 8,
+    precision: str = "float32",
+    jit_compile: bool = False,
+    cache_dir: Path | None = None,
+    progress: ProgressFn | None = None,
+) -> TrainResult:
+    """Train the fixed model; save the best weights by validation accuracy to ``weights_path``
+    and evaluate them on ``test``. ``progress(epoch, epochs, logs)`` is called after each epoch.
+    """
+    classes = _check_classes(classes)
+    if len(train) == 0:
+        raise TrainingError("the training split is empty: nothing to train on")
+    if len(val) == 0:
+        raise TrainingError("the validation split is empty: best weights are chosen on it")
+    if epochs < 1:
+        raise TrainingError(f"epochs must be at least 1, got {epochs}")
+    start = time.perf_counter()
+    xt, yt = _arrays(train, "train", classes, cache_dir)
+    xv, yv = _arrays(val, "val", classes, cache_dir)
+    test_arrays = _arrays(test, "test", classes, cache_dir) if test is not None and len(test) else None
+
+    _setup(seed, jit_compile)
+    model = _new_model(len(classes), precision, jit_compile)
+    best: dict[str, Any] = {"acc": -1.0, "epoch": 0, "weights": None}
+    history: dict[str, list[float]] = {}
+
+    def on_epoch_end(epoch: int, logs: dict[str, float]) -> None:
+        for k, v in logs.items():
+            history.setdefault(k, []).append(float(v))
+        acc = float(logs["val_accuracy"])
+        if acc > best["acc"]:  # strictly greater, as ModelCheckpoint(save_best_only=True)
+            best.update(acc=acc, epoch=epoch + 1, weights=[w.copy() for w in model.get_weights()])
+        if progress is not None:
+            progress(epoch + 1, epochs, {k: float(v) for k, v in logs.items()})
+
+    model.fit(
+        _train_ds(xt, yt, seed, batch_size),
+        validation_data=(xv, yv),
+        validation_batch_size=EVAL_BATCH,
+        epochs=epochs,
+        shuffle=False,  # the dataset reshuffles itself, seeded
+        verbose=0,
+        callbacks=[_make_callback(on_epoch_end)],
+    )
+    model.set_weights(best["weights"])
+    weights_path = Path(weights_path)
+    _save_weights(model, weights_path)
+    test_acc = None
+    if test_arrays is not None:
+        _, test_acc = model.evaluate(*test_arrays, batch_size=EVAL_BATCH, verbose=0)
+        test_acc = float(test_acc)
+    return TrainResult(
+        best_val_accuracy=float(best["acc"]),
+        best_epoch=int(best["epoch"]),
+        test_accuracy=test_acc,
+        epochs=epochs,
+        seconds=time.perf_counter() - start,
+        seed=seed,
+        n_train=len(train),
+        n_val=len(val),
+        n_test=0 if test is None else len(test),
+        history=history,
+        weights_path=weights_path,
+    )
+
+
+def _save_weights(model: keras.Model, path: Path) -> None:
+    # Keras insists on a ".weights.h5" name: save under one, then move into place atomically.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.tmp.weights.h5"
+    model.save_weights(str(tmp))
+    os.replace(tmp, path)
+
+
+def _load_weights(model: keras.Model, path: Path) -> None:
+    path = Path(path)
+    if not path.is_file():
+        raise TrainingError(f"no trained weights at {path}: run `sheetsync train` first")
+    if path.name.endswith(".weights.h5"):
+        model.load_weights(str(path))
+        return
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d) / "model.weights.h5"
+        os.symlink(path.resolve(), tmp)
+        model.load_weights(str(tmp))
+
+
+# ---------------------------------------------------------------------------------------------
+# Prediction
+
+
+def _predict_model(model: keras.Model, x: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    import tensorflow as tf
+
+    embed = embedding_model(model)
+
+    @tf.function(reduce_retracing=True)
+    def step(batch):
+        emb, logits = embed(batch, training=False)
+        return tf.cast(emb, tf.float32), tf.nn.softmax(tf.cast(logits, tf.float32))
+
+    embs, probs = [], []
+    for i in range(0, len(x), batch_size):
+        e, p = step(tf.constant(x[i : i + batch_size]))
+        embs.append(e.numpy())
+        probs.append(p.numpy())
+    if not embs:
+        n = model.output_shape[-1]
+        return np.zeros((0, n), np.float32), np.zeros((0, embed.output_shape[0][-1]), np.float32)
+    return np.concatenate(probs), np.concatenate(embs)
+
+
+def predict(
+    weights_path: Path,
+    items: pd.DataFrame,
+    classes: Sequence[str],
+    *,
+    cache_dir: Path | None = None,
+    batch_size: int = 256,
+) -> Prediction:
+    """Softmax probabilities and 256-d embeddings of ``items`` under the saved weights."""
+    classes = _check_classes(classes)
+    for col in ("id", "file", "hash"):
+        if col not in items.columns:
+            raise TrainingError(f"items lack column {col!r}")
+    x = load_images(list(items["file"]), list(items["hash"]), cache_dir)
+    import tensorflow as tf
+
+    tf.keras.backend.clear_session()
+    model = build_model(len(classes))
+    try:
+        _load_weights(model, weights_path)
+    except ValueError as e:
+        raise TrainingError(f"{weights_path} does not hold weights of the fixed model for "
+                            f"{len(classes)} classes: {e}") from None
+    probs, embs = _predict_model(model, x, batch_size)
+    return Prediction(ids=[str(i) for i in items["id"]], probs=probs, embeddings=embs)
+
+
+def fit_predict(
+    train: pd.DataFrame,
+    predict_items: pd.DataFrame,
+    classes: Sequence[str],
+    *,
+    epochs: int,
+    seed: int = 123,
+    batch_size: int = 8,
+    precision: str = "float32",
+    jit_compile: bool = False,
+    cache_dir: Path | None = None,
+    progress: ProgressFn | None = None,
+) -> Prediction:
+    """Train on ``train`` for exactly ``epochs`` epochs (no validation: the last weights are
+    used) and predict ``predict_items``. Cross-validation builds on this."""
+    classes = _check_classes(classes)
+    if len(train) == 0:
+        raise TrainingError("nothing to train on: the training items are empty")
+    if epochs < 1:
+        raise TrainingError(f"epochs must be at least 1, got {epochs}")
+    xt, yt = _arrays(train, "train", classes, cache_dir)
+    for col in ("id", "file", "hash"):
+        if col not in predict_items.columns:
+            raise TrainingError(f"items to predict lack column {col!r}")
+    xp = load_images(list(predict_items["file"]), list(predict_items["hash"]), cache_dir)
+
+    _setup(seed, jit_compile)
+    model = _new_model(len(classes), precision, jit_compile)
+
+    def on_epoch_end(epoch: int, logs: dict[str, float]) -> None:
+        if progress is not None:
+            progress(epoch + 1, epochs, {k: float(v) for k, v in logs.items()})
+
+    model.fit(
+        _train_ds(xt, yt, seed, batch_size),
+        epochs=epochs,
+        shuffle=False,  # the dataset reshuffles itself, seeded
+        verbose=0,
+        callbacks=[_make_callback(on_epoch_end)],
+    )
+    probs, embs = _predict_model(model, xp, EVAL_BATCH)
+    return Prediction(ids=[str(i) for i in predict_items["id"]], probs=probs, embeddings=embs)
