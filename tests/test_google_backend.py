@@ -231,13 +231,18 @@ def test_people_edit_delete_add_sort_and_add_columns(backend, alice):
     assert by_id.loc["0000000005", "reviewer"] == ""  # padded to the header width
 
 
-def test_emptied_rows_and_trailing_blanks_are_not_rows(backend, alice):
+def test_emptied_rows_stay_blank_rows_and_trailing_blanks_go(backend, alice):
     backend.write_table(table(5), LAYOUT)
     ws = alice.worksheet("data")
-    ws.batch_clear(["A3:J3"])
+    ws.batch_clear(["A3:J3", "A6:J6"])
     ws.add_rows(20)
+    ws.add_cols(3)
+    ws.update_cell(1, 12, "")  # a blank header far right, nothing below it
+    ws.update_cell(4, 13, "stray")  # data under no header
     frame = backend.read_table()
-    assert frame.index.tolist() == [2, 4, 5, 6]
+    assert frame.index.tolist() == [2, 3, 4, 5]  # sheet rows; row 6 was the last and is empty
+    assert (frame.loc[3] == "").all()  # kept as a blank row, as the .xlsx backend does
+    assert list(frame.columns)[-1] == "column 13" and frame.loc[4, "column 13"] == "stray"
 
 
 def test_scores_are_appended_never_overwritten(backend, alice):

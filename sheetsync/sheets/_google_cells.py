@@ -66,7 +66,8 @@ def number_cell(value: object) -> dict[str, Any]:
 
 def image_cell(url: object) -> dict[str, Any]:
     v = plain(url)
-    if not isinstance(v, str) or not v.strip():
+    # =IMAGE loads only public http(s) URLs (not file:// paths, not Drive viewer links).
+    if not isinstance(v, str) or not v.strip().lower().startswith(("http://", "https://")):
         return {}
     quoted = v.strip().replace('"', '""')
     return {"userEnteredValue": {"formulaValue": f'=IMAGE("{quoted}")'}}

@@ -223,20 +223,20 @@ def spreadsheet_key(value: str) -> str:
 
 
 def _frame(values: list[list[Any]], *, index_rows: bool) -> pd.DataFrame:
-    if not values:
-        return pd.DataFrame()
-    width = max(len(r) for r in values)
-    header = [cell_text(v) for v in values[0]] + [""] * (width - len(values[0]))
-    data, index = [], []
-    for number, raw in enumerate(values[1:], start=2):
-        row = [cell_text(v) for v in raw] + [""] * (width - len(raw))
-        if any(row):  # a row someone emptied is no row (trailing ones are trimmed by the API)
-            data.append(row)
-            index.append(number)
-    frame = pd.DataFrame(data, columns=header, dtype=object)
-    if index_rows:
-        frame.index = pd.Index(index, dtype="int64")
-    return frame
+    """Like the .xlsx backend: header as written (a blank one over data is "column N"),
+    every cell str, blank rows kept (sync drops them) so the index is the sheet row."""
+    rows = [[cell_text(v) for v in r] for r in values]
+    while rows and not any(rows[-1]):
+        rows.pop()
+    if not rows:
+        return pd.DataFrame(dtype=str)
+    header, width = rows[0], max(len(r) for r in rows)
+    used = [any(len(r) > c and r[c] for r in rows[1:]) for c in range(width)]
+    keep = [c for c in range(width) if (c < len(header) and header[c]) or used[c]]
+    names = [header[c] if c < len(header) and header[c] else f"column {c + 1}" for c in keep]
+    body = [[r[c] if c < len(r) else "" for c in keep] for r in rows[1:]]
+    index = pd.RangeIndex(2, len(body) + 2) if index_rows else None
+    return pd.DataFrame(body, columns=names, index=index, dtype=str)
 
 
 def _chunks(rows: list[dict[str, Any]], first_budget: int) -> list[tuple[int, list[dict[str, Any]]]]:
