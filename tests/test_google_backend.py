@@ -20,10 +20,20 @@ from sheetsync.sheets.google import GoogleBackend
 
 try:
     from tests._sheets_standin import (
-        SheetsStandin, route, service_account_credentials, standin_client, token_credentials)
+        SheetsStandin,
+        route,
+        service_account_credentials,
+        standin_client,
+        token_credentials,
+    )
 except ImportError:  # tests/ is not a package
     from _sheets_standin import (
-        SheetsStandin, route, service_account_credentials, standin_client, token_credentials)
+        SheetsStandin,
+        route,
+        service_account_credentials,
+        standin_client,
+        token_credentials,
+    )
 
 BOT = "sheetsync-bot@team-project.iam.gserviceaccount.com"
 ALICE = "alice@example.com"
