@@ -1,0 +1,205 @@
+"""Typed Sheets API cells and the structure requests of one push (pure: no I/O).
+
+Every value goes out as ``userEnteredValue`` with an explicit type, so nothing from the data is
+ever parsed by Google: ``"0042"`` stays text, ``"=1+1"`` is text, not a formula, a number is a
+number. Only the image column is a formula (``=IMAGE("url")``). NaN, pandas NA, None and
+numpy scalars are turned into plain JSON values (or an empty cell) here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import pandas as pd
+
+from .base import Column, SheetLayout, cell_text
+
+ROW_HEIGHT = 60  # px: room for a thumbnail
+IMAGE_WIDTH = 70
+PROTECT_NOTE = "sheetsync: written by `sheetsync push`; edits here are overwritten"
+MISMATCH_COLOR = {"red": 1.0, "green": 0.86, "blue": 0.86}
+
+
+def plain(value: object) -> object:
+    """A JSON-safe Python value, or None for anything empty (NaN, NA, None, NaT)."""
+    if value is None:
+        return None
+    if hasattr(value, "item") and not isinstance(value, str | bytes):
+        value = value.item()  # numpy scalar -> int/float/bool/str
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    try:
+        if pd.isna(value):  # pd.NA, pd.NaT
+            return None
+    except (TypeError, ValueError):
+        pass
+    if isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
+
+
+def text_cell(value: object) -> dict[str, Any]:
+    v = plain(value)
+    if v is None or v == "":
+        return {}
+    return {"userEnteredValue": {"stringValue": cell_text(v)}}
+
+
+def number_cell(value: object) -> dict[str, Any]:
+    v = plain(value)
+    if v is None or v == "":
+        return {}
+    if isinstance(v, bool):
+        return {"userEnteredValue": {"boolValue": v}}
+    if isinstance(v, int | float):
+        return {"userEnteredValue": {"numberValue": v}}
+    try:
+        number = float(str(v).strip())
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number):  # not a number after all: keep the text as typed
+        return {"userEnteredValue": {"stringValue": str(v)}}
+    return {"userEnteredValue": {"numberValue": int(number) if number.is_integer() and abs(number) < 2**53 else number}}
+
+
+def image_cell(url: object) -> dict[str, Any]:
+    v = plain(url)
+    # =IMAGE loads only public http(s) URLs (not file:// paths, not Drive viewer links).
+    if not isinstance(v, str) or not v.strip().lower().startswith(("http://", "https://")):
+        return {}
+    quoted = v.strip().replace('"', '""')
+    return {"userEnteredValue": {"formulaValue": f'=IMAGE("{quoted}")'}}
+
+
+def score_cell(value: object) -> dict[str, Any]:
+    v = plain(value)
+    if isinstance(v, bool):
+        return {"userEnteredValue": {"boolValue": v}}
+    if isinstance(v, int | float):
+        return {"userEnteredValue": {"numberValue": v}}
+    return text_cell(v)
+
+
+def table_rows(table: pd.DataFrame, layout: SheetLayout) -> list[dict[str, Any]]:
+    """One ``RowData`` per table row, typed per column kind."""
+    kinds = [layout.column(str(name)).kind for name in table.columns]
+    urls = table["url"].tolist() if "url" in table.columns else [None] * len(table)
+    columns = [table.iloc[:, i].tolist() for i in range(table.shape[1])]
+    out = []
+    for r in range(len(table)):
+        cells = []
+        for c, kind in enumerate(kinds):
+            value = columns[c][r]
+            if kind == "image":
+                cells.append(image_cell(urls[r]))
+            elif kind == "number":
+                cells.append(number_cell(value))
+            else:
+                cells.append(text_cell(value))
+        out.append({"values": cells})
+    return out
+
+
+def header_row(names: Iterable[str], layout: SheetLayout) -> dict[str, Any]:
+    cells = []
+    for name in names:
+        cell: dict[str, Any] = {
+            "userEnteredValue": {"stringValue": str(name)},
+            "userEnteredFormat": {"textFormat": {"bold": True}},
+        }
+        note = layout.column(str(name)).note
+        if note:
+            cell["note"] = note
+        cells.append(cell)
+    return {"values": cells}
+
+
+def grid(sheet_id: int, r0: int, r1: int, c0: int, c1: int) -> dict[str, int]:
+    return {"sheetId": sheet_id, "startRowIndex": r0, "endRowIndex": r1,
+            "startColumnIndex": c0, "endColumnIndex": c1}
+
+
+def column_letter(index: int) -> str:
+    letters = ""
+    index += 1
+    while index:
+        index, rem = divmod(index - 1, 26)
+        letters = chr(65 + rem) + letters
+    return letters
+
+
+def layout_requests(
+    sheet_id: int, names: list[str], n_rows: int, layout: SheetLayout
+) -> list[dict[str, Any]]:
+    """Validation, protection, filter, highlight and sizes for a freshly written data sheet."""
+    total = n_rows + 1
+    width = len(names)
+    reqs: list[dict[str, Any]] = []
+    columns = [layout.column(n) for n in names]
+    for c, col in enumerate(columns):
+        if col.kind == "choice" and col.choices and n_rows:
+            reqs.append({"setDataValidation": {
+                "range": grid(sheet_id, 1, total, c, c + 1),
+                "rule": {
+                    "condition": {"type": "ONE_OF_LIST",
+                                  "values": [{"userEnteredValue": ch} for ch in col.choices]},
+                    "strict": True, "showCustomUi": True,
+                },
+            }})
+    reqs.append(_protect(grid(sheet_id, 0, 1, 0, width)))
+    for c0, c1 in _runs([not col.editable for col in columns]):
+        if n_rows:
+            reqs.append(_protect(grid(sheet_id, 1, total, c0, c1)))
+    reqs.append({"setBasicFilter": {"filter": {"range": grid(sheet_id, 0, total, 0, width)}}})
+    pair = layout.highlight_mismatch
+    if pair and all(p in names for p in pair) and n_rows:
+        a, b = (column_letter(names.index(p)) for p in pair)
+        formula = f'=AND(${a}2<>"",${b}2<>"",${a}2<>${b}2)'
+        reqs.append({"addConditionalFormatRule": {"index": 0, "rule": {
+            "ranges": [grid(sheet_id, 1, total, 0, width)],
+            "booleanRule": {
+                "condition": {"type": "CUSTOM_FORMULA", "values": [{"userEnteredValue": formula}]},
+                "format": {"backgroundColor": MISMATCH_COLOR},
+            },
+        }}})
+    reqs += _sizes(sheet_id, columns, n_rows)
+    return reqs
+
+
+def _protect(range_: Mapping[str, int]) -> dict[str, Any]:
+    return {"addProtectedRange": {"protectedRange": {
+        "range": dict(range_), "description": PROTECT_NOTE, "warningOnly": True,
+    }}}
+
+
+def _runs(flags: list[bool]) -> list[tuple[int, int]]:
+    """[start, end) index runs where ``flags`` is true."""
+    runs, start = [], None
+    for i, flag in enumerate([*flags, False]):
+        if flag and start is None:
+            start = i
+        elif not flag and start is not None:
+            runs.append((start, i))
+            start = None
+    return runs
+
+
+def _sizes(sheet_id: int, columns: list[Column], n_rows: int) -> list[dict[str, Any]]:
+    reqs = []
+    for c, col in enumerate(columns):
+        # Column.width is in characters (as in the .xlsx backend); Sheets wants pixels.
+        px = IMAGE_WIDTH if col.kind == "image" else (col.width * 7 + 10 if col.width else None)
+        if px:
+            reqs.append(_dimension(sheet_id, "COLUMNS", c, c + 1, px))
+    if n_rows and any(col.kind == "image" for col in columns):
+        reqs.append(_dimension(sheet_id, "ROWS", 1, n_rows + 1, ROW_HEIGHT))
+    return reqs
+
+
+def _dimension(sheet_id: int, dim: str, start: int, end: int, px: int) -> dict[str, Any]:
+    return {"updateDimensionProperties": {
+        "range": {"sheetId": sheet_id, "dimension": dim, "startIndex": start, "endIndex": end},
+        "properties": {"pixelSize": int(px)}, "fields": "pixelSize",
+    }}

@@ -1,0 +1,225 @@
+"""One bounded, counted, retried way to call the Sheets API v4 through a gspread client.
+
+gspread's plain ``HTTPClient`` never retries and its ``BackOffHTTPClient`` (6.2.x) retries
+forever, so every request of :class:`~sheetsync.sheets.google.GoogleBackend` goes through
+:meth:`SheetsHTTP.call`: exponential backoff with jitter on 408/429/5xx, timeouts and dropped
+connections, at most ``max_retries`` retries, then a typed error. It also counts requests and
+bytes so each sync can say what it cost.
+
+Usage::
+
+    http = SheetsHTTP(gspread_client, spreadsheet_id="1AbC...", timeout=60, max_retries=5)
+    body = http.call("read", "GET", "/values:batchGet", params={"ranges": ["'data'"]})
+    str(http.usage)   # "1 request (1 read, 0 write), 0 KB sent, 3 KB received"
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import requests
+from google.auth import exceptions as gauth_exceptions
+from gspread.exceptions import APIError
+from gspread.urls import SPREADSHEETS_API_V4_BASE_URL
+
+from ..errors import AuthError, BackendError, QuotaError, SheetNotFoundError
+
+log = logging.getLogger("sheetsync.google")
+
+RETRY_CODES = frozenset({408, 429, 500, 502, 503, 504})
+# Google's advice: keep one request's payload under ~2 MB.
+MAX_PAYLOAD = 2_000_000
+
+
+class SheetsRequestError(BackendError):
+    """Google Sheets refused a request for a reason retrying cannot fix (a 400, mostly)."""
+
+    def __init__(self, code: int, status: str, message: str):
+        self.code, self.status, self.api_message = code, status, message
+        super().__init__(f"Google Sheets refused the request ({code} {status}): {message}")
+
+
+@dataclass
+class Usage:
+    """What the requests so far cost; ``str()`` gives the line every sync prints."""
+
+    reads: int = 0
+    writes: int = 0
+    retries: int = 0
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    largest_payload: int = 0
+
+    @property
+    def requests(self) -> int:
+        return self.reads + self.writes
+
+    def __str__(self) -> str:
+        n = self.requests
+        text = (
+            f"{n} request{'s' if n != 1 else ''} ({self.reads} read, {self.writes} write), "
+            f"{_size(self.bytes_sent)} sent, {_size(self.bytes_received)} received"
+        )
+        if self.retries:
+            text += f", {self.retries} retried"
+        return text
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{round(n / 1e3)} KB"
+
+
+def dumps(body: Mapping[str, Any]) -> bytes:
+    """Compact JSON; NaN/inf and numpy scalars are bugs upstream, so they fail loudly here."""
+    return json.dumps(body, allow_nan=False, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+class SheetsHTTP:
+    """Counted, retried requests to one spreadsheet through a gspread ``Client``'s session."""
+
+    def __init__(
+        self,
+        client: Any,
+        spreadsheet_id: str,
+        *,
+        account: str | None = None,
+        timeout: float = 60.0,
+        max_retries: int = 5,
+        backoff_base: float = 1.0,
+        backoff_cap: float = 32.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        self.http_client = client.http_client
+        self.http_client.set_timeout(timeout)
+        self.spreadsheet_id = spreadsheet_id
+        self.account = account
+        self.timeout = timeout
+        self.max_retries = max(0, int(max_retries))
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self.sleep = sleep
+        self.usage = Usage()
+
+    def url(self, suffix: str) -> str:
+        return f"{SPREADSHEETS_API_V4_BASE_URL}/{self.spreadsheet_id}{suffix}"
+
+    def call(
+        self,
+        kind: Literal["read", "write"],
+        method: str,
+        suffix: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        body: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Send one API request (retrying transient failures) and return its JSON body."""
+        payload = None if body is None else dumps(body)
+        headers = None if payload is None else {"Content-Type": "application/json; charset=utf-8"}
+        started = time.monotonic()
+        last = ""
+        retry_after: float | None = None
+        for attempt in range(self.max_retries + 1):
+            if attempt:
+                self.usage.retries += 1
+                self._wait(attempt, retry_after)
+            retry_after = None
+            self._count(kind, payload)
+            try:
+                response = self.http_client.request(
+                    method, self.url(suffix), params=dict(params or {}), data=payload, headers=headers
+                )
+            except APIError as e:
+                code = _code(e)
+                if code not in RETRY_CODES:
+                    raise self._error(e) from None
+                last = f"{code} {e.error.get('status', '')}".strip()
+                retry_after = _retry_after(e.response)
+                log.info("Google Sheets answered %s; retrying", last)
+                continue
+            except requests.Timeout:
+                last = f"no answer within {self.timeout:g}s"
+                log.info("Google Sheets timed out; retrying")
+                continue
+            except (requests.ConnectionError, gauth_exceptions.TransportError) as e:
+                last = f"connection failed ({type(e).__name__})"
+                continue
+            except gauth_exceptions.RefreshError:
+                raise AuthError(
+                    "Google refused the credentials when asking for an access token (the key may "
+                    "be deleted or revoked, or the clock is wrong): create a new key and point "
+                    "[google] credentials in sheetsync.toml at it"
+                ) from None
+            self.usage.bytes_received += len(response.content)
+            return response.json() if response.content else {}
+        waited = time.monotonic() - started
+        message = (
+            f"Google Sheets kept failing ({last}) after {self.max_retries + 1} attempts over "
+            f"{waited:.0f}s: wait a minute and run the command again"
+        )
+        if last.startswith("connection failed"):
+            raise BackendError(message.replace("kept failing", "could not be reached"))
+        raise QuotaError(message)
+
+    def _count(self, kind: str, payload: bytes | None) -> None:
+        if kind == "read":
+            self.usage.reads += 1
+        else:
+            self.usage.writes += 1
+        size = len(payload or b"")
+        self.usage.bytes_sent += size
+        self.usage.largest_payload = max(self.usage.largest_payload, size)
+
+    def _wait(self, attempt: int, retry_after: float | None) -> None:
+        # "Equal jitter": at least half the exponential step, so retries never bunch at zero.
+        step = min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1))
+        delay = random.uniform(step / 2, step)
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, self.backoff_cap))
+        self.sleep(delay)
+
+    def _error(self, e: APIError) -> BackendError:
+        code = _code(e)
+        status = str(e.error.get("status", ""))
+        message = str(e.error.get("message", ""))
+        sid = self.spreadsheet_id
+        if code == 401:
+            return AuthError(
+                "Google refused the credentials (401): check [google] auth and credentials in "
+                "sheetsync.toml"
+            )
+        if code == 403 and ("has not been used" in message or "disabled" in message.lower()):
+            return BackendError(
+                "the Google Sheets API is not enabled for the credentials' Cloud project: enable "
+                "it at https://console.cloud.google.com/apis/library/sheets.googleapis.com"
+            )
+        if code == 403:
+            who = self.account or "the Google account you signed in with"
+            return SheetNotFoundError(
+                f"spreadsheet {sid} is not shared with {who}: open it in Google Sheets, click "
+                f"Share and add {who} as an Editor"
+            )
+        if code == 404:
+            return SheetNotFoundError(
+                f"no spreadsheet with id {sid}: check [google] spreadsheet in sheetsync.toml "
+                "(paste the sheet's URL or id)"
+            )
+        return SheetsRequestError(code, status, message)
+
+
+def _code(e: APIError) -> int:
+    code = e.code if isinstance(e.code, int) and e.code > 0 else 0
+    return code or getattr(e.response, "status_code", 0) or 0
+
+
+def _retry_after(response: requests.Response | None) -> float | None:
+    value = None if response is None else response.headers.get("Retry-After")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None

@@ -1,0 +1,278 @@
+"""The Google Sheets backend: one shared spreadsheet, few requests, lossless typed cells.
+
+A push is one metadata read plus one ``spreadsheets.batchUpdate`` carrying the typed cells and
+the whole layout (frozen header, dropdowns, protected read-only columns, basic filter, label
+vs. prediction highlight, thumbnails) atomically; tables over ~2 MB of cell data add one
+``batchUpdate`` per further ~2 MB. A read is one ``values.batchGet`` (unformatted values, so
+numbers come back as numbers and text exactly as written). Every request goes through
+:class:`~sheetsync.sheets._google_http.SheetsHTTP`: bounded retries, a timeout, counted bytes.
+
+Usage::
+
+    backend = GoogleBackend.from_config(config)      # or GoogleBackend(gspread_client, key)
+    backend.write_table(table, layout)
+    backend.read_table()                             # DataFrame of str, index = sheet row
+    print(backend.usage())                           # "2 requests (1 read, 1 write), 412 KB sent, ..."
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import gspread
+import pandas as pd
+import requests
+from gspread.exceptions import NoValidUrlKeyFound
+from gspread.utils import extract_id_from_url
+
+from ..errors import ConfigError
+from . import _google_cells as cells
+from ._google_http import MAX_PAYLOAD, SheetsHTTP, SheetsRequestError, Usage, dumps
+from .base import DATA_SHEET, SCORES_SHEET, Backend, SheetLayout, cell_text
+
+if TYPE_CHECKING:
+    from ..config import Config
+
+_META_FIELDS = (
+    "sheets(properties(sheetId,title,index,gridProperties(rowCount,columnCount)),"
+    "protectedRanges(protectedRangeId,description,range),conditionalFormats(ranges))"
+)
+_READ = {
+    "majorDimension": "ROWS",
+    "valueRenderOption": "UNFORMATTED_VALUE",  # numbers as numbers, text as written
+    "dateTimeRenderOption": "FORMATTED_STRING",  # a date someone typed reads as they see it
+}
+
+
+class GoogleBackend(Backend):
+    """A Google spreadsheet holding the data worksheet and the ``scores`` worksheet."""
+
+    name = "google"
+
+    def __init__(
+        self,
+        client: gspread.Client | requests.Session,
+        spreadsheet: str,
+        *,
+        worksheet: str = DATA_SHEET,
+        account: str | None = None,
+        timeout: float = 60.0,
+        max_retries: int = 5,
+        backoff_base: float = 1.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        if isinstance(client, requests.Session):  # an already authorized session
+            client = gspread.Client(auth=None, session=client)  # type: ignore[arg-type]
+        self.client = client
+        self.spreadsheet_id = spreadsheet_key(spreadsheet)
+        self.worksheet = worksheet or DATA_SHEET
+        self.http = SheetsHTTP(
+            client, self.spreadsheet_id, account=account, timeout=timeout,
+            max_retries=max_retries, backoff_base=backoff_base, sleep=sleep,
+        )
+
+    @classmethod
+    def from_config(cls, config: Config) -> GoogleBackend:
+        from ._google_auth import sign_in
+
+        g = config.google
+        key = spreadsheet_key(g.spreadsheet)  # a bad key fails before any sign-in
+        login = sign_in(g, config.resolve)
+        return cls(
+            login.client, key, worksheet=g.worksheet, account=login.account,
+            timeout=g.timeout, max_retries=g.max_retries,
+        )
+
+    # -- Backend -------------------------------------------------------------------------
+
+    def describe(self) -> str:
+        return f"https://docs.google.com/spreadsheets/d/{self.spreadsheet_id} (worksheet {self.worksheet!r})"
+
+    def usage(self) -> str:
+        return str(self.http.usage)
+
+    @property
+    def stats(self) -> Usage:
+        """Requests and bytes since this backend was made (or :meth:`reset_usage`)."""
+        return self.http.usage
+
+    def reset_usage(self) -> None:
+        self.http.usage = Usage()
+
+    def read_table(self) -> pd.DataFrame | None:
+        values = self._read_values(self.worksheet)
+        if values is None:
+            return None
+        return _frame(values, index_rows=True)
+
+    def read_scores(self) -> pd.DataFrame:
+        values = self._read_values(SCORES_SHEET)
+        return pd.DataFrame() if values is None else _frame(values, index_rows=False)
+
+    def write_table(self, table: pd.DataFrame, layout: SheetLayout) -> None:
+        names = [str(c) for c in table.columns]
+        meta = self._sheets()
+        first, sheet_id = self._prepare(meta, len(table), len(names))
+        if SCORES_SHEET not in meta and SCORES_SHEET != self.worksheet:
+            first.append(_add_sheet(_new_id(meta, exclude={sheet_id}), SCORES_SHEET, 2, 2, 1))
+        first.append(_update_cells(sheet_id, 0, [cells.header_row(names, layout)], len(names),
+                                   "userEnteredValue,userEnteredFormat.textFormat.bold,note"))
+        first += cells.layout_requests(sheet_id, names, len(table), layout)
+        rows = cells.table_rows(table, layout)
+        budget = MAX_PAYLOAD - len(dumps({"requests": first}))
+        for n, (start, chunk) in enumerate(_chunks(rows, budget)):
+            update = _update_cells(sheet_id, 1 + start, chunk, len(names), "userEnteredValue")
+            # The first chunk rides with the structure: small sheets change atomically.
+            self._batch([*first, update] if n == 0 else [update])
+            first = []
+        if first:  # no rows at all
+            self._batch(first)
+
+    def append_score(self, row: Mapping[str, object]) -> None:
+        meta = self._sheets()
+        reqs: list[dict[str, Any]] = []
+        if SCORES_SHEET in meta:
+            sheet_id = meta[SCORES_SHEET]["properties"]["sheetId"]
+            old = self._read_values(SCORES_SHEET, cells="1:1") or [[]]
+            header = [cell_text(v) for v in old[0]]
+            spare = meta[SCORES_SHEET]["properties"]["gridProperties"]["columnCount"]
+        else:
+            sheet_id = _new_id(meta)
+            reqs.append(_add_sheet(sheet_id, SCORES_SHEET, 2, max(len(row), 1), 1))
+            header, spare = [], max(len(row), 1)
+        new = header + [str(k) for k in row if str(k) not in header]
+        if len(new) > spare:
+            reqs.append({"appendDimension": {"sheetId": sheet_id, "dimension": "COLUMNS",
+                                             "length": len(new) - spare}})
+        if new != header:
+            reqs.append(_update_cells(sheet_id, 0, [{"values": [
+                {"userEnteredValue": {"stringValue": h}} for h in new]}], None, "userEnteredValue"))
+        keyed = {str(k): v for k, v in row.items()}
+        values = [cells.score_cell(keyed.get(h)) for h in new]
+        # appendCells writes after the last row with data: earlier scores are never overwritten.
+        reqs.append({"appendCells": {"sheetId": sheet_id, "rows": [{"values": values}],
+                                     "fields": "userEnteredValue"}})
+        self._batch(reqs)
+
+    # -- requests ------------------------------------------------------------------------
+
+    def _read_values(self, title: str, cells: str = "") -> list[list[Any]] | None:
+        a1 = "'" + title.replace("'", "''") + "'" + (f"!{cells}" if cells else "")
+        try:
+            body = self.http.call("read", "GET", "/values:batchGet",
+                                  params={**_READ, "ranges": [a1]})
+        except SheetsRequestError as e:
+            if e.code == 400 and "parse range" in e.api_message:
+                return None  # no such worksheet
+            raise
+        ranges = body.get("valueRanges") or [{}]
+        return list(ranges[0].get("values") or [])
+
+    def _sheets(self) -> dict[str, dict[str, Any]]:
+        body = self.http.call("read", "GET", "", params={"fields": _META_FIELDS})
+        return {s["properties"]["title"]: s for s in body.get("sheets", [])}
+
+    def _batch(self, reqs: list[dict[str, Any]]) -> None:
+        self.http.call("write", "POST", ":batchUpdate", body={"requests": reqs})
+
+    def _prepare(self, meta: dict[str, dict[str, Any]], n_rows: int, width: int) -> tuple[list[dict[str, Any]], int]:
+        """Requests that make the data sheet exactly (header + n_rows) x width and bare."""
+        rows, cols = max(n_rows + 1, 2), max(width, 1)  # a frozen row needs a row below it
+        sheet = meta.get(self.worksheet)
+        if sheet is None:
+            sheet_id = _new_id(meta)
+            return [_add_sheet(sheet_id, self.worksheet, rows, cols, 1)], sheet_id
+        sheet_id = sheet["properties"]["sheetId"]
+        reqs: list[dict[str, Any]] = [
+            {"deleteProtectedRange": {"protectedRangeId": p["protectedRangeId"]}}
+            for p in sheet.get("protectedRanges", [])
+            if str(p.get("description", "")).startswith("sheetsync")
+        ]
+        # The data sheet is ours: its highlight rules are rebuilt on every push.
+        reqs += [
+            {"deleteConditionalFormatRule": {"sheetId": sheet_id, "index": i}}
+            for i in reversed(range(len(sheet.get("conditionalFormats", []))))
+        ]
+        reqs.append({"updateSheetProperties": {
+            "properties": {"sheetId": sheet_id, "gridProperties": {
+                "rowCount": rows, "columnCount": cols, "frozenRowCount": 1}},
+            "fields": "gridProperties(rowCount,columnCount,frozenRowCount)",
+        }})
+        reqs.append({"setDataValidation": {"range": {"sheetId": sheet_id}}})  # drop old dropdowns
+        reqs.append(_update_cells(sheet_id, 0, [], cols, "userEnteredValue,note", end_row=rows))
+        return reqs, sheet_id
+
+
+def spreadsheet_key(value: str) -> str:
+    """The spreadsheet id from an id or a docs.google.com URL."""
+    value = (value or "").strip()
+    if not value:
+        raise ConfigError(
+            "[google] spreadsheet is empty in sheetsync.toml: paste the URL of a Google Sheet "
+            "shared with your service account"
+        )
+    if "/" not in value:
+        return value
+    try:
+        return extract_id_from_url(value)
+    except NoValidUrlKeyFound:
+        raise ConfigError(f"[google] spreadsheet {value!r} is not a Google Sheets URL") from None
+
+
+def _frame(values: list[list[Any]], *, index_rows: bool) -> pd.DataFrame:
+    """Like the .xlsx backend: header as written (a blank one over data is "column N"),
+    every cell str, blank rows kept (sync drops them) so the index is the sheet row."""
+    rows = [[cell_text(v) for v in r] for r in values]
+    while rows and not any(rows[-1]):
+        rows.pop()
+    if not rows:
+        return pd.DataFrame(dtype=str)
+    header, width = rows[0], max(len(r) for r in rows)
+    used = [any(len(r) > c and r[c] for r in rows[1:]) for c in range(width)]
+    keep = [c for c in range(width) if (c < len(header) and header[c]) or used[c]]
+    names = [header[c] if c < len(header) and header[c] else f"column {c + 1}" for c in keep]
+    body = [[r[c] if c < len(r) else "" for c in keep] for r in rows[1:]]
+    index = pd.RangeIndex(2, len(body) + 2) if index_rows else None
+    return pd.DataFrame(body, columns=names, index=index, dtype=str)
+
+
+def _chunks(rows: list[dict[str, Any]], first_budget: int) -> list[tuple[int, list[dict[str, Any]]]]:
+    """Split rows into runs whose JSON stays under the payload budget (the first one smaller)."""
+    out: list[tuple[int, list[dict[str, Any]]]] = []
+    start, size, budget = 0, 0, max(first_budget, MAX_PAYLOAD // 4)
+    for i, row in enumerate(rows):
+        n = len(dumps(row)) + 1
+        if size + n > budget and i > start:
+            out.append((start, rows[start:i]))
+            start, size, budget = i, 0, MAX_PAYLOAD - 1000
+        size += n
+    if rows:
+        out.append((start, rows[start:]))
+    return out
+
+
+def _update_cells(sheet_id: int, row0: int, data: list[dict[str, Any]], width: int | None,
+                  fields: str, *, end_row: int | None = None) -> dict[str, Any]:
+    """updateCells over [row0, end_row): cells of the range that ``data`` leaves out are cleared."""
+    rng: dict[str, int] = {"sheetId": sheet_id, "startRowIndex": row0,
+                           "endRowIndex": row0 + len(data) if end_row is None else end_row,
+                           "startColumnIndex": 0}
+    if width is not None:
+        rng["endColumnIndex"] = width
+    return {"updateCells": {"range": rng, "rows": data, "fields": fields}}
+
+
+def _add_sheet(sheet_id: int, title: str, rows: int, cols: int, frozen: int) -> dict[str, Any]:
+    return {"addSheet": {"properties": {"sheetId": sheet_id, "title": title, "gridProperties": {
+        "rowCount": rows, "columnCount": cols, "frozenRowCount": frozen}}}}
+
+
+def _new_id(meta: Mapping[str, Mapping[str, Any]], exclude: set[int] = frozenset()) -> int:  # type: ignore[assignment]
+    taken = {s["properties"]["sheetId"] for s in meta.values()} | set(exclude)
+    while True:
+        sheet_id = random.randrange(1, 2**31 - 1)
+        if sheet_id not in taken:
+            return sheet_id
