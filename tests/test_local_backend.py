@@ -6,7 +6,10 @@ import datetime as dt
 import io
 import math
 import os
+import resource
+import signal
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import openpyxl
@@ -237,22 +240,33 @@ def test_refuses_to_write_while_a_program_has_the_workbook_open(book: Path, root
     assert list(b.read_scores()["version"]) == ["9"]
 
 
+@pytest.fixture
+def tiny_file_size_limit() -> Iterator[None]:
+    """A real write failure: the kernel refuses files beyond 32 KiB (as a full disk would)."""
+    old_limit = resource.getrlimit(resource.RLIMIT_FSIZE)
+    old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of death
+    resource.setrlimit(resource.RLIMIT_FSIZE, (32768, old_limit[1]))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, old_limit)
+        signal.signal(signal.SIGXFSZ, old_handler)
+
+
 def test_a_failed_write_leaves_the_old_workbook_intact(
-    book: Path, root: Path, monkeypatch: pytest.MonkeyPatch
+    book: Path, root: Path, request: pytest.FixtureRequest
 ) -> None:
     b = backend(book, root)
-    b.write_table(make_table(root, 3), make_layout())
+    table = make_table(root, 80)
+    b.write_table(table, make_layout())
+    b.append_score({"version": 1})
     before = book.read_bytes()
-
-    def crash(self: openpyxl.Workbook, filename: object) -> None:
-        filename.write(b"PK\x03\x04 half a workbook")  # type: ignore[attr-defined]
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(openpyxl.Workbook, "save", crash)
-    with pytest.raises(BackendError, match="No space left"):
-        b.write_table(make_table(root, 5), make_layout())
-    with pytest.raises(BackendError):
-        b.append_score({"version": 1})
+    assert len(before) > 32768  # so that writing it again must fail part way
+    request.getfixturevalue("tiny_file_size_limit")
+    with pytest.raises(BackendError, match="could not write .*File too large"):
+        b.write_table(table, make_layout())
+    with pytest.raises(BackendError, match="could not write"):
+        b.append_score({"version": 2})
     assert book.read_bytes() == before
     assert sorted(p.name for p in book.parent.iterdir()) == ["data", "sheet.xlsx"]
 

@@ -1,7 +1,7 @@
-"""Thumbnails for the local workbook: small PNGs, anchored inside one cell.
+"""Thumbnails for the local workbook: small PNGs sized to sit inside one cell.
 
 Kept apart from :mod:`sheetsync.sheets.local` because it is the only part that touches
-pixels (Pillow) and the drawing layer of the .xlsx format.
+pixels (Pillow); :mod:`sheetsync.sheets._xlsx_package` anchors the result in the sheet.
 """
 
 from __future__ import annotations
@@ -10,9 +10,6 @@ import io
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from openpyxl.drawing.image import Image as XlsxImage
-from openpyxl.drawing.spreadsheet_drawing import AnchorMarker, TwoCellAnchor
-from openpyxl.utils.units import pixels_to_EMU
 from PIL import Image, UnidentifiedImageError
 
 # Space between the picture and the cell's border, in pixels.
@@ -78,27 +75,6 @@ def _png_friendly(im: Image.Image) -> Image.Image:
     if im.mode.startswith("I"):  # 16/32-bit grey: scale down to 8 bits
         return im.point(lambda v: v / 256).convert("L")
     return im.convert("RGB")
-
-
-def anchored_picture(thumb: Thumbnail, row: int, col: int) -> XlsxImage:
-    """An openpyxl picture inside the cell at 1-based (row, col).
-
-    A two-cell anchor with "move and size with cells" makes spreadsheet programs carry the
-    picture along when people sort rows and hide it when a filter hides its row.
-    """
-    pic = XlsxImage(io.BytesIO(thumb.png))
-    pic.width, pic.height = thumb.width, thumb.height
-    start = AnchorMarker(
-        col=col - 1, colOff=pixels_to_EMU(PADDING), row=row - 1, rowOff=pixels_to_EMU(PADDING)
-    )
-    end = AnchorMarker(
-        col=col - 1,
-        colOff=pixels_to_EMU(PADDING + thumb.width),
-        row=row - 1,
-        rowOff=pixels_to_EMU(PADDING + thumb.height),
-    )
-    pic.anchor = TwoCellAnchor(editAs="twoCell", _from=start, to=end)
-    return pic
 
 
 def cell_size_for(box: int) -> tuple[float, float]:
