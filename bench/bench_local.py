@@ -49,13 +49,19 @@ def bench(rows: int, work: Path) -> None:
     no_thumbs = timed(lambda: plain.write_table(table, layout))
     plain_read = timed(plain.read_table)
 
-    print(f"\n{rows} rows (baseline: pandas to_excel {base_write:.2f} s, read_excel {base_read:.2f} s)")
-    print(f"  write, new workbook      {first:6.2f} s  x{first / base_write:5.1f}  {size / 1e6:.1f} MB")
+    print(
+        f"\n{rows} rows (baseline: pandas to_excel {base_write:.2f} s, read_excel {base_read:.2f} s)"
+    )
+    print(
+        f"  write, new workbook      {first:6.2f} s  x{first / base_write:5.1f}  {size / 1e6:.1f} MB"
+    )
     print(f"  write over previous one  {again:6.2f} s  x{again / base_write:5.1f}")
     print(f"  append_score             {score:6.2f} s  x{score / base_write:5.1f}")
     print(f"  read_table               {read:6.2f} s  x{read / base_read:5.1f}")
-    print(f"  write, thumbnails=False  {no_thumbs:6.2f} s  x{no_thumbs / base_write:5.1f}  "
-          f"{plain.path.stat().st_size / 1e6:.1f} MB")
+    print(
+        f"  write, thumbnails=False  {no_thumbs:6.2f} s  x{no_thumbs / base_write:5.1f}  "
+        f"{plain.path.stat().st_size / 1e6:.1f} MB"
+    )
     print(f"  read_table (no thumbs)   {plain_read:6.2f} s  x{plain_read / base_read:5.1f}")
 
 

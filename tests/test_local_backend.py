@@ -8,6 +8,7 @@ import math
 import os
 import resource
 import signal
+import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -213,7 +214,7 @@ def test_scores_are_appended_and_the_header_grows(book: Path, root: Path) -> Non
         {"version": "2", "time": "", "test_accuracy": "0.625", "seed": "123", "precision": "=bf16"},
     ]
     wb = openpyxl.load_workbook(book)
-    assert wb.sheetnames[:2] == ["data", "scores"]
+    assert wb.sheetnames == ["data", "scores"]
     assert wb["scores"]["C2"].data_type == "n"
     assert wb["scores"]["E3"].data_type == "s"
 
@@ -560,3 +561,36 @@ def test_reads_what_excel_writes(book: Path, root: Path) -> None:
     assert got.loc[4].tolist() == ["", "", "", "", ""]
     assert got.loc[5].tolist() == ["ab12", "3", "2024-03-01", "#DIV/0!", "42"]
     assert got.loc[6].tolist() == ["", "label", "", "", ""]
+
+
+def test_appending_a_score_changes_nothing_else(book: Path, root: Path) -> None:
+    b = backend(book, root)
+    b.write_table(make_table(root, 3), make_layout())
+    b.append_score({"version": 1, "seconds": 12.5})
+    with zipfile.ZipFile(book) as zf:
+        before = {n: zf.read(n) for n in zf.namelist()}
+    b.append_score({"version": 2, "seconds": 3, "note": "new key"})
+    with zipfile.ZipFile(book) as zf:
+        after = {n: zf.read(n) for n in zf.namelist()}
+    changed = sorted(n for n in after if before.get(n) != after[n])
+    assert changed == ["xl/worksheets/sheet2.xml"]  # the scores sheet, nothing else
+    assert b.read_scores().to_dict("records") == [
+        {"version": "1", "seconds": "12.5", "note": ""},
+        {"version": "2", "seconds": "3", "note": "new key"},
+    ]
+    ws = openpyxl.load_workbook(book)["scores"]
+    assert ws.calculate_dimension() == "A1:C3"
+    assert ws["C1"].font.b  # the new header cell looks like the others
+
+
+def test_ten_thousand_rows_round_trip(book: Path, root: Path) -> None:
+    table = make_table(root, 10_000, images=False)
+    b = backend(book, root, thumbnails=False)
+    b.write_table(table, make_layout())
+    started = time.perf_counter()
+    got = b.read_table()
+    seconds = time.perf_counter() - started
+    assert got is not None and list(got.index) == list(range(2, 10_002))
+    assert list(got["id"]) == list(table["id"])
+    assert list(got["loss"][:3]) == ["1", "1.001", "1.002"]
+    assert seconds < 30, f"reading 10,000 rows took {seconds:.1f} s"

@@ -42,6 +42,7 @@ import io
 import math
 import numbers
 import os
+import re
 import secrets
 import time
 import warnings
@@ -150,8 +151,11 @@ class LocalBackend(Backend):
         _drop_sheet(wb, LISTS_SHEET, default=None)
         ws = wb.create_sheet(DATA_SHEET, index)
         if SCORES_SHEET not in wb.sheetnames:
-            # An empty scores sheet from the start lets append_score edit just that sheet.
-            wb.create_sheet(SCORES_SHEET, index + 1)
+            # An empty scores sheet from the start lets append_score edit just that sheet;
+            # its header row is bold already, for the cells that will be added to it.
+            scores = wb.create_sheet(SCORES_SHEET, index + 1)
+            scores.row_dimensions[1].font = HEADER_FONT
+            scores.freeze_panes = "A2"
         writer = _DataSheetWriter(self, ws, table, layout)
         writer.prepare()
         _select_only(wb, ws)
@@ -291,10 +295,11 @@ class LocalBackend(Backend):
         new = [k for k in values if k not in header]
         existing = sheet_rows(package.parts[part])
         first_new = len(header) + 1
-        if any(column_index_from_string(c) >= first_new for c in existing.get(1, {}) if c) and new:
-            return None  # formatted cells beyond the header: keep it simple, use openpyxl
-        header_style = existing.get(1, {}).get("A")
-        style = None if header_style is None else header_style.get("s")
+        row1 = existing.get(1, {})
+        if new and any(not c or column_index_from_string(c) >= first_new for c in row1):
+            return None  # cells beyond the header (or unnumbered): let openpyxl sort it out
+        first = row1.get("A")
+        style = _row_style(package.parts[part], 1) if first is None else first.get("s")
         header += new
         target = max(last, 1) + 1
         head = cells_xml(
@@ -308,7 +313,10 @@ class LocalBackend(Backend):
                 if k in values
             ],
         )
-        return _with_part(package, part, append_row(package.parts[part], target, cells, head))
+        sheet = append_row(package.parts[part], target, cells, head)
+        dimension = f'<dimension ref="A1:{get_column_letter(max(1, len(header)))}{target}"/>'
+        sheet = re.sub(rb"<dimension\b[^>]*/>", dimension.encode(), sheet, count=1)
+        return _with_part(package, part, sheet)
 
     def _workbook_bytes(self, wb: Workbook) -> bytes:
         buf = io.BytesIO()
@@ -343,6 +351,13 @@ class LocalBackend(Backend):
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
+
+
+def _row_style(sheet_xml: bytes, row: int) -> str | None:
+    """The style id a whole row carries (``<row r="1" s="3" customFormat="1">``)."""
+    m = re.search(rb'<row\b[^>]*\br="%d"[^>]*>' % row, sheet_xml)
+    style = None if m is None else re.search(rb'\bs="(\d+)"', m.group(0))
+    return None if style is None else style.group(1).decode()
 
 
 def _with_part(package: Package, part: str, data: bytes) -> bytes:
