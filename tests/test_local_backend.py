@@ -594,3 +594,51 @@ def test_ten_thousand_rows_round_trip(book: Path, root: Path) -> None:
     assert list(got["id"]) == list(table["id"])
     assert list(got["loss"][:3]) == ["1", "1.001", "1.002"]
     assert seconds < 30, f"reading 10,000 rows took {seconds:.1f} s"
+
+
+def test_thumbnails_are_reused_until_the_image_changes(
+    book: Path, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sheetsync.sheets import _xlsx_images
+
+    rendered: list[Path] = []
+    real = _xlsx_images.render_thumbnail
+
+    def spy(file: Path, box: int) -> _xlsx_images.Thumbnail | None:
+        rendered.append(file)
+        return real(file, box)
+
+    monkeypatch.setattr(_xlsx_images, "render_thumbnail", spy)
+    table = make_table(root, 3)
+    b = backend(book, root)
+    b.write_table(table, make_layout())
+    assert len(rendered) == 3
+
+    # A pull moved one file to another folder (same bytes, same modification time) and
+    # the image of another one was replaced: only that one is rendered again.
+    moved = "val/x/" + Path(table.loc[0, "path"]).name
+    (root / moved).parent.mkdir(parents=True, exist_ok=True)
+    (root / table.loc[0, "path"]).rename(root / moved)
+    table.loc[0, "path"] = moved
+    make_png(root / table.loc[2, "path"], 99, size=(200, 50))
+    rendered.clear()
+    b.write_table(table, make_layout())
+    assert rendered == [(root / table.loc[2, "path"]).resolve()]
+    ws = openpyxl.load_workbook(book)["data"]
+    assert len(ws._images) == 3
+    sizes = {
+        img.anchor._from.row: (img.anchor.to.colOff - img.anchor._from.colOff) // 9525
+        for img in ws._images
+    }
+    assert sizes == {1: 48, 2: 48, 3: 48}
+    heights = {
+        img.anchor._from.row: (img.anchor.to.rowOff - img.anchor._from.rowOff) // 9525
+        for img in ws._images
+    }
+    assert heights[3] == 12  # the new 200x50 picture, not the old 120x90 one
+
+    # With thumbnails off and on again nothing is left to reuse: all rendered.
+    backend(book, root, thumbnails=False).write_table(table, make_layout())
+    rendered.clear()
+    b.write_table(table, make_layout())
+    assert len(rendered) == 3

@@ -25,23 +25,51 @@ class Thumbnail:
     height: int
 
 
-def safe_image_path(root: Path, relative: str) -> Path | None:
-    """``root / relative`` if it stays inside ``root`` (after symlinks), else None.
+def safe_image_path(base: Path, relative: str) -> Path | None:
+    """``base / relative`` if it stays inside ``base`` (after symlinks), else None.
 
-    The path comes from a sheet cell, so it is untrusted: ``../../etc/passwd`` or an
-    absolute path must never make us read a file outside the dataset.
+    ``base`` must be resolved already. The path comes from a sheet cell, so it is
+    untrusted: ``../../etc/passwd`` or an absolute path must never make us read a file
+    outside the dataset.
     """
     if not relative or "\x00" in relative:
         return None
     rel = PurePosixPath(relative.replace("\\", "/"))
     if rel.is_absolute() or ".." in rel.parts:
         return None
-    base = root.resolve()
     try:
         target = (base / rel).resolve()
     except (OSError, RuntimeError):
         return None
     return target if target.is_relative_to(base) and target != base else None
+
+
+def stamp(file: Path, box: int) -> str | None:
+    """What a thumbnail of ``file`` depends on (box, file size, modification time).
+
+    Stored as the picture's title, it lets the next push reuse the thumbnail instead of
+    decoding the image again: decoding is most of the time a push takes.
+    """
+    try:
+        st = file.stat()
+    except OSError:
+        return None
+    return f"sheetsync thumbnail {box}px {st.st_size} {st.st_mtime_ns}"
+
+
+def title(stamp_text: str, thumb: Thumbnail) -> str:
+    return f"{stamp_text} {thumb.width}x{thumb.height}"
+
+
+def from_title(title_text: str, png: bytes) -> tuple[str, Thumbnail] | None:
+    """(stamp, thumbnail) from a picture written by :func:`title`; None if it is not one."""
+    stamp_text, _, size = title_text.rpartition(" ")
+    width, _, height = size.partition("x")
+    if not stamp_text.startswith("sheetsync thumbnail ") or not (
+        width.isdigit() and height.isdigit()
+    ):
+        return None
+    return stamp_text, Thumbnail(png, int(width), int(height))
 
 
 def render_thumbnail(file: Path, box: int) -> Thumbnail | None:

@@ -27,7 +27,8 @@ from xml.etree import ElementTree as ET
 NS_MAIN = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
 NS_R = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
 NS_PKG = "http://schemas.openxmlformats.org/package/2006/relationships"
-NS_CT = "http://schemas.openxmlformats.org/package/2006/content-types"
+NS_XDR = "http://schemas.openxmlformats.org/drawingml/2006/spreadsheetDrawing"
+NS_A = "http://schemas.openxmlformats.org/drawingml/2006/main"
 REL_DRAWING = NS_R + "/drawing"
 REL_IMAGE = NS_R + "/image"
 REL_OFFICE_DOC = NS_R + "/officeDocument"
@@ -68,7 +69,8 @@ class Picture:
     width: int
     height: int
     padding: int
-    title: str = ""
+    description: str = ""  # alt text: the image's path
+    title: str = ""  # what the thumbnail was made from, to reuse it next time
 
 
 class Package:
@@ -155,6 +157,23 @@ class Package:
             elsewhere.update(target for _, _, target in self.rels(source))
         return reach - elsewhere
 
+    def pictures(self, sheet_part: str) -> list[tuple[str, str, bytes]]:
+        """(description, title, image bytes) of every picture drawn on the sheet."""
+        out = []
+        for _, kind, drawing in self.rels(sheet_part):
+            if kind != REL_DRAWING or drawing not in self.parts:
+                continue
+            media = {rid: target for rid, _, target in self.rels(drawing)}
+            for pic in _xml(self.parts[drawing], drawing).iter(f"{{{NS_XDR}}}pic"):
+                props = pic.find(f"{{{NS_XDR}}}nvPicPr/{{{NS_XDR}}}cNvPr")
+                blip = pic.find(f"{{{NS_XDR}}}blipFill/{{{NS_A}}}blip")
+                if props is None or blip is None:
+                    continue
+                target = media.get(blip.get(f"{{{NS_R}}}embed", ""))
+                if target in self.parts:
+                    out.append((props.get("descr", ""), props.get("title", ""), self.parts[target]))
+        return out
+
     # -- edits -----------------------------------------------------------------------------
 
     def without_sheet(self, sheet_name: str) -> Package:
@@ -201,9 +220,9 @@ class Package:
             )
         self.parts[drawing] = (
             '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
-            '<xdr:wsDr xmlns:xdr="http://schemas.openxmlformats.org/drawingml/2006/spreadsheetDrawing" '
-            'xmlns:a="http://schemas.openxmlformats.org/drawingml/2006/main" '
-            f'xmlns:r="{NS_R}">' + "".join(anchors) + "</xdr:wsDr>"
+            f'<xdr:wsDr xmlns:xdr="{NS_XDR}" xmlns:a="{NS_A}" xmlns:r="{NS_R}">'
+            + "".join(anchors)
+            + "</xdr:wsDr>"
         ).encode("utf-8")
         self.parts[_rels_name(drawing)] = _rels_xml(rels)
         rid = self._add_rel(sheet_part, REL_DRAWING, "/" + drawing)
@@ -359,7 +378,7 @@ def _anchor_xml(pic: Picture, shape_id: int, rid: str) -> str:
         f"<xdr:to><xdr:col>{col}</xdr:col><xdr:colOff>{x0 + cx}</xdr:colOff>"
         f"<xdr:row>{row}</xdr:row><xdr:rowOff>{y0 + cy}</xdr:rowOff></xdr:to>"
         f'<xdr:pic><xdr:nvPicPr><xdr:cNvPr id="{shape_id}" name="Picture {shape_id}" '
-        f'descr="{escape_attr(pic.title)}"/>'
+        f'descr="{escape_attr(pic.description)}" title="{escape_attr(pic.title)}"/>'
         '<xdr:cNvPicPr><a:picLocks noChangeAspect="1"/></xdr:cNvPicPr></xdr:nvPicPr>'
         f'<xdr:blipFill><a:blip r:embed="{rid}"/><a:stretch><a:fillRect/></a:stretch></xdr:blipFill>'
         f'<xdr:spPr><a:xfrm><a:off x="0" y="0"/><a:ext cx="{cx}" cy="{cy}"/></a:xfrm>'
