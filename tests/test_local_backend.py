@@ -455,7 +455,9 @@ def test_layout_without_highlight_or_choices(book: Path, root: Path) -> None:
     soffice() is None and os.environ.get("CI") != "true",
     reason="LibreOffice (soffice) is not installed",
 )
-def test_libreoffice_edits_and_saves_the_workbook(book: Path, root: Path, tmp_path: Path) -> None:
+def test_libreoffice_edits_and_saves_the_workbook(
+    book: Path, root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A real spreadsheet program changes cells, re-sorts, adds a sheet and saves."""
     table = make_table(root, 6)
     table["note"] = ["=1+1", "+x", "", "-", "@a", "0042"]
@@ -518,8 +520,15 @@ def test_libreoffice_edits_and_saves_the_workbook(book: Path, root: Path, tmp_pa
     wb = openpyxl.load_workbook(book)
     assert len(wb["data"]._images) == 6  # LibreOffice kept the thumbnails
 
-    # And the next push over LibreOffice's file keeps the sheet people added.
-    b.write_table(make_table(root, 6), make_layout())
+    # And the next push over LibreOffice's file keeps the sheet people added, and reuses
+    # the thumbnails LibreOffice kept (their names say what they were made from).
+    from sheetsync.sheets import _xlsx_images
+
+    rendered: list[Path] = []
+    monkeypatch.setattr(_xlsx_images, "render_thumbnail", lambda f, box: rendered.append(f))
+    b.write_table(table, make_layout())
+    assert rendered == []
+    assert len(openpyxl.load_workbook(book)["data"]._images) == 6
     b.append_score({"version": 2})
     wb = openpyxl.load_workbook(book)
     assert wb.sheetnames[:2] == ["data", "scores"] and "mine" in wb.sheetnames

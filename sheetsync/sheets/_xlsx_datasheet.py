@@ -185,7 +185,7 @@ class DataSheetWriter:
             if thumb is None:
                 missing += 1
                 continue
-            title = images.title(stamp, thumb)
+            name = images.picture_name(stamp, thumb)
             pictures.append(
                 Picture(
                     r,
@@ -195,7 +195,7 @@ class DataSheetWriter:
                     thumb.height,
                     images.PADDING,
                     rel_text,
-                    title,
+                    name,
                 )
             )
         return pictures, missing, images.cell_size_for(box)[1]

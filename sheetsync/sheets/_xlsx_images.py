@@ -47,7 +47,7 @@ def safe_image_path(base: Path, relative: str) -> Path | None:
 def stamp(file: Path, box: int) -> str | None:
     """What a thumbnail of ``file`` depends on (box, file size, modification time).
 
-    Stored as the picture's title, it lets the next push reuse the thumbnail instead of
+    Stored as the picture's name (which LibreOffice and Excel keep), it lets the next push reuse the thumbnail instead of
     decoding the image again: decoding is most of the time a push takes.
     """
     try:
@@ -57,13 +57,13 @@ def stamp(file: Path, box: int) -> str | None:
     return f"sheetsync thumbnail {box}px {st.st_size} {st.st_mtime_ns}"
 
 
-def title(stamp_text: str, thumb: Thumbnail) -> str:
+def picture_name(stamp_text: str, thumb: Thumbnail) -> str:
     return f"{stamp_text} {thumb.width}x{thumb.height}"
 
 
-def from_title(title_text: str, png: bytes) -> tuple[str, Thumbnail] | None:
-    """(stamp, thumbnail) from a picture written by :func:`title`; None if it is not one."""
-    stamp_text, _, size = title_text.rpartition(" ")
+def from_picture_name(name: str, png: bytes) -> tuple[str, Thumbnail] | None:
+    """(stamp, thumbnail) from a picture named by :func:`picture_name`; None otherwise."""
+    stamp_text, _, size = name.rpartition(" ")
     width, _, height = size.partition("x")
     if not stamp_text.startswith("sheetsync thumbnail ") or not (
         width.isdigit() and height.isdigit()

@@ -70,7 +70,7 @@ class Picture:
     height: int
     padding: int
     description: str = ""  # alt text: the image's path
-    title: str = ""  # what the thumbnail was made from, to reuse it next time
+    name: str = ""  # the shape's name: what the thumbnail was made from, to reuse it
 
 
 class Package:
@@ -158,7 +158,7 @@ class Package:
         return reach - elsewhere
 
     def pictures(self, sheet_part: str) -> list[tuple[str, str, bytes]]:
-        """(description, title, image bytes) of every picture drawn on the sheet."""
+        """(description, name, image bytes) of every picture drawn on the sheet."""
         out = []
         for _, kind, drawing in self.rels(sheet_part):
             if kind != REL_DRAWING or drawing not in self.parts:
@@ -171,7 +171,7 @@ class Package:
                     continue
                 target = media.get(blip.get(f"{{{NS_R}}}embed", ""))
                 if target in self.parts:
-                    out.append((props.get("descr", ""), props.get("title", ""), self.parts[target]))
+                    out.append((props.get("descr", ""), props.get("name", ""), self.parts[target]))
         return out
 
     # -- edits -----------------------------------------------------------------------------
@@ -377,8 +377,8 @@ def _anchor_xml(pic: Picture, shape_id: int, rid: str) -> str:
         f"<xdr:row>{row}</xdr:row><xdr:rowOff>{y0}</xdr:rowOff></xdr:from>"
         f"<xdr:to><xdr:col>{col}</xdr:col><xdr:colOff>{x0 + cx}</xdr:colOff>"
         f"<xdr:row>{row}</xdr:row><xdr:rowOff>{y0 + cy}</xdr:rowOff></xdr:to>"
-        f'<xdr:pic><xdr:nvPicPr><xdr:cNvPr id="{shape_id}" name="Picture {shape_id}" '
-        f'descr="{escape_attr(pic.description)}" title="{escape_attr(pic.title)}"/>'
+        f'<xdr:pic><xdr:nvPicPr><xdr:cNvPr id="{shape_id}" '
+        f'name="{escape_attr(pic.name or f"Picture {shape_id}")}" descr="{escape_attr(pic.description)}"/>'
         '<xdr:cNvPicPr><a:picLocks noChangeAspect="1"/></xdr:cNvPicPr></xdr:nvPicPr>'
         f'<xdr:blipFill><a:blip r:embed="{rid}"/><a:stretch><a:fillRect/></a:stretch></xdr:blipFill>'
         f'<xdr:spPr><a:xfrm><a:off x="0" y="0"/><a:ext cx="{cx}" cy="{cy}"/></a:xfrm>'

@@ -361,8 +361,8 @@ def _previous_thumbnails(package: Package | None) -> dict[tuple[str, str], image
     if package is None or part is None:
         return {}
     out = {}
-    for description, title, png in package.pictures(part):
-        found = images.from_title(title, png)
+    for description, name, png in package.pictures(part):
+        found = images.from_picture_name(name, png)
         if found is not None:
             out[(posixpath.basename(description), found[0])] = found[1]
     return out
