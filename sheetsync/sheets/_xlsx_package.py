@@ -188,10 +188,13 @@ class Package:
         copy._drop_overrides(drop)
         return copy
 
-    def _drop_overrides(self, names: Iterable[str]) -> None:
+    def _drop_overrides(self, names: set[str]) -> None:
         ct = self.parts["[Content_Types].xml"].decode("utf-8")
-        for name in names:
-            ct = re.sub(r'<Override\b[^>]*PartName="/' + re.escape(name) + r'"[^>]*/>', "", ct)
+        ct = re.sub(
+            r'<Override\b[^>]*PartName="/([^"]*)"[^>]*/>',
+            lambda m: "" if m.group(1) in names else m.group(0),
+            ct,
+        )
         self.parts["[Content_Types].xml"] = ct.encode("utf-8")
 
     def add_pictures(self, sheet_part: str, pictures: Sequence[Picture]) -> None:
