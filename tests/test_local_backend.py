@@ -651,3 +651,33 @@ def test_thumbnails_are_reused_until_the_image_changes(
     rendered.clear()
     b.write_table(table, make_layout())
     assert len(rendered) == 3
+
+
+def test_pictures_on_other_sheets_survive_a_push(book: Path, root: Path) -> None:
+    from openpyxl.drawing.image import Image as XlsxImage
+
+    b = backend(book, root)
+    b.write_table(make_table(root, 2), make_layout())
+    wb = openpyxl.load_workbook(book)
+    mine = wb.create_sheet("mine")
+    make_png(root / "logo.png", 5)
+    mine.add_image(XlsxImage(str(root / "logo.png")), "C3")
+    wb.save(book)
+
+    b.write_table(make_table(root, 3), make_layout())
+    wb = openpyxl.load_workbook(book)
+    assert [len(wb[name]._images) for name in ("data", "mine")] == [3, 1]
+    assert wb["mine"]._images[0].anchor._from.row == 2
+
+
+def test_a_deleted_scores_sheet_is_recreated(book: Path, root: Path) -> None:
+    b = backend(book, root)
+    b.write_table(make_table(root, 2), make_layout())
+    wb = openpyxl.load_workbook(book)
+    wb.remove(wb["scores"])
+    wb.save(book)
+    b.append_score({"version": 4, "test_accuracy": 0.75})
+    assert b.read_scores().to_dict("records") == [{"version": "4", "test_accuracy": "0.75"}]
+    wb = openpyxl.load_workbook(book)
+    assert len(wb["data"]._images) == 2  # the data sheet went through untouched in content
+    assert wb["scores"]["A1"].font.b
