@@ -6,7 +6,11 @@ import datetime as dt
 import io
 import math
 import os
+import resource
+import signal
+import time
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import openpyxl
@@ -210,7 +214,7 @@ def test_scores_are_appended_and_the_header_grows(book: Path, root: Path) -> Non
         {"version": "2", "time": "", "test_accuracy": "0.625", "seed": "123", "precision": "=bf16"},
     ]
     wb = openpyxl.load_workbook(book)
-    assert wb.sheetnames[:2] == ["data", "scores"]
+    assert wb.sheetnames == ["data", "scores"]
     assert wb["scores"]["C2"].data_type == "n"
     assert wb["scores"]["E3"].data_type == "s"
 
@@ -237,22 +241,33 @@ def test_refuses_to_write_while_a_program_has_the_workbook_open(book: Path, root
     assert list(b.read_scores()["version"]) == ["9"]
 
 
+@pytest.fixture
+def tiny_file_size_limit() -> Iterator[None]:
+    """A real write failure: the kernel refuses files beyond 32 KiB (as a full disk would)."""
+    old_limit = resource.getrlimit(resource.RLIMIT_FSIZE)
+    old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of death
+    resource.setrlimit(resource.RLIMIT_FSIZE, (32768, old_limit[1]))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, old_limit)
+        signal.signal(signal.SIGXFSZ, old_handler)
+
+
 def test_a_failed_write_leaves_the_old_workbook_intact(
-    book: Path, root: Path, monkeypatch: pytest.MonkeyPatch
+    book: Path, root: Path, request: pytest.FixtureRequest
 ) -> None:
     b = backend(book, root)
-    b.write_table(make_table(root, 3), make_layout())
+    table = make_table(root, 80)
+    b.write_table(table, make_layout())
+    b.append_score({"version": 1})
     before = book.read_bytes()
-
-    def crash(self: openpyxl.Workbook, filename: object) -> None:
-        filename.write(b"PK\x03\x04 half a workbook")  # type: ignore[attr-defined]
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(openpyxl.Workbook, "save", crash)
-    with pytest.raises(BackendError, match="No space left"):
-        b.write_table(make_table(root, 5), make_layout())
-    with pytest.raises(BackendError):
-        b.append_score({"version": 1})
+    assert len(before) > 32768  # so that writing it again must fail part way
+    request.getfixturevalue("tiny_file_size_limit")
+    with pytest.raises(BackendError, match="could not write .*File too large"):
+        b.write_table(table, make_layout())
+    with pytest.raises(BackendError, match="could not write"):
+        b.append_score({"version": 2})
     assert book.read_bytes() == before
     assert sorted(p.name for p in book.parent.iterdir()) == ["data", "sheet.xlsx"]
 
@@ -440,7 +455,9 @@ def test_layout_without_highlight_or_choices(book: Path, root: Path) -> None:
     soffice() is None and os.environ.get("CI") != "true",
     reason="LibreOffice (soffice) is not installed",
 )
-def test_libreoffice_edits_and_saves_the_workbook(book: Path, root: Path, tmp_path: Path) -> None:
+def test_libreoffice_edits_and_saves_the_workbook(
+    book: Path, root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A real spreadsheet program changes cells, re-sorts, adds a sheet and saves."""
     table = make_table(root, 6)
     table["note"] = ["=1+1", "+x", "", "-", "@a", "0042"]
@@ -503,8 +520,15 @@ def test_libreoffice_edits_and_saves_the_workbook(book: Path, root: Path, tmp_pa
     wb = openpyxl.load_workbook(book)
     assert len(wb["data"]._images) == 6  # LibreOffice kept the thumbnails
 
-    # And the next push over LibreOffice's file keeps the sheet people added.
-    b.write_table(make_table(root, 6), make_layout())
+    # And the next push over LibreOffice's file keeps the sheet people added, and reuses
+    # the thumbnails LibreOffice kept (their names say what they were made from).
+    from sheetsync.sheets import _xlsx_images
+
+    rendered: list[Path] = []
+    monkeypatch.setattr(_xlsx_images, "render_thumbnail", lambda f, box: rendered.append(f))
+    b.write_table(table, make_layout())
+    assert rendered == []
+    assert len(openpyxl.load_workbook(book)["data"]._images) == 6
     b.append_score({"version": 2})
     wb = openpyxl.load_workbook(book)
     assert wb.sheetnames[:2] == ["data", "scores"] and "mine" in wb.sheetnames
@@ -546,3 +570,114 @@ def test_reads_what_excel_writes(book: Path, root: Path) -> None:
     assert got.loc[4].tolist() == ["", "", "", "", ""]
     assert got.loc[5].tolist() == ["ab12", "3", "2024-03-01", "#DIV/0!", "42"]
     assert got.loc[6].tolist() == ["", "label", "", "", ""]
+
+
+def test_appending_a_score_changes_nothing_else(book: Path, root: Path) -> None:
+    b = backend(book, root)
+    b.write_table(make_table(root, 3), make_layout())
+    b.append_score({"version": 1, "seconds": 12.5})
+    with zipfile.ZipFile(book) as zf:
+        before = {n: zf.read(n) for n in zf.namelist()}
+    b.append_score({"version": 2, "seconds": 3, "note": "new key"})
+    with zipfile.ZipFile(book) as zf:
+        after = {n: zf.read(n) for n in zf.namelist()}
+    changed = sorted(n for n in after if before.get(n) != after[n])
+    assert changed == ["xl/worksheets/sheet2.xml"]  # the scores sheet, nothing else
+    assert b.read_scores().to_dict("records") == [
+        {"version": "1", "seconds": "12.5", "note": ""},
+        {"version": "2", "seconds": "3", "note": "new key"},
+    ]
+    ws = openpyxl.load_workbook(book)["scores"]
+    assert ws.calculate_dimension() == "A1:C3"
+    assert ws["C1"].font.b  # the new header cell looks like the others
+
+
+def test_ten_thousand_rows_round_trip(book: Path, root: Path) -> None:
+    table = make_table(root, 10_000, images=False)
+    b = backend(book, root, thumbnails=False)
+    b.write_table(table, make_layout())
+    started = time.perf_counter()
+    got = b.read_table()
+    seconds = time.perf_counter() - started
+    assert got is not None and list(got.index) == list(range(2, 10_002))
+    assert list(got["id"]) == list(table["id"])
+    assert list(got["loss"][:3]) == ["1", "1.001", "1.002"]
+    assert seconds < 30, f"reading 10,000 rows took {seconds:.1f} s"
+
+
+def test_thumbnails_are_reused_until_the_image_changes(
+    book: Path, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sheetsync.sheets import _xlsx_images
+
+    rendered: list[Path] = []
+    real = _xlsx_images.render_thumbnail
+
+    def spy(file: Path, box: int) -> _xlsx_images.Thumbnail | None:
+        rendered.append(file)
+        return real(file, box)
+
+    monkeypatch.setattr(_xlsx_images, "render_thumbnail", spy)
+    table = make_table(root, 3)
+    b = backend(book, root)
+    b.write_table(table, make_layout())
+    assert len(rendered) == 3
+
+    # A pull moved one file to another folder (same bytes, same modification time) and
+    # the image of another one was replaced: only that one is rendered again.
+    moved = "val/x/" + Path(table.loc[0, "path"]).name
+    (root / moved).parent.mkdir(parents=True, exist_ok=True)
+    (root / table.loc[0, "path"]).rename(root / moved)
+    table.loc[0, "path"] = moved
+    make_png(root / table.loc[2, "path"], 99, size=(200, 50))
+    rendered.clear()
+    b.write_table(table, make_layout())
+    assert rendered == [(root / table.loc[2, "path"]).resolve()]
+    ws = openpyxl.load_workbook(book)["data"]
+    assert len(ws._images) == 3
+    sizes = {
+        img.anchor._from.row: (img.anchor.to.colOff - img.anchor._from.colOff) // 9525
+        for img in ws._images
+    }
+    assert sizes == {1: 48, 2: 48, 3: 48}
+    heights = {
+        img.anchor._from.row: (img.anchor.to.rowOff - img.anchor._from.rowOff) // 9525
+        for img in ws._images
+    }
+    assert heights[3] == 12  # the new 200x50 picture, not the old 120x90 one
+
+    # With thumbnails off and on again nothing is left to reuse: all rendered.
+    backend(book, root, thumbnails=False).write_table(table, make_layout())
+    rendered.clear()
+    b.write_table(table, make_layout())
+    assert len(rendered) == 3
+
+
+def test_pictures_on_other_sheets_survive_a_push(book: Path, root: Path) -> None:
+    from openpyxl.drawing.image import Image as XlsxImage
+
+    b = backend(book, root)
+    b.write_table(make_table(root, 2), make_layout())
+    wb = openpyxl.load_workbook(book)
+    mine = wb.create_sheet("mine")
+    make_png(root / "logo.png", 5)
+    mine.add_image(XlsxImage(str(root / "logo.png")), "C3")
+    wb.save(book)
+
+    b.write_table(make_table(root, 3), make_layout())
+    wb = openpyxl.load_workbook(book)
+    assert [len(wb[name]._images) for name in ("data", "mine")] == [3, 1]
+    assert wb["mine"]._images[0].anchor._from.row == 2
+
+
+def test_a_deleted_scores_sheet_is_recreated(book: Path, root: Path) -> None:
+    b = backend(book, root)
+    b.write_table(make_table(root, 2), make_layout())
+    wb = openpyxl.load_workbook(book)
+    wb.remove(wb["scores"])
+    wb.save(book)
+    b.append_score({"version": 4, "test_accuracy": 0.75})
+    assert b.read_scores().to_dict("records") == [{"version": "4", "test_accuracy": "0.75"}]
+    wb = openpyxl.load_workbook(book)
+    assert len(wb["data"]._images) == 2  # the data sheet went through untouched in content
+    assert wb["scores"]["A1"].font.b

@@ -1,7 +1,7 @@
-"""Thumbnails for the local workbook: small PNGs, anchored inside one cell.
+"""Thumbnails for the local workbook: small PNGs sized to sit inside one cell.
 
 Kept apart from :mod:`sheetsync.sheets.local` because it is the only part that touches
-pixels (Pillow) and the drawing layer of the .xlsx format.
+pixels (Pillow); :mod:`sheetsync.sheets._xlsx_package` anchors the result in the sheet.
 """
 
 from __future__ import annotations
@@ -10,9 +10,6 @@ import io
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from openpyxl.drawing.image import Image as XlsxImage
-from openpyxl.drawing.spreadsheet_drawing import AnchorMarker, TwoCellAnchor
-from openpyxl.utils.units import pixels_to_EMU
 from PIL import Image, UnidentifiedImageError
 
 # Space between the picture and the cell's border, in pixels.
@@ -28,23 +25,51 @@ class Thumbnail:
     height: int
 
 
-def safe_image_path(root: Path, relative: str) -> Path | None:
-    """``root / relative`` if it stays inside ``root`` (after symlinks), else None.
+def safe_image_path(base: Path, relative: str) -> Path | None:
+    """``base / relative`` if it stays inside ``base`` (after symlinks), else None.
 
-    The path comes from a sheet cell, so it is untrusted: ``../../etc/passwd`` or an
-    absolute path must never make us read a file outside the dataset.
+    ``base`` must be resolved already. The path comes from a sheet cell, so it is
+    untrusted: ``../../etc/passwd`` or an absolute path must never make us read a file
+    outside the dataset.
     """
     if not relative or "\x00" in relative:
         return None
     rel = PurePosixPath(relative.replace("\\", "/"))
     if rel.is_absolute() or ".." in rel.parts:
         return None
-    base = root.resolve()
     try:
         target = (base / rel).resolve()
     except (OSError, RuntimeError):
         return None
     return target if target.is_relative_to(base) and target != base else None
+
+
+def stamp(file: Path, box: int) -> str | None:
+    """What a thumbnail of ``file`` depends on (box, file size, modification time).
+
+    Stored as the picture's name (which LibreOffice and Excel keep), it lets the next push reuse the thumbnail instead of
+    decoding the image again: decoding is most of the time a push takes.
+    """
+    try:
+        st = file.stat()
+    except OSError:
+        return None
+    return f"sheetsync thumbnail {box}px {st.st_size} {st.st_mtime_ns}"
+
+
+def picture_name(stamp_text: str, thumb: Thumbnail) -> str:
+    return f"{stamp_text} {thumb.width}x{thumb.height}"
+
+
+def from_picture_name(name: str, png: bytes) -> tuple[str, Thumbnail] | None:
+    """(stamp, thumbnail) from a picture named by :func:`picture_name`; None otherwise."""
+    stamp_text, _, size = name.rpartition(" ")
+    width, _, height = size.partition("x")
+    if not stamp_text.startswith("sheetsync thumbnail ") or not (
+        width.isdigit() and height.isdigit()
+    ):
+        return None
+    return stamp_text, Thumbnail(png, int(width), int(height))
 
 
 def render_thumbnail(file: Path, box: int) -> Thumbnail | None:
@@ -78,27 +103,6 @@ def _png_friendly(im: Image.Image) -> Image.Image:
     if im.mode.startswith("I"):  # 16/32-bit grey: scale down to 8 bits
         return im.point(lambda v: v / 256).convert("L")
     return im.convert("RGB")
-
-
-def anchored_picture(thumb: Thumbnail, row: int, col: int) -> XlsxImage:
-    """An openpyxl picture inside the cell at 1-based (row, col).
-
-    A two-cell anchor with "move and size with cells" makes spreadsheet programs carry the
-    picture along when people sort rows and hide it when a filter hides its row.
-    """
-    pic = XlsxImage(io.BytesIO(thumb.png))
-    pic.width, pic.height = thumb.width, thumb.height
-    start = AnchorMarker(
-        col=col - 1, colOff=pixels_to_EMU(PADDING), row=row - 1, rowOff=pixels_to_EMU(PADDING)
-    )
-    end = AnchorMarker(
-        col=col - 1,
-        colOff=pixels_to_EMU(PADDING + thumb.width),
-        row=row - 1,
-        rowOff=pixels_to_EMU(PADDING + thumb.height),
-    )
-    pic.anchor = TwoCellAnchor(editAs="twoCell", _from=start, to=end)
-    return pic
 
 
 def cell_size_for(box: int) -> tuple[float, float]:

@@ -1,0 +1,322 @@
+"""The data sheet of the local workbook, laid out for people.
+
+openpyxl writes the header, the column settings (widths, text format, dropdowns, the
+mismatch highlight, the filter, the frozen header) and two prototype rows; then
+:meth:`DataSheetWriter.rows` streams every data row as XML with the style ids openpyxl
+gave those prototypes, and :meth:`DataSheetWriter.pictures` makes the thumbnails. That
+keeps 10,000 rows and 10,000 pictures out of openpyxl's object model, which is slow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import numbers
+import posixpath
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE, Cell
+from openpyxl.comments import Comment
+from openpyxl.formatting.rule import FormulaRule
+from openpyxl.styles import Alignment, Border, Font, PatternFill, Side
+from openpyxl.utils import get_column_letter
+from openpyxl.worksheet.datavalidation import DataValidation
+from openpyxl.worksheet.worksheet import Worksheet
+
+from ..errors import BackendError
+from . import _xlsx_images as images
+from ._xlsx_package import PackageError, Picture, row_xml, sheet_rows
+from .base import Column, SheetLayout, cell_text
+
+LISTS_SHEET = "sheetsync_lists"
+MAX_CELL_TEXT = 32_767  # Excel refuses longer cell text
+MAX_INLINE_LIST = 255  # Excel's limit for an inline dropdown list ("a,b,c")
+LAST_ROW = 1_048_576
+
+GREY_FILL = PatternFill(fill_type="solid", start_color="FFF2F2F2", end_color="FFF2F2F2")
+READONLY_HEADER_FILL = PatternFill(fill_type="solid", start_color="FFD9D9D9", end_color="FFD9D9D9")
+EDITABLE_HEADER_FILL = PatternFill(fill_type="solid", start_color="FFE2EFDA", end_color="FFE2EFDA")
+MISMATCH_FILL = PatternFill(fill_type="solid", start_color="FFFCE4D6", end_color="FFFCE4D6")
+HEADER_FONT = Font(bold=True)
+READONLY_FONT = Font(color="FF595959")
+HEADER_BORDER = Border(bottom=Side(style="thin", color="FF808080"))
+TEXT_FORMAT = "@"  # "Text": what people type into these cells stays text
+
+
+class DataSheetWriter:
+    """Lays out one fresh data sheet: openpyxl writes the header, the column settings and
+    two prototype rows (plain and formula-looking text); :meth:`rows` then streams every
+    data row as XML with the style ids openpyxl gave those prototypes."""
+
+    def __init__(
+        self,
+        ws: Worksheet,
+        table: pd.DataFrame,
+        layout: SheetLayout,
+        *,
+        root: Path,
+        thumbnails: bool,
+        thumb_size: int,
+        reuse: dict[tuple[str, str], images.Thumbnail] | None = None,
+    ):
+        self.ws = ws
+        self.root = root.resolve()
+        self.thumbnails = thumbnails
+        self.thumb_size = thumb_size
+        # Thumbnails of the previous push: (file name, stamp) -> thumbnail.
+        self.reuse = reuse or {}
+        self.table = table
+        self.layout = layout
+        self.names = [str(c) for c in table.columns]
+        self.columns = [layout.column(n) for n in self.names]
+        self.letters = [get_column_letter(i) for i in range(1, len(self.names) + 1)]
+        self.last_row = len(table) + 1
+        self.last_col = get_column_letter(max(1, len(self.names)))
+        self.dimension = f"A1:{self.last_col}{self.last_row}"
+
+    def prepare(self) -> None:
+        self._header()
+        self._prototypes()
+        self._dropdowns()
+        self._highlight()
+        self.ws.freeze_panes = "B2"
+        self.ws.auto_filter.ref = self.dimension
+
+    def _header(self) -> None:
+        for col, (name, spec) in enumerate(zip(self.names, self.columns, strict=True), start=1):
+            cell = self.ws.cell(row=1, column=col)
+            cell.value = checked_text(name, where=f"header {cell.coordinate}")
+            cell.data_type = "s"
+            cell.font = HEADER_FONT
+            cell.border = HEADER_BORDER
+            cell.fill = EDITABLE_HEADER_FILL if spec.editable else READONLY_HEADER_FILL
+            note = (
+                spec.note
+                if spec.editable
+                else f"Read-only: sheetsync fills this column. {spec.note}"
+            )
+            if note.strip():
+                cell.comment = Comment(note.strip(), "sheetsync", width=260, height=90)
+            letter = get_column_letter(col)
+            self.ws.column_dimensions[letter].width = self._width(col - 1, spec)
+            if spec.kind in ("text", "choice"):
+                # New rows people type below the data are text too.
+                self.ws.column_dimensions[letter].number_format = TEXT_FORMAT
+
+    def _width(self, index: int, spec: Column) -> float:
+        if spec.width:
+            return spec.width
+        if spec.kind == "image":
+            return images.cell_size_for(self.thumb_size)[0] if self.thumbnails else 8
+        if spec.kind == "number":
+            return max(10, len(spec.name) + 3)
+        sample = self.table.iloc[:500, index]
+        longest = max((len(str(v)) for v in sample if isinstance(v, str)), default=0)
+        return float(min(50, max(len(spec.name) + 3, longest + 2, 8)))
+
+    def _prototypes(self) -> None:
+        for col, spec in enumerate(self.columns, start=1):
+            for row in (2, 3):
+                cell = self.ws.cell(row=row, column=col)
+                if not spec.editable:
+                    cell.fill = GREY_FILL
+                    cell.font = READONLY_FONT
+                if spec.kind in ("text", "choice"):
+                    cell.number_format = TEXT_FORMAT
+                if spec.kind == "image":
+                    cell.alignment = Alignment(horizontal="center", vertical="center")
+                # Row 3: spreadsheet programs then keep "=1+1" as text when people edit it.
+                cell.quotePrefix = row == 3
+
+    def rows(self, sheet_xml: bytes) -> tuple[Iterator[str], list[Picture], int]:
+        """Row XML for the header and every data row, the thumbnails, the unreadable count."""
+        written = sheet_rows(sheet_xml)
+        plain = [written[2][letter].get("s") for letter in self.letters]
+        quoted = [written[3][letter].get("s") for letter in self.letters]
+        header = _header_row_xml(sheet_xml)
+        values = self._values()  # validates every cell before anything is rendered
+        pictures, missing, height = self._pictures()
+
+        def generate() -> Iterator[str]:
+            yield header
+            for r, row in enumerate(values, start=2):
+                cells = []
+                for c, value in enumerate(row):
+                    formula_like = isinstance(value, str) and value[:1] in "=+-@"
+                    cells.append((self.letters[c], (quoted if formula_like else plain)[c], value))
+                yield row_xml(r, cells, height)
+
+        return generate(), pictures, missing
+
+    def _values(self) -> list[list[object]]:
+        out = []
+        for r, row in enumerate(self.table.itertuples(index=False, name=None), start=2):
+            cells: list[object] = []
+            for c, (value, spec) in enumerate(zip(row, self.columns, strict=True)):
+                where = f"row {r}, column {self.names[c]!r}"
+                if spec.kind == "image":
+                    cells.append(None)
+                elif spec.kind == "number":
+                    cells.append(number_value(value, where=where))
+                else:
+                    cells.append(checked_text(as_text(value), where=where))
+            out.append(cells)
+        return out
+
+    def _pictures(self) -> tuple[list[Picture], int, float | None]:
+        image_col = next((i for i, c in enumerate(self.columns) if c.kind == "image"), None)
+        if not self.thumbnails or image_col is None or "path" not in self.names:
+            return [], 0, None
+        box = self.thumb_size
+        path_col = self.names.index("path")
+        pictures, missing = [], 0
+        for r, rel in enumerate(self.table.iloc[:, path_col], start=2):
+            rel_text = as_text(rel)
+            source = images.safe_image_path(self.root, rel_text)
+            stamp = None if source is None else images.stamp(source, box)
+            if source is None or stamp is None:
+                missing += 1
+                continue
+            thumb = self.reuse.get((posixpath.basename(rel_text), stamp))
+            if thumb is None:
+                thumb = images.render_thumbnail(source, box)
+            if thumb is None:
+                missing += 1
+                continue
+            name = images.picture_name(stamp, thumb)
+            pictures.append(
+                Picture(
+                    r,
+                    image_col + 1,
+                    thumb.png,
+                    thumb.width,
+                    thumb.height,
+                    images.PADDING,
+                    rel_text,
+                    name,
+                )
+            )
+        return pictures, missing, images.cell_size_for(box)[1]
+
+    def _dropdowns(self) -> None:
+        lists_ws: Worksheet | None = None
+        list_col = 0
+        for col, spec in enumerate(self.columns, start=1):
+            if spec.kind != "choice" or not spec.choices:
+                continue
+            choices = [str(c) for c in spec.choices]
+            inline = ",".join(choices)
+            if len(inline) <= MAX_INLINE_LIST and not any(("," in c or '"' in c) for c in choices):
+                source = f'"{inline}"'
+            else:
+                # Too long (or awkward) for an inline list: the choices go in a hidden sheet.
+                if lists_ws is None:
+                    lists_ws = self.ws.parent.create_sheet(LISTS_SHEET)
+                    lists_ws.sheet_state = "hidden"
+                list_col += 1
+                for r, choice in enumerate(choices, start=1):
+                    store(
+                        lists_ws.cell(row=r, column=list_col),
+                        checked_text(choice, where=LISTS_SHEET),
+                    )
+                letter = get_column_letter(list_col)
+                source = f"{LISTS_SHEET}!${letter}$1:${letter}${len(choices)}"
+            dv = DataValidation(
+                type="list",
+                formula1=source,
+                allow_blank=True,
+                showErrorMessage=True,
+                errorStyle="stop",
+                errorTitle=f"Not a valid {spec.name}",
+                error=f"Choose a value from the list for {spec.name!r} (or leave it empty).",
+            )
+            letter = get_column_letter(col)
+            dv.add(f"{letter}2:{letter}{LAST_ROW}")
+            self.ws.add_data_validation(dv)
+
+    def _highlight(self) -> None:
+        pair = self.layout.highlight_mismatch
+        if (
+            not pair
+            or pair[0] not in self.names
+            or pair[1] not in self.names
+            or len(self.table) == 0
+        ):
+            return
+        a, b = (get_column_letter(self.names.index(n) + 1) for n in pair)
+        rule = FormulaRule(formula=[f'AND(${a}2<>"",${b}2<>"",${a}2<>${b}2)'], fill=MISMATCH_FILL)
+        self.ws.conditional_formatting.add(f"A2:{self.last_col}{self.last_row}", rule)
+
+
+def _header_row_xml(sheet_xml: bytes) -> str:
+    text = sheet_xml.decode("utf-8")
+    start = text.find('<row r="1"')
+    end = text.find("</row>", start)
+    if start < 0 or end < 0:
+        raise PackageError("openpyxl wrote no header row")
+    return text[start : end + len("</row>")]
+
+
+# -- cell values ---------------------------------------------------------------------------
+
+
+def is_missing(value: object) -> bool:
+    if value is None or value is pd.NA or value is pd.NaT:
+        return True
+    return isinstance(value, float) and math.isnan(value)
+
+
+def as_text(value: object) -> str:
+    if is_missing(value):
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return str(int(value))
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return cell_text(float(value))
+    return cell_text(value)
+
+
+def checked_text(text: str, *, where: str) -> str | None:
+    """``text`` checked for what a cell can hold; None for empty."""
+    if text == "":
+        return None
+    if len(text) > MAX_CELL_TEXT:
+        raise BackendError(
+            f"{where}: text of {len(text)} characters (a cell holds at most {MAX_CELL_TEXT})"
+        )
+    if ILLEGAL_CHARACTERS_RE.search(text):
+        raise BackendError(f"{where}: {text!r} holds control characters a spreadsheet cannot store")
+    return text
+
+
+def number_value(value: object, *, where: str) -> int | float | bool | str | None:
+    """Numbers as numbers; NaN/None empty; text that is no number kept as text."""
+    if is_missing(value):
+        return None
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    number: float | None = None
+    if isinstance(value, numbers.Real):
+        number = float(value)
+    elif isinstance(value, str):
+        if not value.strip():
+            return None
+        with contextlib.suppress(ValueError):
+            number = float(value.strip())
+    if number is None or math.isinf(number):
+        return checked_text(as_text(value), where=where)  # keep what people typed, as text
+    if math.isnan(number):
+        return None
+    return int(number) if number.is_integer() and abs(number) < 1e15 else number
+
+
+def store(cell: Cell, value: object) -> None:
+    cell.value = value
+    if isinstance(value, str):
+        cell.data_type = "s"  # openpyxl turns "=..." into a formula and "#N/A" into an error
