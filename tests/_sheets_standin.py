@@ -302,8 +302,7 @@ class SheetsStandin:
         self.lock = threading.RLock()
         self.latency = latency
         self.reset_counts()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self.server.daemon_threads = True
+        self.server = _Server(("127.0.0.1", 0), _handler(self))
         self.thread: threading.Thread | None = None
 
     # lifecycle
@@ -927,6 +926,11 @@ _REQUESTS = {
     "deleteDimension": _delete_dimension,
     "sortRange": _sort_range,
 }
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128  # many short connections when the machine is busy
 
 
 def _handler(api: SheetsStandin) -> type[BaseHTTPRequestHandler]:
