@@ -2,9 +2,11 @@
 
 A push is one metadata read plus one ``spreadsheets.batchUpdate`` carrying the typed cells and
 the whole layout (frozen header, dropdowns, protected read-only columns, basic filter, label
-vs. prediction highlight, thumbnails) atomically; tables over ~2 MB of cell data add one
-``batchUpdate`` per further ~2 MB. A read is one ``values.batchGet`` (unformatted values, so
-numbers come back as numbers and text exactly as written). Every request goes through
+vs. prediction highlight, thumbnails) atomically. A table whose typed cells exceed ~2 MB (about
+2,400 rows) is sent as the layout and the ``=IMAGE`` column in one ``batchUpdate``, then the
+values as RAW ``values.batchUpdate`` ranges of up to ~2 MB each (RAW is never parsed, so text
+stays text). A read is one ``values.batchGet`` (unformatted values: numbers come back as
+numbers, text exactly as written). Every request goes through
 :class:`~sheetsync.sheets._google_http.SheetsHTTP`: bounded retries, a timeout, counted bytes.
 
 Usage::
