@@ -371,6 +371,15 @@ def test_from_config_with_a_key_file_and_a_sheet_url(api, key, sheet_id, tmp_pat
     assert sheet_id in backend.describe()
 
 
+def test_an_authorized_session_works_as_the_client(api, key, sheet_id):
+    from google.auth.transport.requests import AuthorizedSession
+
+    session = route(AuthorizedSession(service_account_credentials(key)), api)
+    backend = GoogleBackend(session, sheet_id)
+    backend.write_table(table(2), LAYOUT)
+    assert backend.read_table()["id"].tolist() == table(2)["id"].tolist()
+
+
 def test_sheet_not_shared_names_the_service_account(api, key, tmp_path):
     private = api.create_spreadsheet("someone else's", shared_with=[ALICE])
     _key_file(tmp_path, key)

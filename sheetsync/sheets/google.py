@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import gspread
@@ -301,7 +301,7 @@ def _add_sheet(sheet_id: int, title: str, rows: int, cols: int, frozen: int) -> 
         "rowCount": rows, "columnCount": cols, "frozenRowCount": frozen}}}}
 
 
-def _new_id(meta: Mapping[str, Mapping[str, Any]], exclude: set[int] = frozenset()) -> int:  # type: ignore[assignment]
+def _new_id(meta: Mapping[str, Mapping[str, Any]], exclude: Iterable[int] = ()) -> int:
     taken = {s["properties"]["sheetId"] for s in meta.values()} | set(exclude)
     while True:
         sheet_id = random.randrange(1, 2**31 - 1)
