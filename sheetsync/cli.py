@@ -120,8 +120,8 @@ def predict(ctx: click.Context, folds: int | None, epochs: int | None) -> None:
 
     Example: sheetsync predict --folds 4 --epochs 20
     """
-    def on_fold(fold: int, total: int, info: dict[str, Any]) -> None:
-        click.echo(f"fold {fold}/{total} {info}", err=True)
+    def on_fold(message: str) -> None:
+        click.echo(message, err=True)
 
     with _errors():
         _show(_project(ctx).predict(folds=folds, epochs=epochs, on_fold=on_fold))

@@ -24,6 +24,8 @@ BACKENDS = ("local", "google")
 @dataclass(frozen=True)
 class LocalConfig:
     path: str = "sheetsync.xlsx"
+    thumbnails: bool = True  # off for very large sheets: pictures cost time and size
+    thumb_size: int = 48
 
 
 @dataclass(frozen=True)

@@ -194,6 +194,7 @@ def reconcile(previous: pd.DataFrame, hashed: list[tuple[FileEntry, str]]) -> Sc
         if p not in on_disk:
             vanished.setdefault(str(h), []).append(i)
     taken = set(previous["id"].astype(str))
+    records = previous.to_dict("records")
     rows: list[dict[str, object]] = []
     used: set[int] = set()
     added, moved, modified = [], [], []
@@ -201,10 +202,10 @@ def reconcile(previous: pd.DataFrame, hashed: list[tuple[FileEntry, str]]) -> Sc
         i = by_path.get(f.path)
         if i is None and vanished.get(digest):
             i = vanished[digest].pop(0)
-            moved.append(str(previous["id"].iloc[i]))
+            moved.append(str(records[i]["id"]))
         if i is not None:
             used.add(i)
-            row = previous.iloc[i].to_dict()
+            row = dict(records[i])
             if row["hash"] != digest:
                 modified.append(str(row["id"]))
         else:
@@ -212,7 +213,7 @@ def reconcile(previous: pd.DataFrame, hashed: list[tuple[FileEntry, str]]) -> Sc
             added.append(str(row["id"]))
         row.update(hash=digest, path=f.path, split=f.split, label=f.label, action=f.action)
         rows.append(row)
-    removed = [str(previous["id"].iloc[i]) for i in range(len(previous)) if i not in used]
+    removed = [str(records[i]["id"]) for i in range(len(records)) if i not in used]
     columns = list(dict.fromkeys([*MANIFEST_COLUMNS, *previous.columns]))
     manifest = pd.DataFrame(rows, columns=columns) if rows else empty_manifest()
     manifest = manifest.fillna("").astype(object)

@@ -54,7 +54,7 @@ def make_dataset(
 ) -> Truth:
     """Write ``root/<split>/<class>/*.png``; ``wrong`` train images go to a wrong class folder."""
     rng = random.Random(seed)
-    per_class = per_class or {"train": 16, "val": 6}
+    per_class = per_class or {"train": 40, "val": 10}
     wrong_paths: dict[str, str] = {}
     blank: list[str] = []
     n = 0
@@ -114,7 +114,7 @@ def edit_workbook_as_a_person(workbook: Path, truth: Truth, move_to_val: int = 2
     return done
 
 
-def run(folder: Path, epochs: int = 4) -> int:
+def run(folder: Path, epochs: int = 8) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from .project import Project
 
@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m sheetsync.demo", description=__doc__)
     parser.add_argument("folder", nargs="?", default="demo-run", type=Path)
-    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--epochs", type=int, default=8)
     args = parser.parse_args(argv)
     return run(args.folder, args.epochs)
 

@@ -228,7 +228,7 @@ class Project:
                 if copy is not None:
                     report.lines.append(f"backed up the workbook to {copy}")
             signals, source = self._signals(manifest, info)
-            ids = self._review_order(signals, order)
+            ids = self._review_order(signals, manifest, order)
             table = build_table(manifest, signals, self._url_for, ids)
             self.backend.write_table(table, layout(self.config.classes, self.config.splits,
                                                    extra_columns(manifest)))
@@ -268,26 +268,37 @@ class Project:
             return template.format(path=path)
         return safe_join(self.config.root, path).as_uri()
 
-    def _review_order(self, signals: pd.DataFrame | None, order: str | None) -> list[str] | None:
-        if signals is None:
-            return None
+    def _review_order(self, signals: pd.DataFrame, manifest: pd.DataFrame,
+                      order: str | None) -> list[str]:
         from .review import review_order
 
-        return list(review_order(signals, order or self.config.review.order))
+        paths = manifest.set_index("id")["path"].astype(str)
+        return list(review_order(signals, order or self.config.review.order,
+                                 seed=self.config.train.seed, paths=paths))
 
-    def _signals(self, manifest: pd.DataFrame, info: VersionInfo) -> tuple[pd.DataFrame | None, str]:
+    def _signals(self, manifest: pd.DataFrame, info: VersionInfo) -> tuple[pd.DataFrame, str]:
         """Review signals from the freshest predictions, saying where they come from."""
-        found = self._latest_predictions(info.version)
-        if found is None:
-            return None, "none yet (run `sheetsync train` or `sheetsync predict`)"
-        kind, version, probs, embeddings = found
         from .review import review_signals
 
         items = self._items(manifest)
-        signals = review_signals(items, probs, embeddings, self.config.classes)
+        found = self._latest_predictions(info.version)
+        if found is None:
+            # No model yet: duplicates and blank images are still worth showing first.
+            return (review_signals(items, None, self.config.classes),
+                    "none yet (run `sheetsync train` or `sheetsync predict`)")
+        kind, version, probs, distance = found
+        # Images added since those predictions have none: score the rest, keep all rows.
+        scored = items[items["id"].isin(probs.index)]
+        signals = review_signals(scored, probs, self.config.classes, class_distance=distance)
+        unscored = items[~items["id"].isin(probs.index)]
+        if len(unscored):
+            signals = pd.concat([signals, review_signals(unscored, None, self.config.classes,
+                                                         find_duplicates=False)])
         what = "out-of-sample (cross-validated)" if kind == "oos" else (
             "in-sample (from the trained model; run `sheetsync predict` for out-of-sample)")
-        stale = f" — STALE: computed for v{version}, the data is now {info.name}" if version != info.version else ""
+        stale = (f" — STALE: computed for v{version}, the data is now {info.name}; run "
+                 f"`sheetsync {'predict' if kind == 'oos' else 'train'}` again"
+                 if version != info.version else "")
         return signals, f"{what} for v{version}{stale}"
 
     def _latest_predictions(self, upto: int) -> tuple[str, int, pd.DataFrame, pd.DataFrame | None] | None:
@@ -295,23 +306,24 @@ class Project:
             for kind in ("oos", "insample"):
                 path = self.state / "predictions" / f"v{version:04d}-{kind}.csv"
                 if path.exists():
-                    probs = pd.read_csv(path, dtype={"id": str}, keep_default_na=False).set_index("id")
-                    emb_path = path.with_suffix(".npz")
-                    embeddings = None
-                    if emb_path.exists():
-                        with np.load(emb_path, allow_pickle=False) as z:
-                            embeddings = pd.DataFrame(z["embeddings"], index=z["ids"].astype(str))
-                    return kind, version, probs, embeddings
+                    probs = _read_frame(path)
+                    dist_path = path.with_name(path.stem + "-distance.csv")
+                    distance = _read_frame(dist_path) if dist_path.exists() else None
+                    return kind, version, probs, distance
         return None
 
     def _save_predictions(self, version: int, kind: str, ids: list[str], probs: np.ndarray,
-                          embeddings: np.ndarray | None) -> Path:
+                          embeddings: np.ndarray | None, distance: np.ndarray | None) -> Path:
         folder = self.state / "predictions"
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"v{version:04d}-{kind}.csv"
-        df = pd.DataFrame(probs, columns=list(self.config.classes))
-        df.insert(0, "id", ids)
-        write_csv_atomic(df, path)
+        classes = list(self.config.classes)
+        for values, target in ((distance, path.with_name(path.stem + "-distance.csv")),
+                               (probs, path)):
+            if values is not None:
+                df = pd.DataFrame(values, columns=classes)
+                df.insert(0, "id", ids)
+                write_csv_atomic(df, target)
         if embeddings is not None:
             np.savez_compressed(path.with_suffix(".npz"), ids=np.asarray(ids, dtype=str),
                                 embeddings=embeddings.astype(np.float32))
@@ -429,7 +441,7 @@ class Project:
                 cache_dir=self.state / "cache", progress=on_epoch)
             pred = training.predict(weights, items, self.config.classes, cache_dir=self.state / "cache")
             self._save_predictions(info.version, "insample", list(items["id"]), pred.probs,
-                                   pred.embeddings)
+                                   pred.embeddings, self._class_distances(items, pred))
             row = {
                 "version": info.version, "time": now_iso(),
                 "train": len(tr), "val": len(va), "dropped": int((items["action"] == "drop").sum()),
@@ -453,6 +465,15 @@ class Project:
             if chart:
                 report.lines.append(f"chart: {chart}")
             return report
+
+    def _class_distances(self, items: pd.DataFrame, pred: Any) -> np.ndarray:
+        """Distance of every image to each class centre, in the trained model's embedding space."""
+        from ._crossval import class_distances
+
+        labels = items["label"].map({c: i for i, c in enumerate(self.config.classes)}).to_numpy()
+        is_train = ((items["split"] == "train") & (items["action"] == "keep")).to_numpy()
+        return class_distances(pred.embeddings, pred.probs, labels, is_train,
+                               len(self.config.classes))
 
     def _test_items(self) -> pd.DataFrame | None:
         test_dir = self.config.test_dir
@@ -485,10 +506,13 @@ class Project:
             oos = out_of_sample(
                 keep.reset_index(drop=True), self.config.classes, folds=folds or cfg.folds,
                 epochs=epochs or cfg.epochs, seed=self.config.train.seed,
-                work_dir=self.state / "oos", cache_dir=self.state / "cache", progress=on_fold)
+                work_dir=self.state / "oos", cache_dir=self.state / "cache", progress=on_fold,
+                batch_size=self.config.train.batch_size, precision=self.config.train.precision,
+                jit_compile=self.config.train.jit_compile)
             ids = list(oos.probs.index)
-            emb = oos.embeddings.loc[ids].to_numpy() if oos.embeddings is not None else None
-            self._save_predictions(info.version, "oos", ids, oos.probs.to_numpy(), emb)
+            self._save_predictions(info.version, "oos", ids, oos.probs.to_numpy(),
+                                   oos.embeddings.loc[ids].to_numpy(),
+                                   oos.class_distance.loc[ids].to_numpy())
             return Report([f"out-of-sample probabilities for {len(ids)} images of {info.name} "
                            f"({folds or cfg.folds} folds x {epochs or cfg.epochs} epochs); "
                            f"`sheetsync push` uses them"])
@@ -585,6 +609,10 @@ class Project:
         dst.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(src, dst)
         return dst
+
+
+def _read_frame(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path, dtype={"id": str}, keep_default_na=False).set_index("id")
 
 
 def counts_table(manifest: pd.DataFrame, classes: Any, splits: Any) -> pd.DataFrame:

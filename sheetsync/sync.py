@@ -10,7 +10,7 @@ edit never overrides the folders; a cell both sides changed differently is a con
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -84,91 +84,92 @@ def plan_pull(
     cells = clean_cells(sheet, mapping)
     extras = [c for c in cells.columns if c not in CORE]
     current = manifest.set_index("id", drop=False)
-    base = published.set_index("id") if published is not None and len(published) else None
-    merged = current.copy()
+    ids = cells["id"].str.strip()
+    rows = pd.Series(cells.index.astype(int), index=cells.index)
+    bad = pd.Series(False, index=cells.index)
+
+    def report(mask: pd.Series, column: str, message: Callable[[int], str]) -> None:
+        nonlocal bad
+        for idx in mask[mask & ~bad].index:
+            problems.append(Problem(int(rows[idx]), column, message(idx)))
+        bad = bad | mask
+
+    first_row = rows.groupby(ids).transform("min")
+    report(ids == "", "id", lambda i: "the row has no id (rows cannot be added in the sheet; "
+                                      "add image files to the folders instead)")
+    report(ids.duplicated(), "id", lambda i: f"id {ids[i]!r} also appears on row {first_row[i]}")
+    known = known_ids or set()
+    report(~ids.isin(current.index), "id", lambda i: f"{ids[i]!r}: " + (
+        "its image is missing from the dataset folder; restore the file or delete the row"
+        if ids[i] in known else "unknown id"))
+    theirs = pd.DataFrame({"split": _choices(cells["split"], splits),
+                           "label": _choices(cells["label"], classes),
+                           "action": cells["action"].str.strip().str.casefold().map(_ACTION_ALIASES)},
+                          index=cells.index)
+    cell_bad = pd.Series(False, index=cells.index)
+    for name, allowed in (("split", splits), ("label", classes), ("action", ACTIONS)):
+        mask = theirs[name].isna() & ~bad
+        for idx in mask[mask].index:
+            what = "an action" if name == "action" else f"a {'class' if name == 'label' else name}"
+            problems.append(Problem(int(rows[idx]), name, f"{cells.at[idx, name]!r} is not {what} "
+                                                          f"(one of: {', '.join(allowed)})"))
+        cell_bad |= mask
+    bad |= cell_bad
+    problems.sort(key=lambda p: (p.row or 0, CORE.index(p.column) if p.column in CORE else 99))
+    good = ~bad
+    theirs["note"] = cells["note"]
     for name in extras:
-        if name not in merged.columns:
-            merged[name] = ""
-    edited: list[str] = []
+        theirs[name] = cells[name]
+    theirs = theirs[good].set_axis(ids[good], axis=0)
+    merged, edited, merge_problems = _merge(theirs, current, published, rows[good].set_axis(ids[good]))
+    problems += merge_problems
     warnings: list[str] = []
-    first_row: dict[str, int] = {}
-    for row_no, row in cells.iterrows():
-        rn = int(row_no)
-        id_ = row["id"].strip()
-        if not id_:
-            problems.append(Problem(rn, "id", "the row has no id (rows cannot be added in the "
-                                              "sheet; add image files to the folders instead)"))
-            continue
-        if id_ in first_row:
-            problems.append(Problem(rn, "id", f"id {id_!r} also appears on row {first_row[id_]}"))
-            continue
-        first_row[id_] = rn
-        if id_ not in current.index:
-            why = ("its image is missing from the dataset folder; restore the file or delete the row"
-                   if known_ids and id_ in known_ids else "unknown id")
-            problems.append(Problem(rn, "id", f"{id_!r}: {why}"))
-            continue
-        values, cell_problems = _read_editable(rn, row, extras, classes, splits)
-        problems += cell_problems
-        if cell_problems:
-            continue
-        changed = _merge_row(rn, id_, values, merged, current, base, problems)
-        if changed:
-            edited.append(id_)
-    missing = current.index.difference(pd.Index(list(first_row)), sort=False)
+    missing = current.index.difference(ids, sort=False)
     if len(missing) and not problems:
         warnings.append(f"{len(missing)} image(s) have no row in the sheet; left unchanged "
                         f"(e.g. {', '.join(map(str, missing[:3]))})")
     return PullPlan(merged.reset_index(drop=True), edited, problems, warnings)
 
 
-def _read_editable(
-    rn: int, row: pd.Series, extras: list[str], classes: Sequence[str], splits: Sequence[str]
-) -> tuple[dict[str, str], list[Problem]]:
-    problems = []
-    split = normalise_choice(row["split"], splits)
-    if split is None:
-        problems.append(Problem(rn, "split", f"{row['split']!r} is not a split "
-                                             f"(one of: {', '.join(splits)})"))
-    label = normalise_choice(row["label"], classes)
-    if label is None:
-        problems.append(Problem(rn, "label", f"{row['label']!r} is not a class "
-                                             f"(one of: {', '.join(classes)})"))
-    action = _ACTION_ALIASES.get(row["action"].strip().casefold())
-    if action is None:
-        problems.append(Problem(rn, "action", f"{row['action']!r} is not an action "
-                                              f"(one of: {', '.join(ACTIONS)})"))
-    values = {"split": split or "", "label": label or "", "action": action or "",
-              "note": row["note"]}
-    values.update({name: row[name] for name in extras})
-    return values, problems
+def _choices(values: pd.Series, choices: Sequence[str]) -> pd.Series:
+    folded = {c.casefold(): c for c in choices}
+    return values.str.strip().str.casefold().map(folded)
 
 
-def _merge_row(
-    rn: int, id_: str, values: dict[str, str], merged: pd.DataFrame, current: pd.DataFrame,
-    base: pd.DataFrame | None, problems: list[Problem],
-) -> bool:
-    changed = False
-    for name, theirs in values.items():
-        ours = str(current.at[id_, name]) if name in current.columns else ""
-        if base is not None and id_ in base.index and name in base.columns:
-            was = str(base.at[id_, name])
+def _merge(
+    theirs: pd.DataFrame, current: pd.DataFrame, published: pd.DataFrame | None, rows: pd.Series,
+) -> tuple[pd.DataFrame, list[str], list[Problem]]:
+    """Three-way merge per cell; ``theirs`` is indexed by id and already valid."""
+    merged = current.copy()
+    base = published.set_index("id") if published is not None and len(published) else None
+    problems: list[Problem] = []
+    edited = pd.Series(False, index=theirs.index)
+    for name in theirs.columns:
+        if name not in merged.columns:
+            merged[name] = ""
+        new = theirs[name].astype(str)
+        ours = merged.loc[theirs.index, name].astype(str)
+        changed = new != ours
+        if base is not None and name in base.columns:
+            has_base = theirs.index.isin(base.index)
+            was = base[name].reindex(theirs.index).fillna("").astype(str)
             if name in EDITABLE[:3]:
-                was = was.strip()
-            if theirs == was or theirs == ours:
-                continue  # nobody edited this cell in the sheet, or both sides agree
-            if ours != was:
-                problems.append(Problem(rn, name, f"edited in the sheet ({was!r} -> {theirs!r}) "
-                                                  f"but the folders changed it to {ours!r} since the push"))
-                continue
-        elif theirs == ours:
-            continue
-        merged.at[id_, name] = theirs
-        changed = True
-    return changed
+                was = was.str.strip()
+            # A cell nobody edited in the sheet never overrides the folders.
+            untouched = has_base & (new == was)
+            conflict = has_base & ~untouched & changed & (ours != was)
+            for id_ in conflict[conflict].index:
+                problems.append(Problem(int(rows[id_]), name,
+                                        f"edited in the sheet ({was[id_]!r} -> {new[id_]!r}) but "
+                                        f"the folders changed it to {ours[id_]!r} since the push"))
+            changed = changed & ~untouched & ~conflict
+        take = changed[changed].index
+        merged.loc[take, name] = new[take]
+        edited |= changed
+    return merged, list(edited[edited].index), problems
 
 
-def unpulled_edits(sheet: pd.DataFrame, published: pd.DataFrame | None) -> list[str]:
+def unpulled_edits(sheet: pd.DataFrame | None, published: pd.DataFrame | None) -> list[str]:
     """Human edits in ``sheet`` that were never pulled: one line each (empty when none).
 
     Compares the editable cells (and columns people added) with what the last push wrote.
@@ -179,22 +180,22 @@ def unpulled_edits(sheet: pd.DataFrame, published: pd.DataFrame | None) -> list[
     if header_problems:
         return [f"the header was changed: {p.message}" for p in header_problems]
     cells = clean_cells(sheet, mapping)
+    ids = cells["id"].str.strip()
     base = published.set_index("id")
-    lines: list[str] = []
+    known = ids.isin(base.index)
+    lines = {(int(r), 0): f"row {r}: id {ids[r]!r} was not in the last push (row added or id edited)"
+             for r in ids[~known].index}
     compare = [c for c in cells.columns if c in EDITABLE or c not in CORE]
-    for row_no, row in cells.iterrows():
-        id_ = row["id"].strip()
-        if id_ not in base.index:
-            lines.append(f"row {row_no}: id {id_!r} was not in the last push (row added or id edited)")
-            continue
-        for name in compare:
-            was = str(base.at[id_, name]) if name in base.columns else ""
-            now = row[name]
-            if name in EDITABLE[:3]:
-                same = now.strip().casefold() == was.strip().casefold() or (
-                    name == "action" and now.strip() == "" and was == "keep")
-            else:
-                same = now == was
-            if not same:
-                lines.append(f"row {row_no}, {name}: {was!r} -> {now!r}")
-    return lines
+    for k, name in enumerate(compare, start=1):
+        now = cells.loc[known, name]
+        was = (base[name].reindex(ids[known]).fillna("").astype(str) if name in base.columns
+               else pd.Series("", index=ids[known].to_numpy()))
+        was.index = now.index
+        if name in EDITABLE[:3]:
+            a, b = now.str.strip().str.casefold(), was.str.strip().str.casefold()
+            same = (a == b) | ((a == "") & (b == "keep") if name == "action" else False)
+        else:
+            same = now == was
+        for r in same[~same].index:
+            lines[(int(r), k)] = f"row {r}, {name}: {was[r]!r} -> {now[r]!r}"
+    return [lines[key] for key in sorted(lines)]

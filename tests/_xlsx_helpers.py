@@ -18,7 +18,9 @@ CLASSES = ("i", "ii", "iii", "iv", "v", "vi", "vii", "viii", "ix", "x")
 SPLITS = ("train", "val")
 
 
-def make_layout(classes: tuple[str, ...] = CLASSES, splits: tuple[str, ...] = SPLITS) -> SheetLayout:
+def make_layout(
+    classes: tuple[str, ...] = CLASSES, splits: tuple[str, ...] = SPLITS
+) -> SheetLayout:
     """The data sheet's columns as the shared data model describes them."""
     return SheetLayout(
         columns=(
@@ -27,7 +29,9 @@ def make_layout(classes: tuple[str, ...] = CLASSES, splits: tuple[str, ...] = SP
             Column("path", "text", note="file, relative to the dataset root"),
             Column("url", "text"),
             Column("split", "choice", editable=True, choices=splits),
-            Column("label", "choice", editable=True, choices=classes, note="the class; fix it here"),
+            Column(
+                "label", "choice", editable=True, choices=classes, note="the class; fix it here"
+            ),
             Column("action", "choice", editable=True, choices=("keep", "drop")),
             Column("note", "text", editable=True),
             Column("predicted", "text"),
@@ -56,7 +60,9 @@ def make_png(path: Path, seed: int, size: tuple[int, int] = (120, 90)) -> None:
     im.save(path)
 
 
-def make_table(root: Path, n: int, *, images: bool = True, unique_images: int | None = None) -> pd.DataFrame:
+def make_table(
+    root: Path, n: int, *, images: bool = True, unique_images: int | None = None
+) -> pd.DataFrame:
     """``n`` rows in the layout's columns; with ``images``, real PNGs under ``root``.
 
     ``unique_images`` caps how many distinct files are drawn (the rest reuse them), which
@@ -125,7 +131,9 @@ def libreoffice_resave(src: Path, out_dir: Path, profile: Path, *, timeout: floa
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     result = out_dir / (src.stem + ".xlsx")
     if done.returncode != 0 or not result.exists():
-        raise AssertionError(f"LibreOffice failed ({done.returncode}): {done.stdout}\n{done.stderr}")
+        raise AssertionError(
+            f"LibreOffice failed ({done.returncode}): {done.stdout}\n{done.stderr}"
+        )
     return result
 
 
@@ -157,7 +165,9 @@ def libreoffice_macro(doc: Path, profile: Path, body: str, *, timeout: float = 1
     base = [exe, f"-env:UserInstallation={profile.as_uri()}", "--headless", "--norestore"]
     module = profile / "user" / "basic" / "Standard" / "Module1.xba"
     if not module.exists():  # first start creates the profile and its Standard library
-        subprocess.run([*base, "--terminate_after_init"], capture_output=True, timeout=timeout, env=env)
+        subprocess.run(
+            [*base, "--terminate_after_init"], capture_output=True, timeout=timeout, env=env
+        )
     code = (
         "Sub Run(url As String)\n"
         "  Dim args(0) As New com.sun.star.beans.PropertyValue\n"
@@ -169,7 +179,9 @@ def libreoffice_macro(doc: Path, profile: Path, body: str, *, timeout: float = 1
         "  doc.close(True)\n"
         "End Sub\n"
     )
-    escaped = code.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+    escaped = (
+        code.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+    )
     module.write_text(
         '<?xml version="1.0" encoding="UTF-8"?>\n'
         '<!DOCTYPE script:module PUBLIC "-//OpenOffice.org//DTD OfficeDocument 1.0//EN" "module.dtd">\n'
@@ -186,4 +198,67 @@ def libreoffice_macro(doc: Path, profile: Path, body: str, *, timeout: float = 1
         env=env,
     )
     if done.returncode != 0 or doc.stat().st_mtime_ns == before:
-        raise AssertionError(f"LibreOffice macro did not save {doc} ({done.returncode}): {done.stderr}")
+        raise AssertionError(
+            f"LibreOffice macro did not save {doc} ({done.returncode}): {done.stderr}"
+        )
+
+
+_CT = """<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
+<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">
+<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/>
+<Default Extension="xml" ContentType="application/xml"/>
+<Override PartName="/xl/workbook.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"/>
+<Override PartName="/xl/worksheets/sheet1.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"/>
+<Override PartName="/xl/sharedStrings.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sharedStrings+xml"/>
+<Override PartName="/xl/styles.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.styles+xml"/>
+</Types>"""
+_RELS = """<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
+<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">
+<Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/officeDocument" Target="xl/workbook.xml"/>
+</Relationships>"""
+_WORKBOOK = """<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
+<workbook xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships">
+<sheets><sheet name="data" sheetId="1" r:id="rId1"/></sheets></workbook>"""
+_WORKBOOK_RELS = """<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
+<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">
+<Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/worksheet" Target="worksheets/sheet1.xml"/>
+<Relationship Id="rId2" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/sharedStrings" Target="sharedStrings.xml"/>
+<Relationship Id="rId3" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/styles" Target="styles.xml"/>
+</Relationships>"""
+_STYLES = """<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
+<styleSheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">
+<fonts count="1"><font><sz val="11"/><name val="Calibri"/></font></fonts>
+<fills count="2"><fill><patternFill patternType="none"/></fill><fill><patternFill patternType="gray125"/></fill></fills>
+<borders count="1"><border><left/><right/><top/><bottom/><diagonal/></border></borders>
+<cellStyleXfs count="1"><xf numFmtId="0" fontId="0" fillId="0" borderId="0"/></cellStyleXfs>
+<cellXfs count="2"><xf numFmtId="0" fontId="0" fillId="0" borderId="0" xfId="0"/>
+<xf numFmtId="14" fontId="0" fillId="0" borderId="0" xfId="0" applyNumberFormat="1"/></cellXfs>
+</styleSheet>"""
+
+
+def write_excel_like_workbook(
+    path: Path, sheet_data: str, shared_strings: list[str], dimension: str
+) -> None:
+    """A workbook shaped like Excel's own files (shared strings, rich text, cached values).
+
+    ``shared_strings`` items are raw ``<si>`` contents, so rich-text runs can be given.
+    """
+    sst = "".join(f"<si>{s}</si>" for s in shared_strings)
+    sheet = (
+        '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
+        '<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
+        f'<dimension ref="{dimension}"/><sheetData>{sheet_data}</sheetData></worksheet>'
+    )
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("[Content_Types].xml", _CT)
+        zf.writestr("_rels/.rels", _RELS)
+        zf.writestr("xl/workbook.xml", _WORKBOOK)
+        zf.writestr("xl/_rels/workbook.xml.rels", _WORKBOOK_RELS)
+        zf.writestr("xl/styles.xml", _STYLES)
+        zf.writestr(
+            "xl/sharedStrings.xml",
+            '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
+            '<sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" '
+            f'count="{len(shared_strings)}" uniqueCount="{len(shared_strings)}">{sst}</sst>',
+        )
+        zf.writestr("xl/worksheets/sheet1.xml", sheet)

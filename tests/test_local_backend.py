@@ -12,12 +12,6 @@ from pathlib import Path
 import openpyxl
 import pandas as pd
 import pytest
-from PIL import Image
-
-from sheetsync.errors import BackendError
-from sheetsync.sheets.base import Column, SheetLayout
-from sheetsync.sheets.local import LISTS_SHEET, LocalBackend, WorkbookLockedError
-
 from _xlsx_helpers import (  # tests/ is on sys.path (pytest's rootdir import mode)
     CLASSES,
     COLUMNS,
@@ -26,11 +20,28 @@ from _xlsx_helpers import (  # tests/ is on sys.path (pytest's rootdir import mo
     make_png,
     make_table,
     soffice,
+    write_excel_like_workbook,
     zip_names,
     zip_text,
 )
+from PIL import Image
 
-TRICKY_TEXT = ["=1+1", "+x", "-", "@a", "#N/A", "=", "  padded  ", "Ünïcødé 字 🙂", "line\nbreak", "TRUE"]
+from sheetsync.errors import BackendError
+from sheetsync.sheets.base import Column, SheetLayout
+from sheetsync.sheets.local import LISTS_SHEET, LocalBackend, WorkbookLockedError
+
+TRICKY_TEXT = [
+    "=1+1",
+    "+x",
+    "-",
+    "@a",
+    "#N/A",
+    "=",
+    "  padded  ",
+    "Ünïcødé 字 🙂",
+    "line\nbreak",
+    "TRUE",
+]
 
 
 @pytest.fixture
@@ -155,7 +166,15 @@ def test_reads_what_people_did_to_rows(book: Path, root: Path) -> None:
     assert list(got.columns) == [*COLUMNS, "reviewer", "column 18"]
     assert list(got.index) == [2, 3, 4, 5, 6, 7, 8]  # the formatted empty rows are gone
     assert list(got["id"]) == [f"{i:010x}" for i in order] + ["", "beef"]
-    assert list(got["reviewer"]) == ["ann", "2024-03-01", "2024-03-01 13:45:10", "TRUE", "7", "", ""]
+    assert list(got["reviewer"]) == [
+        "ann",
+        "2024-03-01",
+        "2024-03-01 13:45:10",
+        "TRUE",
+        "7",
+        "",
+        "",
+    ]
     assert got.loc[3, "column 18"] == "no header"
     assert got.loc[8, "label"] == "iv"
     assert (got.loc[7] == "").all()
@@ -181,7 +200,13 @@ def test_scores_are_appended_and_the_header_grows(book: Path, root: Path) -> Non
     got = b.read_scores()
     assert list(got.columns) == ["version", "time", "test_accuracy", "seed", "precision"]
     assert got.to_dict("records") == [
-        {"version": "1", "time": "2026-01-01T10:00:00", "test_accuracy": "0.5", "seed": "123", "precision": ""},
+        {
+            "version": "1",
+            "time": "2026-01-01T10:00:00",
+            "test_accuracy": "0.5",
+            "seed": "123",
+            "precision": "",
+        },
         {"version": "2", "time": "", "test_accuracy": "0.625", "seed": "123", "precision": "=bf16"},
     ]
     wb = openpyxl.load_workbook(book)
@@ -274,7 +299,9 @@ def test_the_workbook_is_dressed_for_people(book: Path, root: Path) -> None:
     assert ws.auto_filter.ref == f"A1:O{n + 1}"
     assert all(c.font.b for c in ws[1])
 
-    lists = {str(dv.sqref): (dv.formula1, dv.allow_blank) for dv in ws.data_validations.dataValidation}
+    lists = {
+        str(dv.sqref): (dv.formula1, dv.allow_blank) for dv in ws.data_validations.dataValidation
+    }
     assert lists["E2:E1048576"] == ('"train,val"', True)
     assert lists["F2:F1048576"] == ('"' + ",".join(CLASSES) + '"', True)
     assert lists["G2:G1048576"] == ('"keep,drop"', True)
@@ -290,7 +317,9 @@ def test_the_workbook_is_dressed_for_people(book: Path, root: Path) -> None:
     assert 8 < ws.column_dimensions["C"].width <= 50
 
     assert len(ws._images) == n
-    anchors = sorted((img.anchor._from.row, img.anchor._from.col, img.anchor.to.row) for img in ws._images)
+    anchors = sorted(
+        (img.anchor._from.row, img.anchor._from.col, img.anchor.to.row) for img in ws._images
+    )
     assert anchors == [(r, 1, r) for r in range(1, n + 1)]  # inside B2..B5, each in its own cell
     assert all(img.anchor.editAs == "twoCell" for img in ws._images)
     assert all(ws.row_dimensions[r].height >= 40 * 0.75 for r in range(2, n + 2))
@@ -378,7 +407,10 @@ def test_tiny_and_palette_images_are_shown_at_box_size(book: Path, root: Path) -
     ws = openpyxl.load_workbook(book)["data"]
     emu = 9525
     sizes = sorted(
-        ((img.anchor.to.colOff - img.anchor._from.colOff) // emu, (img.anchor.to.rowOff - img.anchor._from.rowOff) // emu)
+        (
+            (img.anchor.to.colOff - img.anchor._from.colOff) // emu,
+            (img.anchor.to.rowOff - img.anchor._from.rowOff) // emu,
+        )
         for img in ws._images
     )
     assert sizes == [(48, 16), (48, 32)]
@@ -392,7 +424,9 @@ def test_no_thumbnails_for_huge_sheets(book: Path, root: Path) -> None:
 
 
 def test_layout_without_highlight_or_choices(book: Path, root: Path) -> None:
-    layout = SheetLayout(columns=(Column("id"), Column("label", "choice", editable=True)), highlight_mismatch=None)
+    layout = SheetLayout(
+        columns=(Column("id"), Column("label", "choice", editable=True)), highlight_mismatch=None
+    )
     b = backend(book, root)
     b.write_table(pd.DataFrame({"id": ["1"], "label": ["x"]}), layout)
     ws = openpyxl.load_workbook(book)["data"]
@@ -403,7 +437,8 @@ def test_layout_without_highlight_or_choices(book: Path, root: Path) -> None:
 
 
 @pytest.mark.skipif(
-    soffice() is None and os.environ.get("CI") != "true", reason="LibreOffice (soffice) is not installed"
+    soffice() is None and os.environ.get("CI") != "true",
+    reason="LibreOffice (soffice) is not installed",
 )
 def test_libreoffice_edits_and_saves_the_workbook(book: Path, root: Path, tmp_path: Path) -> None:
     """A real spreadsheet program changes cells, re-sorts, adds a sheet and saves."""
@@ -455,7 +490,13 @@ def test_libreoffice_edits_and_saves_the_workbook(book: Path, root: Path, tmp_pa
     notes["0000000002"] = "=looks like a formula"
     assert by_id["note"].to_dict() == notes
     for col in ("path", "split", "predicted", "margin", "loss", "issue_score", "why"):
-        want = dict(zip(table["id"], table[col].map(lambda v: "" if isinstance(v, float) and math.isnan(v) else str(v)), strict=True))
+        want = dict(
+            zip(
+                table["id"],
+                table[col].map(lambda v: "" if isinstance(v, float) and math.isnan(v) else str(v)),
+                strict=True,
+            )
+        )
         want = {k: (v[:-2] if v.endswith(".0") else v) for k, v in want.items()}
         assert by_id[col].to_dict() == want, col
     assert b.read_scores().to_dict("records") == [{"version": "1", "test_accuracy": "0.5"}]
@@ -469,3 +510,39 @@ def test_libreoffice_edits_and_saves_the_workbook(book: Path, root: Path, tmp_pa
     assert wb.sheetnames[:2] == ["data", "scores"] and "mine" in wb.sheetnames
     assert wb["mine"]["A1"].value == "=1+2"
     assert list(b.read_scores()["version"]) == ["1", "2"]
+
+
+def test_reads_what_excel_writes(book: Path, root: Path) -> None:
+    """Shared and rich-text strings, inline strings, cached formula results, booleans,
+    floats, errors, date serials, cells without coordinates, and a stale dimension."""
+    strings = [
+        "<t>id</t>",
+        "<t>label</t>",
+        "<t>note</t>",
+        "<t>confidence</t>",
+        "<t>0042</t>",
+        '<r><rPr><b/></rPr><t>v</t></r><r><t xml:space="preserve">ii</t></r>',
+        "<t>1e3</t>",
+    ]
+    rows = (
+        '<row r="1"><c r="A1" t="s"><v>0</v></c><c r="B1" t="s"><v>1</v></c>'
+        '<c r="C1" t="s"><v>2</v></c><c r="D1" t="s"><v>3</v></c></row>'
+        '<row r="2"><c r="A2" t="s"><v>4</v></c><c r="B2" t="s"><v>5</v></c>'
+        '<c r="C2" t="inlineStr"><is><t>=not a formula</t></is></c><c r="D2"><v>0.25</v></c></row>'
+        '<row r="3"><c r="A3" t="s"><v>6</v></c><c r="B3" t="str"><f>LOWER("IX")</f><v>ix</v></c>'
+        '<c r="C3" t="b"><v>1</v></c><c r="D3"><v>1.0000000000000000E-3</v></c></row>'
+        '<row r="5"><c t="inlineStr"><is><t>ab12</t></is></c><c><v>3</v></c>'
+        '<c s="1"><v>45352</v></c><c t="e"><v>#DIV/0!</v></c><c><v>42.0</v></c></row>'
+        '<row r="6"><c r="B6" t="s"><v>1</v></c></row>'  # "label" typed again: text, kept
+        '<row r="7" ht="30" customHeight="1"/>'
+    )
+    write_excel_like_workbook(book, rows, strings, dimension="A1:B2")
+    got = backend(book, root).read_table()
+    assert got is not None
+    assert list(got.columns) == ["id", "label", "note", "confidence", "column 5"]
+    assert list(got.index) == [2, 3, 4, 5, 6]
+    assert got.loc[2].tolist() == ["0042", "vii", "=not a formula", "0.25", ""]
+    assert got.loc[3].tolist() == ["1e3", "ix", "TRUE", "0.001", ""]
+    assert got.loc[4].tolist() == ["", "", "", "", ""]
+    assert got.loc[5].tolist() == ["ab12", "3", "2024-03-01", "#DIV/0!", "42"]
+    assert got.loc[6].tolist() == ["", "label", "", "", ""]

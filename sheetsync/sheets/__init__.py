@@ -20,4 +20,5 @@ def open_backend(config: Config) -> Backend:
         return GoogleBackend.from_config(config)
     from .local import LocalBackend
 
-    return LocalBackend(config.resolve(config.local.path), root=config.root)
+    return LocalBackend(config.resolve(config.local.path), root=config.root,
+                        thumbnails=config.local.thumbnails, thumb_size=config.local.thumb_size)

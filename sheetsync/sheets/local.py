@@ -257,7 +257,9 @@ class LocalBackend(Backend):
 class _DataSheetWriter:
     """Fills one fresh worksheet with ``table`` formatted as ``layout`` says."""
 
-    def __init__(self, backend: LocalBackend, ws: Worksheet, table: pd.DataFrame, layout: SheetLayout):
+    def __init__(
+        self, backend: LocalBackend, ws: Worksheet, table: pd.DataFrame, layout: SheetLayout
+    ):
         self.backend = backend
         self.ws = ws
         self.table = table
@@ -284,7 +286,11 @@ class _DataSheetWriter:
             cell.font = HEADER_FONT
             cell.border = HEADER_BORDER
             cell.fill = EDITABLE_HEADER_FILL if spec.editable else READONLY_HEADER_FILL
-            note = spec.note if spec.editable else f"Read-only: sheetsync fills this column. {spec.note}"
+            note = (
+                spec.note
+                if spec.editable
+                else f"Read-only: sheetsync fills this column. {spec.note}"
+            )
             if note.strip():
                 cell.comment = Comment(note.strip(), "sheetsync", width=260, height=90)
             letter = get_column_letter(col)
@@ -297,7 +303,9 @@ class _DataSheetWriter:
         if spec.width:
             return spec.width
         if spec.kind == "image":
-            return images.cell_size_for(self.backend.thumb_size)[0] if self.backend.thumbnails else 8
+            return (
+                images.cell_size_for(self.backend.thumb_size)[0] if self.backend.thumbnails else 8
+            )
         if spec.kind == "number":
             return max(10, len(spec.name) + 3)
         sample = self.table.iloc[:500, index]
@@ -395,7 +403,12 @@ class _DataSheetWriter:
 
     def _highlight(self) -> None:
         pair = self.layout.highlight_mismatch
-        if not pair or pair[0] not in self.names or pair[1] not in self.names or len(self.table) == 0:
+        if (
+            not pair
+            or pair[0] not in self.names
+            or pair[1] not in self.names
+            or len(self.table) == 0
+        ):
             return
         a, b = (get_column_letter(self.names.index(n) + 1) for n in pair)
         rule = FormulaRule(formula=[f'AND(${a}2<>"",${b}2<>"",${a}2<>${b}2)'], fill=MISMATCH_FILL)
@@ -431,7 +444,9 @@ def _set_text(cell: object, text: str, *, where: str) -> None:
         cell.value = None  # type: ignore[attr-defined]
         return
     if len(text) > MAX_CELL_TEXT:
-        raise BackendError(f"{where}: text of {len(text)} characters (a cell holds at most {MAX_CELL_TEXT})")
+        raise BackendError(
+            f"{where}: text of {len(text)} characters (a cell holds at most {MAX_CELL_TEXT})"
+        )
     if ILLEGAL_CHARACTERS_RE.search(text):
         raise BackendError(f"{where}: {text!r} holds control characters a spreadsheet cannot store")
     cell.value = text  # type: ignore[attr-defined]
@@ -505,9 +520,7 @@ def _read_sheet(ws: object) -> pd.DataFrame:
     width = max(len(r) for r in rows)
     used = [any(len(r) > c and r[c] for r in rows[1:]) for c in range(width)]
     keep = [c for c in range(width) if (c < len(header) and header[c]) or used[c]]
-    names = [
-        header[c] if c < len(header) and header[c] else f"column {c + 1}" for c in keep
-    ]
+    names = [header[c] if c < len(header) and header[c] else f"column {c + 1}" for c in keep]
     body = [[r[c] if c < len(r) else "" for c in keep] for r in rows[1:]]
     index = pd.RangeIndex(2, len(body) + 2)
     return pd.DataFrame(body, columns=names, index=index, dtype=str)

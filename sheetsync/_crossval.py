@@ -1,0 +1,194 @@
+"""k-fold plumbing for out-of-sample scores: stable folds, per-fold results cached by content.
+
+* Folds are stratified and *stable*: the assignment is kept in ``work_dir`` and an image keeps
+  its fold from one version to the next (new images go, in a seeded order, to the fold with the
+  fewest images of their class). So an edit of one label leaves the training set of that image's
+  own fold unchanged, and that fold is reused rather than retrained.
+* Each fold's result is a file named after a digest of everything that determines it (the
+  training images' id, hash and label, the images scored, the classes and training settings):
+  an interrupted run resumes at the first missing fold, and an unchanged fold is never retrained.
+* Embeddings of different folds come from different models, so they are not compared across
+  folds: each fold measures, in its own embedding space, how far each held-out image lies from
+  each class centroid of that fold's training images, in units of the class's typical spread.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .errors import ConfigError, TrainingError
+
+FOLD_FORMAT = 1
+
+
+def _digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _order_key(seed: int, item_id: str) -> str:
+    return hashlib.sha256(f"{seed}:{item_id}".encode()).hexdigest()
+
+
+def assign_folds(items: pd.DataFrame, folds: int, seed: int, previous: Mapping[str, int]) -> pd.Series:
+    """Fold number per id: ids in ``previous`` keep theirs; new ids are dealt, in a seeded order,
+    to the fold holding the fewest images of their class (then the fewest images)."""
+    if folds < 2:
+        raise ConfigError(f"review folds must be at least 2 (got {folds})")
+    if len(items) < folds:
+        raise TrainingError(f"{len(items)} images cannot be split into {folds} folds")
+    ids = items["id"].astype(str).tolist()
+    labels = items["label"].astype(str).tolist()
+    out: dict[str, int] = {}
+    per_class: dict[str, list[int]] = {}
+    total = [0] * folds
+    for i, lab in zip(ids, labels, strict=True):
+        f = previous.get(i)
+        if f is not None and 0 <= int(f) < folds:
+            out[i] = int(f)
+            per_class.setdefault(lab, [0] * folds)[int(f)] += 1
+            total[int(f)] += 1
+    new = sorted(
+        ((i, lab) for i, lab in zip(ids, labels, strict=True) if i not in out),
+        key=lambda t: _order_key(seed, t[0]),
+    )
+    for i, lab in new:
+        counts = per_class.setdefault(lab, [0] * folds)
+        f = min(range(folds), key=lambda k: (counts[k], total[k], k))
+        out[i] = f
+        counts[f] += 1
+        total[f] += 1
+    return pd.Series([out[i] for i in ids], index=pd.Index(ids, name="id"), name="fold")
+
+
+def fold_map_path(work_dir: Path, folds: int, seed: int) -> Path:
+    return work_dir / f"folds-k{folds}-seed{seed}.json"
+
+
+def read_fold_map(path: Path) -> dict[str, int]:
+    try:
+        return {str(k): int(v) for k, v in json.loads(path.read_text(encoding="utf-8")).items()}
+    except (OSError, ValueError, AttributeError):
+        return {}  # absent or damaged: the folds are dealt afresh
+
+
+def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
+    # Write next to the target and rename: an interrupted run never leaves half a file behind.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class FoldResult:
+    """What one fold's model says about its held-out images."""
+
+    ids: np.ndarray  # (m,) str
+    probs: np.ndarray  # (m, C)
+    embeddings: np.ndarray  # (m, D)
+    class_distance: np.ndarray  # (m, C), in units of each class's typical spread
+
+    def save(self, path: Path) -> None:
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as fh:
+                np.savez(
+                    fh,
+                    format=np.array(FOLD_FORMAT),
+                    ids=self.ids.astype(str),
+                    probs=self.probs,
+                    embeddings=self.embeddings,
+                    class_distance=self.class_distance,
+                )
+
+        write_atomic(path, write)
+
+    @classmethod
+    def load(cls, path: Path) -> FoldResult | None:
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                if int(z["format"]) != FOLD_FORMAT:
+                    return None
+                return cls(z["ids"], z["probs"], z["embeddings"], z["class_distance"])
+        except (OSError, ValueError, KeyError):
+            return None  # missing or damaged (e.g. killed mid-write elsewhere): recompute
+
+
+def fold_key(
+    train: pd.DataFrame, scored: pd.DataFrame, held_out: Sequence[str], classes: Sequence[str],
+    settings: Mapping[str, Any],
+) -> str:
+    """A digest of everything that determines a fold's result."""
+    triples = sorted(zip(train["id"].astype(str), train["hash"].astype(str), train["label"].astype(str), strict=True))
+    pairs = sorted(zip(scored["id"].astype(str), scored["hash"].astype(str), strict=True))
+    return _digest(
+        {"format": FOLD_FORMAT, "classes": list(classes), "settings": dict(settings),
+         "train": triples, "scored": pairs, "held_out": sorted(held_out)}
+    )
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    norm = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.where(norm > 0, norm, 1.0)
+
+
+def class_distances(
+    embeddings: np.ndarray, probs: np.ndarray, labels: np.ndarray, is_train: np.ndarray, n_classes: int
+) -> np.ndarray:
+    """Distance of every row to each class centroid of the training rows, in one model's space.
+
+    Centroids use the training rows the model agrees with (so mislabeled training images do not
+    drag them), falling back to all rows of the class; the unit is the median distance of those
+    rows to their centroid, which makes scores of different folds comparable.
+    """
+    e = _unit(embeddings.astype(np.float64))
+    pred = probs.argmax(axis=1)
+    out = np.full((len(e), n_classes), np.nan)
+    for c in range(n_classes):
+        members = is_train & (labels == c)
+        agreed = members & (pred == c)
+        use = agreed if agreed.sum() >= 2 else members
+        if not use.any():
+            continue
+        centre = e[use].mean(axis=0)
+        scale = float(np.median(np.linalg.norm(e[use] - centre, axis=1)))
+        out[:, c] = np.linalg.norm(e - centre, axis=1) / max(scale, 1e-6)
+    return out
+
+
+def run_fold(
+    fit_predict: Callable[..., Any],
+    items: pd.DataFrame,
+    fold_of: pd.Series,
+    fold: int,
+    classes: Sequence[str],
+    fit_kwargs: Mapping[str, Any],
+) -> FoldResult:
+    """Train on every image outside ``fold``, score all images, keep the held-out ones."""
+    held = (fold_of.to_numpy() == fold)
+    train = items.loc[~held].reset_index(drop=True)
+    # All images are scored (the training ones too, cheaply) so that the class centroids can be
+    # taken from the training images in this fold's own embedding space.
+    pred = fit_predict(train, items.reset_index(drop=True), list(classes), **fit_kwargs)
+    probs = np.asarray(pred.probs, dtype=np.float64)
+    emb = np.asarray(pred.embeddings, dtype=np.float32)
+    if probs.shape != (len(items), len(classes)) or len(emb) != len(items):
+        raise TrainingError(
+            f"fit_predict returned probabilities of shape {probs.shape} and {len(emb)} embeddings "
+            f"for {len(items)} images and {len(classes)} classes"
+        )
+    index = {c: i for i, c in enumerate(classes)}
+    labels = items["label"].astype(str).map(index).to_numpy(dtype=int)
+    dist = class_distances(emb, probs, labels, ~held, len(classes))
+    ids = items["id"].astype(str).to_numpy()
+    return FoldResult(ids[held], probs[held], emb[held], dist[held])

@@ -1,0 +1,347 @@
+"""Which labels to review first: out-of-sample scores, doubt signals, and the review order.
+
+A model scores the images it was trained on with high confidence, wrong labels included, so
+every image is scored by a k-fold model that never saw it (:func:`out_of_sample`). From those
+probabilities, the 256-d embeddings and the image files, :func:`review_signals` computes the
+sheet's review columns, and :func:`review_order` sorts ids most-likely-wrong first.
+
+Usage::
+
+    oos = out_of_sample(items, classes, folds=4, epochs=20, work_dir=state / "review")
+    signals = review_signals(items, oos, classes)
+    ids = review_order(signals, "combined")      # or "issue", "confidence", "loss", ...
+
+TensorFlow is imported only when ``out_of_sample`` trains (through ``sheetsync.train``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import _crossval, _duplicates
+from . import _signals as sig
+from .errors import ConfigError, TrainingError
+
+ORDERS = ("combined", "issue", "confidence", "loss", "margin", "random", "path")
+SIGNAL_COLUMNS = (
+    "predicted", "confidence", "margin", "loss", "issue_score", "suspected",
+    "duplicate_of", "outlier", "blank", "why", "priority",
+)
+ITEM_COLUMNS = ("id", "file", "hash", "label")
+
+# How the combined priority weighs its parts (see :func:`priority`).
+WEIGHTS: Mapping[str, float] = {"outlier": 0.15, "duplicate": 0.05}
+# Outlier distances (in units of a class's typical spread) from which an image is "far".
+FAR = 2.5
+
+
+class UnknownOrderError(ConfigError):
+    """The review order named in the config or on the command line does not exist."""
+
+
+# ----------------------------------------------------------------------------- out-of-sample
+
+
+@dataclass(frozen=True)
+class OutOfSample:
+    """Each image scored by the fold model that did not train on it.
+
+    ``probs``: index = id, columns = classes. ``embeddings``: index = id, 256 columns, each row
+    in its own fold's space (compare rows only within a fold). ``class_distance``: index = id,
+    columns = classes, distance to each class centroid in the row's fold space, in units of that
+    class's typical spread (comparable across folds). ``fold``: fold number per id.
+    """
+
+    probs: pd.DataFrame
+    embeddings: pd.DataFrame
+    class_distance: pd.DataFrame
+    fold: pd.Series
+    reused: tuple[int, ...] = ()
+    seconds: float = 0.0
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _epoch_reporter(say: Callable[[str], None], fold: int, folds: int) -> Callable[..., None]:
+    # sheetsync.train calls progress(epoch, epochs, logs) after each epoch.
+    def report(epoch: int, epochs: int, logs: Mapping[str, float] | None = None) -> None:
+        loss = (logs or {}).get("loss")
+        tail = f", loss {loss:.3f}" if loss is not None else ""
+        say(f"fold {fold + 1}/{folds}: epoch {epoch}/{epochs}{tail}")
+
+    return report
+
+
+def _check_items(items: pd.DataFrame, classes: Sequence[str]) -> pd.DataFrame:
+    missing = [c for c in ITEM_COLUMNS if c not in items.columns]
+    if missing:
+        raise TrainingError(f"items lack column(s) {', '.join(missing)}")
+    items = items.reset_index(drop=True).copy()
+    items["id"] = items["id"].astype(str)
+    dup = items["id"][items["id"].duplicated()]
+    if len(dup):
+        raise TrainingError(f"id {dup.iloc[0]!r} appears more than once among the images")
+    known = set(classes)
+    bad = items[~items["label"].astype(str).isin(known)]
+    if len(bad):
+        row = bad.iloc[0]
+        raise TrainingError(
+            f"image {row['id']} ({row['file']}) has label {row['label']!r}, "
+            f"not one of the classes {', '.join(classes)}"
+        )
+    return items
+
+
+def out_of_sample(
+    items: pd.DataFrame,
+    classes: Sequence[str],
+    *,
+    folds: int,
+    epochs: int,
+    seed: int = 123,
+    work_dir: Path,
+    cache_dir: Path | None = None,
+    fit_predict: Callable[..., Any] | None = None,
+    progress: Callable[[str], None] | None = None,
+    **fit_options: Any,
+) -> OutOfSample:
+    """Score every image with the fold model that did not train on it (stratified k-fold).
+
+    Each fold's result is saved in ``work_dir`` as soon as it is done, keyed by its content, so
+    an interrupted run resumes per fold and a fold whose training images (id, hash, label) are
+    unchanged is reused. ``fit_predict`` defaults to :func:`sheetsync.train.fit_predict`;
+    ``fit_options`` (batch_size, precision, jit_compile) are passed on to it.
+    ``progress(message)`` hears about each fold (started, reused, done) and each epoch.
+    """
+    start = time.perf_counter()
+    items = _check_items(items, classes)
+    if fit_predict is None:
+        from .train import fit_predict as default_fit_predict  # TensorFlow: only when training
+
+        fit_predict = default_fit_predict
+    say = progress or (lambda message: None)
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+
+    map_path = _crossval.fold_map_path(work_dir, folds, seed)
+    fold_of = _crossval.assign_folds(items, folds, seed, _crossval.read_fold_map(map_path))
+    merged = {**_crossval.read_fold_map(map_path), **fold_of.to_dict()}
+    _crossval.write_atomic(
+        map_path, lambda p: p.write_text(pd.Series(merged).to_json(), encoding="utf-8")
+    )
+
+    settings = {"epochs": epochs, "seed": seed, **fit_options}
+    fit_kwargs: dict[str, Any] = {"epochs": epochs, "seed": seed, "cache_dir": cache_dir, **fit_options}
+    results: list[_crossval.FoldResult] = []
+    reused: list[int] = []
+    for f in range(folds):
+        held = fold_of.to_numpy() == f
+        key = _crossval.fold_key(
+            items.loc[~held], items, items["id"][held].tolist(), classes, settings
+        )
+        path = work_dir / f"fold-{key[:24]}.npz"
+        result = _crossval.FoldResult.load(path)
+        if result is not None:
+            reused.append(f)
+            say(f"fold {f + 1}/{folds}: unchanged, reused")
+        else:
+            say(f"fold {f + 1}/{folds}: training on {int((~held).sum())} images, "
+                f"scoring {int(held.sum())}")
+            t0 = time.perf_counter()
+            kwargs = dict(fit_kwargs)
+            if progress is not None:
+                kwargs["progress"] = _epoch_reporter(say, f, folds)
+            result = _crossval.run_fold(fit_predict, items, fold_of, f, classes, kwargs)
+            result.save(path)
+            say(f"fold {f + 1}/{folds}: done in {time.perf_counter() - t0:.0f} s")
+        results.append(result)
+
+    ids = np.concatenate([r.ids for r in results])
+    order = pd.Index(items["id"])
+    index = pd.Index(ids, name="id")
+
+    def frame(values: np.ndarray, columns: Sequence[Any]) -> pd.DataFrame:
+        return pd.DataFrame(values, index=index, columns=list(columns)).loc[order].rename_axis("id")
+
+    probs = frame(np.concatenate([r.probs for r in results]), classes)
+    emb_parts = [r.embeddings for r in results]
+    width = max(e.shape[1] for e in emb_parts)
+    embeddings = frame(np.concatenate(emb_parts), range(width))
+    dist = frame(np.concatenate([r.class_distance for r in results]), classes)
+    return OutOfSample(
+        probs=probs, embeddings=embeddings, class_distance=dist, fold=fold_of,
+        reused=tuple(reused), seconds=time.perf_counter() - start, settings=settings,
+    )
+
+
+# ----------------------------------------------------------------------------- signals
+
+
+def duplicates(items: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """(duplicate_of, blank): space-separated ids showing the same picture, and blank images."""
+    ids = items["id"].astype(str).tolist()
+    thumbs = _duplicates.thumbnails(items["file"].astype(str))
+    blank = _duplicates.blank_images(ids, thumbs)
+    groups = _duplicates.duplicate_groups(ids, items["hash"].astype(str).tolist(), thumbs, blank=blank)
+    dup = pd.Series([" ".join(groups.get(i, [])) for i in ids], index=blank.index, name="duplicate_of", dtype=str)
+    return dup, blank
+
+
+def priority(signals: pd.DataFrame, weights: Mapping[str, float] = WEIGHTS) -> pd.Series:
+    """The combined review score: higher = review sooner.
+
+    The base is the strongest single reason: cleanlab's issue score, 1 for a blank image, 1 for a
+    picture that also appears under another label (one of the two labels is wrong). On top, small
+    nudges: how far the image lies from its class in embedding space (as a percentile) and being
+    a copy of another image at all. Nudges reorder rows with similar doubt, never lift a row the
+    model is sure about above one it doubts.
+    """
+    n = len(signals)
+    issue = signals["issue_score"].astype(float).fillna(0.0)
+    blank = signals["blank"].astype(bool).astype(float)
+    conflict = signals.get("duplicate_conflict", pd.Series(False, index=signals.index)).astype(float)
+    base = np.maximum(issue, np.maximum(blank, conflict))
+    far = sig.percentile(signals["outlier"].astype(float)).fillna(0.0) if n else issue
+    copy = (signals["duplicate_of"].astype(str) != "").astype(float)
+    return (base + weights.get("outlier", 0.0) * far * issue.clip(lower=0.1)
+            + weights.get("duplicate", 0.0) * copy).rename("priority")
+
+
+def _fmt(p: float) -> str:
+    return f"{p:.2f}"
+
+
+def why(signals: pd.DataFrame, labels: pd.Series, probs: pd.DataFrame | None,
+        splits: pd.Series | None = None) -> pd.Series:
+    """A short reason per row, strongest first, e.g. 'model says vii (0.91); label ii has 0.03'."""
+    out: list[str] = []
+    label_of = labels.astype(str)
+    for i, row in signals.iterrows():
+        parts: list[str] = []
+        if row["blank"]:
+            parts.append("blank image")
+        if probs is not None and pd.notna(row["confidence"]):
+            pred = row["predicted"]
+            if pred != label_of[i]:
+                parts.append(f"model says {pred} ({_fmt(probs.at[i, pred])}); "
+                             f"label {label_of[i]} has {_fmt(row['confidence'])}")
+            elif row["confidence"] < 0.5:
+                parts.append(f"model unsure: label {label_of[i]} has {_fmt(row['confidence'])}")
+        if row["duplicate_of"]:
+            for other in str(row["duplicate_of"]).split()[:2]:
+                where = f" in {splits[other]}" if splits is not None else ""
+                if label_of[other] != label_of[i]:
+                    parts.append(f"same picture as {other}{where}, labelled {label_of[other]}")
+                else:
+                    parts.append(f"same picture as {other}{where}")
+        if pd.notna(row["outlier"]) and row["outlier"] >= FAR:
+            parts.append(f"far from class {label_of[i]} ({row['outlier']:.1f}x usual)")
+        out.append("; ".join(parts))
+    return pd.Series(out, index=signals.index, name="why", dtype=str)
+
+
+def review_signals(
+    items: pd.DataFrame,
+    probs: pd.DataFrame | OutOfSample | None,
+    classes: Sequence[str],
+    *,
+    class_distance: pd.DataFrame | None = None,
+    find_duplicates: bool = True,
+    weights: Mapping[str, float] = WEIGHTS,
+) -> pd.DataFrame:
+    """The review columns, one row per item (index = id), in :data:`SIGNAL_COLUMNS` order.
+
+    ``probs`` is an :class:`OutOfSample` (its class distances are used for ``outlier``), a
+    probability frame (index = id, columns = classes), or None when no model exists yet (then
+    only duplicates and blank images are found; model columns stay empty).
+    """
+    items = items.reset_index(drop=True).copy()
+    items["id"] = items["id"].astype(str)
+    if isinstance(probs, OutOfSample):
+        class_distance = probs.class_distance if class_distance is None else class_distance
+        probs = probs.probs
+    index = pd.Index(items["id"], name="id")
+    labels = pd.Series(items["label"].astype(str).to_numpy(), index=index)
+    bad = labels[~labels.isin(list(classes))]
+    if len(bad):
+        raise TrainingError(f"image {bad.index[0]} has label {bad.iloc[0]!r}, not one of the classes")
+    out = pd.DataFrame(index=index)
+    if probs is not None:
+        probs = probs.copy()
+        probs.index = probs.index.astype(str)
+        missing = index.difference(probs.index)
+        if len(missing):
+            raise TrainingError(f"no probabilities for image {missing[0]} (and {len(missing) - 1} more)")
+        probs = probs.loc[index, list(classes)].astype(float)
+        issues = sig.label_issues(probs, labels)
+        out["predicted"] = sig.predicted(probs)
+        out["confidence"] = sig.confidence(probs, labels)
+        out["margin"] = sig.margin(probs, labels)
+        out["loss"] = sig.loss(probs, labels)
+        out["issue_score"] = sig.issue_score(probs, labels)
+        out["suspected"] = sig.suspected(probs, labels, issues)
+    else:
+        for c in ("confidence", "margin", "loss", "issue_score"):
+            out[c] = np.nan
+        out["predicted"] = ""
+        out["suspected"] = ""
+    if find_duplicates and len(items):
+        dup, blank = duplicates(items)
+        out["duplicate_of"], out["blank"] = dup.to_numpy(), blank.to_numpy()
+    else:
+        out["duplicate_of"], out["blank"] = "", False
+    out["duplicate_conflict"] = [
+        any(labels[o] != labels[i] for o in str(d).split()) for i, d in out["duplicate_of"].items()
+    ]
+    if class_distance is not None:
+        cd = class_distance.copy()
+        cd.index = cd.index.astype(str)
+        out["outlier"] = sig.outlier(cd.loc[index, list(classes)], labels)
+    else:
+        out["outlier"] = np.nan
+    out["priority"] = priority(out, weights)
+    if probs is None:
+        # Without a model only blank images and conflicting copies say anything.
+        out["priority"] = out["priority"].where(out["priority"] > 0)
+    splits = items.set_index("id")["split"].astype(str) if "split" in items.columns else None
+    out["why"] = why(out, labels, probs, splits)
+    return out[list(SIGNAL_COLUMNS) + ["duplicate_conflict"]]
+
+
+# ----------------------------------------------------------------------------- order
+
+
+def review_order(
+    signals: pd.DataFrame, order: str = "combined", *, seed: int = 123,
+    paths: pd.Series | None = None,
+) -> pd.Index:
+    """Ids sorted most-likely-wrong first by the named order (see :data:`ORDERS`).
+
+    Rows without a score (no model yet) come last, in id order; ties keep id order.
+    """
+    if order not in ORDERS:
+        raise UnknownOrderError(f"unknown review order {order!r}; choose one of: {', '.join(ORDERS)}")
+    ids = pd.Index(signals.index.astype(str), name="id")
+    if order == "random":
+        rng = np.random.default_rng(seed)
+        return ids[rng.permutation(len(ids))]
+    if order == "path":
+        key = (paths.astype(str).reindex(ids) if paths is not None else pd.Series(ids, index=ids))
+        return pd.Index(key.sort_values(kind="stable").index, name="id")
+    column, descending = {
+        "combined": ("priority", True),
+        "issue": ("issue_score", True),
+        "confidence": ("confidence", False),
+        "loss": ("loss", True),
+        "margin": ("margin", False),
+    }[order]
+    values = signals[column].astype(float).to_numpy()
+    key = np.where(np.isnan(values), np.inf, -values if descending else values)
+    # lexsort: the last key is the primary one; ties and unscored rows fall back to id order.
+    return ids[np.lexsort((ids.to_numpy(dtype=str), key))]

@@ -1,0 +1,90 @@
+"""End to end: the loop on a slice of the competition data, edited in a real spreadsheet program."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from _xlsx_helpers import libreoffice_macro, soffice
+from conftest import dcai_root
+from openpyxl import load_workbook
+
+from sheetsync.dataset import QUARANTINE
+from sheetsync.project import Project
+from sheetsync.rows import CORE
+
+
+def need_soffice() -> None:
+    if soffice() is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("LibreOffice (soffice) is required under CI=true; .ci/run installs it")
+        pytest.skip("LibreOffice is not installed")
+
+
+def copy_slice(src: Path, dst: Path, per_class: dict[str, int]) -> None:
+    for split, n in per_class.items():
+        for class_dir in sorted((src / split).iterdir()):
+            target = dst / split / class_dir.name
+            target.mkdir(parents=True, exist_ok=True)
+            for f in sorted(class_dir.glob("*.png"))[:n]:
+                shutil.copy2(f, target / f.name)
+
+
+def edit_in_libreoffice(book: Path, profile: Path, edits: dict[str, dict[str, str]]) -> None:
+    """Type into cells by id with LibreOffice Calc, then let it save the .xlsx itself."""
+    col = {name: i for i, name in enumerate(CORE)}
+    lines = ['  sh = doc.Sheets.getByName("data")',
+             "  For r = 1 To 20000",
+             "    id = sh.getCellByPosition(0, r).String",
+             '    If id = "" Then Exit For']
+    for id_, cells in edits.items():
+        for name, value in cells.items():
+            lines.append(f'    If id = "{id_}" Then sh.getCellByPosition({col[name]}, r).String = "{value}"')
+    lines.append("  Next r")
+    libreoffice_macro(book, profile, "\n".join(lines))
+
+
+def score_rows(book: Path) -> list[tuple]:
+    ws = load_workbook(book, read_only=True)["scores"]
+    return [r for r in ws.iter_rows(values_only=True)][1:]
+
+
+@pytest.mark.dcai
+def test_loop_on_the_competition_data_edited_in_libreoffice(tmp_path: Path) -> None:
+    src = dcai_root()
+    need_soffice()
+    data = tmp_path / "data"
+    copy_slice(src, data, {"train": 6, "val": 3})
+    shutil.copytree(src / "label_book", data / "label_book")
+    project, _ = Project.init(data, tmp_path / "proj")
+    assert project.config.classes == ("i", "ii", "iii", "iv", "v", "vi", "vii", "viii", "ix", "x")
+    assert project.config.test_dir == data / "label_book"
+
+    project.train(epochs=1)
+    project.push()
+    book = project.config.resolve(project.config.local.path)
+    m = project.versions.load("latest")
+    by_path = dict(zip(m["path"], m["id"], strict=True))
+    relabel, to_val, drop = (by_path[p] for p in sorted(by_path)[:3])
+    edit_in_libreoffice(book, tmp_path / "lo", {
+        relabel: {"label": "x", "note": "=looks like a formula"},
+        to_val: {"split": "val"},
+        drop: {"action": "drop"},
+    })
+
+    report = project.pull()
+    assert "recorded v2" in str(report)
+    v2 = project.versions.load("v2").set_index("id")
+    assert v2.at[relabel, "label"] == "x" and v2.at[relabel, "note"] == "=looks like a formula"
+    assert (data / v2.at[relabel, "path"]).parent == data / "train" / "x"
+    assert v2.at[to_val, "split"] == "val" and (data / v2.at[to_val, "path"]).exists()
+    assert v2.at[drop, "path"].startswith(QUARANTINE) and (data / v2.at[drop, "path"]).exists()
+    assert len(list(data.rglob("*.png"))) == 6 * 10 + 3 * 10 + 52
+
+    project.train(epochs=1)
+    rows = score_rows(book)
+    assert [r[0] for r in rows] == [1, 2]
+    assert len(project.scores.read()) == 2
+    assert list(project.log()["version"]) == [1, 2]
