@@ -125,8 +125,12 @@ class GoogleBackend(Backend):
         first += cells.layout_requests(sheet_id, names, len(table), layout)
         rows = cells.table_rows(table, layout)
         budget = MAX_PAYLOAD - len(dumps({"requests": first}))
-        sizes = [len(dumps(r)) + 1 for r in rows]
-        if sum(sizes) <= budget:
+        size = 0
+        for row in rows:  # stop measuring as soon as it cannot fit
+            size += len(dumps(row)) + 1
+            if size > budget:
+                break
+        if size <= budget:
             # Cells and structure in one batchUpdate: the sheet changes atomically.
             if rows:
                 first.append(_update_cells(sheet_id, 1, rows, len(names), "userEnteredValue"))
