@@ -456,3 +456,25 @@ def test_secrets_never_reach_output_or_logs(api, key, sheet_id, tmp_path, caplog
     secrets = [token, key["private_key"][40:80], key["private_key_id"]]
     everything = caplog.text + out.out + out.err + str(e.value)
     assert token and all(s not in everything for s in secrets)
+
+
+# -- the stand-in itself behaves like the documented API --------------------------------------
+
+
+def test_standin_render_options_dimensions_and_input_parsing(alice):
+    ws = alice.sheet1
+    ws.update([["0042", "=1+1", "'0042", "x", ""], ["1.5", "TRUE"]], "A1", raw=False)
+    ws.update([["0042", "=1+1"]], "A3", raw=True)
+    get = alice.values_get
+    assert get("Sheet1", params={"valueRenderOption": "UNFORMATTED_VALUE"})["values"] == [
+        [42, 2, "0042", "x"], [1.5, True], ["0042", "=1+1"]]
+    assert get("Sheet1", params={"valueRenderOption": "FORMULA"})["values"][0] == [42, "=1+1", "0042", "x"]
+    assert get("Sheet1")["values"][1] == ["1.5", "TRUE"]  # FORMATTED_VALUE by default
+    assert get("Sheet1!A1:B3", params={"majorDimension": "COLUMNS"})["values"] == [
+        ["42", "1.5", "0042"], ["2", "TRUE", "=1+1"]]
+    from gspread.exceptions import APIError
+
+    with pytest.raises(APIError) as e:
+        ws.update([["x"]], "AA1")
+    assert e.value.code == 400 and "exceeds grid limits" in e.value.error["message"]
+    assert e.value.error["status"] == "INVALID_ARGUMENT"
