@@ -6,7 +6,9 @@ it: Google-shaped JSON errors, bearer tokens checked, sharing (403) and unknown 
 ``majorDimension``, FORMATTED/UNFORMATTED/FORMULA render options, trimming of trailing empty
 cells, "exceeds grid limits" 400s, ``valueInputOption`` RAW vs USER_ENTERED parsing, and
 atomic ``spreadsheets.batchUpdate`` (all requests apply or none). It counts requests and bytes
-and injects 429/5xx/timeouts for the next N requests.
+and injects 429/5xx/timeouts for the next N requests. Simplifications: ``spreadsheets.get``
+ignores ``fields``/``includeGridData`` (it returns all metadata, no grid data), formulas are not
+evaluated beyond ``=IMAGE`` (no value) and plain arithmetic, and formats are not stored.
 
 The real gspread client is routed here by :func:`route`, which mounts a ``requests`` adapter
 that rewrites ``https://sheets.googleapis.com`` (and the Drive and OAuth hosts) to this server;
