@@ -6,7 +6,9 @@ it: Google-shaped JSON errors, bearer tokens checked, sharing (403) and unknown 
 ``majorDimension``, FORMATTED/UNFORMATTED/FORMULA render options, trimming of trailing empty
 cells, "exceeds grid limits" 400s, ``valueInputOption`` RAW vs USER_ENTERED parsing, and
 atomic ``spreadsheets.batchUpdate`` (all requests apply or none). It counts requests and bytes
-and injects 429/5xx/timeouts for the next N requests.
+and injects 429/5xx/timeouts for the next N requests. Simplifications: ``spreadsheets.get``
+ignores ``fields``/``includeGridData`` (it returns all metadata, no grid data), formulas are not
+evaluated beyond ``=IMAGE`` (no value) and plain arithmetic, and formats are not stored.
 
 The real gspread client is routed here by :func:`route`, which mounts a ``requests`` adapter
 that rewrites ``https://sheets.googleapis.com`` (and the Drive and OAuth hosts) to this server;
@@ -302,8 +304,7 @@ class SheetsStandin:
         self.lock = threading.RLock()
         self.latency = latency
         self.reset_counts()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self.server.daemon_threads = True
+        self.server = _Server(("127.0.0.1", 0), _handler(self))
         self.thread: threading.Thread | None = None
 
     # lifecycle
@@ -927,6 +928,11 @@ _REQUESTS = {
     "deleteDimension": _delete_dimension,
     "sortRange": _sort_range,
 }
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128  # many short connections when the machine is busy
 
 
 def _handler(api: SheetsStandin) -> type[BaseHTTPRequestHandler]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from pathlib import Path
 
 import numpy as np
@@ -84,6 +83,7 @@ def key(api):
 @pytest.fixture
 def sheet_id(api):
     sid = api.create_spreadsheet("team labels", shared_with=[BOT, ALICE])
+    api.faults.clear()
     api.reset_counts()
     return sid
 
@@ -134,19 +134,41 @@ def test_push_of_1000_rows_is_one_write_and_the_check_one_read(api, backend):
     assert "KB sent" in backend.usage()
 
 
-def test_pull_of_20000_rows_is_one_read_and_pushes_stay_under_2mb(api, backend):
-    big = table(20_000)
+def test_big_push_sends_one_write_per_2mb_and_stays_lossless(api, backend, sheet_id):
+    big = table(8000).astype({"confidence": object})
+    big.loc[0, ["id", "note", "confidence"]] = ["0042", "=1+1", np.nan]
+    big.loc[1, ["id", "note", "label", "confidence"]] = ["1e3", "+x", "@ii", "0.5"]
+    big.loc[2, "url"] = ""
     backend.write_table(big, LAYOUT)
     sent = backend.stats.bytes_sent
-    # One write per ~2 MB of cell data (the first one also carries the structure).
-    assert sent > 10_000_000 and math.ceil(sent / 2_000_000) <= api.writes <= math.ceil(sent / 1_900_000) + 1
+    # Structure + thumbnails in one batchUpdate, then the values as RAW ranges of <= 2 MB.
+    assert 2_000_000 < sent < 3_000_000 and api.writes == 2  # typed cells alone would be ~6.6 MB
     assert api.largest_body <= 2_000_000
+    frame = backend.read_table()
+    assert frame["id"].tolist() == big["id"].tolist()
+    assert frame.loc[2:3, "note"].tolist() == ["=1+1", "+x"] and frame.loc[3, "label"] == "@ii"
+    assert frame.loc[2:3, "confidence"].tolist() == ["", "0.5"]
+    stored = api.values(sheet_id, "data", "FORMULA")
+    assert stored[1][1].startswith('=IMAGE("https://') and stored[3][1] == ""
+    assert stored[8000][1] == f'=IMAGE("{big["url"].iloc[-1]}")'
+    sheet = api.sheet(sheet_id, "data")
+    assert {c for row in sheet.cells for c, v in enumerate(row) if type(v).__name__ == "Formula"} == {1}
+    assert len(stored[1]) == 9 and stored[2][9] == 0.5 and stored[4][9] == big["confidence"][3]
+
+
+def test_pull_of_20000_rows_is_one_read(api, backend, sheet_id):
+    backend.write_table(table(1), LAYOUT)
+    sheet = api.sheet(sheet_id, "data")  # people filled it in: 20,000 rows
+    names = [c.name for c in LAYOUT.columns]
+    rows = table(20_000).astype(object).where(lambda t: t.notna(), None).values.tolist()
+    sheet.cells = [names] + [[None if v == "" else v for v in r] for r in rows]
+    sheet.rows = 20_001
     api.reset_counts()
     frame = backend.read_table()
     assert (api.reads, api.writes) == (1, 0)
     assert len(frame) == 20_000
     assert frame.index[0] == 2 and frame.index[-1] == 20_001
-    assert frame["id"].tolist() == big["id"].tolist()
+    assert frame["id"].iloc[-1] == f"{19_999:010x}"
 
 
 # -- lossless values -------------------------------------------------------------------------
@@ -312,7 +334,10 @@ def test_failed_batch_update_changes_nothing(api, backend, sheet_id):
 
 
 def test_timeout_is_retried_then_reported(api, make_backend, sheet_id, sleeps):
-    backend = make_backend(sheet_id, timeout=0.25, max_retries=1)
+    backend = make_backend(sheet_id, max_retries=1)
+    backend.read_table()  # sign in first: the token request would share the tight timeout
+    backend.http.http_client.set_timeout(0.25)
+    backend.http.timeout = 0.25
     api.fail_next(1, "timeout", delay=0.8)
     assert backend.read_table() is None  # the retry answered
     api.fail_next(2, "timeout", delay=0.8)
@@ -344,6 +369,15 @@ def test_from_config_with_a_key_file_and_a_sheet_url(api, key, sheet_id, tmp_pat
     assert api.sheet(sheet_id, "labels") is not None
     assert api.token_requests == 1  # a real JWT exchange with the generated key
     assert sheet_id in backend.describe()
+
+
+def test_an_authorized_session_works_as_the_client(api, key, sheet_id):
+    from google.auth.transport.requests import AuthorizedSession
+
+    session = route(AuthorizedSession(service_account_credentials(key)), api)
+    backend = GoogleBackend(session, sheet_id)
+    backend.write_table(table(2), LAYOUT)
+    assert backend.read_table()["id"].tolist() == table(2)["id"].tolist()
 
 
 def test_sheet_not_shared_names_the_service_account(api, key, tmp_path):
@@ -422,3 +456,25 @@ def test_secrets_never_reach_output_or_logs(api, key, sheet_id, tmp_path, caplog
     secrets = [token, key["private_key"][40:80], key["private_key_id"]]
     everything = caplog.text + out.out + out.err + str(e.value)
     assert token and all(s not in everything for s in secrets)
+
+
+# -- the stand-in itself behaves like the documented API --------------------------------------
+
+
+def test_standin_render_options_dimensions_and_input_parsing(alice):
+    ws = alice.sheet1
+    ws.update([["0042", "=1+1", "'0042", "x", ""], ["1.5", "TRUE"]], "A1", raw=False)
+    ws.update([["0042", "=1+1"]], "A3", raw=True)
+    get = alice.values_get
+    assert get("Sheet1", params={"valueRenderOption": "UNFORMATTED_VALUE"})["values"] == [
+        [42, 2, "0042", "x"], [1.5, True], ["0042", "=1+1"]]
+    assert get("Sheet1", params={"valueRenderOption": "FORMULA"})["values"][0] == [42, "=1+1", "0042", "x"]
+    assert get("Sheet1")["values"][1] == ["1.5", "TRUE"]  # FORMATTED_VALUE by default
+    assert get("Sheet1!A1:B3", params={"majorDimension": "COLUMNS"})["values"] == [
+        ["42", "1.5", "0042"], ["2", "TRUE", "=1+1"]]
+    from gspread.exceptions import APIError
+
+    with pytest.raises(APIError) as e:
+        ws.update([["x"]], "AA1")
+    assert e.value.code == 400 and "exceeds grid limits" in e.value.error["message"]
+    assert e.value.error["status"] == "INVALID_ARGUMENT"

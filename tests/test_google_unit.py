@@ -221,3 +221,15 @@ def test_oauth_without_a_client_file_says_how_to_get_one(mocker, tmp_path):
 def test_unknown_auth_kind_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="service_account, oauth, default"):
         sign_in(GoogleConfig(auth="magic"), lambda p: tmp_path / p)
+
+
+def test_the_example_key_has_the_real_shape_but_no_key(tmp_path):
+    from pathlib import Path
+
+    from sheetsync.sheets._google_auth import read_key_file, service_account_login
+
+    example = Path(__file__).resolve().parents[1] / "credentials.example.json"
+    info = read_key_file(example)  # passes every shape check...
+    assert info["client_email"].endswith(".iam.gserviceaccount.com")
+    with pytest.raises(AuthError, match="private_key cannot be read"):
+        service_account_login(example)  # ...but holds no usable key

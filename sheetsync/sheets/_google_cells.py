@@ -73,6 +73,12 @@ def image_cell(url: object) -> dict[str, Any]:
     return {"userEnteredValue": {"formulaValue": f'=IMAGE("{quoted}")'}}
 
 
+def raw_value(cell: dict[str, Any]) -> object:
+    """The same value for a RAW ``values`` write ("" for an empty cell)."""
+    typed = cell.get("userEnteredValue")
+    return next(iter(typed.values())) if typed else ""
+
+
 def score_cell(value: object) -> dict[str, Any]:
     v = plain(value)
     if isinstance(v, bool):

@@ -151,9 +151,10 @@ class SheetsHTTP:
                 continue
             except gauth_exceptions.RefreshError:
                 raise AuthError(
-                    "Google refused the credentials when asking for an access token (the key may "
-                    "be deleted or revoked, or the clock is wrong): create a new key and point "
-                    "[google] credentials in sheetsync.toml at it"
+                    "Google refused the credentials when asking for an access token: for a "
+                    "service-account key, it may be deleted or revoked (create a new key and point "
+                    "[google] credentials at it); for auth = \"oauth\", delete "
+                    "~/.config/gspread/authorized_user.json to sign in again"
                 ) from None
             self.usage.bytes_received += len(response.content)
             return response.json() if response.content else {}

@@ -2,9 +2,11 @@
 
 A push is one metadata read plus one ``spreadsheets.batchUpdate`` carrying the typed cells and
 the whole layout (frozen header, dropdowns, protected read-only columns, basic filter, label
-vs. prediction highlight, thumbnails) atomically; tables over ~2 MB of cell data add one
-``batchUpdate`` per further ~2 MB. A read is one ``values.batchGet`` (unformatted values, so
-numbers come back as numbers and text exactly as written). Every request goes through
+vs. prediction highlight, thumbnails) atomically. A table whose typed cells exceed ~2 MB (about
+2,400 rows) is sent as the layout and the ``=IMAGE`` column in one ``batchUpdate``, then the
+values as RAW ``values.batchUpdate`` ranges of up to ~2 MB each (RAW is never parsed, so text
+stays text). A read is one ``values.batchGet`` (unformatted values: numbers come back as
+numbers, text exactly as written). Every request goes through
 :class:`~sheetsync.sheets._google_http.SheetsHTTP`: bounded retries, a timeout, counted bytes.
 
 Usage::
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import gspread
@@ -123,13 +125,46 @@ class GoogleBackend(Backend):
         first += cells.layout_requests(sheet_id, names, len(table), layout)
         rows = cells.table_rows(table, layout)
         budget = MAX_PAYLOAD - len(dumps({"requests": first}))
-        for n, (start, chunk) in enumerate(_chunks(rows, budget)):
-            update = _update_cells(sheet_id, 1 + start, chunk, len(names), "userEnteredValue")
-            # The first chunk rides with the structure: small sheets change atomically.
-            self._batch([*first, update] if n == 0 else [update])
-            first = []
-        if first:  # no rows at all
+        size = 0
+        for row in rows:  # stop measuring as soon as it cannot fit
+            size += len(dumps(row)) + 1
+            if size > budget:
+                break
+        if size <= budget:
+            # Cells and structure in one batchUpdate: the sheet changes atomically.
+            if rows:
+                first.append(_update_cells(sheet_id, 1, rows, len(names), "userEnteredValue"))
             self._batch(first)
+        else:
+            self._write_large(first, sheet_id, names, rows, layout)
+
+    def _write_large(self, first: list[dict[str, Any]], sheet_id: int, names: list[str],
+                     rows: list[dict[str, Any]], layout: SheetLayout) -> None:
+        """Over ~2 MB: structure + thumbnails as typed cells, then the values as RAW ranges.
+
+        RAW input is stored as-is (never parsed: "0042" and "=1+1" stay text) and is about a
+        third the size of typed cells, so a big push needs a third of the requests. Only the
+        image column needs typed formula cells; its slots in the RAW rows are null ("leave
+        alone"), so the two never overwrite each other."""
+        image_cols = [c for c, n in enumerate(names) if layout.column(n).kind == "image"]
+        for c in image_cols:
+            column = [{"values": [r["values"][c]]} for r in rows]
+            budget = MAX_PAYLOAD - len(dumps({"requests": first}))
+            for start, chunk in _chunks(column, budget):
+                update = _update_cells(sheet_id, 1 + start, chunk, c + 1, "userEnteredValue")
+                update["updateCells"]["range"]["startColumnIndex"] = c
+                self._batch([*first, update])
+                first = []
+        if first:
+            self._batch(first)
+        raw = [[None if c in image_cols else cells.raw_value(cell) for c, cell in enumerate(r["values"])]
+               for r in rows]
+        title = "'" + self.worksheet.replace("'", "''") + "'"
+        for start, chunk in _chunks(raw, MAX_PAYLOAD - 1000):
+            self.http.call("write", "POST", "/values:batchUpdate", body={
+                "valueInputOption": "RAW",
+                "data": [{"range": f"{title}!A{start + 2}", "majorDimension": "ROWS", "values": chunk}],
+            })
 
     def append_score(self, row: Mapping[str, object]) -> None:
         meta = self._sheets()
@@ -239,9 +274,9 @@ def _frame(values: list[list[Any]], *, index_rows: bool) -> pd.DataFrame:
     return pd.DataFrame(body, columns=names, index=index, dtype=str)
 
 
-def _chunks(rows: list[dict[str, Any]], first_budget: int) -> list[tuple[int, list[dict[str, Any]]]]:
+def _chunks(rows: list[Any], first_budget: int) -> list[tuple[int, list[Any]]]:
     """Split rows into runs whose JSON stays under the payload budget (the first one smaller)."""
-    out: list[tuple[int, list[dict[str, Any]]]] = []
+    out: list[tuple[int, list[Any]]] = []
     start, size, budget = 0, 0, max(first_budget, MAX_PAYLOAD // 4)
     for i, row in enumerate(rows):
         n = len(dumps(row)) + 1
@@ -270,7 +305,7 @@ def _add_sheet(sheet_id: int, title: str, rows: int, cols: int, frozen: int) -> 
         "rowCount": rows, "columnCount": cols, "frozenRowCount": frozen}}}}
 
 
-def _new_id(meta: Mapping[str, Mapping[str, Any]], exclude: set[int] = frozenset()) -> int:  # type: ignore[assignment]
+def _new_id(meta: Mapping[str, Mapping[str, Any]], exclude: Iterable[int] = ()) -> int:
     taken = {s["properties"]["sheetId"] for s in meta.values()} | set(exclude)
     while True:
         sheet_id = random.randrange(1, 2**31 - 1)

@@ -1,0 +1,122 @@
+"""The whole loop with ``backend = "google"``: init, push to the Sheets API stand-in, edit the
+sheet through gspread as a collaborator would, pull (folders rearranged, a version recorded),
+push again, and (slow) train one epoch so a score row lands in the ``scores`` worksheet."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from sheetsync._progress import no_progress
+from sheetsync.config import Config
+from sheetsync.dataset import QUARANTINE
+from sheetsync.errors import UnpulledEditsError
+from sheetsync.project import Project
+from sheetsync.sheets.google import GoogleBackend
+
+try:
+    from tests._sheets_standin import SheetsStandin, route, standin_client, token_credentials
+except ImportError:  # tests/ is not a package
+    from _sheets_standin import SheetsStandin, route, standin_client, token_credentials
+
+BOT = "sheetsync-bot@team-project.iam.gserviceaccount.com"
+ALICE = "alice@example.com"
+BUCKET = "https://storage.googleapis.com/team-bucket/{path}"
+
+
+@pytest.fixture
+def api():
+    with SheetsStandin() as server:
+        yield server
+
+
+@pytest.fixture
+def project(api: SheetsStandin, data_root: Path, tmp_path: Path) -> Project:
+    proj = tmp_path / "proj"
+    Project.init(data_root, proj, backend="google", progress=no_progress)
+    sid = api.create_spreadsheet("labels", shared_with=[BOT, ALICE])
+    key = proj / "credentials.json"
+    key.write_text(json.dumps(api.service_account(BOT)))
+    key.chmod(0o600)
+    config = Config.load(proj)
+    config = dataclasses.replace(config, google=dataclasses.replace(
+        config.google, spreadsheet=f"https://docs.google.com/spreadsheets/d/{sid}/edit",
+        image_url_template=BUCKET))
+    config.save()
+    return open_project(api, proj)
+
+
+def open_project(api: SheetsStandin, proj: Path) -> Project:
+    """What the CLI does (Project.open -> open_backend -> from_config), routed to the stand-in."""
+    config = Config.load(proj)
+    backend = GoogleBackend.from_config(config)
+    route(backend.client.http_client.session, api)
+    return Project(config, progress=no_progress, backend=backend)
+
+
+def collaborator(api: SheetsStandin, project: Project):
+    sid = project.backend.spreadsheet_id
+    return standin_client(api, token_credentials(api, ALICE)).open_by_key(sid).worksheet("data")
+
+
+def edit(ws, changes: dict[str, dict[str, str]]) -> None:
+    """Type into cells by id, as a person would (values parsed as typed in the UI)."""
+    values = ws.get_all_values()
+    header = values[0]
+    for r, row in enumerate(values[1:], start=2):
+        for column, value in changes.get(row[0], {}).items():
+            ws.update_cell(r, header.index(column) + 1, value)
+
+
+def ids_by_path(project: Project) -> dict[str, str]:
+    m = project.versions.load("latest")
+    return dict(zip(m["path"], m["id"], strict=True))
+
+
+def test_push_edit_in_sheets_pull_rearranges_folders(api: SheetsStandin, project: Project) -> None:
+    root = project.config.root
+    ids = ids_by_path(project)
+    api.reset_counts()
+    report = project.push()
+    assert (api.reads, api.writes) == (2, 1)  # unpulled-edit check + sheet ids; one batchUpdate
+    assert "3 requests (2 read, 1 write)" in str(report)
+    ws = collaborator(api, project)
+    values = ws.get_all_values(value_render_option="FORMULA")
+    first = dict(zip(values[0], values[1], strict=False))
+    assert first["image"] == f'=IMAGE("{BUCKET.format(path=first["path"])}")'
+
+    a, b, c = ids["train/i/img-0001.png"], ids["train/ii/img-0005.png"], ids["val/iii/img-0018.png"]
+    edit(ws, {a: {"label": "ii"}, b: {"split": "val", "note": "'=moved"}, c: {"action": "drop"}})
+    with pytest.raises(UnpulledEditsError):
+        open_project(api, project.config.project_dir).push()
+
+    project = open_project(api, project.config.project_dir)
+    api.reset_counts()
+    report = project.pull()
+    assert api.reads == 1 and api.writes == 0
+    assert "recorded v2" in str(report)
+    assert (root / "train/ii/img-0001.png").exists() and not (root / "train/i/img-0001.png").exists()
+    assert (root / "val/ii/img-0005.png").exists()
+    assert (root / QUARANTINE / "val/iii/img-0018.png").exists()
+    m = project.versions.load("v2").set_index("id")
+    assert m.at[b, "note"] == "=moved" and m.at[c, "action"] == "drop"
+
+    # The pulled sheet is not "unpulled edits": the next push goes through and shows new paths.
+    project.push()
+    sheet = project.backend.read_table().set_index("id")
+    assert sheet.at[a, "path"] == "train/ii/img-0001.png"
+    assert sheet.at[b, "note"] == "=moved"
+
+
+@pytest.mark.slow
+def test_train_appends_a_score_row_to_the_sheet(api: SheetsStandin, project: Project) -> None:
+    project.push()
+    project.train(epochs=1)
+    project.train(epochs=1)
+    scores = project.backend.read_scores()
+    assert len(scores) == 2
+    assert {"version", "best_val_accuracy", "epochs", "seconds"} <= set(scores.columns)
+    assert scores["epochs"].tolist() == ["1", "1"]
