@@ -235,11 +235,14 @@ class Project:
             self._save_published(table, info)
             report.lines.append(f"pushed {len(table)} rows of {info.name} to {self.backend.describe()}")
             report.lines.append(f"predictions: {source}")
-            usage = self.backend.usage()
-            if usage:
-                report.lines.append(usage)
+            self._add_usage(report)
             report.data.update(rows=len(table), version=info.version, predictions=source)
             return report
+
+    def _add_usage(self, report: Report) -> None:
+        usage = self.backend.usage()
+        if usage:
+            report.lines.append(f"sheet: {usage}")
 
     def _pending_edits(self, sheet: pd.DataFrame | None, published: pd.DataFrame | None) -> list[str]:
         if sheet is None or not len(sheet):
@@ -263,9 +266,10 @@ class Project:
             {"version": info.version, "time": now_iso(), "sheet": self.backend.describe()}))
 
     def _url_for(self, path: str) -> str:
-        template = self.config.google.image_url_template if self.config.backend == "google" else ""
-        if template:
-            return template.format(path=path)
+        if self.config.backend == "google":
+            # A file:// link is useless (and leaks local paths) in a shared sheet.
+            template = self.config.google.image_url_template
+            return template.format(path=path) if template else ""
         return safe_join(self.config.root, path).as_uri()
 
     def _review_order(self, signals: pd.DataFrame, manifest: pd.DataFrame,
@@ -360,6 +364,7 @@ class Project:
             changes = diff_manifests(manifest, plan.manifest)
             if not plan.edited:
                 report.lines.append(f"nothing to pull: the sheet matches {info.name}")
+                self._add_usage(report)
                 return report
             moves, new_manifest = self._plan_moves(plan.manifest)
             report.data.update(changes=changes, moves=moves)
@@ -381,6 +386,7 @@ class Project:
             journal.finish()
             report.lines.append(f"recorded {new_info.name} ({_counts_text(new_info.counts)})")
             report.data.update(version=new_info.version)
+            self._add_usage(report)
             return report
 
     def _plan_moves(self, manifest: pd.DataFrame) -> tuple[list[jr.Move], pd.DataFrame]:
@@ -459,6 +465,7 @@ class Project:
             try:
                 self.backend.append_score(row)
                 report.lines.append(f"score row written to {self.backend.describe()} (scores)")
+                self._add_usage(report)
             except BackendError as e:
                 report.warnings.append(f"score row kept locally only: {e}")
             chart = self._chart()
