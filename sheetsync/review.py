@@ -16,6 +16,8 @@ TensorFlow is imported only when ``out_of_sample`` trains (through ``sheetsync.t
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -66,6 +68,58 @@ class OutOfSample:
     reused: tuple[int, ...] = ()
     seconds: float = 0.0
     settings: Mapping[str, Any] = field(default_factory=dict)
+    items_digest: str = ""  # what it was computed on: compare with items_digest(items) for staleness
+
+    def save(self, path: Path) -> None:
+        """Write to one .npz file (atomically)."""
+        meta = json.dumps({"reused": list(self.reused), "seconds": self.seconds,
+                           "settings": dict(self.settings), "items_digest": self.items_digest,
+                           "classes": [str(c) for c in self.probs.columns]}, default=str)
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, ids=self.probs.index.to_numpy(dtype=str), probs=self.probs.to_numpy(),
+                         embeddings=self.embeddings.to_numpy(),
+                         class_distance=self.class_distance.to_numpy(),
+                         fold=self.fold.reindex(self.probs.index).to_numpy(dtype=int),
+                         meta=np.array(meta))
+
+        _crossval.write_atomic(Path(path), write)
+
+    @classmethod
+    def load(cls, path: Path) -> OutOfSample | None:
+        """Read what :meth:`save` wrote; None when the file is missing or unreadable."""
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                meta = json.loads(str(z["meta"]))
+                ids = pd.Index(z["ids"].astype(str), name="id")
+                classes = meta["classes"]
+                return cls(
+                    probs=pd.DataFrame(z["probs"], index=ids, columns=classes),
+                    embeddings=pd.DataFrame(z["embeddings"], index=ids),
+                    class_distance=pd.DataFrame(z["class_distance"], index=ids, columns=classes),
+                    fold=pd.Series(z["fold"], index=ids, name="fold"),
+                    reused=tuple(meta["reused"]), seconds=float(meta["seconds"]),
+                    settings=meta["settings"], items_digest=meta["items_digest"],
+                )
+        except (OSError, ValueError, KeyError):
+            return None
+
+
+LATEST = "latest.npz"
+
+
+def items_digest(items: pd.DataFrame) -> str:
+    """A digest of the images and labels (id, hash, label): differs when anything changed."""
+    triples = sorted(zip(items["id"].astype(str), items["hash"].astype(str),
+                         items["label"].astype(str), strict=True))
+    return hashlib.sha256(json.dumps(triples).encode()).hexdigest()
+
+
+def latest_out_of_sample(work_dir: Path) -> OutOfSample | None:
+    """The result of the last :func:`out_of_sample` run in ``work_dir`` (None if there is none).
+    It may be stale: compare its ``items_digest`` with :func:`items_digest` of the current items."""
+    return OutOfSample.load(Path(work_dir) / LATEST)
 
 
 def _epoch_reporter(say: Callable[[str], None], fold: int, folds: int) -> Callable[..., None]:
@@ -174,10 +228,13 @@ def out_of_sample(
     width = max(e.shape[1] for e in emb_parts)
     embeddings = frame(np.concatenate(emb_parts), range(width))
     dist = frame(np.concatenate([r.class_distance for r in results]), classes)
-    return OutOfSample(
+    oos = OutOfSample(
         probs=probs, embeddings=embeddings, class_distance=dist, fold=fold_of,
         reused=tuple(reused), seconds=time.perf_counter() - start, settings=settings,
+        items_digest=items_digest(items),
     )
+    oos.save(work_dir / LATEST)
+    return oos
 
 
 # ----------------------------------------------------------------------------- signals
@@ -258,8 +315,9 @@ def review_signals(
     """The review columns, one row per item (index = id), in :data:`SIGNAL_COLUMNS` order.
 
     ``probs`` is an :class:`OutOfSample` (its class distances are used for ``outlier``), a
-    probability frame (index = id, columns = classes), or None when no model exists yet (then
-    only duplicates and blank images are found; model columns stay empty).
+    probability frame (index = id, columns = classes), or None when no model exists yet. Rows
+    without probabilities (no model yet, or images added since it ran) keep empty model columns
+    and an empty priority unless they are blank or a copy under another label.
     """
     items = items.reset_index(drop=True).copy()
     items["id"] = items["id"].astype(str)
@@ -272,25 +330,24 @@ def review_signals(
     if len(bad):
         raise TrainingError(f"image {bad.index[0]} has label {bad.iloc[0]!r}, not one of the classes")
     out = pd.DataFrame(index=index)
+    out["predicted"], out["suspected"] = "", ""
+    for c in ("confidence", "margin", "loss", "issue_score"):
+        out[c] = np.nan
     if probs is not None:
         probs = probs.copy()
         probs.index = probs.index.astype(str)
-        missing = index.difference(probs.index)
-        if len(missing):
-            raise TrainingError(f"no probabilities for image {missing[0]} (and {len(missing) - 1} more)")
-        probs = probs.loc[index, list(classes)].astype(float)
-        issues = sig.label_issues(probs, labels)
-        out["predicted"] = sig.predicted(probs)
-        out["confidence"] = sig.confidence(probs, labels)
-        out["margin"] = sig.margin(probs, labels)
-        out["loss"] = sig.loss(probs, labels)
-        out["issue_score"] = sig.issue_score(probs, labels)
-        out["suspected"] = sig.suspected(probs, labels, issues)
-    else:
-        for c in ("confidence", "margin", "loss", "issue_score"):
-            out[c] = np.nan
-        out["predicted"] = ""
-        out["suspected"] = ""
+        # Images the model has not scored yet (new since it ran) keep empty model columns.
+        scored = index[index.isin(probs.index)]
+        probs = probs.loc[scored, list(classes)].astype(float)
+        given = labels.loc[scored]
+        if len(scored):
+            issues = sig.label_issues(probs, given)
+            out.loc[scored, "predicted"] = sig.predicted(probs)
+            out.loc[scored, "confidence"] = sig.confidence(probs, given)
+            out.loc[scored, "margin"] = sig.margin(probs, given)
+            out.loc[scored, "loss"] = sig.loss(probs, given)
+            out.loc[scored, "issue_score"] = sig.issue_score(probs, given)
+            out.loc[scored, "suspected"] = sig.suspected(probs, given, issues)
     if find_duplicates and len(items):
         dup, blank = duplicates(items)
         out["duplicate_of"], out["blank"] = dup.to_numpy(), blank.to_numpy()
@@ -299,16 +356,15 @@ def review_signals(
     out["duplicate_conflict"] = [
         any(labels[o] != labels[i] for o in str(d).split()) for i, d in out["duplicate_of"].items()
     ]
+    out["outlier"] = np.nan
     if class_distance is not None:
         cd = class_distance.copy()
         cd.index = cd.index.astype(str)
-        out["outlier"] = sig.outlier(cd.loc[index, list(classes)], labels)
-    else:
-        out["outlier"] = np.nan
+        known = index[index.isin(cd.index)]
+        out.loc[known, "outlier"] = sig.outlier(cd.loc[known, list(classes)], labels.loc[known])
     out["priority"] = priority(out, weights)
-    if probs is None:
-        # Without a model only blank images and conflicting copies say anything.
-        out["priority"] = out["priority"].where(out["priority"] > 0)
+    # Without a model score only blank images and conflicting copies say anything.
+    out["priority"] = out["priority"].where(out["confidence"].notna() | (out["priority"] >= 1))
     splits = items.set_index("id")["split"].astype(str) if "split" in items.columns else None
     out["why"] = why(out, labels, probs, splits)
     return out[list(SIGNAL_COLUMNS) + ["duplicate_conflict"]]

@@ -174,11 +174,15 @@ def test_review_signals_without_a_model_still_finds_blank_images(tmp_path):
     assert out["priority"].drop("blank").isna().all()
 
 
-def test_review_signals_names_missing_probabilities(tmp_path):
+def test_images_added_since_the_model_ran_get_empty_model_columns(tmp_path):
     items = dataset(tmp_path, per_class=2)
-    probs = pd.DataFrame(np.full((5, 3), 1 / 3), index=items["id"][:5], columns=CLASSES)
-    with pytest.raises(TrainingError, match=items["id"][5]):
-        review.review_signals(items, probs, CLASSES)
+    probs = pd.DataFrame(np.full((5, 3), 0.1), index=items["id"][:5], columns=CLASSES)
+    probs.loc[items["id"][:5], "i"] = 0.8
+    out = review.review_signals(items, probs, CLASSES)
+    new = items["id"][5]
+    assert np.isnan(out.at[new, "confidence"]) and out.at[new, "predicted"] == ""
+    assert np.isnan(out.at[new, "priority"]) and review.review_order(out)[-1] == new
+    assert out["confidence"].drop(new).tolist() == pytest.approx([0.8] * 2 + [0.1] * 3)
 
 
 # ----------------------------------------------------------------------------- duplicates
@@ -295,6 +299,10 @@ def test_out_of_sample_resumes_per_fold_and_reuses_unchanged_folds(tmp_path):
     b = review.out_of_sample(items, CLASSES, folds=3, epochs=1, work_dir=work, fit_predict=third)
     assert third.calls == [] and b.reused == (0, 1, 2)
     pd.testing.assert_frame_equal(a.probs, b.probs)
+    latest = review.latest_out_of_sample(work)
+    pd.testing.assert_frame_equal(latest.probs, b.probs)
+    pd.testing.assert_frame_equal(latest.class_distance, b.class_distance)
+    assert latest.fold.equals(b.fold) and latest.items_digest == review.items_digest(items)
 
     # Relabel one image: only the fold that held it out has unchanged training images.
     edited = items.copy()
@@ -303,6 +311,7 @@ def test_out_of_sample_resumes_per_fold_and_reuses_unchanged_folds(tmp_path):
     c = review.out_of_sample(edited, CLASSES, folds=3, epochs=1, work_dir=work, fit_predict=fourth)
     assert c.fold.equals(b.fold)  # the image kept its fold
     assert c.reused == (int(b.fold["ii03"]),) and len(fourth.calls) == 2
+    assert review.latest_out_of_sample(work).items_digest != review.items_digest(items)  # stale
     # Other settings are other results.
     fifth = LogisticFitPredict()
     review.out_of_sample(items, CLASSES, folds=3, epochs=2, work_dir=work, fit_predict=fifth)
