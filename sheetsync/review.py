@@ -39,7 +39,7 @@ SIGNAL_COLUMNS = (
 ITEM_COLUMNS = ("id", "file", "hash", "label")
 
 # How the combined priority weighs its parts (see :func:`priority`).
-WEIGHTS: Mapping[str, float] = {"outlier": 0.15, "duplicate": 0.05}
+WEIGHTS: Mapping[str, float] = {"duplicate": 0.05}
 # Outlier distances (in units of a class's typical spread) from which an image is "far".
 FAR = 2.5
 
@@ -253,21 +253,18 @@ def duplicates(items: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
 def priority(signals: pd.DataFrame, weights: Mapping[str, float] = WEIGHTS) -> pd.Series:
     """The combined review score: higher = review sooner.
 
-    The base is the strongest single reason: cleanlab's issue score, 1 for a blank image, 1 for a
-    picture that also appears under another label (one of the two labels is wrong). On top, small
-    nudges: how far the image lies from its class in embedding space (as a percentile) and being
-    a copy of another image at all. Nudges reorder rows with similar doubt, never lift a row the
-    model is sure about above one it doubts.
+    The strongest single reason counts: cleanlab's issue score (which already weighs the
+    model's softmax and the image's place in embedding space), 1 for a blank image, 1 for a
+    picture that also appears under another label (one of the two labels must be wrong). A
+    copy under the same label gets a small nudge (``weights["duplicate"]``): worth a look for
+    train/val leakage, but never ahead of a label the model doubts.
     """
-    n = len(signals)
     issue = signals["issue_score"].astype(float).fillna(0.0)
     blank = signals["blank"].astype(bool).astype(float)
     conflict = signals.get("duplicate_conflict", pd.Series(False, index=signals.index)).astype(float)
     base = np.maximum(issue, np.maximum(blank, conflict))
-    far = sig.percentile(signals["outlier"].astype(float)).fillna(0.0) if n else issue
     copy = (signals["duplicate_of"].astype(str) != "").astype(float)
-    return (base + weights.get("outlier", 0.0) * far * issue.clip(lower=0.1)
-            + weights.get("duplicate", 0.0) * copy).rename("priority")
+    return (base + weights.get("duplicate", 0.0) * copy).rename("priority")
 
 
 def _fmt(p: float) -> str:
@@ -301,6 +298,30 @@ def why(signals: pd.DataFrame, labels: pd.Series, probs: pd.DataFrame | None,
             parts.append(f"far from class {label_of[i]} ({row['outlier']:.1f}x usual)")
         out.append("; ".join(parts))
     return pd.Series(out, index=signals.index, name="why", dtype=str)
+
+
+def _doubt_probs(
+    probs: pd.DataFrame, class_distance: pd.DataFrame | None, classes: Sequence[str]
+) -> pd.DataFrame:
+    """The probabilities cleanlab judges labels by: the model's softmax averaged with the
+    nearest-centroid view of the same fold model's embedding space, where both exist.
+
+    Why: on the competition data with 5% flipped labels, the embedding view alone put 85% of the
+    flips in the first 15% of rows, the softmax alone 77%, the mean 83%; the mean is kept because
+    each view covers the other's blind spots (a confidently wrong last layer; a class whose
+    images spread widely in embedding space)."""
+    if class_distance is None:
+        return probs
+    cd = class_distance.copy()
+    cd.index = cd.index.astype(str)
+    have = probs.index[probs.index.isin(cd.index)]
+    cd = cd.loc[have, list(classes)]
+    have = have[np.isfinite(cd.to_numpy(dtype=float)).any(axis=1)]
+    if not len(have):
+        return probs
+    doubt = probs.copy()
+    doubt.loc[have] = sig.ensemble(probs.loc[have], sig.centroid_probs(cd.loc[have])).to_numpy()
+    return doubt
 
 
 def review_signals(
@@ -341,13 +362,14 @@ def review_signals(
         probs = probs.loc[scored, list(classes)].astype(float)
         given = labels.loc[scored]
         if len(scored):
-            issues = sig.label_issues(probs, given)
+            doubt = _doubt_probs(probs, class_distance, classes)
+            issues = sig.label_issues(doubt, given)
             out.loc[scored, "predicted"] = sig.predicted(probs)
             out.loc[scored, "confidence"] = sig.confidence(probs, given)
             out.loc[scored, "margin"] = sig.margin(probs, given)
             out.loc[scored, "loss"] = sig.loss(probs, given)
-            out.loc[scored, "issue_score"] = sig.issue_score(probs, given)
-            out.loc[scored, "suspected"] = sig.suspected(probs, given, issues)
+            out.loc[scored, "issue_score"] = sig.issue_score(doubt, given)
+            out.loc[scored, "suspected"] = sig.suspected(doubt, given, issues)
     if find_duplicates and len(items):
         dup, blank = duplicates(items)
         out["duplicate_of"], out["blank"] = dup.to_numpy(), blank.to_numpy()

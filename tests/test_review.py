@@ -146,6 +146,32 @@ def test_suspected_names_the_true_class_for_issues_only():
     assert (s.drop(list(wrong)) == "").all()
 
 
+def test_centroid_probs_favour_the_nearest_class_and_skip_missing_ones():
+    d = frame({"a": [0.5, 1.5, np.nan], "b": [2.0, 2.0, 2.0]})
+    q = sig.centroid_probs(d, temperature=2.0)
+    assert q.loc["a"].tolist() == pytest.approx([1 / (1 + np.exp(-2)), np.exp(-2) / (1 + np.exp(-2)), 0])
+    assert q.loc["b"].tolist() == pytest.approx([1 / 3] * 3)
+    both = sig.ensemble(frame({"a": [0, 1, 0], "b": [1, 0, 0]}), frame({"a": [1, 0, 0], "b": [1, 0, 0]}))
+    assert both.loc["a"].tolist() == [0.5, 0.5, 0] and both.loc["b"].tolist() == [1, 0, 0]
+
+
+def test_issue_score_also_hears_the_embedding_space(tmp_path):
+    items = dataset(tmp_path, per_class=2)
+    probs = pd.DataFrame(np.full((6, 3), 0.05), index=items["id"], columns=CLASSES)
+    for i, lab in zip(items["id"], items["label"], strict=True):
+        probs.loc[i, lab] = 0.9
+    near = pd.DataFrame(np.full((6, 3), 3.0), index=items["id"], columns=CLASSES)
+    for i, lab in zip(items["id"], items["label"], strict=True):
+        near.loc[i, lab] = 1.0
+    far = near.copy()
+    far.loc["ii01"] = [1.0, 3.0, 3.0]  # softmax says ii, but it sits among the i's
+    plain = review.review_signals(items, probs, CLASSES, class_distance=near, find_duplicates=False)
+    odd = review.review_signals(items, probs, CLASSES, class_distance=far, find_duplicates=False)
+    assert plain["issue_score"].max() < 0.1
+    assert odd.at["ii01", "issue_score"] > 0.4 and review.review_order(odd)[0] == "ii01"
+    assert odd.at["ii01", "confidence"] == pytest.approx(0.9)  # the sheet's confidence is the model's
+
+
 def test_review_signals_columns_and_why_text(tmp_path):
     items = dataset(tmp_path, per_class=2)
     probs = pd.DataFrame(
