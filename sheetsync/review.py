@@ -268,7 +268,7 @@ def priority(signals: pd.DataFrame, weights: Mapping[str, float] = WEIGHTS) -> p
 
 
 def _fmt(p: float) -> str:
-    return f"{p:.2f}"
+    return "<0.01" if p < 0.005 else f"{p:.2f}"
 
 
 def why(signals: pd.DataFrame, labels: pd.Series, probs: pd.DataFrame | None,

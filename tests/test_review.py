@@ -363,3 +363,51 @@ def test_outlier_is_large_for_an_image_unlike_its_class(tmp_path):
     out = review.review_signals(items, oos, CLASSES)
     assert out["outlier"].idxmax() == "odd"
     assert out.at["odd", "outlier"] > review.FAR and "far from class ii" in out.at["odd", "why"]
+
+
+# ----------------------------------------------------------------------------- real data
+
+DCAI = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dcai"
+
+
+def _dcai_items(splits=("train", "val"), per_class: int | None = None) -> pd.DataFrame:
+    import os
+
+    if not DCAI.is_dir():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{DCAI} is missing")
+        pytest.skip(f"{DCAI} is missing")
+    rows = []
+    for split in splits:
+        for c in sorted(p.name for p in (DCAI / split).iterdir()):
+            files = sorted((DCAI / split / c).glob("*.png"))[:per_class]
+            rows += [item(p, c, f"{split[0]}{c}{k}", split) for k, p in enumerate(files)]
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.dcai
+def test_competition_data_duplicates_and_blank_image():
+    items = _dcai_items()
+    dup, blank = review.duplicates(items)
+    # The README of the data: 49 byte-identical train/val pairs and one blank image.
+    assert (dup != "").sum() == 98 and dup.str.split().str.len().max() == 1
+    paths = items.set_index("id")["file"]
+    assert [Path(paths[i]).name for i in blank[blank].index] == [
+        "aac26b40-ce5d-11eb-b317-38f9d35ea60f.png"
+    ]
+
+
+@pytest.mark.dcai
+@pytest.mark.slow
+def test_out_of_sample_with_the_fixed_model(tmp_path):
+    items = _dcai_items(("train",), per_class=6)
+    classes = sorted(items["label"].unique(), key=lambda c: items["label"].tolist().index(c))
+    oos = review.out_of_sample(items, classes, folds=2, epochs=1, work_dir=tmp_path / "w",
+                               cache_dir=tmp_path / "cache")
+    assert oos.probs.shape == (len(items), len(classes)) and oos.embeddings.shape[1] == 256
+    assert np.allclose(oos.probs.sum(axis=1), 1, atol=1e-4)
+    again = review.out_of_sample(items, classes, folds=2, epochs=1, work_dir=tmp_path / "w",
+                                 cache_dir=tmp_path / "cache")
+    assert again.reused == (0, 1)
+    signals = review.review_signals(items, oos, classes)
+    assert signals["issue_score"].between(0, 1).all() and signals["outlier"].notna().all()
