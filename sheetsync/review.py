@@ -287,6 +287,8 @@ def why(signals: pd.DataFrame, labels: pd.Series, probs: pd.DataFrame | None,
                              f"label {label_of[i]} has {_fmt(row['confidence'])}")
             elif row["confidence"] < 0.5:
                 parts.append(f"model unsure: label {label_of[i]} has {_fmt(row['confidence'])}")
+            if row["suspected"] and row["suspected"] != pred:
+                parts.append(f"cleanlab suspects {row['suspected']}")
         if row["duplicate_of"]:
             for other in str(row["duplicate_of"]).split()[:2]:
                 where = f" in {splits[other]}" if splits is not None else ""
@@ -296,6 +298,9 @@ def why(signals: pd.DataFrame, labels: pd.Series, probs: pd.DataFrame | None,
                     parts.append(f"same picture as {other}{where}")
         if pd.notna(row["outlier"]) and row["outlier"] >= FAR:
             parts.append(f"far from class {label_of[i]} ({row['outlier']:.1f}x usual)")
+        if not parts and pd.notna(row["issue_score"]) and row["issue_score"] >= 0.3:
+            # The softmax agrees with the label but the embedding space does not.
+            parts.append(f"issue score {row['issue_score']:.2f}: the image sits with another class")
         out.append("; ".join(parts))
     return pd.Series(out, index=signals.index, name="why", dtype=str)
 

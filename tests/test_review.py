@@ -170,6 +170,7 @@ def test_issue_score_also_hears_the_embedding_space(tmp_path):
     assert plain["issue_score"].max() < 0.1
     assert odd.at["ii01", "issue_score"] > 0.4 and review.review_order(odd)[0] == "ii01"
     assert odd.at["ii01", "confidence"] == pytest.approx(0.9)  # the sheet's confidence is the model's
+    assert odd.at["ii01", "why"] == "far from class ii (3.0x usual)"
 
 
 def test_review_signals_columns_and_why_text(tmp_path):
