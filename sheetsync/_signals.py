@@ -71,19 +71,34 @@ def _quietly(fn, *args, **kwargs):
 def issue_score(probs: pd.DataFrame, labels: pd.Series) -> pd.Series:
     """cleanlab's label-quality score turned around: 0 = label looks right, 1 = surely wrong.
 
-    Uses ``normalized_margin`` on class-threshold-adjusted probabilities (confident learning's
-    per-class thresholds), so a class the model is shy about is not flagged wholesale.
+    ``get_label_quality_scores`` with its default method (self-confidence). On the competition
+    data with 5% flipped labels its default beat the normalized-margin and class-adjusted
+    variants on out-of-sample probabilities (77% vs 58-63% of flips in the first 15% of rows).
     """
     from cleanlab.rank import get_label_quality_scores
 
-    quality = _quietly(
-        get_label_quality_scores,
-        _given(probs, labels),
-        probs.to_numpy(dtype=float),
-        method="normalized_margin",
-        adjust_pred_probs=True,
-    )
+    quality = _quietly(get_label_quality_scores, _given(probs, labels), probs.to_numpy(dtype=float))
     return pd.Series(1.0 - np.asarray(quality, dtype=float), index=probs.index).clip(0.0, 1.0)
+
+
+def centroid_probs(class_distance: pd.DataFrame, temperature: float = 3.0) -> pd.DataFrame:
+    """Class probabilities from embedding space: a softmax over minus the distances to the class
+    centroids (in units of each class's spread). A second view of the same fold model, one that
+    does not depend on its last layer; a class without centroid (NaN) gets probability 0."""
+    d = class_distance.to_numpy(dtype=float)
+    d = np.where(np.isnan(d), np.inf, d)
+    nearest = np.min(d, axis=1, keepdims=True)
+    nearest = np.where(np.isfinite(nearest), nearest, 0.0)
+    w = np.exp(-temperature * (d - nearest))
+    total = w.sum(axis=1, keepdims=True)
+    q = np.where(total > 0, w / np.where(total > 0, total, 1.0), 1.0 / d.shape[1])
+    return pd.DataFrame(q, index=class_distance.index, columns=class_distance.columns)
+
+
+def ensemble(*frames: pd.DataFrame) -> pd.DataFrame:
+    """The mean of several probability frames (same index and columns)."""
+    mean = np.mean([f.to_numpy(dtype=float) for f in frames], axis=0)
+    return pd.DataFrame(mean, index=frames[0].index, columns=frames[0].columns)
 
 
 def label_issues(probs: pd.DataFrame, labels: pd.Series) -> pd.Series:

@@ -146,6 +146,33 @@ def test_suspected_names_the_true_class_for_issues_only():
     assert (s.drop(list(wrong)) == "").all()
 
 
+def test_centroid_probs_favour_the_nearest_class_and_skip_missing_ones():
+    d = frame({"a": [0.5, 1.5, np.nan], "b": [2.0, 2.0, 2.0]})
+    q = sig.centroid_probs(d, temperature=2.0)
+    assert q.loc["a"].tolist() == pytest.approx([1 / (1 + np.exp(-2)), np.exp(-2) / (1 + np.exp(-2)), 0])
+    assert q.loc["b"].tolist() == pytest.approx([1 / 3] * 3)
+    both = sig.ensemble(frame({"a": [0, 1, 0], "b": [1, 0, 0]}), frame({"a": [1, 0, 0], "b": [1, 0, 0]}))
+    assert both.loc["a"].tolist() == [0.5, 0.5, 0] and both.loc["b"].tolist() == [1, 0, 0]
+
+
+def test_issue_score_also_hears_the_embedding_space(tmp_path):
+    items = dataset(tmp_path, per_class=2)
+    probs = pd.DataFrame(np.full((6, 3), 0.05), index=items["id"], columns=CLASSES)
+    for i, lab in zip(items["id"], items["label"], strict=True):
+        probs.loc[i, lab] = 0.9
+    near = pd.DataFrame(np.full((6, 3), 3.0), index=items["id"], columns=CLASSES)
+    for i, lab in zip(items["id"], items["label"], strict=True):
+        near.loc[i, lab] = 1.0
+    far = near.copy()
+    far.loc["ii01"] = [1.0, 3.0, 3.0]  # softmax says ii, but it sits among the i's
+    plain = review.review_signals(items, probs, CLASSES, class_distance=near, find_duplicates=False)
+    odd = review.review_signals(items, probs, CLASSES, class_distance=far, find_duplicates=False)
+    assert plain["issue_score"].max() < 0.1
+    assert odd.at["ii01", "issue_score"] > 0.4 and review.review_order(odd)[0] == "ii01"
+    assert odd.at["ii01", "confidence"] == pytest.approx(0.9)  # the sheet's confidence is the model's
+    assert odd.at["ii01", "why"] == "far from class ii (3.0x usual)"
+
+
 def test_review_signals_columns_and_why_text(tmp_path):
     items = dataset(tmp_path, per_class=2)
     probs = pd.DataFrame(
@@ -174,11 +201,15 @@ def test_review_signals_without_a_model_still_finds_blank_images(tmp_path):
     assert out["priority"].drop("blank").isna().all()
 
 
-def test_review_signals_names_missing_probabilities(tmp_path):
+def test_images_added_since_the_model_ran_get_empty_model_columns(tmp_path):
     items = dataset(tmp_path, per_class=2)
-    probs = pd.DataFrame(np.full((5, 3), 1 / 3), index=items["id"][:5], columns=CLASSES)
-    with pytest.raises(TrainingError, match=items["id"][5]):
-        review.review_signals(items, probs, CLASSES)
+    probs = pd.DataFrame(np.full((5, 3), 0.1), index=items["id"][:5], columns=CLASSES)
+    probs.loc[items["id"][:5], "i"] = 0.8
+    out = review.review_signals(items, probs, CLASSES)
+    new = items["id"][5]
+    assert np.isnan(out.at[new, "confidence"]) and out.at[new, "predicted"] == ""
+    assert np.isnan(out.at[new, "priority"]) and review.review_order(out)[-1] == new
+    assert out["confidence"].drop(new).tolist() == pytest.approx([0.8] * 2 + [0.1] * 3)
 
 
 # ----------------------------------------------------------------------------- duplicates
@@ -295,6 +326,10 @@ def test_out_of_sample_resumes_per_fold_and_reuses_unchanged_folds(tmp_path):
     b = review.out_of_sample(items, CLASSES, folds=3, epochs=1, work_dir=work, fit_predict=third)
     assert third.calls == [] and b.reused == (0, 1, 2)
     pd.testing.assert_frame_equal(a.probs, b.probs)
+    latest = review.latest_out_of_sample(work)
+    pd.testing.assert_frame_equal(latest.probs, b.probs)
+    pd.testing.assert_frame_equal(latest.class_distance, b.class_distance)
+    assert latest.fold.equals(b.fold) and latest.items_digest == review.items_digest(items)
 
     # Relabel one image: only the fold that held it out has unchanged training images.
     edited = items.copy()
@@ -303,6 +338,7 @@ def test_out_of_sample_resumes_per_fold_and_reuses_unchanged_folds(tmp_path):
     c = review.out_of_sample(edited, CLASSES, folds=3, epochs=1, work_dir=work, fit_predict=fourth)
     assert c.fold.equals(b.fold)  # the image kept its fold
     assert c.reused == (int(b.fold["ii03"]),) and len(fourth.calls) == 2
+    assert review.latest_out_of_sample(work).items_digest != review.items_digest(items)  # stale
     # Other settings are other results.
     fifth = LogisticFitPredict()
     review.out_of_sample(items, CLASSES, folds=3, epochs=2, work_dir=work, fit_predict=fifth)
@@ -328,3 +364,51 @@ def test_outlier_is_large_for_an_image_unlike_its_class(tmp_path):
     out = review.review_signals(items, oos, CLASSES)
     assert out["outlier"].idxmax() == "odd"
     assert out.at["odd", "outlier"] > review.FAR and "far from class ii" in out.at["odd", "why"]
+
+
+# ----------------------------------------------------------------------------- real data
+
+DCAI = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dcai"
+
+
+def _dcai_items(splits=("train", "val"), per_class: int | None = None) -> pd.DataFrame:
+    import os
+
+    if not DCAI.is_dir():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{DCAI} is missing")
+        pytest.skip(f"{DCAI} is missing")
+    rows = []
+    for split in splits:
+        for c in sorted(p.name for p in (DCAI / split).iterdir()):
+            files = sorted((DCAI / split / c).glob("*.png"))[:per_class]
+            rows += [item(p, c, f"{split[0]}{c}{k}", split) for k, p in enumerate(files)]
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.dcai
+def test_competition_data_duplicates_and_blank_image():
+    items = _dcai_items()
+    dup, blank = review.duplicates(items)
+    # The README of the data: 49 byte-identical train/val pairs and one blank image.
+    assert (dup != "").sum() == 98 and dup.str.split().str.len().max() == 1
+    paths = items.set_index("id")["file"]
+    assert [Path(paths[i]).name for i in blank[blank].index] == [
+        "aac26b40-ce5d-11eb-b317-38f9d35ea60f.png"
+    ]
+
+
+@pytest.mark.dcai
+@pytest.mark.slow
+def test_out_of_sample_with_the_fixed_model(tmp_path):
+    items = _dcai_items(("train",), per_class=6)
+    classes = sorted(items["label"].unique(), key=lambda c: items["label"].tolist().index(c))
+    oos = review.out_of_sample(items, classes, folds=2, epochs=1, work_dir=tmp_path / "w",
+                               cache_dir=tmp_path / "cache")
+    assert oos.probs.shape == (len(items), len(classes)) and oos.embeddings.shape[1] == 256
+    assert np.allclose(oos.probs.sum(axis=1), 1, atol=1e-4)
+    again = review.out_of_sample(items, classes, folds=2, epochs=1, work_dir=tmp_path / "w",
+                                 cache_dir=tmp_path / "cache")
+    assert again.reused == (0, 1)
+    signals = review.review_signals(items, oos, classes)
+    assert signals["issue_score"].between(0, 1).all() and signals["outlier"].notna().all()
