@@ -153,6 +153,7 @@ def test_predict_uses_the_saved_best_weights(trained, data):
 def test_fit_predict_is_deterministic(data, tmp_path):
     calls = []
     kw = dict(epochs=1, cache_dir=tmp_path / "cache")
+    T._last_trainer.clear()  # a: a freshly built model; b: the same one, restarted
     a = T.fit_predict(
         data["train"], data["val"], CLASSES, progress=lambda *a: calls.append(a), **kw
     )
