@@ -175,6 +175,16 @@ def main(argv: list[str] | None = None) -> None:
             f"{base_c / c:5.2f}x  {' '.join(f'{a:.3f}' for a in acc[p.name])}"
         )
 
+    fastest = max(
+        (p for p in pipelines[1:] if VARIANTS[p.name]["precision"] == "float32"),
+        key=lambda p: base_w / steady(wall[p.name]),
+        default=None,
+    )
+    if fastest is not None:
+        ratio = base_w / steady(wall[fastest.name])
+        verdict = "meets" if ratio >= 1.25 else "MISSES"
+        print(f"float32 floor >= 1.25x per epoch: {fastest.name} {ratio:.2f}x wall ({verdict})")
+
     if not args.no_predict:
         bench_predict(
             args.data,
