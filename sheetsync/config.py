@@ -108,10 +108,8 @@ class Config:
         if "root" not in raw:
             raise ConfigError(f"{CONFIG_NAME}: 'root' (the dataset folder) is missing")
         classes = raw.get("classes")
-        if (
-            not isinstance(classes, list)
-            or not classes
-            or not all(isinstance(c, str) and c.strip() for c in classes)
+        if not isinstance(classes, list) or not classes or not all(
+            isinstance(c, str) and c.strip() for c in classes
         ):
             raise ConfigError(f"{CONFIG_NAME}: 'classes' must be a non-empty list of names")
         if len(set(classes)) != len(classes):
@@ -164,9 +162,7 @@ class Config:
 def _check_folder_name(name: str) -> None:
     # Class and split names become folder names: refuse anything that could escape the root.
     if name in (".", "..") or "/" in name or "\\" in name or name.startswith(".") or "\x00" in name:
-        raise ConfigError(
-            f"{name!r} cannot be a class or split name (it must be a plain folder name)"
-        )
+        raise ConfigError(f"{name!r} cannot be a class or split name (it must be a plain folder name)")
 
 
 def _relative(path: Path, base: Path) -> str:

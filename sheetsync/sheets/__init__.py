@@ -9,15 +9,7 @@ from .base import DATA_SHEET, SCORES_SHEET, Backend, Column, SheetLayout, cell_t
 if TYPE_CHECKING:
     from ..config import Config
 
-__all__ = [
-    "DATA_SHEET",
-    "SCORES_SHEET",
-    "Backend",
-    "Column",
-    "SheetLayout",
-    "cell_text",
-    "open_backend",
-]
+__all__ = ["DATA_SHEET", "SCORES_SHEET", "Backend", "Column", "SheetLayout", "cell_text", "open_backend"]
 
 
 def open_backend(config: Config) -> Backend:
