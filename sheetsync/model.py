@@ -66,7 +66,7 @@ def embedding_model(model: keras.Model) -> keras.Model:
     gap = [la for la in model.layers if isinstance(la, tf.keras.layers.GlobalAveragePooling2D)]
     if len(gap) != 1:
         raise ValueError("not the fixed model: expected one GlobalAveragePooling2D layer")
-    return tf.keras.Model(model.inputs, [gap[0].output, model.output])
+    return tf.keras.Model(model.input, [gap[0].output, model.output])
 
 
 def _logits_dtype() -> str | None:

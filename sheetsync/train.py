@@ -113,7 +113,7 @@ def load_images(
 
     # Identical bytes decode identically: decode each hash once.
     todo: dict[str, str] = {}
-    for i, (f, h) in enumerate(zip(files, hashes)):
+    for i, (f, h) in enumerate(zip(files, hashes, strict=True)):
         if store is not None and h not in todo:
             try:
                 out[i] = np.load(_cache_file(store, h), allow_pickle=False)
@@ -125,7 +125,7 @@ def load_images(
     decoded: dict[str, np.ndarray] = {}
     if todo:
         decoded = _decode_files(list(todo.values()), progress)
-        decoded = dict(zip(todo.keys(), decoded.values()))
+        decoded = dict(zip(todo.keys(), decoded.values(), strict=True))
         if store is not None:
             for h, arr in decoded.items():
                 _write_atomic(_cache_file(store, h), arr)
@@ -185,7 +185,7 @@ def _decode_files(
     try:
         for batch in ds:
             arr = batch.numpy()
-            for f, a in zip(files[len(out) : len(out) + len(arr)], arr):
+            for f, a in zip(files[len(out) : len(out) + len(arr)], arr, strict=True):
                 out[f] = a
             _decoded += len(arr)
             if progress is not None:
@@ -211,7 +211,7 @@ def _check_frame(df: pd.DataFrame, what: str, classes: Sequence[str]) -> np.ndar
     if missing:
         raise TrainingError(f"{what} items lack column(s): {', '.join(sorted(missing))}")
     index = {c: i for i, c in enumerate(classes)}
-    bad = [(i, lab) for i, lab in zip(df["id"], df["label"]) if lab not in index]
+    bad = [(i, lab) for i, lab in zip(df["id"], df["label"], strict=True) if lab not in index]
     if bad:
         shown = ", ".join(f"id {i!s}: {lab!r}" for i, lab in bad[:5])
         more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
@@ -242,7 +242,9 @@ class _Precision:
 
     def __init__(self, precision: str):
         if precision not in PRECISIONS:
-            raise TrainingError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+            raise TrainingError(
+                f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}"
+            )
         self.precision = precision
 
     def __enter__(self):
@@ -332,14 +334,24 @@ def train_model(
     start = time.perf_counter()
     xt, yt = _arrays(train, "train", classes, cache_dir)
     xv, yv = _arrays(val, "val", classes, cache_dir)
-    test_arrays = _arrays(test, "test", classes, cache_dir) if test is not None and len(test) else None
+    test_arrays = (
+        _arrays(test, "test", classes, cache_dir) if test is not None and len(test) else None
+    )
 
     _setup(seed, jit_compile)
     model = _new_model(len(classes), precision, jit_compile)
+    evaluator = _Evaluator(model)
     best: dict[str, Any] = {"acc": -1.0, "epoch": 0, "weights": None}
     history: dict[str, list[float]] = {}
 
+    last = [time.perf_counter()]
+
     def on_epoch_end(epoch: int, logs: dict[str, float]) -> None:
+        logs.update(evaluator.metrics(xv, yv, prefix="val_"))
+        now = time.perf_counter()
+        # Wall-clock seconds per epoch (training + validation); the first includes tracing.
+        history.setdefault("seconds", []).append(now - last[0])
+        last[0] = now
         for k, v in logs.items():
             history.setdefault(k, []).append(float(v))
         acc = float(logs["val_accuracy"])
@@ -350,8 +362,6 @@ def train_model(
 
     model.fit(
         _train_ds(xt, yt, seed, batch_size),
-        validation_data=(xv, yv),
-        validation_batch_size=EVAL_BATCH,
         epochs=epochs,
         shuffle=False,  # the dataset reshuffles itself, seeded
         verbose=0,
@@ -362,8 +372,7 @@ def train_model(
     _save_weights(model, weights_path)
     test_acc = None
     if test_arrays is not None:
-        _, test_acc = model.evaluate(*test_arrays, batch_size=EVAL_BATCH, verbose=0)
-        test_acc = float(test_acc)
+        test_acc = evaluator.metrics(*test_arrays)["accuracy"]
     return TrainResult(
         best_val_accuracy=float(best["acc"]),
         best_epoch=int(best["epoch"]),
@@ -404,25 +413,63 @@ def _load_weights(model: keras.Model, path: Path) -> None:
 # Prediction
 
 
-def _predict_model(model: keras.Model, x: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-    import tensorflow as tf
+class _Evaluator:
+    """Inference (BatchNorm in inference mode) at a large, fixed batch size.
 
-    embed = embedding_model(model)
+    Validation, test and prediction run here rather than through Keras ``evaluate``/``predict``:
+    one traced graph, never XLA-compiled (compiling it would cost more than it saves), and the
+    last batch is zero-padded to the full size so the graph is traced once, not twice. Rows are
+    independent in inference mode, so padding and batch size do not change any result.
+    """
 
-    @tf.function(reduce_retracing=True)
-    def step(batch):
-        emb, logits = embed(batch, training=False)
-        return tf.cast(emb, tf.float32), tf.nn.softmax(tf.cast(logits, tf.float32))
+    def __init__(self, model: keras.Model, batch_size: int = EVAL_BATCH):
+        import tensorflow as tf
 
-    embs, probs = [], []
-    for i in range(0, len(x), batch_size):
-        e, p = step(tf.constant(x[i : i + batch_size]))
-        embs.append(e.numpy())
-        probs.append(p.numpy())
-    if not embs:
-        n = model.output_shape[-1]
-        return np.zeros((0, n), np.float32), np.zeros((0, embed.output_shape[0][-1]), np.float32)
-    return np.concatenate(probs), np.concatenate(embs)
+        self.batch_size = batch_size
+        self.embed = embedding_model(model)
+
+        @tf.function(reduce_retracing=True, jit_compile=False)
+        def step(batch):
+            emb, logits = self.embed(batch, training=False)
+            return tf.cast(emb, tf.float32), tf.cast(logits, tf.float32)
+
+        self.step = step
+
+    def run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(embeddings [n, 256], logits [n, C]) of ``x``."""
+        bs, n = self.batch_size, len(x)
+        embs, logits = [], []
+        for i in range(0, n, bs):
+            batch = x[i : i + bs]
+            if len(batch) < bs and n > bs:  # pad: keep the one traced shape
+                batch = np.concatenate([batch, np.zeros((bs - len(batch), *x.shape[1:]), x.dtype)])
+            e, lo = self.step(batch)
+            k = min(bs, n - i)
+            embs.append(e.numpy()[:k])
+            logits.append(lo.numpy()[:k])
+        if not embs:
+            c = self.embed.output_shape[1][-1]
+            return np.zeros((0, self.embed.output_shape[0][-1]), np.float32), np.zeros(
+                (0, c), np.float32
+            )
+        return np.concatenate(embs), np.concatenate(logits)
+
+    def metrics(self, x: np.ndarray, y: np.ndarray, prefix: str = "") -> dict[str, float]:
+        """Categorical cross-entropy from logits and accuracy, as Keras computes them."""
+        _, logits = self.run(x)
+        logp = logits - _logsumexp(logits)
+        loss = float(-(y * logp).sum(axis=1).mean())
+        acc = float((logits.argmax(axis=1) == y.argmax(axis=1)).mean())
+        return {f"{prefix}loss": loss, f"{prefix}accuracy": acc}
+
+
+def _logsumexp(z: np.ndarray) -> np.ndarray:
+    m = z.max(axis=1, keepdims=True)
+    return m + np.log(np.exp(z - m).sum(axis=1, keepdims=True))
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    return np.exp(z - _logsumexp(z)).astype(np.float32)
 
 
 def predict(
@@ -446,10 +493,12 @@ def predict(
     try:
         _load_weights(model, weights_path)
     except ValueError as e:
-        raise TrainingError(f"{weights_path} does not hold weights of the fixed model for "
-                            f"{len(classes)} classes: {e}") from None
-    probs, embs = _predict_model(model, x, batch_size)
-    return Prediction(ids=[str(i) for i in items["id"]], probs=probs, embeddings=embs)
+        raise TrainingError(
+            f"{weights_path} does not hold weights of the fixed model for "
+            f"{len(classes)} classes: {e}"
+        ) from None
+    embs, logits = _Evaluator(model, batch_size).run(x)
+    return Prediction(ids=[str(i) for i in items["id"]], probs=_softmax(logits), embeddings=embs)
 
 
 def fit_predict(
@@ -492,5 +541,7 @@ def fit_predict(
         verbose=0,
         callbacks=[_make_callback(on_epoch_end)],
     )
-    probs, embs = _predict_model(model, xp, EVAL_BATCH)
-    return Prediction(ids=[str(i) for i in predict_items["id"]], probs=probs, embeddings=embs)
+    embs, logits = _Evaluator(model).run(xp)
+    return Prediction(
+        ids=[str(i) for i in predict_items["id"]], probs=_softmax(logits), embeddings=embs
+    )

@@ -1,0 +1,251 @@
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from _model_data import CLASSES, DCAI_CLASSES, dcai_or_skip, items_of, make_split
+
+from sheetsync import train as T
+from sheetsync.errors import DatasetError, TrainingError
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ds")
+    return {
+        "root": root,
+        "train": make_split(root, "train", 8, seed=1),
+        "val": make_split(root, "val", 4, seed=2),
+        "test": make_split(root, "test", 2, seed=3),
+    }
+
+
+def _keras_images(split_dir: Path, classes) -> tuple[list[str], np.ndarray]:
+    import tensorflow as tf
+
+    ds = tf.keras.utils.image_dataset_from_directory(
+        str(split_dir),
+        labels="inferred",
+        label_mode="categorical",
+        class_names=list(classes),
+        shuffle=False,
+        batch_size=64,
+        image_size=(32, 32),
+    )
+    images = np.concatenate([x.numpy() for x, _ in ds])
+    return list(ds.file_paths), images
+
+
+# --- images ------------------------------------------------------------------------------------
+
+
+def test_load_images_is_pixel_identical_to_image_dataset_from_directory(data):
+    paths, expected = _keras_images(data["root"] / "train", CLASSES)
+    items = data["train"].set_index("file").loc[paths]
+    got = T.load_images(list(items.index), list(items["hash"]), cache_dir=None)
+    assert got.dtype == np.float32 and got.shape == (len(paths), 32, 32, 3)
+    assert np.array_equal(got, expected)  # exact, not approximately
+
+
+def test_cache_hit_decodes_nothing_and_survives_missing_files(tmp_path):
+    items = make_split(tmp_path / "ds", "train", 3, seed=5)
+    cache = tmp_path / "cache"
+    before = T.decoded_count()
+    seen = []
+    first = T.load_images(
+        items["file"], items["hash"], cache, progress=lambda d, n: seen.append((d, n))
+    )
+    assert T.decoded_count() - before == len(items)
+    assert seen[-1] == (len(items), len(items))
+
+    again = T.load_images(items["file"], items["hash"], cache)
+    assert T.decoded_count() - before == len(items)  # nothing decoded the second time
+    assert np.array_equal(first, again)
+
+    # Proof the files are not even read: delete them, the cache still serves every image.
+    for f in items["file"]:
+        Path(f).unlink()
+    assert np.array_equal(T.load_images(items["file"], items["hash"], cache), first)
+
+
+def test_identical_files_are_decoded_once_and_torn_entries_redone(tmp_path):
+    items = make_split(tmp_path / "ds", "train", 2, seed=6)
+    dup = items.iloc[[0, 0, 1]].reset_index(drop=True)
+    cache = tmp_path / "cache"
+    before = T.decoded_count()
+    out = T.load_images(dup["file"], dup["hash"], cache)
+    assert T.decoded_count() - before == 2
+    assert np.array_equal(out[0], out[1])
+    entry = next((cache / T.CACHE_FORMAT).rglob(f"{dup['hash'][0]}.npy"))
+    entry.write_bytes(b"torn")
+    again = T.load_images(dup["file"], dup["hash"], cache)
+    assert T.decoded_count() - before == 3
+    assert np.array_equal(out, again)
+
+
+def test_bad_image_files_are_named(tmp_path):
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"not a png at all")
+    with pytest.raises(DatasetError, match="broken.png"):
+        T.load_images([bad], ["0" * 64], cache_dir=None)
+    with pytest.raises(DatasetError, match="not found"):
+        T.load_images([tmp_path / "gone.png"], ["1" * 64], cache_dir=None)
+
+
+# --- training ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trained(data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    cache = out / "cache"
+    runs = [
+        T.train_model(
+            data["train"],
+            data["val"],
+            CLASSES,
+            test=data["test"],
+            weights_path=out / f"run{i}" / "best.weights.h5",
+            epochs=2,
+            cache_dir=cache,
+        )
+        for i in range(2)
+    ]
+    return runs, cache
+
+
+def test_train_model_result(trained, data):
+    (r, _), _ = trained
+    assert r.weights_path.is_file()
+    assert (r.n_train, r.n_val, r.n_test, r.epochs, r.seed) == (24, 12, 6, 2, 123)
+    assert len(r.history["val_accuracy"]) == len(r.history["seconds"]) == 2
+    assert r.best_val_accuracy == max(r.history["val_accuracy"])
+    assert r.history["val_accuracy"][r.best_epoch - 1] == r.best_val_accuracy
+    assert r.test_accuracy is not None and 0 <= r.test_accuracy <= 1
+    assert r.seconds > 0
+
+
+def test_training_is_deterministic(trained):
+    (a, b), _ = trained
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        assert a.history[key] == b.history[key], key
+    assert (a.best_val_accuracy, a.best_epoch, a.test_accuracy) == (
+        b.best_val_accuracy,
+        b.best_epoch,
+        b.test_accuracy,
+    )
+
+
+def test_predict_uses_the_saved_best_weights(trained, data):
+    (r, _), cache = trained
+    pred = T.predict(r.weights_path, data["test"], CLASSES, cache_dir=cache)
+    assert pred.ids == list(data["test"]["id"])
+    assert pred.probs.shape == (6, 3) and pred.embeddings.shape == (6, 256)
+    np.testing.assert_allclose(pred.probs.sum(axis=1), 1, rtol=1e-5)
+    # The test accuracy train_model reported is the saved weights' accuracy on the test set.
+    truth = data["test"]["label"].map(CLASSES.index).to_numpy()
+    assert np.isclose((pred.probs.argmax(axis=1) == truth).mean(), r.test_accuracy)
+    val = T.predict(r.weights_path, data["val"], CLASSES, cache_dir=cache, batch_size=5)
+    truth = data["val"]["label"].map(CLASSES.index).to_numpy()
+    assert np.isclose((val.probs.argmax(axis=1) == truth).mean(), r.best_val_accuracy)
+
+
+def test_fit_predict_is_deterministic(data, tmp_path):
+    calls = []
+    kw = dict(epochs=1, cache_dir=tmp_path / "cache")
+    a = T.fit_predict(
+        data["train"], data["val"], CLASSES, progress=lambda *a: calls.append(a), **kw
+    )
+    b = T.fit_predict(data["train"], data["val"], CLASSES, **kw)
+    assert a.probs.shape == (12, 3) and a.embeddings.shape == (12, 256)
+    assert np.array_equal(a.probs, b.probs) and np.array_equal(a.embeddings, b.embeddings)
+    assert [c[:2] for c in calls] == [(1, 1)] and "loss" in calls[0][2]
+
+
+# --- errors ------------------------------------------------------------------------------------
+
+
+def test_empty_validation_split_is_refused(data, tmp_path):
+    with pytest.raises(TrainingError, match="validation split is empty"):
+        T.train_model(
+            data["train"], data["val"].iloc[:0], CLASSES, weights_path=tmp_path / "w.weights.h5"
+        )
+
+
+def test_unknown_labels_are_named(data, tmp_path):
+    train = data["train"].copy()
+    train.loc[3, "label"] = "zz"
+    with pytest.raises(TrainingError, match=rf"id {train.loc[3, 'id']}: 'zz'"):
+        T.train_model(train, data["val"], CLASSES, weights_path=tmp_path / "w.weights.h5")
+    with pytest.raises(TrainingError, match="not a class"):
+        T.fit_predict(data["train"], data["val"], ["a", "b"], epochs=1)
+
+
+def test_bad_arguments(data, tmp_path):
+    w = tmp_path / "w.weights.h5"
+    with pytest.raises(TrainingError, match="two classes"):
+        T.train_model(data["train"], data["val"], ["a"], weights_path=w)
+    with pytest.raises(TrainingError, match="precision"):
+        T.train_model(data["train"], data["val"], CLASSES, weights_path=w, precision="float16")
+    with pytest.raises(TrainingError, match="lack column"):
+        T.train_model(data["train"].drop(columns="hash"), data["val"], CLASSES, weights_path=w)
+    with pytest.raises(TrainingError, match="no trained weights"):
+        T.predict(tmp_path / "missing.weights.h5", data["val"], CLASSES)
+
+
+# --- slow: XLA, bfloat16, the real data --------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("precision,jit", [("float32", True), ("mixed_bfloat16", False)])
+def test_options_train_and_are_deterministic(data, tmp_path, precision, jit):
+    runs = [
+        T.train_model(
+            data["train"],
+            data["val"],
+            CLASSES,
+            weights_path=tmp_path / f"{i}.weights.h5",
+            epochs=2,
+            precision=precision,
+            jit_compile=jit,
+            cache_dir=tmp_path / "c",
+        )
+        for i in range(2)
+    ]
+    assert runs[0].history["loss"] == runs[1].history["loss"]
+    assert runs[0].history["val_accuracy"] == runs[1].history["val_accuracy"]
+    pred = T.predict(runs[0].weights_path, data["val"], CLASSES, cache_dir=tmp_path / "c")
+    assert pred.probs.dtype == np.float32
+
+
+@pytest.mark.dcai
+def test_real_pngs_match_image_dataset_from_directory():
+    root = dcai_or_skip()
+    paths, expected = _keras_images(root / "label_book", DCAI_CLASSES)
+    items = items_of(root / "label_book", DCAI_CLASSES).set_index("file").loc[paths]
+    got = T.load_images(list(items.index), list(items["hash"]), cache_dir=None)
+    assert np.array_equal(got, expected)
+
+
+@pytest.mark.slow
+@pytest.mark.dcai
+def test_real_data_slice_trains_deterministically(tmp_path):
+    root = dcai_or_skip()
+    train = items_of(root / "train", DCAI_CLASSES, limit=20)
+    val = items_of(root / "val", DCAI_CLASSES, limit=8)
+    test = items_of(root / "label_book", DCAI_CLASSES)
+    runs = [
+        T.train_model(
+            train,
+            val,
+            DCAI_CLASSES,
+            test=test,
+            weights_path=tmp_path / f"{i}.weights.h5",
+            epochs=3,
+            cache_dir=tmp_path / "cache",
+        )
+        for i in range(2)
+    ]
+    assert runs[0].history == {**runs[1].history, "seconds": runs[0].history["seconds"]}
+    assert runs[0].test_accuracy == runs[1].test_accuracy
+    assert isinstance(pd.DataFrame(runs[0].history), pd.DataFrame)
