@@ -19,6 +19,12 @@ Usage::
 
 Per-fold results and decoded images are cached under ``--work-dir`` (default bench-out/review),
 so a repeated run with the same settings is cheap; delete it to measure the full cost.
+
+Measured on the 2-core machine shared with four other busy agents (flip seed 7), first 15% of rows:
+5% flipped: combined 82.6%, OOS confidence = cleanlab default 77.1%, in-sample confidence 42.4%,
+random 14.6%; 10% flipped: 71.2%, 62.2%, 28.8%, 14.6%. Out-of-sample pass (4 folds x 20 epochs,
+2,160 training images per fold, all 2,880 scored per fold): 613 s and 534 s. With 30 epochs: 83.3%
+at 5% for about 1.5x the training, so 20 stays the default.
 """
 
 from __future__ import annotations
