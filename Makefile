@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install demo test test-all lint bench clean
+.PHONY: install demo test test-all lint bench bench-quick clean
 
 install: $(VENV)/.installed
 
@@ -28,6 +28,9 @@ lint: install
 
 bench: install
 	$(PY) -m bench
+
+bench-quick: install
+	$(PY) -m bench --quick
 
 clean:
 	rm -rf $(VENV) demo-run bench-out .pytest_cache

@@ -5,6 +5,7 @@ them into one line on stderr and the exit code they carry, never a traceback::
 
     SheetsyncError
     ├── ConfigError            sheetsync.toml missing or malformed
+    │   └── UnknownOrderError  no such review order (sheetsync.review)
     ├── DatasetError           the folder tree does not look like <root>/<split>/<class>/<file>
     │   └── UnsafePathError    a computed path would leave the dataset root
     ├── SheetValidationError   the sheet holds bad cells (carries every problem found)
@@ -12,6 +13,8 @@ them into one line on stderr and the exit code they carry, never a traceback::
     ├── VersionError           unknown version, or nothing to diff/check out
     ├── JournalError           an interrupted move could be neither completed nor rolled back
     ├── BackendError           the spreadsheet backend failed
+    │   ├── WorkbookLockedError the workbook is open in a spreadsheet program (sheets.local)
+    │   ├── SheetsRequestError a request Google refused that no retry can fix (sheets._google_http)
     │   ├── AuthError          credentials missing, malformed or refused
     │   ├── SheetNotFoundError the spreadsheet does not exist or is not shared with us
     │   └── QuotaError         the backend kept refusing with 429/5xx after retries

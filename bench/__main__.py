@@ -1,0 +1,29 @@
+"""Every benchmark, one after the other: ``python -m bench [--quick]``.
+
+--quick leaves out the two that train the fixed model on the competition data (bench_train,
+a few minutes; bench_review, 20+ minutes on 2 cores).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import time
+
+QUICK = [("bench_loop", []), ("bench_local", []), ("bench_google", ["--rows", "1000", "10000"])]
+MODEL = [("bench_train", ["--epochs", "3"]), ("bench_review", ["--flip", "0.05", "0.10"])]
+
+
+def main(argv: list[str]) -> int:
+    benches = QUICK if "--quick" in argv else QUICK + MODEL
+    for name, args in benches:
+        print(f"\n=== python -m bench.{name} {' '.join(args)}", flush=True)
+        started = time.perf_counter()
+        module = importlib.import_module(f"bench.{name}")
+        module.main(args)
+        print(f"=== {name}: {time.perf_counter() - started:.0f} s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
