@@ -35,3 +35,38 @@ def scores_chart(scores: pd.DataFrame, path: Path) -> Path | None:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def embedding_map(embeddings: pd.DataFrame, labels: pd.Series, flagged: pd.Series | None,
+                  path: Path, title: str = "") -> Path | None:
+    """The 256-d embeddings in 2-D (PCA), coloured by label; flagged images ringed in red."""
+    if embeddings is None or len(embeddings) < 3:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from sklearn.decomposition import PCA
+
+    ids = embeddings.index.intersection(labels.index)
+    xy = PCA(n_components=2, random_state=0).fit_transform(embeddings.loc[ids].to_numpy())
+    lab = labels.loc[ids].astype(str).to_numpy()
+    fig, ax = plt.subplots(figsize=(7, 6))
+    cmap = plt.get_cmap("tab10" if len(set(lab)) <= 10 else "tab20")
+    for k, name in enumerate(dict.fromkeys(sorted(set(lab), key=list(labels.unique()).index))):
+        sel = lab == name
+        ax.scatter(xy[sel, 0], xy[sel, 1], s=8, color=cmap(k % cmap.N), label=name, alpha=0.7)
+    if flagged is not None:
+        sel = np.asarray(flagged.reindex(ids).fillna(False), dtype=bool)
+        ax.scatter(xy[sel, 0], xy[sel, 1], s=40, facecolors="none", edgecolors="red",
+                   linewidths=0.8, label="likely wrong")
+    ax.legend(loc="best", fontsize=7, markerscale=1.5, ncol=2)
+    ax.set_title(title or "embedding map (PCA of the 256-d pooled features)")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

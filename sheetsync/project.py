@@ -448,6 +448,7 @@ class Project:
             pred = training.predict(weights, items, self.config.classes, cache_dir=self.state / "cache")
             self._save_predictions(info.version, "insample", list(items["id"]), pred.probs,
                                    pred.embeddings, self._class_distances(items, pred))
+            emb_map = self._embedding_map(items, pred, info)
             row = {
                 "version": info.version, "time": now_iso(),
                 "train": len(tr), "val": len(va), "dropped": int((items["action"] == "drop").sum()),
@@ -470,8 +471,18 @@ class Project:
                 report.warnings.append(f"score row kept locally only: {e}")
             chart = self._chart()
             if chart:
-                report.lines.append(f"chart: {chart}")
+                report.lines.append(f"charts: {chart}" + (f", {emb_map}" if emb_map else ""))
             return report
+
+    def _embedding_map(self, items: pd.DataFrame, pred: Any, info: VersionInfo) -> Path | None:
+        from .charts import embedding_map
+
+        ids = pd.Index(items["id"])
+        labels = pd.Series(items["label"].to_numpy(), index=ids)
+        predicted = pd.Series(np.asarray(self.config.classes)[pred.probs.argmax(axis=1)], index=ids)
+        return embedding_map(pd.DataFrame(pred.embeddings, index=ids), labels, predicted != labels,
+                             self.state / "charts" / f"embedding-v{info.version}.png",
+                             f"{info.name}: embedding map; red rings: the model disagrees with the label")
 
     def _class_distances(self, items: pd.DataFrame, pred: Any) -> np.ndarray:
         """Distance of every image to each class centre, in the trained model's embedding space."""
