@@ -151,6 +151,10 @@ class Project:
             self.recovered = self._recover()
             yield
 
+    def _new_report(self) -> Report:
+        """A report that starts by saying what recovery did, if anything."""
+        return Report(warnings=[self.recovered] if self.recovered else [])
+
     @property
     def _journal(self) -> jr.Journal:
         return jr.Journal(self.state / "journal.json", self.config.root)
@@ -210,9 +214,7 @@ class Project:
     def push(self, *, force: bool = False, order: str | None = None) -> Report:
         with self._locked():
             manifest, info, scanned = self._refresh()
-            report = Report()
-            if self.recovered:
-                report.warnings.append(self.recovered)
+            report = self._new_report()
             sheet = self.backend.read_table()
             published = self._published()
             edits = self._pending_edits(sheet, published)
@@ -348,9 +350,7 @@ class Project:
     def pull(self, *, dry_run: bool = False) -> Report:
         with self._locked():
             manifest, info, _ = self._refresh()
-            report = Report()
-            if self.recovered:
-                report.warnings.append(self.recovered)
+            report = self._new_report()
             sheet = self.backend.read_table()
             if sheet is None:
                 raise BackendError(f"nothing to pull: {self.backend.describe()} has no data sheet "
@@ -459,9 +459,10 @@ class Project:
                 "seed": result.seed, "seconds": round(float(result.seconds), 1),
             }
             self.scores.append(row)
-            report = Report([f"trained on {info.name}: best val accuracy {row['best_val_accuracy']}"
+            report = self._new_report()
+            report.lines.append(f"trained on {info.name}: best val accuracy {row['best_val_accuracy']}"
                              + (f", test accuracy {row['test_accuracy']}" if test is not None else "")
-                             + f" ({result.epochs} epochs, {row['seconds']} s)"])
+                             + f" ({result.epochs} epochs, {row['seconds']} s)")
             report.data["score"] = row
             try:
                 self.backend.append_score(row)
@@ -540,9 +541,7 @@ class Project:
     def status(self, *, check_sheet: bool = True) -> Report:
         with self._locked():
             manifest, info, scanned = self._refresh()
-            report = Report()
-            if self.recovered:
-                report.warnings.append(self.recovered)
+            report = self._new_report()
             report.lines.append(f"{self.config.root}: {info.name}, {len(manifest)} images")
             table = counts_table(manifest, self.config.classes, self.config.splits)
             report.lines.append(table.to_string())
@@ -592,7 +591,7 @@ class Project:
                 merged.loc[common, name] = target.loc[common, name]
             merged = merged.reset_index(drop=True)
             moves, new_manifest = self._plan_moves(merged)
-            report = Report()
+            report = self._new_report()
             gone = target.index.difference(merged.index)
             if len(gone):
                 report.warnings.append(f"{len(gone)} image(s) of v{target_version} are no longer on disk")
