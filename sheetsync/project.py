@@ -237,11 +237,15 @@ class Project:
             self._save_published(table, info)
             report.lines.append(f"pushed {len(table)} rows of {info.name} to {self.backend.describe()}")
             report.lines.append(f"predictions: {source}")
-            self._add_usage(report)
+            self._add_usage(report, wrote=True)
             report.data.update(rows=len(table), version=info.version, predictions=source)
             return report
 
-    def _add_usage(self, report: Report) -> None:
+    def _add_usage(self, report: Report, *, wrote: bool = False) -> None:
+        # The workbook's usage line describes its last write; only an online backend counts
+        # reads too, so for the workbook it is shown only after a write.
+        if self.backend.name == "local" and not wrote:
+            return
         usage = self.backend.usage()
         if usage:
             report.lines.append(f"sheet: {usage}")
