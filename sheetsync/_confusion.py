@@ -8,16 +8,18 @@ Usage::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
 
 
-def confusion(labels: Sequence[str], predicted: Sequence[str], classes: Sequence[str]) -> pd.DataFrame:
+def confusion(labels: Iterable[object], predicted: Iterable[object],
+              classes: Iterable[str]) -> pd.DataFrame:
     """Counts: row = the given label, column = the model's class, both in ``classes`` order.
 
     Labels or predictions that are not classes are an error, not silently dropped."""
+    classes = list(classes)
     index = {c: i for i, c in enumerate(classes)}
     lab, pred = list(map(str, labels)), list(map(str, predicted))
     if len(lab) != len(pred):
