@@ -11,8 +11,9 @@ from .sheets.base import Column, SheetLayout
 
 EDITABLE = ("split", "label", "action", "note")
 SIGNAL_COLUMNS = ("predicted", "confidence", "margin", "loss", "issue_score", "suspected",
-                  "duplicate_of", "outlier", "why")
-NUMERIC_SIGNALS = ("confidence", "margin", "loss", "issue_score", "outlier")
+                  "duplicate_of", "outlier", "why", "map_x", "map_y", "cluster")
+NUMERIC_SIGNALS = ("confidence", "margin", "loss", "issue_score", "outlier", "map_x", "map_y",
+                   "cluster")
 CORE = ("id", "image", "path", "url", "split", "label", "action", "note", *SIGNAL_COLUMNS)
 # Columns every sheet must keep: renaming or deleting one of these is an error on pull.
 REQUIRED = ("id", "path", "split", "label", "action", "note")
@@ -35,6 +36,9 @@ _NOTES = {
     "duplicate_of": "Ids of identical or near-identical images.",
     "outlier": "How far the image is from its class (higher = stranger).",
     "why": "Why this row is near the top.",
+    "map_x": "Position on the report's embedding map (UMAP 1; `sheetsync report`).",
+    "map_y": "Position on the report's embedding map (UMAP 2; `sheetsync report`).",
+    "cluster": "Region of the embedding map (`sheetsync report`); filter to see one region.",
 }
 _WIDTHS = {"id": 12, "image": 8, "path": 36, "url": 24, "split": 8, "label": 8, "action": 8,
            "note": 28, "why": 40, "duplicate_of": 14}
