@@ -99,16 +99,19 @@ def init(ctx: click.Context, data_root: str, backend: str, classes: str | None,
 @click.option("--seed", type=int, help="Override the configured seed.")
 @click.option("--precision", type=click.Choice(["float32", "mixed_bfloat16"]))
 @click.option("--xla/--no-xla", "jit_compile", default=None, help="Compile with XLA.")
+@click.option("--repeats", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Train with this many seeds; the score row records their spread.")
 @click.pass_context
 def train(ctx: click.Context, epochs: int | None, seed: int | None, precision: str | None,
-          jit_compile: bool | None) -> None:
+          jit_compile: bool | None, repeats: int) -> None:
     """Train the fixed model on the current version; write a score row.
 
     Example: sheetsync train --epochs 10
     """
     with _errors():
         _show(_project(ctx).train(epochs=epochs, seed=seed, precision=precision,
-                                  jit_compile=jit_compile, on_epoch=_epoch_printer()))
+                                  jit_compile=jit_compile, on_epoch=_epoch_printer(),
+                                  repeats=repeats))
 
 
 @cli.command()
@@ -223,6 +226,29 @@ def scores(ctx: click.Context) -> None:
         chart = project._chart()
         if chart:
             click.echo(f"chart: {chart}")
+
+
+@cli.command()
+@click.option("-o", "--output", type=click.Path(dir_okay=False),
+              help="Where to write the page (default: sheetsync-report.html in the project).")
+@click.option("--max-points", type=click.IntRange(min=100), help="Most images drawn on the map "
+              "(default 5000; statistics always use every image).")
+@click.pass_context
+def report(ctx: click.Context, output: str | None, max_points: int | None) -> None:
+    """Write one self-contained HTML page: embedding map, split coverage, dataset summary,
+    errors per class and the score history with intervals.
+
+    Example: sheetsync report -o report.html
+    """
+    with _errors():
+        result = _project(ctx).report(out=Path(output) if output else None, max_points=max_points)
+        click.echo(f"wrote {result.path} ({result.size_bytes / 1e6:.1f} MB, v{result.version}, "
+                   f"{result.n_shown} of {result.n_images} images drawn, {result.seconds:.1f} s)")
+        click.echo(f"split coverage: {result.coverage.verdict}")
+        for f in result.findings:
+            click.echo(f"  {f.title}: {f.count}")
+        if result.map_csv:
+            click.echo("map_x, map_y and cluster go into the sheet with the next `sheetsync push`")
 
 
 def main() -> None:

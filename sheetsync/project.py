@@ -309,7 +309,7 @@ class Project:
         stale = (f" — STALE: computed for v{version}, the data is now {info.name}; run "
                  f"`sheetsync {'predict' if kind == 'oos' else 'train'}` again"
                  if version != info.version else "")
-        return signals, f"{what} for v{version}{stale}"
+        return _with_map(signals, self.state, info.version), f"{what} for v{version}{stale}"
 
     def _latest_predictions(self, upto: int) -> tuple[str, int, pd.DataFrame, pd.DataFrame | None] | None:
         for version in range(upto, 0, -1):
@@ -429,7 +429,7 @@ class Project:
 
     def train(self, *, epochs: int | None = None, seed: int | None = None,
               precision: str | None = None, jit_compile: bool | None = None,
-              on_epoch: Any = None) -> Report:
+              on_epoch: Any = None, repeats: int = 1) -> Report:
         from . import train as training
 
         with self._locked():
@@ -453,6 +453,10 @@ class Project:
             self._save_predictions(info.version, "insample", list(items["id"]), pred.probs,
                                    pred.embeddings, self._class_distances(items, pred))
             emb_map = self._embedding_map(items, pred, info)
+            intervals = self._score_intervals(info.version, items, pred, test, weights)
+            spread = self._repeat_runs(repeats, tr, va, test, result, epochs=epochs or cfg.epochs,
+                                       precision=precision or cfg.precision,
+                                       jit_compile=cfg.jit_compile if jit_compile is None else jit_compile)
             row = {
                 "version": info.version, "time": now_iso(),
                 "train": len(tr), "val": len(va), "dropped": int((items["action"] == "drop").sum()),
@@ -461,6 +465,7 @@ class Project:
                 "test_accuracy": "" if result.test_accuracy is None else round(float(result.test_accuracy), 4),
                 "epochs": result.epochs, "best_epoch": result.best_epoch,
                 "seed": result.seed, "seconds": round(float(result.seconds), 1),
+                **intervals, **spread,
             }
             self.scores.append(row)
             report = self._new_report()
@@ -478,6 +483,58 @@ class Project:
             if chart:
                 report.lines.append(f"charts: {chart}" + (f", {emb_map}" if emb_map else ""))
             return report
+
+    def _score_intervals(self, version: int, items: pd.DataFrame, pred: Any,
+                         test: pd.DataFrame | None, weights: Path) -> dict[str, object]:
+        """Bootstrap intervals of val and test accuracy under the best weights (score row)."""
+        from . import train as training
+        from ._bootstrap import score_fields, set_digest
+
+        classes = np.asarray(self.config.classes)
+        predicted = classes[pred.probs.argmax(axis=1)]
+        val = ((items["split"] == "val") & (items["action"] == "keep")).to_numpy()
+        fields = score_fields("val", predicted[val] == items["label"].to_numpy()[val])
+        fields["val_set"] = set_digest(items["id"][val], items["label"][val])
+        if test is None:
+            return {**fields, **score_fields("test", [])}
+        tp = training.predict(weights, test.assign(id=test["file"]), self.config.classes,
+                              cache_dir=self.state / "cache")
+        test_pred = classes[tp.probs.argmax(axis=1)]
+        out = pd.DataFrame({"file": [os.path.relpath(f, self.config.root) for f in test["file"]],
+                            "label": test["label"], "predicted": test_pred})
+        write_csv_atomic(out, self.state / "predictions" / f"v{version:04d}-test.csv")
+        return {**fields, **score_fields("test", test_pred == test["label"].to_numpy())}
+
+    def _repeat_runs(self, repeats: int, tr: pd.DataFrame, va: pd.DataFrame,
+                     test: pd.DataFrame | None, first: Any, **settings: Any) -> dict[str, object]:
+        """``train --repeats N``: N-1 more seeds; the spread of their scores (score row)."""
+        if repeats <= 1:
+            return {}
+        from . import train as training
+        from ._bootstrap import repeat_spread
+
+        vals, tests = [first.best_val_accuracy], [first.test_accuracy]
+        with tempfile_dir(self.state) as tmp:
+            for k in range(1, repeats):
+                r = training.train_model(
+                    tr, va, self.config.classes, weights_path=tmp / f"repeat{k}.weights.h5",
+                    test=test, seed=first.seed + k, batch_size=self.config.train.batch_size,
+                    cache_dir=self.state / "cache", **settings)
+                vals.append(r.best_val_accuracy)
+                tests.append(r.test_accuracy)
+        out: dict[str, object] = {"repeats": repeats, "val_repeat_sd": round(repeat_spread(vals), 4)}
+        if test is not None:
+            out["test_repeat_sd"] = round(repeat_spread([float(t) for t in tests]), 4)
+        return out
+
+    def report(self, *, out: Path | None = None, max_points: int | None = None) -> Any:
+        """`sheetsync report`: the HTML page of :mod:`sheetsync.report` (a ReportResult)."""
+        from .report import MAX_POINTS, build_report, require_extra
+
+        require_extra()  # before the lock and the scan: a missing extra is a one-line answer
+        with self._locked():
+            manifest, info, _ = self._refresh()
+            return build_report(self, manifest, info, out=out, max_points=max_points or MAX_POINTS)
 
     def _embedding_map(self, items: pd.DataFrame, pred: Any, info: VersionInfo) -> Path | None:
         from .charts import embedding_map
@@ -630,6 +687,26 @@ class Project:
         dst.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(src, dst)
         return dst
+
+
+@contextmanager
+def tempfile_dir(state: Path) -> Iterator[Path]:
+    """A scratch folder inside the state folder, removed afterwards."""
+    import tempfile
+
+    state.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=state, prefix="tmp-") as d:
+        yield Path(d)
+
+
+def _with_map(signals: pd.DataFrame, state: Path, version: int) -> pd.DataFrame:
+    """The report's map columns (map_x, map_y, cluster) joined to the review signals."""
+    from .report import latest_map
+
+    found = latest_map(state, version)
+    if found is None:
+        return signals
+    return signals.join(found[["map_x", "map_y", "cluster"]], how="left")
 
 
 def _read_frame(path: Path) -> pd.DataFrame:
