@@ -1,0 +1,95 @@
+"""Time `sheetsync report` and measure its file size at 10,000 and 100,000 images.
+
+Run: ``python -m bench.bench_report [POINTS ...]`` (default 10000 100000). The baseline, in the
+same process, is the same report for 1,000 images. Each size is built twice: the first build
+computes UMAP (fitted on at most 20,000 images, the rest transformed), the second finds it in the
+cache, as a second `report` of the same version does. Inputs are synthetic: 256-d embeddings
+drawn around ten class centres (the val split lacking part of one class, so the coverage check
+has a gap to find) and 2,000 real PNG numerals reused as the image files; the map draws at most
+5,000 points whatever the size. Timings on a shared machine are noisy: compare the ratios.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from sheetsync.demo import draw_numeral
+from sheetsync.report import ReportInputs, write_report
+
+CLASSES = ["i", "ii", "iii", "iv", "v", "vi", "vii", "viii", "ix", "x"]
+N_FILES = 2000
+
+
+def make_files(folder: Path) -> list[str]:
+    import random
+
+    rng = random.Random(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    files = []
+    for k in range(N_FILES):
+        path = folder / f"img-{k:05d}.png"
+        draw_numeral(CLASSES[k % 10], rng).save(path)
+        files.append(str(path))
+    return files
+
+
+def make_inputs(n: int, files: list[str], seed: int = 0) -> ReportInputs:
+    rng = np.random.default_rng(seed)
+    label = rng.integers(0, 10, n)
+    centres = rng.normal(0, 4, (10, 256))
+    emb = (centres[label] + rng.normal(0, 1, (n, 256))).astype(np.float32)
+    split = np.where(rng.random(n) < 0.28, "val", "train")
+    split[(label == 3) & (emb[:, 0] > centres[3, 0])] = "train"  # val misses half of class iv
+    ids = [f"{k:06d}" for k in range(n)]
+    items = pd.DataFrame({"id": ids, "split": split, "label": np.asarray(CLASSES)[label],
+                          "action": "keep", "path": [f"{s}/x/{k}.png" for k, s in enumerate(split)],
+                          "file": [files[k % len(files)] for k in range(n)]})
+    wrong = rng.random(n) < 0.03
+    signals = pd.DataFrame({
+        "predicted": np.asarray(CLASSES)[np.where(wrong, (label + 1) % 10, label)],
+        "suspected": np.where(wrong, np.asarray(CLASSES)[(label + 1) % 10], ""),
+        "issue_score": np.where(wrong, rng.uniform(0.5, 1, n), rng.uniform(0, 0.5, n)),
+        "duplicate_of": "", "blank": False, "duplicate_conflict": False,
+        "outlier": rng.gamma(4, 0.3, n)}, index=pd.Index(ids, name="id"))
+    return ReportInputs(classes=CLASSES, version=1, items=items, embeddings=emb,
+                        signals=signals, title=f"bench: {n} images", seed=seed)
+
+
+def run(n: int, files: list[str], work: Path) -> dict[str, float]:
+    inputs = make_inputs(n, files)
+    state = work / f"state-{n}"
+    first = write_report(inputs, work / f"report-{n}.html", state=state)
+    again = write_report(inputs, work / f"report-{n}.html", state=state)
+    return {"n": n, "first": first.seconds, "cached": again.seconds,
+            "mb": first.size_bytes / 1e6, "shown": first.n_shown,
+            "gaps": len(first.coverage.gaps), "covers": first.coverage.covers}
+
+
+def main(argv: list[str]) -> int:
+    sizes = [int(a) for a in argv] or [10_000, 100_000]
+    load = os.getloadavg()
+    print(f"machine: {os.cpu_count()} CPUs, load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
+    with tempfile.TemporaryDirectory(prefix="bench-report-") as d:
+        work = Path(d)
+        files = make_files(work / "images")
+        base = run(1000, files, work)
+        print(f"{'images':>8} {'drawn':>6} {'first build s':>14} {'x base':>7} {'cached s':>9} "
+              f"{'x base':>7} {'size MB':>8} {'x base':>7}  coverage")
+        for r in [base] + [run(n, files, work) for n in sizes]:
+            print(f"{r['n']:>8,} {r['shown']:>6,} {r['first']:>14.1f} {r['first'] / base['first']:>7.2f} "
+                  f"{r['cached']:>9.1f} {r['cached'] / base['cached']:>7.2f} {r['mb']:>8.2f} "
+                  f"{r['mb'] / base['mb']:>7.2f}  {'covers' if r['covers'] else 'gap found'} "
+                  f"({r['gaps']} region(s))", flush=True)
+    load = os.getloadavg()
+    print(f"load average after: {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
