@@ -1,7 +1,8 @@
 """Every benchmark, one after the other: ``python -m bench [--quick]``.
 
 --quick leaves out the two that train the fixed model on the competition data (bench_train,
-a few minutes; bench_review, 20+ minutes on 2 cores).
+a few minutes; bench_review, 20+ minutes on 2 cores) and bench_report (UMAP of 100,000 points,
+minutes).
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import sys
 import time
 
 QUICK = [("bench_loop", []), ("bench_local", []), ("bench_google", ["--rows", "1000", "10000"])]
-MODEL = [("bench_train", ["--epochs", "3"]), ("bench_review", ["--flip", "0.05", "0.10"])]
+MODEL = [("bench_train", ["--epochs", "3"]), ("bench_review", ["--flip", "0.05", "0.10"]),
+         ("bench_report", ["10000", "100000"])]
 
 
 def main(argv: list[str]) -> int:

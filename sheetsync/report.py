@@ -474,7 +474,12 @@ def _body(inputs: ReportInputs, n_total: int, n_shown: int, coverage: Coverage,
         "No selection: drag a box on the map</h3><div id=selection></div></div></div>",
         "<h2 id=coverage>Split coverage</h2>",
         f"<p class='verdict {verdict_class}'>{_esc(coverage.verdict)}</p>",
-        _gaps_table(coverage), "<div id=counts></div>",
+        _gaps_table(coverage),
+        "<p class=meta>The embeddings come from the model trained on the train split, so train "
+        "images may sit closer to their class than val images; that alone raises the AUC a "
+        "little. Regions with (almost) no val images are the stronger evidence. All three "
+        "checks use every kept train and val image.</p>",
+        "<div id=counts></div>",
         "<h2 id=summary>Dataset summary</h2>", _summary_table(findings),
         "<h2 id=errors>Errors per class</h2><div class=row>",
         *(f"<div id={k}></div>" for k in ("cm-val", "cm-test") if k in charts_present),
