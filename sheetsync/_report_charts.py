@@ -77,8 +77,9 @@ def confusion_spec(cm: pd.DataFrame, title: str) -> dict[str, Any]:
         x=alt.X("predicted:N", sort=order, title="the model's class"),
         y=alt.Y("label:N", sort=order, title="label"),
     )
-    cells = base.mark_rect().encode(
-        color=alt.Color("share:Q", scale=alt.Scale(scheme="blues", domain=[0, 1]), title="share"),
+    share = alt.Color("share:Q", scale=alt.Scale(scheme="blues", domain=[0, 1]), title="share")
+    cells = base.mark_rect(stroke="#eee").encode(
+        color=alt.condition("datum.images == 0", alt.value("white"), share),  # empty cells blank
         tooltip=["label", "predicted", "images", alt.Tooltip("share:Q", format=".0%")])
     text = base.mark_text(fontSize=10).encode(
         text=alt.condition("datum.images > 0", "images:Q", alt.value("")),

@@ -44,6 +44,7 @@ from .errors import (
     SheetValidationError,
     TrainingError,
     UnpulledEditsError,
+    VersionError,
 )
 from .rows import EDITABLE, build_table, extra_columns, layout
 from .sheets import Backend, open_backend
@@ -534,6 +535,8 @@ class Project:
         require_extra()  # before the lock and the scan: a missing extra is a one-line answer
         with self._locked():
             manifest, info, _ = self._refresh()
+            if info is None:  # _refresh records a version whenever none exists
+                raise VersionError("no version recorded yet: run `sheetsync init` first")
             return build_report(self, manifest, info, out=out, max_points=max_points or MAX_POINTS)
 
     def _embedding_map(self, items: pd.DataFrame, pred: Any, info: VersionInfo) -> Path | None:
