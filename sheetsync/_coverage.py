@@ -30,6 +30,7 @@ GAP_RATIO = 0.25  # a region holds under a quarter of the val images its size pr
 GAP_P = 0.01
 MIN_REGION = 10  # smaller regions are too small to judge
 K_NEIGHBOURS = 10
+MIN_SPLIT = 5  # fewer images in a split: no verdict
 
 
 @dataclass(frozen=True)
@@ -57,13 +58,19 @@ class Coverage:
     n_val: int = 0
 
     @property
+    def judged(self) -> bool:
+        """Enough images in both splits for the checks to mean anything."""
+        return self.n_train >= MIN_SPLIT and self.n_val >= MIN_SPLIT and not np.isnan(self.auc)
+
+    @property
     def covers(self) -> bool:
-        return not self.gaps and self.auc < AUC_SAME
+        return self.judged and not self.gaps and self.auc < AUC_SAME
 
     @property
     def verdict(self) -> str:
-        if self.n_train == 0 or self.n_val == 0:
-            return "cannot tell: the train or the val split is empty"
+        if not self.judged:
+            return (f"Cannot tell: the check needs at least {MIN_SPLIT} train and {MIN_SPLIT} val "
+                    f"images (here {self.n_train} and {self.n_val}).")
         head = ("Yes: the validation split covers the training data." if self.covers else
                 "No: the validation split does not cover the training data.")
         parts = [head, f"A classifier tells train from val images apart with AUC {self.auc:.2f} "
@@ -109,7 +116,7 @@ def classifier_auc(embeddings: np.ndarray, is_val: np.ndarray, seed: int = 0,
 
     y = np.asarray(is_val, bool)
     x = np.asarray(embeddings, np.float64)
-    if y.sum() < 5 or (~y).sum() < 5:
+    if y.sum() < MIN_SPLIT or (~y).sum() < MIN_SPLIT:
         return float("nan"), float("nan")
     rng = np.random.default_rng(seed)
     if len(y) > max_points:  # a sample is plenty for an AUC, and keeps 100k images fast

@@ -119,14 +119,13 @@ def gather(project: Project, manifest: pd.DataFrame, info: VersionInfo) -> Repor
     version = trained_version(state, info.version)
     if version is None:
         raise ReportError("nothing trained yet: run `sheetsync train` first")
-    z = np.load(state / "predictions" / f"v{version:04d}-insample.npz", allow_pickle=False)
-    emb_ids = [str(i) for i in z["ids"]]
+    emb_ids, all_embeddings = _read_embeddings(state / "predictions" / f"v{version:04d}-insample.npz")
     vmanifest = project.versions.load(version)
     items = project._items(vmanifest).assign(path=vmanifest["path"].astype(str).to_numpy())
     items = _current_files(project, items, manifest)
     pos = {i: k for k, i in enumerate(emb_ids)}
     items = items[items["id"].isin(pos)].reset_index(drop=True)
-    embeddings = z["embeddings"][[pos[i] for i in items["id"]]]
+    embeddings = all_embeddings[[pos[i] for i in items["id"]]]
     vinfo = next(v for v in project.versions.list() if v.version == version)
     signals, source = project._signals(vmanifest, vinfo)
     notes = [f"embeddings and predictions: v{version} ({source})"]
@@ -139,6 +138,17 @@ def gather(project: Project, manifest: pd.DataFrame, info: VersionInfo) -> Repor
         versions=[dict(v.__dict__) for v in project.versions.list()],
         per_version=_per_version(project), title=f"sheetsync report: {project.config.root.name}",
         seed=project.config.train.seed, notes=notes)
+
+
+def _read_embeddings(path: Path) -> tuple[list[str], np.ndarray]:
+    import zipfile
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return [str(i) for i in z["ids"]], np.asarray(z["embeddings"], np.float32)
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
+        raise ReportError(f"cannot read the embeddings in {path} ({e}): run `sheetsync train` "
+                          "again") from None
 
 
 def _current_files(project: Project, items: pd.DataFrame, manifest: pd.DataFrame) -> pd.DataFrame:

@@ -195,3 +195,13 @@ def test_sampling_keeps_flagged_points_and_the_budget() -> None:
 def _id_of(project: Project, path: str) -> str:
     m = project.versions.load("latest")
     return str(m.loc[m["path"] == path, "id"].iloc[0])
+
+
+def test_a_torn_embeddings_file_is_one_clear_error(data_root: Path, tmp_path: Path) -> None:
+    project, _ = Project.init(data_root, tmp_path / "proj")
+    torn = project.state / "predictions" / "v0001-insample.npz"
+    torn.parent.mkdir(parents=True)
+    torn.write_bytes(b"PK\x03\x04 not a whole zip")
+    with pytest.raises(ReportError, match=r"cannot read the embeddings in .*v0001-insample.npz"):
+        project.report()
+    assert torn.read_bytes() == b"PK\x03\x04 not a whole zip"  # nothing was touched

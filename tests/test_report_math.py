@@ -106,3 +106,12 @@ def test_bootstrap_of_non_binary_values_and_empty():
 def test_set_digest_ignores_order_but_not_labels():
     assert set_digest(["a", "b"], ["i", "ii"]) == set_digest(["b", "a"], ["ii", "i"])
     assert set_digest(["a", "b"], ["i", "ii"]) != set_digest(["a", "b"], ["ii", "ii"])
+
+
+def test_coverage_gives_no_verdict_on_too_few_images():
+    emb, blob = _blobs(10, [(0, 0)])
+    is_val = np.zeros(10, bool)
+    is_val[:3] = True
+    cov = split_coverage(emb, emb[:, :2], is_val, np.zeros(10, int), blob.astype(str))
+    assert not cov.judged and not cov.covers
+    assert cov.verdict.startswith("Cannot tell: the check needs at least 5 train and 5 val")
