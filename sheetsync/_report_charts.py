@@ -23,26 +23,57 @@ def _alt() -> Any:
     return alt
 
 
+SUGGESTIONS = {"keep": "#c7c7c7", "relabel?": "#d62728", "drop: blank": "#111111",
+               "check: outlier": "#9467bd", "check: copy under another label": "#ff7f0e"}
+ISSUE_BANDS = {"0-0.25": "#fcbba1", "0.25-0.5": "#fb6a4a", "0.5-0.75": "#cb181d",
+               "0.75-1": "#67000d", "not scored": "#bdbdbd"}
+PALETTE = ["#4c78a8", "#f58518", "#e45756", "#72b7b2", "#54a24b", "#eeca3b", "#b279a2",
+           "#ff9da6", "#9d755d", "#bab0ac", "#1f77b4", "#aec7e8", "#ffbb78", "#98df8a",
+           "#c5b0d5", "#c49c94", "#f7b6d2", "#dbdb8d", "#9edae5", "#7f7f7f"]
+SPLIT_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b"]
+
+
+def map_colours(points: pd.DataFrame, classes: list[str]) -> tuple[pd.DataFrame, dict[str, list[tuple[str, str]]]]:
+    """A colour column per colouring (``c_label``, ``c_split``, ...) and the legend of each.
+
+    Colours are chosen here rather than by Vega scales so that each colouring keeps its own
+    palette (keep grey, issue bands light to dark red) on one layer of points."""
+    splits = list(dict.fromkeys(sorted(points["split"].unique(), key=lambda v: (v != "train", v))))
+    maps = {
+        "label": {c: PALETTE[k % len(PALETTE)] for k, c in enumerate(classes)},
+        "split": {v: SPLIT_COLOURS[k % len(SPLIT_COLOURS)] for k, v in enumerate(splits)},
+        "suggestion": SUGGESTIONS,
+        "issue_band": ISSUE_BANDS,
+    }
+    out = points.copy()
+    legends = {}
+    for key, colours in maps.items():
+        out[f"c_{key}"] = out[key].map(colours).fillna("#7f7f7f")
+        present = set(out[key])
+        legends[key] = [(name, colour) for name, colour in colours.items() if name in present]
+    return out, legends
+
+
 def map_spec(points: pd.DataFrame, gaps: pd.DataFrame) -> dict[str, Any]:
     """The embedding map: points coloured by a chosen field, thumbnail tooltips, a brush.
 
-    ``points``: map_x, map_y, id, label, split, predicted, issue_score, suggestion, issue_band,
-    cluster, image (a data: URI). ``gaps``: x, y, name (the regions val does not cover)."""
+    ``points``: map_x, map_y, id, label, split, predicted, issue_score, suggestion, cluster,
+    image (a data: URI) and the colour columns of :func:`map_colours`. ``gaps``: x, y, name
+    (the regions val does not cover). The page draws the legend of the chosen colouring."""
     alt = _alt()
     colour_by = alt.param(name="colour_by", value="label", bind=alt.binding_select(
         options=list(COLOUR_BY), labels=list(COLOUR_BY.values()), name="colour by "))
     brush = alt.selection_interval(name="brush", encodings=["x", "y"])
-    expr = " : ".join(f"colour_by == '{k}' ? datum.{k}" for k in list(COLOUR_BY)[:-1])
-    expr += f" : datum.{list(COLOUR_BY)[-1]}"
-    x = alt.X("map_x:Q", title="UMAP 1", scale=alt.Scale(zero=False))
-    y = alt.Y("map_y:Q", title="UMAP 2", scale=alt.Scale(zero=False))
-    dots = alt.Chart(points).mark_circle(size=28, opacity=0.75).encode(
-        x=x, y=y,
-        color=alt.Color("colour:N", title=None, scale=alt.Scale(scheme="tableau10")),
+    expr = " : ".join(f"colour_by == '{k}' ? datum.c_{k}" for k in list(COLOUR_BY)[:-1])
+    expr += f" : datum.c_{list(COLOUR_BY)[-1]}"
+    dots = alt.Chart(points).mark_circle(size=28, opacity=0.8).encode(
+        x=alt.X("map_x:Q", title="UMAP 1", scale=alt.Scale(zero=False)),
+        y=alt.Y("map_y:Q", title="UMAP 2", scale=alt.Scale(zero=False)),
+        color=alt.Color("colour:N", scale=None),  # the colour columns hold the colours
         tooltip=[alt.Tooltip("image:N", title="image"), alt.Tooltip("id:N"),
                  alt.Tooltip("label:N"), alt.Tooltip("split:N"), alt.Tooltip("predicted:N"),
-                 alt.Tooltip("issue_score:Q", format=".2f"), alt.Tooltip("cluster:N"),
-                 alt.Tooltip("path:N")],
+                 alt.Tooltip("issue_score:Q", format=".2f"), alt.Tooltip("suggestion:N"),
+                 alt.Tooltip("cluster:N"), alt.Tooltip("path:N")],
     ).transform_calculate(colour=expr).add_params(colour_by, brush)
     layers = [dots]
     if len(gaps):
@@ -51,8 +82,7 @@ def map_spec(points: pd.DataFrame, gaps: pd.DataFrame) -> dict[str, Any]:
         layers.append(ring.encode(x="x:Q", y="y:Q"))
         layers.append(alt.Chart(gaps).mark_text(color="#d62728", fontWeight="bold", dy=-32,
                                                 fontSize=12).encode(x="x:Q", y="y:Q", text="name:N"))
-    chart = alt.layer(*layers).properties(width=MAP_SIZE, height=MAP_SIZE)
-    return chart.to_dict()
+    return alt.layer(*layers).properties(width=MAP_SIZE, height=MAP_SIZE).to_dict()
 
 
 def counts_spec(counts: pd.DataFrame) -> dict[str, Any]:

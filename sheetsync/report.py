@@ -439,7 +439,8 @@ def render_page(inputs: ReportInputs, shown: pd.DataFrame, n_total: int, coverag
 
     gaps = pd.DataFrame([{"x": g.x, "y": g.y, "name": f"#{g.cluster}: no val"}
                          for g in coverage.gaps], columns=["x", "y", "name"])
-    points = shown.drop(columns=["file"])
+    points, legends = charts.map_colours(shown.drop(columns=["file"]), inputs.classes)
+    points = points.drop(columns=["issue_band", "action"])  # only the colours are drawn
     specs: dict[str, Any] = {"map": charts.map_spec(points, gaps),
                              "counts": charts.counts_spec(counts_frame(inputs.items, inputs.classes))}
     latest = inputs.per_version.get(inputs.version, {})
@@ -457,7 +458,8 @@ def render_page(inputs: ReportInputs, shown: pd.DataFrame, n_total: int, coverag
     map_data = next(iter(specs["map"].get("datasets", {})), "")
     body = _body(inputs, n_total, len(shown), coverage, findings, comparability, shown,
                  set(specs), score_points)
-    payload = json.dumps({"specs": specs, "mapData": map_data}).replace("</", "<\\/")
+    payload = json.dumps({"specs": specs, "mapData": map_data, "legends": legends,
+                          "titles": charts.COLOUR_BY}).replace("</", "<\\/")
     return PAGE.format(title=_esc(inputs.title), css=CSS, body=body, payload=payload,
                        bundle=_js_bundle().replace("</script", "<\\/script"), script=SCRIPT)
 
@@ -480,7 +482,7 @@ def _body(inputs: ReportInputs, n_total: int, n_shown: int, coverage: Coverage,
         f"it. {_esc(sampling)} Red rings: regions the validation split does not cover. The "
         "sheet gets the same coordinates as <code>map_x</code>, <code>map_y</code> and "
         "<code>cluster</code> after the next push.</p>",
-        "<div class=row><div id=map></div><div id=selection-box><h3 id=selection-count>"
+        "<div class=row><div id=map></div><div id=map-legend></div><div id=selection-box><h3 id=selection-count>"
         "No selection: drag a box on the map</h3><div id=selection></div></div></div>",
         "<h2 id=coverage>Split coverage</h2>",
         f"<p class='verdict {verdict_class}'>{_esc(coverage.verdict)}</p>",
@@ -579,6 +581,8 @@ table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ddd;padding:
 th{background:#f5f5f5;text-align:left}.num{text-align:right}.warn{color:#a15c00}
 table.rows img{width:40px;height:40px;object-fit:contain;image-rendering:pixelated}
 details{margin:6px 0}summary{cursor:pointer;font-weight:600}
+#map-legend{font-size:12px;min-width:120px}#map-legend div{margin:2px 0}
+.swatch{display:inline-block;width:10px;height:10px;border-radius:50%;margin-right:6px}
 #vg-tooltip-element img{width:96px;height:96px;object-fit:contain;image-rendering:pixelated}
 """
 
@@ -615,11 +619,19 @@ SCRIPT = """
       '<figure data-id="' + esc(p.id) + '"><img src="' + p.image + '" alt=""><figcaption>' +
       esc(p.id) + '<br>' + esc(p.label) + ' / ' + esc(p.split) + '</figcaption></figure>').join('');
   }
+  function legend(key) {
+    const rows = (payload.legends[key] || []).map(([name, colour]) =>
+      '<div><span class=swatch style="background:' + colour + '"></span>' + esc(name) + '</div>');
+    document.getElementById('map-legend').innerHTML =
+      '<b>' + esc(payload.titles[key] || key) + '</b>' + rows.join('');
+  }
+  legend('label');
   const views = {};
   const jobs = Object.entries(payload.specs).map(([id, spec]) =>
     vegaEmbed('#' + id, spec, opts).then(r => { views[id] = r.view; }));
   Promise.all(jobs).then(() => {
     views.map.addSignalListener('brush', (name, value) => show(value));
+    views.map.addSignalListener('colour_by', (name, value) => legend(value));
     window.sheetsyncReport = {views: views, ready: true};
   }).catch(err => { console.error(err); window.sheetsyncReport = {error: String(err)}; });
 })();

@@ -152,10 +152,14 @@ def test_page_renders_hovers_and_brushes_in_chromium(reported) -> None:
         assert hovered[0] in listed and listed <= ids
         assert shown.nth(0).locator("img").get_attribute("src").startswith("data:image/png")
 
+        assert page.locator("#map-legend").inner_text().split()[:2] == ["class", "i"]
+        colours = dots.evaluate_all("els => new Set(els.map(e => e.getAttribute('fill'))).size")
         page.select_option("#map select", "split")
-        page.wait_for_timeout(300)
-        legend = page.locator("#map g.role-legend").first.text_content() or ""
-        assert "train" in legend and "val" in legend
+        page.wait_for_function("document.getElementById('map-legend').innerText.startsWith('split')",
+                               timeout=5_000)
+        assert page.locator("#map-legend").inner_text().split() == ["split", "train", "val"]
+        after = dots.evaluate_all("els => new Set(els.map(e => e.getAttribute('fill'))).size")
+        assert (colours, after) == (3, 2)  # three classes, then two splits
         browser.close()
     assert blocked == [] and errors == []
 
