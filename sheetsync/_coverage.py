@@ -94,7 +94,7 @@ def clusters_of(coords: np.ndarray, n_clusters: int | None = None, seed: int = 0
     n = len(coords)
     if n == 0:
         return np.zeros(0, np.int64)
-    k = n_clusters or int(np.clip(n // 150, 2, 24))
+    k = n_clusters or int(np.clip(n // 50, 2, 30))  # ~50 images a region: small gaps show
     k = max(1, min(k, n))
     raw = KMeans(k, n_init=4, random_state=seed).fit_predict(np.asarray(coords, np.float64))
     order = np.argsort(-np.bincount(raw, minlength=k), kind="stable")

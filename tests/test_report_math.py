@@ -115,3 +115,17 @@ def test_coverage_gives_no_verdict_on_too_few_images():
     cov = split_coverage(emb, emb[:, :2], is_val, np.zeros(10, int), blob.astype(str))
     assert not cov.judged and not cov.covers
     assert cov.verdict.startswith("Cannot tell: the check needs at least 5 train and 5 val")
+
+
+def test_default_regions_find_a_small_missing_style():
+    centres = [(30 * (k % 4), 30 * (k // 4)) for k in range(11)]
+    emb, blob = _blobs(100, centres, seed=5)
+    keep = (blob < 10) | (np.arange(len(blob)) % 2 == 0)  # the 11th style: 50 images
+    emb, blob = emb[keep], blob[keep]
+    is_val = np.random.default_rng(6).random(len(blob)) < 0.28
+    is_val[blob == 10] = False
+    coords = emb[:, :2]
+    clusters = clusters_of(coords)  # default number of regions
+    cov = split_coverage(emb, coords, is_val, clusters, blob.astype(str))
+    assert [set(blob[clusters == g.cluster]) for g in cov.gaps] == [{10}]
+    assert not cov.covers
