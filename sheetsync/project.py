@@ -74,10 +74,11 @@ class Report:
 
 class Project:
     def __init__(self, config: Config, progress: Progress = tqdm_progress,
-                 backend: Backend | None = None):
+                 backend: Backend | None = None, storage: Any = None):
         self.config = config
         self.progress = progress
         self._backend = backend
+        self._storage = storage  # the [publish] bucket (sheetsync._gcs.Bucket), made when needed
         self.state = config.state_dir
         self.versions = VersionStore(self.state)
         self.scores = ScoreHistory(self.state)
@@ -229,9 +230,12 @@ class Project:
                 copy = self.backup_workbook()
                 if copy is not None:
                     report.lines.append(f"backed up the workbook to {copy}")
+            if self.config.backend == "google":
+                # Every image a row will point at is in the bucket before the sheet is written.
+                self._publish_images(manifest, report)
             signals, source = self._signals(manifest, info)
             ids = self._review_order(signals, manifest, order)
-            table = build_table(manifest, signals, self._url_for, ids)
+            table = build_table(manifest, signals, self._url_builder(manifest), ids)
             self.backend.write_table(table, layout(self.config.classes, self.config.splits,
                                                    extra_columns(manifest)))
             self._save_published(table, info)
@@ -277,6 +281,86 @@ class Project:
             template = self.config.google.image_url_template
             return template.format(path=path) if template else ""
         return safe_join(self.config.root, path).as_uri()
+
+    def _url_builder(self, manifest: pd.DataFrame) -> Any:
+        """path -> URL; for Google, the image's stable published URL (sheetsync.publish)."""
+        if self.config.backend != "google":
+            return self._url_for
+        from ._gcs import public_url
+        from .publish import image_url, object_name
+
+        pub, template = self.config.publish, self.config.google.image_url_template
+        rows = manifest.set_index("path", drop=False)
+
+        def public(name: str) -> str:
+            return public_url(pub.bucket, name, pub.endpoint)
+
+        def url(path: str) -> str:
+            row = rows.loc[path]
+            return image_url(template, public if pub.bucket else None,
+                             object_name(pub, str(row["hash"]), path), row)
+
+        return url
+
+    # ---- publish ---------------------------------------------------------------------------
+
+    @property
+    def storage(self) -> Any:
+        """The ``[publish]`` bucket, signed in with the same credentials as the sheet."""
+        if self._storage is None:
+            from ._gcs import Bucket, storage_credentials
+
+            pub = self.config.publish
+            creds, account = storage_credentials(self.config.google, self.config.resolve)
+            self._storage = Bucket(pub.bucket, creds, account=account, endpoint=pub.endpoint,
+                                   timeout=self.config.google.timeout,
+                                   max_retries=pub.max_retries, workers=pub.workers)
+        return self._storage
+
+    def _publish_images(self, manifest: pd.DataFrame, report: Report) -> Any:
+        from .publish import UploadRecord, check_settings, publish_images, usage_line
+
+        pub = self.config.publish
+        check_settings(pub, self.config.google.image_url_template)
+        if not pub.bucket:
+            return None
+        result = publish_images(manifest, self.config.root, pub, self.storage,
+                                UploadRecord(self.state / "uploaded.txt"),
+                                template=self.config.google.image_url_template,
+                                progress=self.progress)
+        report.lines.append(f"images: {usage_line(result)}")
+        report.data["publish"] = result
+        return result
+
+    def publish(self) -> Report:
+        """Upload the images of the current version without writing the sheet."""
+        if not self.config.publish.bucket:
+            raise ConfigError("[publish] bucket is not set in sheetsync.toml (template only)")
+        with self._locked():
+            manifest, _, _ = self._refresh()
+            report = self._new_report()
+            self._publish_images(manifest, report)
+            return report
+
+    def prune_plan(self) -> Any:
+        """The objects ``publish --prune`` would delete: those no recorded version references."""
+        from .publish import plan_prune
+
+        pub = self.config.publish
+        if not pub.bucket:
+            raise ConfigError("[publish] bucket is not set in sheetsync.toml: nothing to prune")
+        with self._locked():
+            manifests = [self.versions.load(v.version) for v in self.versions.list()]
+            prefix = pub.prefix.strip("/")
+            listing = self.storage.list(f"{prefix}/" if prefix else "")
+            return plan_prune(manifests, listing, pub, pub.bucket)
+
+    def prune(self, plan: Any) -> int:
+        """Delete what :meth:`prune_plan` listed (after the caller showed it and had it confirmed)."""
+        from .publish import UploadRecord, prune
+
+        with self._locked():
+            return prune(self.storage, plan, UploadRecord(self.state / "uploaded.txt"))
 
     def _review_order(self, signals: pd.DataFrame, manifest: pd.DataFrame,
                       order: str | None) -> list[str]:
