@@ -141,6 +141,38 @@ def push(ctx: click.Context, force: bool, order: str | None) -> None:
 
 
 @cli.command()
+@click.option("--prune", is_flag=True,
+              help="Delete the bucket's objects that no version references (asks first).")
+@click.option("--yes", is_flag=True, help="With --prune: delete without asking.")
+@click.pass_context
+def publish(ctx: click.Context, prune: bool, yes: bool) -> None:
+    """Upload the images to the [publish] bucket (push does this too); --prune cleans up.
+
+    Example: sheetsync publish --prune
+    """
+    with _errors():
+        project = _project(ctx)
+        if not prune:
+            _show(project.publish())
+            return
+        plan = project.prune_plan()
+        if not plan.unreferenced:
+            click.echo(f"nothing to prune: all {plan.listed} objects under gs://{plan.bucket}/"
+                       f"{plan.prefix} are referenced by a version")
+            return
+        for name in plan.unreferenced[:50]:
+            click.echo(f"  {name}")
+        if len(plan.unreferenced) > 50:
+            click.echo(f"  ... and {len(plan.unreferenced) - 50} more")
+        click.echo(f"{len(plan.unreferenced)} of {plan.listed} objects ({plan.bytes / 1e6:.1f} MB) "
+                   f"in gs://{plan.bucket} are referenced by no version")
+        if not yes and not click.confirm("delete them?", default=False):
+            click.echo("nothing deleted")
+            return
+        click.echo(f"deleted {project.prune(plan)} objects")
+
+
+@cli.command()
 @click.option("--dry-run", is_flag=True, help="Validate and show the changes; change nothing.")
 @click.pass_context
 def pull(ctx: click.Context, dry_run: bool) -> None:
