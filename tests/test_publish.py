@@ -23,6 +23,7 @@ from sheetsync.config import Config
 from sheetsync.errors import (
     BucketNotFoundError,
     BucketPermissionError,
+    ConfigError,
     NotPublicError,
     UploadQuotaError,
 )
@@ -290,6 +291,42 @@ def test_an_interrupted_push_resumes_without_resending(api, gcs, tmp_path) -> No
     # Nothing listed twice: the record held what arrived, the listing confirmed the rest missing.
     assert f"{sent} of 30 objects uploaded" in str(report)
     assert_all_resolve(project, sheet(api, project))
+
+
+def test_a_push_interrupted_by_ctrl_c_keeps_what_arrived(api, gcs, proj: Path) -> None:
+    """KeyboardInterrupt in the middle (raised where the progress bar ticks): uploads that
+    arrived are recorded, the sheet is not written, the rerun sends only the rest."""
+    config = Config.load(proj)
+    dataclasses.replace(config, publish=dataclasses.replace(config.publish, workers=2)).save()
+
+    def ctrl_c_after_5(items, desc, total=None):
+        for n, item in enumerate(items):
+            if desc == "uploading" and n == 5:
+                raise KeyboardInterrupt
+            yield item
+
+    project = open_project(api, proj)
+    project.progress = ctrl_c_after_5
+    with pytest.raises(KeyboardInterrupt):
+        project.push()
+    arrived = set(gcs.objects(BUCKET))
+    recorded = (proj / ".sheetsync" / "uploaded.txt").read_text().split()
+    assert len(arrived) >= 5 and set(recorded) == {f"{BUCKET}/{n}" for n in arrived}
+    assert project.backend.read_table() is None
+    gcs.reset_log()
+    open_project(api, proj).push()
+    assert len(gcs.uploads()) == 18 - len(arrived)
+    # Everything arrived through the record: no listing was needed for the part sent before.
+    assert len(gcs.objects(BUCKET)) == 18
+
+
+def test_an_unknown_template_placeholder_is_a_config_error(api, gcs, proj: Path) -> None:
+    config = Config.load(proj)
+    dataclasses.replace(config, google=dataclasses.replace(
+        config.google, image_url_template="https://x.example/{hash}.png")).save()
+    with pytest.raises(ConfigError, match=r"unknown placeholder 'hash'; use \{path\}"):
+        open_project(api, proj).push()
+    assert gcs.uploads() == []
 
 
 def test_without_the_record_the_listing_still_prevents_resending(api, gcs, proj: Path) -> None:
