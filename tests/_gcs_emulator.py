@@ -20,10 +20,11 @@ import io
 import json
 import re
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from http.server import HTTPServer
+from http.server import HTTPServer, ThreadingHTTPServer
 from typing import Any
 
 from gcp_storage_emulator.server import RequestHandler
@@ -73,6 +74,8 @@ class _Handler(RequestHandler):
         anonymous = "authorization" not in {k.lower() for k in self.headers}
         size = int(self.headers.get("content-length") or 0)
         self.emulator._note(Seen(method, path, anonymous, size))
+        if self.emulator.latency:
+            time.sleep(self.emulator.latency)  # the network's round trip, before the work
         fault = self.emulator._fault(method, path, anonymous)
         if fault is None:
             return False
@@ -90,31 +93,37 @@ class _Handler(RequestHandler):
 
     def do_GET(self) -> None:
         if not self._intercept("GET"):
-            super().do_GET()
+            with self.emulator.storage_lock:
+                super().do_GET()
 
     def do_HEAD(self) -> None:
         if not self._intercept("HEAD"):
             real, self.wfile = self.wfile, _HeadersOnly(self.wfile)  # type: ignore[assignment]
             try:
-                super().do_GET()
+                with self.emulator.storage_lock:
+                    super().do_GET()
             finally:
                 self.wfile = real
 
     def do_POST(self) -> None:
         if not self._intercept("POST"):
-            super().do_POST()
+            with self.emulator.storage_lock:
+                super().do_POST()
 
     def do_PUT(self) -> None:
         if not self._intercept("PUT"):
-            super().do_PUT()
+            with self.emulator.storage_lock:
+                super().do_PUT()
 
     def do_DELETE(self) -> None:
         if not self._intercept("DELETE"):
-            super().do_DELETE()
+            with self.emulator.storage_lock:
+                super().do_DELETE()
 
     def do_PATCH(self) -> None:
         if not self._intercept("PATCH"):
-            super().do_PATCH()
+            with self.emulator.storage_lock:
+                super().do_PATCH()
 
 
 class _MemoryStorage(Storage):
@@ -130,7 +139,12 @@ class _MemoryStorage(Storage):
 
 
 class GCSEmulator:
-    def __init__(self) -> None:
+    """``latency`` (seconds) delays every answer like a network round trip would; then requests
+    are served concurrently (the storage itself still one at a time), as by Google."""
+
+    def __init__(self, latency: float = 0.0) -> None:
+        self.latency = latency
+        self.storage_lock = threading.Lock()
         self.storage = _MemoryStorage(use_memory_fs=True)
         self.seen: list[Seen] = []
         self.faults: list[Fault] = []
@@ -139,8 +153,9 @@ class GCSEmulator:
         self._httpd: HTTPServer | None = None
 
     def __enter__(self) -> GCSEmulator:
-        # One request at a time, like the emulator's own server (its storage is not thread-safe).
-        self._httpd = HTTPServer(("127.0.0.1", 0), partial(_Handler, self.storage, self))
+        # Without latency one request at a time, like the emulator's own server.
+        server = ThreadingHTTPServer if self.latency else HTTPServer
+        self._httpd = server(("127.0.0.1", 0), partial(_Handler, self.storage, self))
         threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
         return self
 
