@@ -317,7 +317,7 @@ class Project:
                                    max_retries=pub.max_retries, workers=pub.workers)
         return self._storage
 
-    def _publish_images(self, manifest: pd.DataFrame, report: Report) -> Any:
+    def _publish_images(self, manifest: pd.DataFrame, report: Report, verify: bool = False) -> Any:
         from .publish import UploadRecord, check_settings, publish_images, usage_line
 
         pub = self.config.publish
@@ -327,19 +327,20 @@ class Project:
         result = publish_images(manifest, self.config.root, pub, self.storage,
                                 UploadRecord(self.state / "uploaded.txt"),
                                 template=self.config.google.image_url_template,
-                                progress=self.progress)
+                                progress=self.progress, verify=verify)
         report.lines.append(f"images: {usage_line(result)}")
         report.data["publish"] = result
         return result
 
     def publish(self) -> Report:
-        """Upload the images of the current version without writing the sheet."""
+        """Upload the images of the current version without writing the sheet; the bucket is
+        listed rather than trusting the local record, so objects deleted there come back."""
         if not self.config.publish.bucket:
             raise ConfigError("[publish] bucket is not set in sheetsync.toml (template only)")
         with self._locked():
             manifest, _, _ = self._refresh()
             report = self._new_report()
-            self._publish_images(manifest, report)
+            self._publish_images(manifest, report, verify=True)
             return report
 
     def prune_plan(self) -> Any:

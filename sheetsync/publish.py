@@ -195,13 +195,18 @@ def publish_images(
     *,
     template: str = "",
     progress: Callable[[Iterable[Any], str, int], Iterable[Any]] | None = None,
+    verify: bool = False,
 ) -> PublishResult:
     """Upload every object the manifest needs that the bucket lacks; raises before returning
-    if any upload failed (what did arrive is recorded, so the next run resumes)."""
+    if any upload failed (what did arrive is recorded, so the next run resumes).
+
+    ``verify``: list the bucket even when the record covers everything (an object someone
+    deleted in the console is then sent again).
+    """
     start = time.perf_counter()
     before = _traffic(store)
     wanted = wanted_objects(manifest, cfg)
-    known = record.load(store.name) & set(wanted)
+    known = set() if verify else record.load(store.name) & set(wanted)
     missing = [u for n, u in wanted.items() if n not in known]
     listed = bool(missing)
     if missing:

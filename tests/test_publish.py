@@ -338,6 +338,18 @@ def test_without_the_record_the_listing_still_prevents_resending(api, gcs, proj:
     assert [s.method for s in gcs.seen] == ["GET", "HEAD"]  # one listing page, the public check
 
 
+def test_publish_lists_the_bucket_and_restores_a_deleted_object(api, gcs, proj: Path) -> None:
+    project = open_project(api, proj)
+    project.push()
+    victim = sorted(gcs.objects(BUCKET))[0]
+    project.storage.delete(victim)  # someone cleaned up in the console
+    gcs.reset_log()
+    result = CliRunner().invoke(cli, ["-C", str(proj), "publish"])
+    assert result.exit_code == 0, result.output
+    assert "images: 1 of 18 objects uploaded" in result.output
+    assert len(gcs.uploads()) == 1 and victim in gcs.objects(BUCKET)
+
+
 def test_objects_that_are_not_public_stop_the_push(api, gcs, proj: Path) -> None:
     gcs.fail("HEAD", rf"/{BUCKET}/.*", 403, anonymous_only=True)
     project = open_project(api, proj)
