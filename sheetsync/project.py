@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -58,6 +58,10 @@ from .versions import (
     read_csv_text,
     write_csv_atomic,
 )
+
+if TYPE_CHECKING:
+    from ._gcs import Bucket
+    from .publish import PrunePlan, PublishResult
 
 
 @dataclass
@@ -305,7 +309,7 @@ class Project:
     # ---- publish ---------------------------------------------------------------------------
 
     @property
-    def storage(self) -> Any:
+    def storage(self) -> Bucket:
         """The ``[publish]`` bucket, signed in with the same credentials as the sheet."""
         if self._storage is None:
             from ._gcs import Bucket, storage_credentials
@@ -317,7 +321,8 @@ class Project:
                                    max_retries=pub.max_retries, workers=pub.workers)
         return self._storage
 
-    def _publish_images(self, manifest: pd.DataFrame, report: Report, verify: bool = False) -> Any:
+    def _publish_images(self, manifest: pd.DataFrame, report: Report,
+                        verify: bool = False) -> PublishResult | None:
         from .publish import UploadRecord, check_settings, publish_images, usage_line
 
         pub = self.config.publish
@@ -343,7 +348,7 @@ class Project:
             self._publish_images(manifest, report, verify=True)
             return report
 
-    def prune_plan(self) -> Any:
+    def prune_plan(self) -> PrunePlan:
         """The objects ``publish --prune`` would delete: those no recorded version references."""
         from .publish import plan_prune
 
@@ -356,7 +361,7 @@ class Project:
             listing = self.storage.list(f"{prefix}/" if prefix else "")
             return plan_prune(manifests, listing, pub, pub.bucket)
 
-    def prune(self, plan: Any) -> int:
+    def prune(self, plan: PrunePlan) -> int:
         """Delete what :meth:`prune_plan` listed (after the caller showed it and had it confirmed)."""
         from .publish import UploadRecord, prune
 
