@@ -1,7 +1,8 @@
 """Publish the images under stable, content-addressed URLs, so thumbnails survive every pull.
 
 An image is stored once per content as ``<prefix>/<sha256><ext>`` (or, with ``[publish]
-thumbnails = N``, a PNG of at most N px as ``<prefix>/t<N>/<sha256>.png``): its URL never changes
+thumbnails = N``, as ``<prefix>/t<N>/<sha256>.png``: a PNG of at most N px, or the original
+when that is smaller or already small enough): its URL never changes
 when a pull moves the file between split and class folders, and byte-identical files share one
 object. The invariant: **a push writes the sheet only after every image it points at is in the
 bucket**; a failed upload raises before the sheet is touched.
@@ -257,24 +258,29 @@ def _upload_one(upload: Upload, root: Path, cfg: PublishConfig, store: Store) ->
 
 
 def object_bytes(file: Path, thumbnails: int) -> tuple[bytes, str]:
-    """The bytes to publish for one image: the file itself, or a downscaled PNG."""
+    """The bytes to publish for one image: the file itself, or a downscaled PNG when that is
+    smaller (a few-colour PNG often grows when downscaling adds grey levels)."""
     try:
-        if not thumbnails:
-            content_type = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
-            return file.read_bytes(), content_type
-        from PIL import Image, UnidentifiedImageError
-
-        try:
-            with Image.open(file) as im:
-                im.thumbnail((thumbnails, thumbnails))
-                out = io.BytesIO()
-                im.save(out, format="PNG", optimize=True)
-        except (UnidentifiedImageError, OSError) as e:
-            raise PublishError(f"{file}: not a readable image ({e})") from None
-        return out.getvalue(), "image/png"
+        original = file.read_bytes()
     except FileNotFoundError:
         raise PublishError(f"{file}: the image disappeared while publishing; run the command "
                            "again") from None
+    content_type = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
+    if not thumbnails:
+        return original, content_type
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(original)) as im:
+            if max(im.size) <= thumbnails:
+                return original, content_type
+            im.thumbnail((thumbnails, thumbnails))
+            out = io.BytesIO()
+            im.save(out, format="PNG", optimize=True)
+    except (UnidentifiedImageError, OSError) as e:
+        raise PublishError(f"{file}: not a readable image ({e})") from None
+    small = out.getvalue()
+    return (small, "image/png") if len(small) < len(original) else (original, content_type)
 
 
 def _check_public(manifest: pd.DataFrame, cfg: PublishConfig, store: Store, template: str) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
 import logging
 import shutil
@@ -28,7 +29,7 @@ from sheetsync.errors import (
     UploadQuotaError,
 )
 from sheetsync.project import Project
-from sheetsync.publish import object_name
+from sheetsync.publish import object_bytes, object_name
 from sheetsync.sheets.google import GoogleBackend
 
 try:
@@ -374,19 +375,38 @@ def test_a_missing_bucket_is_one_line(api, gcs, data_root: Path, tmp_path: Path)
 
 
 def test_thumbnails_are_downscaled_pngs(api, gcs, data_root: Path, tmp_path: Path) -> None:
-    big = data_root / "train" / "i" / "big.png"
-    Image.new("L", (900, 300), 0).save(big)
-    proj = make_project(api, gcs, data_root, tmp_path / "proj", thumbnails=64)
+    noisy = data_root / "train" / "i" / "big.png"
+    Image.effect_noise((900, 300), 60).save(noisy)  # big and incompressible: shrinks a lot
+    proj = make_project(api, gcs, data_root, tmp_path / "proj", thumbnails=128)
     project = open_project(api, proj)
     project.push()
     stored = gcs.objects(BUCKET)
-    name = object_name(project.config.publish, sha(big), "train/i/big.png")
-    assert name == f"sheetsync/t64/{sha(big)}.png"
-    with Image.open(__import__("io").BytesIO(stored[name])) as im:
-        assert im.size == (64, 21)
-    assert image_urls(sheet(api, project))[
-        project.versions.load("latest").set_index("path").at["train/i/big.png", "id"]
-    ].endswith(f"/{BUCKET}/sheetsync/t64/{sha(big)}.png")
+    name = object_name(project.config.publish, sha(noisy), "train/i/big.png")
+    assert name == f"sheetsync/t128/{sha(noisy)}.png"
+    with Image.open(io.BytesIO(stored[name])) as im:
+        assert im.size == (128, 43)
+    # The fixture's 128x64 numerals are small enough already: published as they are.
+    small = data_root / "train" / "i" / "img-0001.png"
+    assert stored[f"sheetsync/t128/{sha(small)}.png"] == small.read_bytes()
+    big_id = project.versions.load("latest").set_index("path").at["train/i/big.png", "id"]
+    assert image_urls(sheet(api, project))[big_id].endswith(f"/{BUCKET}/{name}")
+
+
+def test_a_thumbnail_is_never_bigger_than_the_original() -> None:
+    """Competition PNGs (3 grey levels) can grow when downscaling adds grey levels: then the
+    original is published under the thumbnail's name."""
+    files = sorted((dcai_root() / "train" / "iv").glob("*.png"))[:60]
+    kept = shrunk = 0
+    for f in files:
+        data, content_type = object_bytes(f, 256)
+        assert len(data) <= f.stat().st_size and content_type == "image/png"
+        if data == f.read_bytes():
+            kept += 1
+        else:
+            with Image.open(io.BytesIO(data)) as im:
+                assert max(im.size) == 256
+            shrunk += 1
+    assert kept and shrunk, (kept, shrunk)
 
 
 def test_template_with_sha256_and_id(api, gcs, proj: Path) -> None:
