@@ -160,21 +160,28 @@ class UploadRecord:
 
     def __init__(self, path: Path):
         self.path = path
+        self._lines: set[str] | None = None  # what the file holds, once read
 
     def load(self, bucket: str) -> set[str]:
-        if not self.path.exists():
-            return set()
         head = f"{bucket}/"
-        lines = self.path.read_text(encoding="utf-8").splitlines()
-        return {line[len(head):] for line in lines if line.startswith(head)}
+        return {line[len(head):] for line in self._read() if line.startswith(head)}
 
     def add(self, bucket: str, names: Iterable[str]) -> None:
-        text = "".join(f"{bucket}/{n}\n" for n in names)
-        if text:
+        """Append the names not recorded yet (each line once, however often it is added)."""
+        lines = self._read()
+        new = [f"{bucket}/{n}" for n in dict.fromkeys(names) if f"{bucket}/{n}" not in lines]
+        if new:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self.path.open("a", encoding="utf-8") as f:
-                f.write(text)
+                f.write("".join(f"{line}\n" for line in new))
                 f.flush()
+            lines.update(new)
+
+    def _read(self) -> set[str]:
+        if self._lines is None:
+            exists = self.path.exists()
+            self._lines = set(self.path.read_text(encoding="utf-8").splitlines()) if exists else set()
+        return self._lines
 
     def forget(self, bucket: str, names: Iterable[str]) -> None:
         drop = {f"{bucket}/{n}" for n in names}
@@ -183,6 +190,7 @@ class UploadRecord:
             tmp = self.path.with_suffix(".tmp")
             tmp.write_text("".join(f"{x}\n" for x in keep), encoding="utf-8")
             tmp.replace(self.path)
+        self._lines = None
 
 
 # ---- publishing ----------------------------------------------------------------------------
@@ -212,8 +220,7 @@ def publish_images(
     listed = bool(missing)
     if missing:
         present = store.list(cfg.prefix.strip("/") + "/" if cfg.prefix.strip("/") else "")
-        found = [u.name for u in missing if u.name in present]
-        record.add(store.name, found)
+        record.add(store.name, [u.name for u in missing if u.name in present])
         missing = [u for u in missing if u.name not in present]
     uploaded = _upload_all(missing, root, cfg, store, record, progress)
     checked = _check_public(manifest, cfg, store, template) if cfg.check_public and wanted else None
@@ -229,6 +236,7 @@ def _upload_all(uploads: list[Upload], root: Path, cfg: PublishConfig, store: St
     if not uploads:
         return 0
     recorded: set[Future[bool]] = set()
+    sent = 0  # False from an upload: the object appeared meanwhile (a teammate's push)
     pool = ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix="publish")
     futures = {pool.submit(_upload_one, u, root, cfg, store): u for u in uploads}
     ticks = iter(progress(range(len(uploads)), "uploading", len(uploads))) if progress else None
@@ -237,7 +245,7 @@ def _upload_all(uploads: list[Upload], root: Path, cfg: PublishConfig, store: St
         while pending:
             finished, pending = wait(pending, return_when=FIRST_EXCEPTION)
             for f in finished:
-                f.result()  # raises the one-line error of a failed upload
+                sent += f.result()  # raises the one-line error of a failed upload
                 record.add(store.name, [futures[f].name])
                 recorded.add(f)
                 if ticks is not None:
@@ -249,7 +257,7 @@ def _upload_all(uploads: list[Upload], root: Path, cfg: PublishConfig, store: St
                                 and f.done() and not f.cancelled() and f.exception() is None])
         raise
     pool.shutdown()
-    return len(recorded)
+    return sent
 
 
 def _upload_one(upload: Upload, root: Path, cfg: PublishConfig, store: Store) -> bool:

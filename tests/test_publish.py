@@ -349,6 +349,8 @@ def test_publish_lists_the_bucket_and_restores_a_deleted_object(api, gcs, proj: 
     assert result.exit_code == 0, result.output
     assert "images: 1 of 18 objects uploaded" in result.output
     assert len(gcs.uploads()) == 1 and victim in gcs.objects(BUCKET)
+    lines = (proj / ".sheetsync" / "uploaded.txt").read_text().splitlines()
+    assert len(lines) == len(set(lines)) == 18  # the record lists each object once
 
 
 def test_objects_that_are_not_public_stop_the_push(api, gcs, proj: Path) -> None:
