@@ -17,7 +17,9 @@ import pandas as pd
 
 from .dataset import ACTIONS
 from .errors import Problem
+from .pullcheck import cell_problems, headerless_problems, rekeyed_problems
 from .rows import CORE, EDITABLE, REQUIRED
+from .sheets.base import headerless_columns
 
 _ACTION_ALIASES = {"": "keep", "keep": "keep", "drop": "drop"}
 
@@ -36,7 +38,12 @@ def normalise_header(sheet: pd.DataFrame) -> tuple[dict[str, str], list[Problem]
     mapping: dict[str, str] = {}
     seen: dict[str, str] = {}
     core = {c.casefold(): c for c in CORE}
+    # Columns with data under a blank header: refused cell by cell (never a column of their own).
+    headerless = headerless_columns(sheet)
+    problems += headerless_problems(sheet, headerless)
     for raw in sheet.columns:
+        if raw in headerless:
+            continue
         text = str(raw).strip()
         key = text.casefold()
         if not text:
@@ -85,6 +92,8 @@ def plan_pull(
     extras = [c for c in cells.columns if c not in CORE]
     current = manifest.set_index("id", drop=False)
     ids = cells["id"].str.strip()
+    # Cells no push could write back, and rows whose id was moved apart from the row.
+    problems += cell_problems(cells) + rekeyed_problems(ids, cells, published)
     rows = pd.Series(cells.index.astype(int), index=cells.index)
     bad = pd.Series(False, index=cells.index)
 

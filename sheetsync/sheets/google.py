@@ -33,7 +33,7 @@ from gspread.utils import extract_id_from_url
 from ..errors import ConfigError
 from . import _google_cells as cells
 from ._google_http import MAX_PAYLOAD, SheetsHTTP, SheetsRequestError, Usage, dumps
-from .base import DATA_SHEET, SCORES_SHEET, Backend, SheetLayout, cell_text
+from .base import DATA_SHEET, SCORES_SHEET, Backend, SheetLayout, cell_text, mark_headerless
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -271,7 +271,9 @@ def _frame(values: list[list[Any]], *, index_rows: bool) -> pd.DataFrame:
     names = [header[c] if c < len(header) and header[c] else f"column {c + 1}" for c in keep]
     body = [[r[c] if c < len(r) else "" for c in keep] for r in rows[1:]]
     index = pd.RangeIndex(2, len(body) + 2) if index_rows else None
-    return pd.DataFrame(body, columns=names, index=index, dtype=str)
+    frame = pd.DataFrame(body, columns=names, index=index, dtype=str)
+    return mark_headerless(frame, {f"column {c + 1}": c + 1 for c in keep
+                                   if c >= len(header) or not header[c]})
 
 
 def _chunks(rows: list[Any], first_budget: int) -> list[tuple[int, list[Any]]]:

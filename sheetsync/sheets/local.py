@@ -61,6 +61,7 @@ from . import _xlsx_images as images
 from ._xlsx_datasheet import (
     HEADER_FONT,
     LISTS_SHEET,
+    MAX_CELL_TEXT,
     DataSheetWriter,
     as_text,
     checked_text,
@@ -75,7 +76,7 @@ from ._xlsx_package import (
     replace_sheet_data,
     sheet_rows,
 )
-from .base import DATA_SHEET, SCORES_SHEET, Backend, SheetLayout, cell_text
+from .base import DATA_SHEET, SCORES_SHEET, Backend, SheetLayout, cell_text, mark_headerless
 
 _READ_ERRORS = (
     zipfile.BadZipFile,
@@ -425,7 +426,10 @@ def _read_with_calamine(path: Path, sheet: str) -> pd.DataFrame | None | bool:
         rows = wb.get_sheet_by_name(sheet).to_python(skip_empty_area=False)
     except Exception:  # noqa: BLE001  # any oddity: let openpyxl read it (or say what is wrong)
         return False
-    return _rows_to_frame([[_value_text(v) for v in r] for r in rows])
+    texts = [[_value_text(v) for v in r] for r in rows]
+    if any(len(t) >= MAX_CELL_TEXT for r in texts for t in r):
+        return False  # calamine cuts longer text at 32,767 characters, silently; openpyxl does not
+    return _rows_to_frame(texts)
 
 
 def _has_error_cells(path: Path) -> bool:
@@ -456,7 +460,9 @@ def _rows_to_frame(rows: list[list[str]]) -> pd.DataFrame:
     keep = [c for c in range(width) if (c < len(header) and header[c]) or used[c]]
     names = [header[c] if c < len(header) and header[c] else f"column {c + 1}" for c in keep]
     body = [[r[c] if c < len(r) else "" for c in keep] for r in rows[1:]]
-    return pd.DataFrame(body, columns=names, index=pd.RangeIndex(2, len(body) + 2), dtype=str)
+    frame = pd.DataFrame(body, columns=names, index=pd.RangeIndex(2, len(body) + 2), dtype=str)
+    return mark_headerless(frame, {f"column {c + 1}": c + 1 for c in keep
+                                   if c >= len(header) or not header[c]})
 
 
 def _header_of(ws: Worksheet) -> list[str]:
