@@ -45,6 +45,7 @@ from .errors import (
     TrainingError,
     UnpulledEditsError,
 )
+from .pullcheck import published_columns
 from .rows import EDITABLE, build_table, extra_columns, layout
 from .sheets import Backend, open_backend
 from .sync import normalise_choice, plan_pull, unpulled_edits
@@ -266,7 +267,8 @@ class Project:
         return path
 
     def _save_published(self, table: pd.DataFrame, info: VersionInfo) -> None:
-        cols = ["id", *EDITABLE, *[c for c in table.columns if c in extra_columns(table)]]
+        cols = ["id", *EDITABLE, *[c for c in table.columns if c in extra_columns(table)],
+                *published_columns(table.columns)]  # read-only cells, for the row check
         write_csv_atomic(table[cols].astype(str), self.state / "published.csv")
         (self.state / "published.json").write_text(json.dumps(
             {"version": info.version, "time": now_iso(), "sheet": self.backend.describe()}))
@@ -413,7 +415,8 @@ class Project:
 
         mapping, _ = normalise_header(sheet)
         cells = clean_cells(sheet, mapping)
-        cols = ["id", *EDITABLE, *[c for c in cells.columns if c in extra_columns(cells)]]
+        cols = ["id", *EDITABLE, *[c for c in cells.columns if c in extra_columns(cells)],
+                *published_columns(cells.columns)]  # read-only cells, for the row check
         shown = cells[cols].copy()
         shown["id"] = shown["id"].str.strip()
         for name, choices in (("split", self.config.splits), ("label", self.config.classes),
