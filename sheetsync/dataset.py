@@ -11,8 +11,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 import pandas as pd
@@ -71,8 +72,30 @@ def safe_join(root: Path, rel: str) -> Path:
     return full
 
 
-def walk_images(root: Path, splits: Iterable[str], classes: Iterable[str]) -> Iterator[FileEntry]:
-    """Every image file under the training folders and the quarantine, in a stable order."""
+# Control characters: some no spreadsheet cell can hold, none belongs in a file name.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def unusable_name(name: str) -> str | None:
+    """Why sheetsync cannot use a file name, or None.
+
+    Decided once, when scanning: a name every later step (the sheet's path cell, safe_join,
+    training) could not take is skipped and reported by name, never half accepted."""
+    if "\\" in name:
+        return "a backslash in the name (common in zips made on Windows)"
+    if _CONTROL.search(name):
+        return "a control character in the name"
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return "the name is not valid UTF-8"
+    return None
+
+
+def walk_images(root: Path, splits: Iterable[str], classes: Iterable[str],
+                skipped: list[str] | None = None) -> Iterator[FileEntry]:
+    """Every image file under the training folders and the quarantine, in a stable order;
+    images whose name cannot be used are left out and listed in ``skipped``."""
     class_set = set(classes)
     for base, action in ((root, "keep"), (root / QUARANTINE, "drop")):
         for split in splits:
@@ -87,10 +110,11 @@ def walk_images(root: Path, splits: Iterable[str], classes: Iterable[str]) -> It
                         f"{class_dir}: folder {class_dir.name!r} is not one of the classes in "
                         f"sheetsync.toml ({', '.join(class_set)})"
                     )
-                yield from _files_in(root, class_dir, split, class_dir.name, action)
+                yield from _files_in(root, class_dir, split, class_dir.name, action, skipped)
 
 
-def _files_in(root: Path, folder: Path, split: str, label: str, action: str) -> Iterator[FileEntry]:
+def _files_in(root: Path, folder: Path, split: str, label: str, action: str,
+              skipped: list[str] | None = None) -> Iterator[FileEntry]:
     with os.scandir(folder) as it:
         entries = sorted(it, key=lambda e: e.name)
     for e in entries:
@@ -98,8 +122,13 @@ def _files_in(root: Path, folder: Path, split: str, label: str, action: str) -> 
             continue
         if Path(e.name).suffix.lower() not in IMAGE_SUFFIXES:
             continue
-        st = e.stat(follow_symlinks=False)
         rel = location(split, label, action, e.name)
+        why = unusable_name(e.name)
+        if why is not None:
+            if skipped is not None:
+                skipped.append(f"{rel!r}: {why}")
+            continue
+        st = e.stat(follow_symlinks=False)
         yield FileEntry(rel, split, label, action, st.st_size, st.st_mtime_ns)
 
 
@@ -154,6 +183,15 @@ class ScanResult:
     removed: list[str]
     moved: list[str]
     modified: list[str]
+    skipped: list[str] = field(default_factory=list)  # files left out, each with the reason
+
+    def skipped_warning(self) -> str | None:
+        """One warning naming the files the scan left out, or None."""
+        if not self.skipped:
+            return None
+        return (f"skipped {len(self.skipped)} image file(s) whose name sheetsync cannot use "
+                f"(rename them to include them): " + "; ".join(self.skipped[:10])
+                + (" ..." if len(self.skipped) > 10 else ""))
 
     @property
     def changed(self) -> bool:
@@ -178,10 +216,13 @@ def scan(
     if not root.is_dir():
         raise DatasetError(f"dataset root {root} does not exist or is not a folder")
     cache = hash_cache or HashCache(None)
-    files = list(walk_images(root, splits, classes))
+    skipped: list[str] = []
+    files = list(walk_images(root, splits, classes, skipped))
     hashed = [(f, cache.get(root, f)) for f in (progress(files) if progress else files)]
     prev = previous if previous is not None else empty_manifest()
-    return reconcile(prev, hashed)
+    result = reconcile(prev, hashed)
+    result.skipped = skipped
+    return result
 
 
 def reconcile(previous: pd.DataFrame, hashed: list[tuple[FileEntry, str]]) -> ScanResult:
