@@ -129,7 +129,8 @@ class Project:
                          f"dataset {config.root}: {len(manifest)} images, classes "
                          f"{', '.join(config.classes)}, splits {', '.join(config.splits)}"
                          + (f", test folder {config.test_dir.name}" if config.test_dir else ""),
-                         f"recorded {info.name}" if info else "no change"])
+                         f"recorded {info.name}" if info else "no change"],
+                        warnings=[w for w in [result.skipped_warning()] if w])
         return project, report
 
     @property
@@ -154,7 +155,7 @@ class Project:
 
     def _new_report(self) -> Report:
         """A report that starts by saying what recovery did, if anything."""
-        return Report(warnings=[self.recovered] if self.recovered else [])
+        return Report(warnings=[w for w in (self.recovered, getattr(self, "skipped", None)) if w])
 
     @property
     def _journal(self) -> jr.Journal:
@@ -200,6 +201,7 @@ class Project:
         result = scan(self.config.root, self.config.splits, self.config.classes, previous, cache,
                       progress=lambda items: self.progress(items, "scanning"))
         cache.save()
+        self.skipped = result.skipped_warning()  # files left out by name, said by every command
         info = latest
         if latest is None or result.changed:
             message = "init" if latest is None else f"scan: {result.summary()}"
