@@ -219,3 +219,42 @@ def test_a_backslash_in_a_file_name_is_skipped_by_name_at_scan(data_root: Path, 
     assert "nothing to pull" in str(p.pull())
     assert any(said in w for w in p.status().warnings)
     assert odd.exists()  # left alone, never moved or deleted
+
+
+# -- the read extent -----------------------------------------------------------------------
+
+
+def test_a_stray_value_at_the_last_row_is_refused_without_reading_a_million_rows(project: Project) -> None:
+    wb = load_workbook(workbook(project))
+    ws = wb["data"]
+    ws.cell(1_048_576, column_of(ws, "note")).value = "stray"
+    wb.save(workbook(project))
+    frame = project.backend.read_table()
+    assert frame is not None and len(frame) == 20  # 19 images, the stray row; not 1,048,575
+    assert frame.index[-1] == 1_048_576 and frame.loc[1_048_576, "note"] == "stray"
+    assert frame.index[:19].tolist() == list(range(2, 21))
+    problems = refused(project)
+    assert problems == ["row 1048576, column 'id': the row has no id (rows cannot be added in the "
+                        "sheet; add image files to the folders instead)"]
+
+
+def test_compact_rows_renumbers_far_rows_and_keeps_row_1() -> None:
+    from sheetsync.sheets._xlsx_extent import compact_rows
+
+    xml = (b'<worksheet><dimension ref="A1:C1048576"/><sheetData>'
+           b'<row r="1"><c r="A1" t="s"><v>0</v></c></row><row r="2" s="3"/>'
+           b'<row r="7"><c r="B7"><v>5</v></c><c r="C7"><v>6</v></c></row>'
+           b'<row r="1048576"><c r="AB1048576" t="inlineStr"><is><t>x</t></is></c></row>'
+           b'</sheetData></worksheet>')
+    out, numbers = compact_rows(xml)
+    assert numbers == [1, 2, 7, 1_048_576]
+    assert out == (b'<worksheet><sheetData><row r="1"><c r="A1" t="s"><v>0</v></c></row>'
+                   b'<row r="2" s="3"/><row r="3"><c r="B3"><v>5</v></c><c r="C3"><v>6</v></c></row>'
+                   b'<row r="4"><c r="AB4" t="inlineStr"><is><t>x</t></is></c></row>'
+                   b'</sheetData></worksheet>')
+    assert compact_rows(xml.replace(b"1048576", b"900")) is None  # dense enough: read as is
+    assert compact_rows(xml.replace(b'<row r="7">', b"<row>")) is None  # implicit numbers
+    assert compact_rows(xml.replace(b'<row r="1">', b'<row r="3">', 1)) is None  # out of order
+    headless, numbers = compact_rows(xml.replace(b'<row r="1"><c r="A1" t="s"><v>0</v></c></row>', b""))
+    assert numbers == [1, 2, 7, 1_048_576]  # no row 1 in the XML: row 1 stays the (empty) header
+    assert b'<row r="2" s="3"/><row r="3"><c r="B3">' in headless and b'r="AB4"' in headless

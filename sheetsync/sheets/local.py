@@ -68,6 +68,7 @@ from ._xlsx_datasheet import (
     number_value,
     store,
 )
+from ._xlsx_extent import compact_rows
 from ._xlsx_package import (
     Package,
     PackageError,
@@ -420,7 +421,9 @@ def _read_with_calamine(path: Path, sheet: str) -> pd.DataFrame | None | bool:
     try:
         if _has_error_cells(path):
             return False  # calamine reads "#DIV/0!" cells as empty; openpyxl keeps the text
-        wb = CalamineWorkbook.from_path(str(path))
+        source, numbers = _within_extent(path, sheet)
+        wb = (CalamineWorkbook.from_path(str(path)) if source is None
+              else CalamineWorkbook.from_filelike(source))
         if sheet not in wb.sheet_names:
             return None
         rows = wb.get_sheet_by_name(sheet).to_python(skip_empty_area=False)
@@ -429,7 +432,19 @@ def _read_with_calamine(path: Path, sheet: str) -> pd.DataFrame | None | bool:
     texts = [[_value_text(v) for v in r] for r in rows]
     if any(len(t) >= MAX_CELL_TEXT for r in texts for t in r):
         return False  # calamine cuts longer text at 32,767 characters, silently; openpyxl does not
-    return _rows_to_frame(texts)
+    return _rows_to_frame(texts, numbers)
+
+
+def _within_extent(path: Path, sheet: str) -> tuple[io.BytesIO | None, list[int] | None]:
+    """The workbook with the sheet's far-apart rows renumbered (and their real numbers), so
+    that a stray cell at row 1,048,576 costs no million empty rows; (None, None) when dense."""
+    package = Package.read(path)
+    part = package.sheet_part(sheet)
+    compact = None if part is None else compact_rows(package.parts[part])
+    if part is None or compact is None:
+        return None, None
+    package.parts[part] = compact[0]
+    return io.BytesIO(package.to_bytes()), compact[1]
 
 
 def _has_error_cells(path: Path) -> bool:
@@ -449,7 +464,8 @@ def _read_sheet(ws: object) -> pd.DataFrame:
     return _rows_to_frame(rows)
 
 
-def _rows_to_frame(rows: list[list[str]]) -> pd.DataFrame:
+def _rows_to_frame(rows: list[list[str]], numbers: list[int] | None = None) -> pd.DataFrame:
+    """``numbers[i]``: the sheet row of ``rows[i]`` (default: ``i + 1``, a dense read)."""
     while rows and not any(rows[-1]):
         rows.pop()
     if not rows:
@@ -460,7 +476,8 @@ def _rows_to_frame(rows: list[list[str]]) -> pd.DataFrame:
     keep = [c for c in range(width) if (c < len(header) and header[c]) or used[c]]
     names = [header[c] if c < len(header) and header[c] else f"column {c + 1}" for c in keep]
     body = [[r[c] if c < len(r) else "" for c in keep] for r in rows[1:]]
-    frame = pd.DataFrame(body, columns=names, index=pd.RangeIndex(2, len(body) + 2), dtype=str)
+    index = pd.RangeIndex(2, len(body) + 2) if numbers is None else pd.Index(numbers[1:len(body) + 1])
+    frame = pd.DataFrame(body, columns=names, index=index, dtype=str)
     return mark_headerless(frame, {f"column {c + 1}": c + 1 for c in keep
                                    if c >= len(header) or not header[c]})
 
