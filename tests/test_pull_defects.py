@@ -258,3 +258,25 @@ def test_compact_rows_renumbers_far_rows_and_keeps_row_1() -> None:
     headless, numbers = compact_rows(xml.replace(b'<row r="1"><c r="A1" t="s"><v>0</v></c></row>', b""))
     assert numbers == [1, 2, 7, 1_048_576]  # no row 1 in the XML: row 1 stays the (empty) header
     assert b'<row r="2" s="3"/><row r="3"><c r="B3">' in headless and b'r="AB4"' in headless
+
+
+# -- case 12: a note typed as a formula in Google Sheets ------------------------------------
+
+
+def test_google_a_note_typed_as_a_formula_is_pulled_as_its_value(api, gproject) -> None:
+    """What the README says: ``=1+1`` typed without an apostrophe is a formula in Google
+    Sheets; pull records its value (2), and the next push writes that value as text. (This is
+    the sheet's behaviour, unchanged by sheetsync; the test pins what the README states.)"""
+    ws = collaborator(api, gproject)
+    values = ws.get_all_values()
+    note = values[0].index("note") + 1
+    formula_id, text_id = values[1][0], values[2][0]
+    ws.update_cell(2, note, "=1+1")  # typed in the browser: USER_ENTERED, a formula
+    ws.update_cell(3, note, "'=1+1")  # with the apostrophe: text
+    gproject.pull()
+    notes = gproject.versions.load("latest").set_index("id")["note"]
+    assert (notes[formula_id], notes[text_id]) == ("2", "=1+1")
+    open_project(api, gproject.config.project_dir).push()
+    pushed = collaborator(api, gproject).get_all_values(value_render_option="FORMULA")
+    after = {r[0]: r[note - 1] for r in pushed[1:]}
+    assert (after[formula_id], after[text_id]) == ("2", "=1+1")
