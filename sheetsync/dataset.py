@@ -125,8 +125,8 @@ def _files_in(root: Path, folder: Path, split: str, label: str, action: str,
         rel = location(split, label, action, e.name)
         why = unusable_name(e.name)
         if why is not None:
-            if skipped is not None:
-                skipped.append(f"{rel!r}: {why}")
+            if skipped is not None:  # as typed, unless the name holds unprintable characters
+                skipped.append(f"{rel if 'backslash' in why else ascii(rel)}: {why}")
             continue
         st = e.stat(follow_symlinks=False)
         yield FileEntry(rel, split, label, action, st.st_size, st.st_mtime_ns)

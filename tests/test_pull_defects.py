@@ -209,16 +209,19 @@ def test_google_rekeyed_rows_bad_cells_and_headerless_data_are_refused(api, gpro
 def test_a_backslash_in_a_file_name_is_skipped_by_name_at_scan(data_root: Path, tmp_path: Path) -> None:
     odd = data_root / "train" / "i" / "a\\b.png"
     odd.write_bytes((data_root / "train" / "i" / "img-0001.png").read_bytes() + b"\0")
+    bell = data_root / "val" / "ii" / "c\x07d.png"
+    bell.write_bytes(odd.read_bytes() + b"\0")
     p, report = Project.init(data_root, tmp_path / "proj")
-    said = "skipped 1 image file(s) whose name sheetsync cannot use"
-    assert any(said in w and "'train/i/a\\\\b.png': a backslash" in w for w in report.warnings)
+    said = "skipped 2 image file(s) whose name sheetsync cannot use"
+    assert any(said in w and "train/i/a\\b.png: a backslash" in w
+               and "'val/ii/c\\x07d.png': a control character" in w for w in report.warnings)
     manifest = p.versions.load("latest")
     assert len(manifest) == 19 and not manifest["path"].str.contains("\\\\", regex=False).any()
     pushed = p.push()  # the rest of the project works: push, pull, status
     assert any(said in w for w in pushed.warnings)
     assert "nothing to pull" in str(p.pull())
     assert any(said in w for w in p.status().warnings)
-    assert odd.exists()  # left alone, never moved or deleted
+    assert odd.exists() and bell.exists()  # left alone, never moved or deleted
 
 
 # -- the read extent -----------------------------------------------------------------------
