@@ -283,3 +283,33 @@ def test_google_a_note_typed_as_a_formula_is_pulled_as_its_value(api, gproject) 
     pushed = collaborator(api, gproject).get_all_values(value_render_option="FORMULA")
     after = {r[0]: r[note - 1] for r in pushed[1:]}
     assert (after[formula_id], after[text_id]) == ("2", "=1+1")
+
+
+def test_a_stray_value_in_the_last_column_is_refused_naming_the_cell(project: Project) -> None:
+    wb = load_workbook(workbook(project))
+    ws = wb["data"]
+    ws.cell(6, 16_384).value = "far right"  # column XFD, the last one there is
+    ws.cell(1_048_576, 16_384).value = "far corner"
+    wb.save(workbook(project))
+    frame = project.backend.read_table()
+    assert frame is not None and frame.shape == (20, 18)  # not 1,048,575 x 16,384
+    assert frame.loc[6, "column 16384"] == "far right"
+    problems = refused(project)
+    assert problems == [
+        "row 6: cell XFD6 holds 'far right' but column XFD has no header: give the column a "
+        "header in row 1, or clear the cell",
+        "row 1048576: cell XFD1048576 holds 'far corner' but column XFD has no header: give "
+        "the column a header in row 1, or clear the cell"]
+
+
+def test_compact_columns_renames_used_columns_in_order() -> None:
+    from sheetsync.sheets._xlsx_extent import compact_columns
+
+    xml = (b'<worksheet><dimension ref="A1:XFD2"/><cols><col min="1" max="2"/></cols><sheetData>'
+           b'<row r="1"><c r="A1"><v>1</v></c><c r="C1"><v>2</v></c></row>'
+           b'<row r="2"><c r="XFD2" t="inlineStr"><is><t>x</t></is></c></row></sheetData></worksheet>')
+    out, numbers = compact_columns(xml)
+    assert numbers == [1, 3, 16_384]
+    assert b'r="A1"' in out and b'r="B1"' in out and b'r="C2"' in out and b"XFD" not in out
+    assert compact_columns(xml.replace(b"XFD2", b"Z2")) is None  # dense enough
+    assert compact_columns(xml.replace(b'<c r="C1">', b"<c>")) is None  # implicit position

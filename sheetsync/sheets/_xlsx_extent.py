@@ -4,7 +4,8 @@ A stray value at row 1,048,576 makes a reader that builds a dense grid (calamine
 allocate a million empty rows: about 27 s and 1 GB for the data sheet. The rows that exist
 are listed in the XML (``<row r="N">``), so :func:`compact_rows` renumbers them 1..k when they
 are far apart and returns the original number of each; the reader then sees k rows and maps
-its results back to the sheet's row numbers. The stray value is still read (and refused by the
+its results back to the sheet's row numbers. :func:`compact_columns` does the same for a value
+typed far to the right (column XFD is 16,384 columns wide). The stray value is still read (and refused by the
 pull's validation), only the emptiness in between is skipped.
 """
 
@@ -15,6 +16,7 @@ import re
 # Rows further apart than this (in total) are worth compacting; below it, reading densely
 # costs less than rewriting the XML.
 GAP = 1000
+COLUMN_GAP = 100
 _ROW_TAG = re.compile(rb"<row\b([^>]*)>")
 _ROW = re.compile(rb"<row\b[^>]*?(?:/>|>.*?</row>)", re.S)
 _R = re.compile(rb'\br="(\d+)"')
@@ -55,3 +57,35 @@ def compact_rows(sheet_xml: bytes) -> tuple[bytes, list[int]] | None:
     xml = _ROW.sub(renumber, sheet_xml)
     # The stored dimension is untrusted anyway, and a reader may size its grid from it.
     return _DIMENSION.sub(b"", xml, count=1), original
+
+
+def column_number(letters: bytes) -> int:
+    """b"A" -> 1, b"AB" -> 28."""
+    n = 0
+    for ch in letters:
+        n = n * 26 + ch - 64
+    return n
+
+
+def column_letters(number: int) -> bytes:
+    out = b""
+    while number > 0:
+        number, rest = divmod(number - 1, 26)
+        out = bytes([65 + rest]) + out
+    return out
+
+
+def compact_columns(sheet_xml: bytes) -> tuple[bytes, list[int]] | None:
+    """``(xml, numbers)``: the sheet with the used columns renamed A, B, C... in order, and
+    ``numbers[i]`` the original 1-based number of new column ``i + 1``; None when the columns
+    are dense enough (or a cell has no reference, so its column is implicit)."""
+    refs = _CELL_REF.findall(sheet_xml)
+    if len(refs) != sheet_xml.count(b"<c ") + sheet_xml.count(b"<c>"):
+        return None
+    used = sorted({column_number(letters) for _, letters, _ in refs})
+    if not used or used[-1] - len(used) <= COLUMN_GAP:
+        return None
+    new = {column_letters(n): column_letters(i) for i, n in enumerate(used, start=1)}
+    ref = re.compile(rb'(<c\b[^>]*?\br=")([A-Z]{1,3})(\d+")')
+    xml = ref.sub(lambda m: m.group(1) + new[m.group(2)] + m.group(3), sheet_xml)
+    return _DIMENSION.sub(b"", xml, count=1), used
