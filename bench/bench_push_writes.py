@@ -81,6 +81,17 @@ def writes_for(api: SheetsStandin, sid: str, table: pd.DataFrame, n: int) -> int
     return api.writes
 
 
+def one_write_limit(api: SheetsStandin, sid: str, table: pd.DataFrame) -> int:
+    """The most leading rows of ``table`` a push writes in one request (bisection)."""
+    lo, hi = 1, len(table)
+    if writes_for(api, sid, table, hi) == 1:
+        return hi
+    while hi - lo > 1:  # invariant: lo rows take one write, hi rows more
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if writes_for(api, sid, table, mid) == 1 else (lo, mid)
+    return lo
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--synthetic", action="store_true", help="do not use the competition data")
@@ -98,13 +109,11 @@ def main(argv: list[str] | None = None) -> None:
           f"max {per_row.max()})")
     with SheetsStandin() as api:
         sid = api.create_spreadsheet("bench", shared_with=[WHO])
-        lo, hi = 1, len(table)
-        if writes_for(api, sid, table, hi) == 1:
-            print(f"all {hi} rows fit in one write")
+        lo = one_write_limit(api, sid, table)
+        hi = lo + 1
+        if lo == len(table):
+            print(f"all {lo} rows fit in one write")
             return
-        while hi - lo > 1:  # invariant: lo rows take one write, hi rows more
-            mid = (lo + hi) // 2
-            lo, hi = (mid, hi) if writes_for(api, sid, table, mid) == 1 else (lo, mid)
         print(f"one write up to {lo} rows; {hi} rows take {writes_for(api, sid, table, hi)} writes")
         print(f"bytes per row up to the limit: {per_row[:lo].mean():.0f}; "
               f"README's former claim ~{README_CLAIM} rows: measured/claimed = {lo / README_CLAIM:.2f}x")

@@ -313,3 +313,25 @@ def test_compact_columns_renames_used_columns_in_order() -> None:
     assert b'r="A1"' in out and b'r="B1"' in out and b'r="C2"' in out and b"XFD" not in out
     assert compact_columns(xml.replace(b"XFD2", b"Z2")) is None  # dense enough
     assert compact_columns(xml.replace(b'<c r="C1">', b"<c>")) is None  # implicit position
+
+
+# -- case 11: the README's one-write rule, measured -------------------------------------------
+
+
+@pytest.mark.slow
+def test_the_readme_states_the_measured_one_write_limit() -> None:
+    import re
+
+    from bench import bench_push_writes as bench
+
+    try:
+        from tests.conftest import dcai_root
+    except ImportError:
+        from conftest import dcai_root
+    dcai_root()  # the measurement is on the competition data
+    with SheetsStandin() as api:
+        sid = api.create_spreadsheet("bench", shared_with=[bench.WHO])
+        limit = bench.one_write_limit(api, sid, bench.real_table())
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    stated = re.search(r"one write up to \*\*([\d,]+) rows\*\*", readme)
+    assert stated is not None and int(stated.group(1).replace(",", "")) == limit
