@@ -82,6 +82,7 @@ class Project:
         self.state = config.state_dir
         self.versions = VersionStore(self.state)
         self.scores = ScoreHistory(self.state)
+        self.skipped: str | None = None  # the last scan's warning about files it left out
 
     # ---- opening ---------------------------------------------------------------------------
 
@@ -155,7 +156,7 @@ class Project:
 
     def _new_report(self) -> Report:
         """A report that starts by saying what recovery did, if anything."""
-        return Report(warnings=[w for w in (self.recovered, getattr(self, "skipped", None)) if w])
+        return Report(warnings=[w for w in (self.recovered, self.skipped) if w])
 
     @property
     def _journal(self) -> jr.Journal:
