@@ -5,7 +5,7 @@ them into one line on stderr and the exit code they carry, never a traceback::
 
     SheetsyncError
     ├── ConfigError            sheetsync.toml missing or malformed
-    │   └── UnknownOrderError  no such review order (sheetsync.review)
+    │   └── UnknownOrderError  no such review order
     ├── DatasetError           the folder tree does not look like <root>/<split>/<class>/<file>
     │   └── UnsafePathError    a computed path would leave the dataset root
     ├── SheetValidationError   the sheet holds bad cells (carries every problem found)
@@ -13,8 +13,9 @@ them into one line on stderr and the exit code they carry, never a traceback::
     ├── VersionError           unknown version, or nothing to diff/check out
     ├── JournalError           an interrupted move could be neither completed nor rolled back
     ├── BackendError           the spreadsheet backend failed
-    │   ├── WorkbookLockedError the workbook is open in a spreadsheet program (sheets.local)
-    │   ├── SheetsRequestError a request Google refused that no retry can fix (sheets._google_http)
+    │   ├── WorkbookLockedError the workbook is open in a spreadsheet program
+    │   ├── PackageError       the .xlsx package is not laid out as expected
+    │   ├── SheetsRequestError a request Google refused that no retry can fix
     │   ├── AuthError          credentials missing, malformed or refused
     │   ├── SheetNotFoundError the spreadsheet does not exist or is not shared with us
     │   └── QuotaError         the backend kept refusing with 429/5xx after retries
@@ -34,6 +35,10 @@ class SheetsyncError(Exception):
 
 class ConfigError(SheetsyncError):
     """The project file is missing or malformed."""
+
+
+class UnknownOrderError(ConfigError):
+    """The review order named in the config or on the command line does not exist."""
 
 
 class DatasetError(SheetsyncError):
@@ -92,6 +97,22 @@ class JournalError(SheetsyncError):
 
 class BackendError(SheetsyncError):
     """The spreadsheet backend failed."""
+
+
+class WorkbookLockedError(BackendError):
+    """The workbook is open in a spreadsheet program; writing would lose its unsaved edits."""
+
+
+class PackageError(BackendError):
+    """The .xlsx package is not laid out as expected (the caller falls back or reports)."""
+
+
+class SheetsRequestError(BackendError):
+    """Google Sheets refused a request for a reason retrying cannot fix (a 400, mostly)."""
+
+    def __init__(self, code: int, status: str, message: str):
+        self.code, self.status, self.api_message = code, status, message
+        super().__init__(f"Google Sheets refused the request ({code} {status}): {message}")
 
 
 class AuthError(BackendError):

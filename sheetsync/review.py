@@ -29,7 +29,7 @@ import pandas as pd
 
 from . import _crossval, _duplicates
 from . import _signals as sig
-from .errors import ConfigError, TrainingError
+from .errors import TrainingError, UnknownOrderError
 
 ORDERS = ("combined", "issue", "confidence", "loss", "margin", "random", "path")
 SIGNAL_COLUMNS = (
@@ -42,10 +42,6 @@ ITEM_COLUMNS = ("id", "file", "hash", "label")
 WEIGHTS: Mapping[str, float] = {"duplicate": 0.05}
 # Outlier distances (in units of a class's typical spread) from which an image is "far".
 FAR = 2.5
-
-
-class UnknownOrderError(ConfigError):
-    """The review order named in the config or on the command line does not exist."""
 
 
 # ----------------------------------------------------------------------------- out-of-sample

@@ -56,7 +56,7 @@ from openpyxl.utils import column_index_from_string, get_column_letter
 from openpyxl.utils.exceptions import InvalidFileException
 from openpyxl.worksheet.worksheet import Worksheet
 
-from ..errors import BackendError
+from ..errors import BackendError, WorkbookLockedError
 from . import _xlsx_images as images
 from ._xlsx_datasheet import (
     HEADER_FONT,
@@ -85,10 +85,6 @@ _READ_ERRORS = (
     OSError,
     ValueError,
 )
-
-
-class WorkbookLockedError(BackendError):
-    """The workbook is open in a spreadsheet program; writing would lose its unsaved edits."""
 
 
 class LocalBackend(Backend):
