@@ -1,6 +1,6 @@
 """Dataset versions (manifests), their history, diffs between them, and score history.
 
-Layout inside the state folder::
+Layout inside the state folder (the paths come from :mod:`sheetsync.store`)::
 
     versions/v0001.csv   the manifest of version 1 (id, hash, path, split, label, action, note, ...)
     versions.json        [{version, time, message, counts}, ...]
@@ -62,9 +62,9 @@ def counts_of(manifest: pd.DataFrame) -> dict[str, int]:
 
 
 class VersionStore:
-    def __init__(self, state_dir: Path):
-        self.dir = state_dir / "versions"
-        self.index_path = state_dir / "versions.json"
+    def __init__(self, folder: Path, index_path: Path):
+        self.dir = folder  # the state store (sheetsync.store) says where
+        self.index_path = index_path
 
     def list(self) -> list[VersionInfo]:
         if not self.index_path.exists():
@@ -101,17 +101,20 @@ class VersionStore:
         latest = self.latest()
         return 1 if latest is None else latest.version + 1
 
+    def pending_path(self, version: int) -> Path:
+        return self.dir / f"v{version:04d}.pending.csv"
+
     def stage(self, manifest: pd.DataFrame, version: int) -> Path:
         """Write a manifest for a version that is not recorded yet (see :meth:`commit`)."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        path = self.dir / f"v{version:04d}.pending.csv"
+        path = self.pending_path(version)
         columns = list(dict.fromkeys([*MANIFEST_COLUMNS, *manifest.columns]))
         write_csv_atomic(manifest[columns], path)
         return path
 
     def commit(self, version: int, message: str) -> VersionInfo:
         """Record a staged manifest as a version; idempotent, so recovery can repeat it."""
-        pending = self.dir / f"v{version:04d}.pending.csv"
+        pending = self.pending_path(version)
         final = self.manifest_path(version)
         if pending.exists():
             os.replace(pending, final)
@@ -153,8 +156,8 @@ def diff_manifests(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
 
 
 class ScoreHistory:
-    def __init__(self, state_dir: Path):
-        self.path = state_dir / "scores.csv"
+    def __init__(self, path: Path):
+        self.path = path
 
     def read(self) -> pd.DataFrame:
         return read_csv_text(self.path) if self.path.exists() else pd.DataFrame()
