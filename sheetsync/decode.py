@@ -50,16 +50,16 @@ def load_images(
     and never decoded again while the file's hash is unchanged. ``progress(done, todo)`` reports
     the images that actually had to be decoded.
     """
-    files = [str(f) for f in files]
+    names = [str(f) for f in files]
     hashes = [str(h) for h in hashes]
-    if len(files) != len(hashes):
+    if len(names) != len(hashes):
         raise ValueError("files and hashes differ in length")
-    out = np.empty((len(files), *IMAGE_SIZE, 3), np.float32)
+    out = np.empty((len(names), *IMAGE_SIZE, 3), np.float32)
     store = Path(cache_dir) / CACHE_FORMAT if cache_dir is not None else None
 
     # Identical bytes decode identically: decode each hash once.
     todo: dict[str, str] = {}
-    for i, (f, h) in enumerate(zip(files, hashes, strict=True)):
+    for i, (f, h) in enumerate(zip(names, hashes, strict=True)):
         if store is not None and h not in todo:
             try:
                 out[i] = np.load(_cache_file(store, h), allow_pickle=False)

@@ -144,7 +144,7 @@ def plan_pull(
     merged, edited, merge_problems = _merge(theirs, current, published, rows[good].set_axis(ids[good]))
     problems += merge_problems
     warnings: list[str] = []
-    missing = current.index.difference(ids, sort=False)
+    missing = current.index.difference(pd.Index(ids), sort=False)
     if len(missing) and not problems:
         warnings.append(f"{len(missing)} image(s) have no row in the sheet; left unchanged "
                         f"(e.g. {', '.join(map(str, missing[:3]))})")

@@ -120,7 +120,7 @@ class LocalBackend(Backend):
 
     def read_table(self) -> pd.DataFrame | None:
         fast = _read_with_calamine(self.path, DATA_SHEET)
-        if fast is not False:
+        if not isinstance(fast, bool):  # False: fall back to openpyxl
             return fast
         with self._open_read_only() as wb:
             if wb is None or DATA_SHEET not in wb.sheetnames:
@@ -171,7 +171,7 @@ class LocalBackend(Backend):
     def append_score(self, row: Mapping[str, object], *, force: bool | None = None) -> None:
         """Append ``row`` to the scores sheet; new keys extend its header."""
         self._check_unlocked(force)
-        values = {
+        values: dict[str, object] = {
             str(k): _score_value(v, where=f"{SCORES_SHEET} column {k!r}") for k, v in row.items()
         }
         package = self._read_package()
