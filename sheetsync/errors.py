@@ -12,6 +12,7 @@ them into one line on stderr and the exit code they carry, never a traceback::
     ├── UnpulledEditsError     push would overwrite edits that were never pulled
     ├── VersionError           unknown version, or nothing to diff/check out
     ├── JournalError           an interrupted move could be neither completed nor rolled back
+    │   └── MoveError          the system refused a rename (permissions, a file where a folder goes)
     ├── BackendError           the spreadsheet backend failed
     │   ├── WorkbookLockedError the workbook is open in a spreadsheet program
     │   ├── PackageError       the .xlsx package is not laid out as expected
@@ -93,6 +94,10 @@ class VersionError(SheetsyncError):
 
 class JournalError(SheetsyncError):
     """An interrupted move could be neither completed nor rolled back."""
+
+
+class MoveError(JournalError):
+    """The operating system refused to move a file (the batch is rolled back or finished)."""
 
 
 class BackendError(SheetsyncError):

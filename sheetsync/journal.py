@@ -18,8 +18,12 @@ The commit protocol, one for every command that moves or creates files (:func:`c
    index);
 6. **finish**: the journal is removed.
 
-A refusal before step 3 removes the staged files; a crash after it is finished by
-:func:`recover` (or rolled back, staged files removed, when the files cannot all be found).
+Every path (sources, destinations, staging names, and the staging folder itself) is validated
+before anything is staged. A refusal before step 3 removes the staged files. An OS error during
+step 4 (an unwritable folder, a file where a folder should be) rolls the batch back at once and
+stops with one line; if it cannot be rolled back, the journal stays for the next command. A
+crash after step 3 is finished by :func:`recover` (or rolled back, staged files removed, when
+the files cannot all be found or moved).
 
 How another command plugs in (``augment``, which creates files): create the new images in a
 folder of its own inside the root, plan moves from there to their destinations, stage the new
@@ -41,7 +45,7 @@ from typing import Any, TypeVar
 import pandas as pd
 
 from .dataset import hash_file, location, safe_join
-from .errors import JournalError
+from .errors import JournalError, MoveError, UnsafePathError
 
 T = TypeVar("T")
 
@@ -158,6 +162,10 @@ class Journal:
 
     def validate(self, moves: list[Move]) -> None:
         """Every path of every move inside the root, before anything is written."""
+        staging = self.root / STAGING
+        if moves and (staging.is_symlink() or (staging.exists() and not staging.is_dir())):
+            raise UnsafePathError(f"{staging} is a link or a file, not sheetsync's staging folder "
+                                  f"(a link could lead outside the dataset root): remove it")
         for m in moves:
             safe_join(self.root, m.src), safe_join(self.root, m.dst), safe_join(self.root, _staging(m))
 
@@ -171,7 +179,7 @@ class Journal:
         self.path.unlink(missing_ok=True)
         _fsync_dir(self.path.parent)
         staging = self.root / STAGING
-        if staging.is_dir() and not any(staging.iterdir()):
+        if staging.is_dir() and not staging.is_symlink() and not any(staging.iterdir()):
             staging.rmdir()
 
 
@@ -183,11 +191,29 @@ def carry_out(journal: Journal, moves: list[Move], commit: Commit, stage: Callab
     try:
         stage()
         journal.begin(moves, commit)
-    except BaseException:
+    except OSError as e:
         discard(commit)  # refused before the journal: nothing may be left behind
+        raise JournalError(f"could not write the state files ({e}); nothing was changed") from None
+    except BaseException:
+        discard(commit)
         raise
-    apply(journal, progress)
+    try:
+        apply(journal, progress)
+    except MoveError as e:
+        _abandon(journal, commit, e)
     return _commit(journal, record)
+
+
+def _abandon(journal: Journal, commit: Commit, error: MoveError) -> None:
+    """Put every file back after an OS error mid-apply; the journal stays if that fails too."""
+    try:
+        roll_back(journal)
+    except JournalError as again:
+        raise JournalError(f"{error}; rolling back failed too ({again}): the next sheetsync "
+                           f"command tries again (see {journal.path})") from None
+    discard(commit)
+    journal.finish()
+    raise MoveError(f"{error}; everything was rolled back, nothing changed") from None
 
 
 def recover(journal: Journal, record: Callable[[Commit], object]) -> Recovery | None:
@@ -214,7 +240,9 @@ def recover(journal: Journal, record: Callable[[Commit], object]) -> Recovery | 
 def discard(commit: Commit) -> None:
     """Remove the staged files of a batch that will not be committed."""
     for staged, _ in commit.files:
-        Path(staged).unlink(missing_ok=True)
+        path = Path(staged)
+        if path.is_file() or path.is_symlink():
+            path.unlink()
 
 
 def _commit(journal: Journal, record: Callable[[Commit], T]) -> T:
@@ -230,7 +258,10 @@ def _commit(journal: Journal, record: Callable[[Commit], T]) -> T:
 def apply(journal: Journal, progress: Callable[[Iterable[Move]], Iterable[Move]] | None = None) -> None:
     """Carry out every move of the journal (both phases)."""
     moves = journal.moves()
-    (journal.root / STAGING).mkdir(exist_ok=True)
+    try:
+        (journal.root / STAGING).mkdir(exist_ok=True)
+    except OSError as e:
+        raise MoveError(f"could not make the staging folder {STAGING}: {e.strerror or e}") from None
     fault_after = int(os.environ.get("SHEETSYNC_FAULT_AFTER_RENAMES", "0") or 0)
     done = 0
     for phase in (0, 1):
@@ -280,18 +311,30 @@ def _locate(root: Path, m: Move) -> str:
     for name, rel in (("src", m.src), ("dst", m.dst)):
         path = safe_join(root, rel)
         # Mid-swap both ends hold files: the content hash says which one is ours.
-        if path.exists() and (not m.hash or hash_file(path) == m.hash):
+        if path.is_file() and (not m.hash or _digest(path) == m.hash):
             return name
     raise JournalError(f"image {m.id} is at none of {m.src}, {_staging(m)}, {m.dst}; "
                        f"the journal {STAGING!r} cannot finish it")
 
 
+def _digest(path: Path) -> str:
+    try:
+        return hash_file(path)
+    except OSError as e:
+        raise MoveError(f"cannot read {path}: {e.strerror or e}") from None
+
+
 def _rename(root: Path, src: str, dst: str) -> None:
     a, b = safe_join(root, src), safe_join(root, dst)
-    if b.exists():
+    if b.exists() or b.is_symlink():
         raise JournalError(f"refusing to overwrite {dst} while moving {src}")
-    b.parent.mkdir(parents=True, exist_ok=True)
-    os.rename(a, b)
+    try:
+        b.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(a, b)
+    except OSError as e:
+        # Permissions, a file where a folder should be, a full disk: say which move, in one line.
+        where = f" ({e.filename})" if e.filename else ""
+        raise MoveError(f"could not move {src} to {dst}: {e.strerror or e}{where}") from None
 
 
 def _write_durably(path: Path, text: str) -> None:
