@@ -123,8 +123,11 @@ def _pull_lines(r: Any) -> list[str]:
 def _changes_text(changes: pd.DataFrame, n_moves: int) -> str:
     if not len(changes):
         return "no change"
+    from .versions import DIFF_FIELDS
+
     per_field = changes.groupby("field").size()
-    parts = [f"{n} {f or 'row'} change(s)" for f, n in per_field.items() if f != "path"]
+    parts = [f"{n} {f or 'row'} change(s)" if f in DIFF_FIELDS or not f
+             else f"{n} change(s) in column {f!r}" for f, n in per_field.items() if f != "path"]
     return ", ".join(parts) + f"; {n_moves} file(s) to move"
 
 

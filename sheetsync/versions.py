@@ -148,15 +148,23 @@ def diff_manifests(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
     for id_ in a_.index.difference(b_.index, sort=False):
         rows.append({"id": id_, "change": "removed", "field": "", "before": a_.at[id_, "path"], "after": ""})
     common = a_.index.intersection(b_.index, sort=False)
-    for field in DIFF_FIELDS:
-        if field not in a_.columns or field not in b_.columns:
+    # Columns people added in the sheet count too; a column one side lacks reads as empty.
+    own = [c for c in dict.fromkeys([*a_.columns, *b_.columns]) if c not in MANIFEST_COLUMNS]
+    for field in (*DIFF_FIELDS, *own):
+        if field in DIFF_FIELDS and (field not in a_.columns or field not in b_.columns):
             continue
-        before = a_.loc[common, field].astype(str)
-        after = b_.loc[common, field].astype(str)
+        before = _column(a_, field, common)
+        after = _column(b_, field, common)
         for id_ in common[(before != after).to_numpy()]:
             rows.append({"id": id_, "change": "changed", "field": field,
                          "before": before[id_], "after": after[id_]})
     return pd.DataFrame(rows, columns=["id", "change", "field", "before", "after"])
+
+
+def _column(df: pd.DataFrame, name: str, ids: pd.Index) -> pd.Series:
+    if name not in df.columns:
+        return pd.Series("", index=ids)
+    return df.loc[ids, name].astype(str)
 
 
 class ScoreHistory:

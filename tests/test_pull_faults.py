@@ -1,5 +1,5 @@
-"""Issue 8, cases 2, 3, 7, 8: OS errors during moves, unsafe staging, false checkout warning,
-leftover pending files."""
+"""Issue 8, cases 2, 3, 7, 8, 9: OS errors during moves, unsafe staging, false checkout warning,
+leftover pending files, pulls that change only people's own columns."""
 
 from __future__ import annotations
 
@@ -181,3 +181,22 @@ def test_a_failing_stage_step_removes_what_it_staged(project: Project) -> None:
     assert _pending_files(project) == [blocker]  # the staged manifest is gone
     assert [v.version for v in project.versions.list()] == [1]
     assert not (project.state / "journal.json").exists()
+
+
+# ---- case 9: a pull that changes only people's own columns says so, and diff shows it ---------
+
+
+def test_pull_of_only_a_user_column_says_what_changed_and_diff_shows_it(project: Project) -> None:
+    ids = ids_by_path(project)
+    project.push()
+    a = ids["train/i/img-0001.png"]
+    edit(workbook(project), {a: {"reviewer": "ana"}})
+    result = Project.open(project.config.project_dir).pull()
+    text = str(result)
+    assert "no change" not in text
+    assert "1 change(s) in column 'reviewer'" in text and "recorded v2" in text
+    changes = project.diff("v1", "v2")
+    assert changes.to_dict("records") == [
+        {"id": a, "change": "changed", "field": "reviewer", "before": "", "after": "ana"}]
+    cli = _run_cli(project, "diff", "v1", "v2")
+    assert cli.returncode == 0 and "reviewer" in cli.stdout and "ana" in cli.stdout
