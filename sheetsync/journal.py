@@ -173,7 +173,14 @@ class Journal:
         return [Move(**m) for m in self.load()["moves"]]
 
     def commit(self) -> Commit:
-        return Commit.from_json(self.load().get("commit", {}))
+        data = self.load()
+        if "commit" in data:
+            return Commit.from_json(data["commit"])
+        # A journal written before the commit record existed: {version, message, published}.
+        after = data.get("after", {})
+        published = str(after.get("published") or "")
+        files = ((published, str(Path(published).with_name("published.csv"))),) if published else ()
+        return Commit(int(after.get("version", 0)), str(after.get("message", "")), files)
 
     def finish(self) -> None:
         self.path.unlink(missing_ok=True)
@@ -192,10 +199,13 @@ def carry_out(journal: Journal, moves: list[Move], commit: Commit, stage: Callab
         stage()
         journal.begin(moves, commit)
     except OSError as e:
+        if journal.pending:  # written after all: recovery needs the staged files
+            raise
         discard(commit)  # refused before the journal: nothing may be left behind
         raise JournalError(f"could not write the state files ({e}); nothing was changed") from None
     except BaseException:
-        discard(commit)
+        if not journal.pending:
+            discard(commit)
         raise
     try:
         apply(journal, progress)
