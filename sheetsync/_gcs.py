@@ -11,7 +11,7 @@ Usage::
     bucket = Bucket("my-bucket", creds, account=account)
     bucket.list("sheetsync/")          # {name: size}
     bucket.upload("sheetsync/ab12....png", data, "image/png")
-    print(bucket.traffic)             # "3 requests (1 list, 2 upload), 41 KB sent"
+    bucket.traffic.kinds, bucket.traffic.bytes_sent   # Counter({"list": 1, "upload": 1}), 41_000
 """
 
 from __future__ import annotations
@@ -62,14 +62,6 @@ class Traffic:
         with self._lock:
             self.kinds[kind] += 1
             self.bytes_sent += sent
-
-    def __str__(self) -> str:
-        parts = ", ".join(f"{n} {k}" for k, n in sorted(self.kinds.items()))
-        return f"{self.requests} requests ({parts or 'none'}), {_size(self.bytes_sent)} sent"
-
-
-def _size(n: int) -> str:
-    return f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{max(n, 0) / 1e3:.0f} KB"
 
 
 def storage_credentials(google: Any, resolve: Callable[[str], Path]) -> tuple[Any, str | None]:

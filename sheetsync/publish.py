@@ -12,9 +12,12 @@ arrives) is checked first; only when it lacks some object is the bucket listed (
 1,000 objects), which also covers uploads that arrived before an interruption but were not
 recorded, and objects a teammate uploaded. Nothing is ever deleted, except by :func:`prune`.
 
+The results are typed (:class:`~sheetsync.results.PublishResult`,
+:class:`~sheetsync.results.PrunePlan`); their words are made in :mod:`sheetsync.cli`.
+
 Usage::
 
-    result = publish_images(manifest, root, config.publish, bucket, record)
+    result = publish_images(manifest, root, config.publish, bucket, store.upload_record())
     url = image_url(template, bucket.public_url, object_name(config.publish, sha, path), row)
 """
 
@@ -32,9 +35,11 @@ from typing import Any, Protocol
 
 import pandas as pd
 
+from ._gcs import public_url
 from .config import PublishConfig
 from .dataset import safe_join
 from .errors import ConfigError, NotPublicError, PublishError
+from .results import PrunePlan, PublishResult
 
 PLACEHOLDERS = ("path", "sha256", "id", "ext", "object")
 _HASH_NAME = re.compile(r"[0-9a-f]{64}")
@@ -59,32 +64,6 @@ class Upload:
     name: str
     source: str  # path relative to the dataset root
     sha256: str
-
-
-@dataclass(frozen=True)
-class PublishResult:
-    """What a publish did; ``requests``/``bytes_sent`` are Cloud Storage traffic."""
-
-    bucket: str
-    objects: int  # distinct objects the manifest needs
-    uploaded: int
-    already: int  # in the bucket before (by the record or the listing)
-    bytes_sent: int
-    requests: int
-    listed: bool  # the bucket was listed (the record did not cover everything)
-    checked_url: str | None  # the URL fetched anonymously, if any
-    seconds: float
-
-
-@dataclass(frozen=True)
-class PrunePlan:
-    """Objects under the prefix that no recorded version references."""
-
-    bucket: str
-    prefix: str
-    listed: int
-    unreferenced: tuple[str, ...]
-    bytes: int
 
 
 # ---- names and URLs (pure) -----------------------------------------------------------------
@@ -117,6 +96,22 @@ def image_url(template: str, public_url: Callable[[str], str] | None, name: str,
         return template.format(path=row["path"], sha256=row["hash"], id=row["id"],
                                ext=_ext(str(row["path"])), object=name)
     return public_url(name) if public_url is not None else ""
+
+
+def url_builder(manifest: pd.DataFrame, cfg: PublishConfig, template: str) -> Callable[[str], str]:
+    """path -> the URL its row shows: the template when set, else the object's public URL
+    (stable across moves: the name is the content's), else empty (nothing published)."""
+    rows = manifest.set_index("path", drop=False)
+
+    def public(name: str) -> str:
+        return public_url(cfg.bucket, name, cfg.endpoint)
+
+    def url(path: str) -> str:
+        row = rows.loc[path]
+        return image_url(template, public if cfg.bucket else None,
+                         object_name(cfg, str(row["hash"]), path), row)
+
+    return url
 
 
 def wanted_objects(manifest: pd.DataFrame, cfg: PublishConfig) -> dict[str, Upload]:
@@ -321,14 +316,3 @@ def prune(store: Store, plan: PrunePlan, record: UploadRecord) -> int:
         store.delete(name)
     record.forget(store.name, plan.unreferenced)
     return len(plan.unreferenced)
-
-
-def usage_line(result: PublishResult) -> str:
-    """One line like the Sheets usage line: counts, bytes, requests."""
-    return (f"{result.uploaded} of {result.objects} objects uploaded to gs://{result.bucket} "
-            f"({_mb(result.bytes_sent)}), {result.already} already there; "
-            f"{result.requests} requests, {result.seconds:.1f} s")
-
-
-def _mb(n: int) -> str:
-    return f"{n / 1e6:.1f} MB" if n >= 1e5 else f"{n / 1e3:.0f} KB"
