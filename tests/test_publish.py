@@ -26,6 +26,7 @@ from sheetsync.errors import (
     BucketPermissionError,
     ConfigError,
     NotPublicError,
+    SheetValidationError,
     UploadQuotaError,
 )
 from sheetsync.project import Project
@@ -456,3 +457,41 @@ def test_template_only_uploads_nothing(api, gcs, proj: Path) -> None:
     report = project.push()
     assert gcs.seen == [] and "images:" not in str(report)
     assert all(u.startswith("https://cdn.example/") for u in image_urls(sheet(api, project)).values())
+
+
+def test_pushes_that_change_the_urls_agree_with_the_pull_row_check(api, gcs, proj: Path) -> None:
+    """The url column is a read-only cell the pull's row check compares with what the last push
+    published: each push that changes the URLs (template, thumbnails) records what it wrote, so
+    the next pull accepts the rows, and still refuses a url pasted from another row."""
+    project = open_project(api, proj)
+    project.push()
+    first = image_urls(sheet(api, project))
+    config = Config.load(proj)
+    template = f"{gcs.url}/{BUCKET}/sheetsync/{{sha256}}{{ext}}?id={{id}}"
+    for google, publish in ((dict(image_url_template=template), {}),
+                            (dict(image_url_template=""), dict(thumbnails=64))):
+        config = dataclasses.replace(config, google=dataclasses.replace(config.google, **google),
+                                     publish=dataclasses.replace(config.publish, **publish))
+        config.save()
+        project = open_project(api, proj)
+        project.push()
+        ws = sheet(api, project)
+        urls = image_urls(ws)
+        assert urls != first and set(urls) == set(first)
+        first = urls
+        values = ws.get_all_values()
+        header = values[0]
+        col = {n: chr(ord("A") + header.index(n)) for n in ("label", "url")}
+        new = {"i": "ii", "ii": "iii", "iii": "i"}[values[1][header.index("label")]]
+        ws.update_acell(f"{col['label']}2", new)
+        result = open_project(api, proj).pull()
+        assert result.edited == 1 and result.version is not None, str(result)
+
+    ws = sheet(api, project)
+    values = ws.get_all_values()
+    url = values[0].index("url")
+    # Another row's url (not the byte-identical copy's: that one shares the object and URL).
+    other = next(row[url] for row in values[2:] if row[url] != values[1][url])
+    ws.update_acell(f"{chr(ord('A') + url)}2", other)
+    with pytest.raises(SheetValidationError, match="was published with url"):
+        open_project(api, proj).pull()
