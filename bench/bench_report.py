@@ -22,6 +22,7 @@ import pandas as pd
 
 from sheetsync.demo import draw_numeral
 from sheetsync.report import ReportInputs, umap_coords, write_report
+from sheetsync.store import StateStore
 
 CLASSES = ["i", "ii", "iii", "iv", "v", "vi", "vii", "viii", "ix", "x"]
 N_FILES = 2000
@@ -66,11 +67,11 @@ def make_inputs(n: int, files: list[str], seed: int = 0) -> ReportInputs:
 
 def run(n: int, files: list[str], work: Path) -> dict[str, float]:
     inputs = make_inputs(n, files)
-    state = work / f"state-{n}"
+    store = StateStore(work / f"state-{n}")
     start = time.perf_counter()
-    umap_coords(inputs.embeddings, inputs.seed, state / "report")  # what a first build computes
+    umap_coords(inputs.embeddings, inputs.seed, store.report_cache)  # what a first build computes
     umap_s = time.perf_counter() - start
-    rest = write_report(inputs, work / f"report-{n}.html", state=state)  # UMAP now cached
+    rest = write_report(inputs, work / f"report-{n}.html", store=store)  # UMAP now cached
     return {"n": n, "umap": umap_s, "first": umap_s + rest.seconds, "cached": rest.seconds,
             "mb": rest.size_bytes / 1e6, "shown": rest.n_shown,
             "gaps": len(rest.coverage.gaps), "covers": rest.coverage.covers}

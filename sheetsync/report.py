@@ -15,12 +15,12 @@ inlined) and holds:
 
 Every statistic uses every image; at most ``max_points`` images are drawn on the map (a sample
 stratified by split and class that keeps the flagged images), and the page says so. The map's
-coordinates and cluster ids are also written to ``<state>/report/map-vNNNN.csv``, which the next
-``push`` adds to the sheet as ``map_x``, ``map_y`` and ``cluster``.
+coordinates and cluster ids are also kept in the state folder (``StateStore.save_map``), and the
+next ``push`` adds them to the sheet as ``map_x``, ``map_y`` and ``cluster``.
 
 Usage::
 
-    result = Project.open(".").report()          # ReportResult(path=..., coverage=...)
+    result = Project.open(".").report()          # results.ReportResult(path=..., coverage=...)
 """
 
 from __future__ import annotations
@@ -44,9 +44,12 @@ from ._confusion import confusion, per_class_accuracy
 from ._coverage import Coverage, clusters_of, split_coverage
 from ._summary import Finding, summarise
 from .errors import ReportError
+from .inputs import items_of, review_inputs, with_map
+from .results import PredictionSource, ReportResult
 
 if TYPE_CHECKING:  # pragma: no cover
     from .project import Project
+    from .store import StateStore
     from .versions import VersionInfo
 
 INSTALL_HINT = "the report needs its optional extra: pip install 'sheetsync[report]'"
@@ -55,20 +58,6 @@ THUMB = 40
 ROWS_SHOWN = 200  # rows listed per summary line; the sheet holds them all
 UMAP_FIT_MAX = 20000  # above this UMAP is fitted on a sample and the rest is transformed
 UMAP_PARAMS = {"n_neighbors": 15, "min_dist": 0.1, "metric": "euclidean"}
-
-
-@dataclass(frozen=True)
-class ReportResult:
-    path: Path
-    version: int  # the trained version whose embeddings are mapped
-    n_images: int
-    n_shown: int
-    coverage: Coverage
-    findings: list[Finding]
-    seconds: float
-    size_bytes: int
-    map_csv: Path | None = None
-    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -105,39 +94,42 @@ def require_extra() -> None:
 # Reading a project
 
 
-def trained_version(state: Path, upto: int) -> int | None:
-    """The latest version up to ``upto`` that a `train` left embeddings for."""
-    for v in range(upto, 0, -1):
-        if (state / "predictions" / f"v{v:04d}-insample.npz").exists():
-            return v
-    return None
-
-
 def gather(project: Project, manifest: pd.DataFrame, info: VersionInfo) -> ReportInputs:
     """The inputs of the page for the latest trained version of ``project``."""
-    state = project.state
-    version = trained_version(state, info.version)
+    store = project.store
+    version = store.trained_version(info.version)
     if version is None:
         raise ReportError("nothing trained yet: run `sheetsync train` first")
-    emb_ids, all_embeddings = _read_embeddings(state / "predictions" / f"v{version:04d}-insample.npz")
+    emb_ids, all_embeddings = _read_embeddings(store.embeddings_path(version))
     vmanifest = project.versions.load(version)
-    items = project._items(vmanifest).assign(path=vmanifest["path"].astype(str).to_numpy())
-    items = _current_files(project, items, manifest)
+    classes = list(project.config.classes)
+    items = items_of(vmanifest, project.config.root).assign(
+        path=vmanifest["path"].astype(str).to_numpy())
+    items = _current_files(project.config.root, items, manifest)
     pos = {i: k for k, i in enumerate(emb_ids)}
     items = items[items["id"].isin(pos)].reset_index(drop=True)
     embeddings = all_embeddings[[pos[i] for i in items["id"]]]
-    vinfo = next(v for v in project.versions.list() if v.version == version)
-    signals, source = project._signals(vmanifest, vinfo)
-    notes = [f"embeddings and predictions: v{version} ({source})"]
+    signals, source = review_inputs(items_of(vmanifest, project.config.root), classes,
+                                    store.latest_predictions(version), version)
+    if source.kind is not None:
+        signals = with_map(signals, store.latest_map(version))
+    notes = [f"embeddings and predictions: v{version} ({_source_note(source)})"]
     if version != info.version:
         notes.append(f"the data is now {info.name}; the map shows v{version}, the latest trained "
                      f"version (run `sheetsync train` for a map of {info.name})")
     return ReportInputs(
-        classes=list(project.config.classes), version=version, items=items,
+        classes=classes, version=version, items=items,
         embeddings=embeddings, signals=signals, scores=project.scores.read(),
         versions=[dict(v.__dict__) for v in project.versions.list()],
         per_version=_per_version(project), title=f"sheetsync report: {project.config.root.name}",
         seed=project.config.train.seed, notes=notes)
+
+
+def _source_note(source: PredictionSource) -> str:
+    """Where the page's predictions come from, for its header."""
+    what = "out-of-sample (cross-validated)" if source.kind == "oos" else (
+        "in-sample (from the trained model; run `sheetsync predict` for out-of-sample)")
+    return f"{what} for v{source.version}"
 
 
 def _read_embeddings(path: Path) -> tuple[list[str], np.ndarray]:
@@ -151,12 +143,12 @@ def _read_embeddings(path: Path) -> tuple[list[str], np.ndarray]:
                           "again") from None
 
 
-def _current_files(project: Project, items: pd.DataFrame, manifest: pd.DataFrame) -> pd.DataFrame:
+def _current_files(root: Path, items: pd.DataFrame, manifest: pd.DataFrame) -> pd.DataFrame:
     """Thumbnails come from where the images are now (a pull may have moved them since)."""
     from .dataset import safe_join
 
     now = dict(zip(manifest["id"].astype(str), manifest["path"].astype(str), strict=True))
-    files = [str(safe_join(project.config.root, now.get(i, p)))
+    files = [str(safe_join(root, now.get(i, p)))
              for i, p in zip(items["id"], items["path"], strict=True)]
     return items.assign(file=files)
 
@@ -165,20 +157,18 @@ def _per_version(project: Project) -> dict[int, dict[str, pd.DataFrame]]:
     """For every trained version: labels and predictions of its val images (and of the test set)."""
     out: dict[int, dict[str, pd.DataFrame]] = {}
     classes = np.asarray(project.config.classes)
-    folder = project.state / "predictions"
     for info in project.versions.list():
         v = info.version
-        path = folder / f"v{v:04d}-insample.csv"
-        if not path.exists():
+        probs = project.store.read_predictions(v, "insample")
+        if probs is None:
             continue
-        probs = pd.read_csv(path, dtype={"id": str}, keep_default_na=False).set_index("id")
         m = project.versions.load(v)
         val = m[(m["split"] == "val") & (m["action"] == "keep") & m["id"].isin(probs.index)]
         pred = classes[probs.loc[val["id"], list(classes)].to_numpy().argmax(axis=1)]
         sets = {"val": pd.DataFrame({"label": val["label"].to_numpy(), "predicted": pred})}
-        test = folder / f"v{v:04d}-test.csv"
-        if test.exists():
-            sets["test"] = pd.read_csv(test, dtype=str, keep_default_na=False)
+        test = project.store.read_test_predictions(v)
+        if test is not None:
+            sets["test"] = test
         out[v] = sets
     return out
 
@@ -223,26 +213,10 @@ def _umap(x: np.ndarray, seed: int, fit_max: int) -> np.ndarray:
         return coords
 
 
-def save_map(state: Path, version: int, ids: list[str], coords: np.ndarray,
-             clusters: np.ndarray) -> Path:
-    """``map-vNNNN.csv`` (id, map_x, map_y, cluster): the sheet's map columns."""
-    from .versions import write_csv_atomic
-
-    path = state / "report" / f"map-v{version:04d}.csv"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    df = pd.DataFrame({"id": ids, "map_x": np.round(coords[:, 0], 3),
-                       "map_y": np.round(coords[:, 1], 3), "cluster": clusters.astype(int)})
-    write_csv_atomic(df, path)
-    return path
-
-
-def latest_map(state: Path, upto: int) -> pd.DataFrame | None:
-    """The newest map columns up to version ``upto`` (index = id), or None."""
-    for v in range(upto, 0, -1):
-        path = state / "report" / f"map-v{v:04d}.csv"
-        if path.exists():
-            return pd.read_csv(path, dtype={"id": str}, keep_default_na=False).set_index("id")
-    return None
+def map_table(ids: list[str], coords: np.ndarray, clusters: np.ndarray) -> pd.DataFrame:
+    """id, map_x, map_y, cluster: the sheet's map columns (StateStore.save_map keeps them)."""
+    return pd.DataFrame({"id": ids, "map_x": np.round(coords[:, 0], 3),
+                         "map_y": np.round(coords[:, 1], 3), "cluster": clusters.astype(int)})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -255,14 +229,15 @@ def build_report(project: Project, manifest: pd.DataFrame, info: VersionInfo, *,
     require_extra()
     inputs = gather(project, manifest, info)
     out = Path(out) if out is not None else project.config.project_dir / "sheetsync-report.html"
-    return write_report(inputs, out, max_points=max_points, state=project.state)
+    return write_report(inputs, out, max_points=max_points, store=project.store)
 
 
 def write_report(inputs: ReportInputs, out: Path, *, max_points: int = MAX_POINTS,
-                 state: Path | None = None) -> ReportResult:
-    """Compute the map and the checks for ``inputs`` and write the page to ``out``."""
+                 store: StateStore | None = None) -> ReportResult:
+    """Compute the map and the checks for ``inputs`` and write the page to ``out``; with a
+    ``store``, UMAP is cached there and the map columns are kept for the next push."""
     start = time.perf_counter()
-    cache = state / "report" if state is not None else None
+    cache = store.report_cache if store is not None else None
     coords = umap_coords(inputs.embeddings, inputs.seed, cache)
     clusters = clusters_of(coords, seed=inputs.seed)
     items = inputs.items
@@ -270,7 +245,8 @@ def write_report(inputs: ReportInputs, out: Path, *, max_points: int = MAX_POINT
     in_play = ((items["action"] == "keep") & items["split"].isin(["train", "val"])).to_numpy()
     coverage = split_coverage(inputs.embeddings[in_play], coords[in_play], is_val[in_play],
                               clusters[in_play], items["label"].to_numpy()[in_play], inputs.seed)
-    map_csv = save_map(state, inputs.version, list(items["id"]), coords, clusters) if state else None
+    map_csv = (store.save_map(inputs.version, map_table(list(items["id"]), coords, clusters))
+               if store is not None else None)
     points = _points(inputs, coords, clusters)
     shown = sample_points(points, max_points, inputs.seed)
     unreadable = _thumbnails(shown)
