@@ -20,7 +20,7 @@ from PIL import Image
 
 from sheetsync import Project
 from sheetsync.cli import cli
-from sheetsync.errors import ReportError
+from sheetsync.errors import ReportError, SheetValidationError
 from sheetsync.report import INSTALL_HINT, sample_points
 
 CHROMIUM = "/usr/bin/chromium"
@@ -86,6 +86,28 @@ def test_push_puts_map_columns_into_the_sheet(reported) -> None:
     assert cols.index("map_x") > cols.index("why") and cols[-3:] == ["map_x", "map_y", "cluster"]
     got = sheet.loc[m.index, ["map_x", "map_y", "cluster"]].astype(float)
     assert np.allclose(got.to_numpy(), m[["map_x", "map_y", "cluster"]].to_numpy(), atol=1e-3)
+
+
+def test_pull_checks_the_map_columns_as_numbers(reported) -> None:
+    from openpyxl import load_workbook
+
+    project, _ = reported
+    project.push()
+    published = project.store.read_published()
+    assert {"map_x", "map_y", "cluster"} <= set(published.columns)
+    assert project.pull().edited == 0  # the sheet's numbers are what the push saved
+    path = project.config.resolve(project.config.local.path)
+    wb = load_workbook(path)
+    ws = wb["data"]
+    header = [c.value for c in ws[1]]
+    col = header.index("map_x") + 1
+    first, second = ws.cell(2, col).value, ws.cell(3, col).value
+    assert first != second
+    ws.cell(2, col).value, ws.cell(3, col).value = second, first  # a sort of map_x alone
+    wb.save(path)
+    with pytest.raises(SheetValidationError, match="map_x"):
+        project.pull()
+    project.push(force=True)  # the later tests read a clean sheet
 
 
 def test_page_is_self_contained(reported) -> None:
