@@ -39,8 +39,15 @@ GREY_FILL = PatternFill(fill_type="solid", start_color="FFF2F2F2", end_color="FF
 READONLY_HEADER_FILL = PatternFill(fill_type="solid", start_color="FFD9D9D9", end_color="FFD9D9D9")
 EDITABLE_HEADER_FILL = PatternFill(fill_type="solid", start_color="FFE2EFDA", end_color="FFE2EFDA")
 MISMATCH_FILL = PatternFill(fill_type="solid", start_color="FFFCE4D6", end_color="FFFCE4D6")
-HEADER_FONT = Font(bold=True)
-READONLY_FONT = Font(color="FF595959")
+FLAG_FILL = PatternFill(fill_type="solid", start_color="FFFFE699", end_color="FFFFE699")
+# One font everywhere: without a name LibreOffice falls back to the theme's fonts, and the
+# read-only columns came out in Cambria, the rest in Calibri.
+FONT_NAME = "Calibri"
+BODY_FONT = Font(name=FONT_NAME, size=11)
+HEADER_FONT = Font(name=FONT_NAME, size=11, bold=True)
+READONLY_FONT = Font(name=FONT_NAME, size=11, color="FF595959")
+LINK_FONT = Font(name=FONT_NAME, size=11, color="FF0563C1", underline="single")
+WRAPPED = ("why", "suggestion")  # long text: wrapped inside the tall thumbnail rows
 HEADER_BORDER = Border(bottom=Side(style="thin", color="FF808080"))
 TEXT_FORMAT = "@"  # "Text": what people type into these cells stays text
 
@@ -81,8 +88,39 @@ class DataSheetWriter:
         self._prototypes()
         self._dropdowns()
         self._highlight()
-        self.ws.freeze_panes = "B2"
+        self.ws.freeze_panes = self._freeze_cell()
         self.ws.auto_filter.ref = self.dimension
+        self._links()
+        self._print_setup()
+
+    def _freeze_cell(self) -> str:
+        """The header row, and every column through ``layout.freeze_through``."""
+        through = self.layout.freeze_through
+        col = self.names.index(through) + 2 if through in self.names else 2
+        return f"{get_column_letter(col)}2"
+
+    def _links(self) -> None:
+        """The url cells are hyperlinks: a click opens the full image."""
+        if "url" not in self.names:
+            return
+        col = self.names.index("url") + 1
+        for r, url in enumerate(self.table["url"], start=2):
+            text = as_text(url)
+            if text.startswith(("file:", "http:", "https:")):
+                self.ws.cell(row=r, column=col).hyperlink = text
+
+    def _print_setup(self) -> None:
+        """Print / PDF: landscape, one page wide, the header row on every page."""
+        if not self.layout.print_landscape:
+            return
+        setup = self.ws.page_setup
+        setup.orientation = "landscape"
+        setup.paperSize = self.ws.PAPERSIZE_A4
+        setup.fitToWidth = 1
+        setup.fitToHeight = 0  # as many pages down as it takes
+        self.ws.sheet_properties.pageSetUpPr.fitToPage = True
+        self.ws.print_title_rows = "1:1"
+        self.ws.print_options.gridLines = True
 
     def _header(self) -> None:
         for col, (name, spec) in enumerate(zip(self.names, self.columns, strict=True), start=1):
@@ -107,7 +145,8 @@ class DataSheetWriter:
 
     def _width(self, index: int, spec: Column) -> float:
         if spec.width:
-            return spec.width
+            # Never narrower than the header and its filter button (about 2 characters).
+            return max(spec.width, len(spec.name) + 3)
         if spec.kind == "image":
             return images.cell_size_for(self.thumb_size)[0] if self.thumbnails else 8
         if spec.kind == "number":
@@ -117,35 +156,50 @@ class DataSheetWriter:
         return float(min(50, max(len(spec.name) + 3, longest + 2, 8)))
 
     def _prototypes(self) -> None:
+        # Rows 2 and 3: plain and formula-looking text; rows 4 and 5: the same, flagged.
         for col, spec in enumerate(self.columns, start=1):
-            for row in (2, 3):
+            for row in (2, 3, 4, 5):
                 cell = self.ws.cell(row=row, column=col)
+                cell.font = BODY_FONT
                 if not spec.editable:
                     cell.fill = GREY_FILL
                     cell.font = READONLY_FONT
+                if row >= 4:
+                    cell.fill = FLAG_FILL
+                if spec.name == "url":
+                    cell.font = LINK_FONT
                 if spec.kind in ("text", "choice"):
                     cell.number_format = TEXT_FORMAT
-                if spec.kind == "image":
-                    cell.alignment = Alignment(horizontal="center", vertical="center")
+                elif spec.kind == "number" and spec.number_format:
+                    cell.number_format = spec.number_format
+                cell.alignment = Alignment(
+                    horizontal="center" if spec.kind == "image" else None,
+                    vertical="center",
+                    wrap_text=spec.name in WRAPPED,
+                )
                 # Row 3: spreadsheet programs then keep "=1+1" as text when people edit it.
-                cell.quotePrefix = row == 3
+                cell.quotePrefix = row in (3, 5)
 
     def rows(self, sheet_xml: bytes) -> tuple[Iterator[str], list[Picture], int]:
         """Row XML for the header and every data row, the thumbnails, the unreadable count."""
         written = sheet_rows(sheet_xml)
-        plain = [written[2][letter].get("s") for letter in self.letters]
-        quoted = [written[3][letter].get("s") for letter in self.letters]
+        styles = {
+            (flag, quote): [written[2 + 2 * flag + quote][letter].get("s") for letter in self.letters]
+            for flag in (0, 1) for quote in (0, 1)
+        }
         header = _header_row_xml(sheet_xml)
         values = self._values()  # validates every cell before anything is rendered
         pictures, missing, height = self._pictures()
+        flagged = set(self.layout.flagged)
 
         def generate() -> Iterator[str]:
             yield header
             for r, row in enumerate(values, start=2):
+                flag = int(r - 2 in flagged)
                 cells = []
                 for c, value in enumerate(row):
-                    formula_like = isinstance(value, str) and value[:1] in "=+-@"
-                    cells.append((self.letters[c], (quoted if formula_like else plain)[c], value))
+                    quote = int(isinstance(value, str) and value[:1] in "=+-@")
+                    cells.append((self.letters[c], styles[flag, quote][c], value))
                 yield row_xml(r, cells, height)
 
         return generate(), pictures, missing
@@ -171,6 +225,7 @@ class DataSheetWriter:
             return [], 0, None
         box = self.thumb_size
         path_col = self.names.index("path")
+        links = self.table["url"].map(as_text).tolist() if "url" in self.names else None
         pictures, missing = [], 0
         for r, rel in enumerate(self.table.iloc[:, path_col], start=2):
             rel_text = as_text(rel)
@@ -186,6 +241,7 @@ class DataSheetWriter:
                 missing += 1
                 continue
             name = images.picture_name(stamp, thumb)
+            x, y = images.centre_offsets(box, thumb)
             pictures.append(
                 Picture(
                     r,
@@ -196,6 +252,9 @@ class DataSheetWriter:
                     images.PADDING,
                     rel_text,
                     name,
+                    link=links[r - 2] if links else "",
+                    offset_x=x,
+                    offset_y=y,
                 )
             )
         return pictures, missing, images.cell_size_for(box)[1]

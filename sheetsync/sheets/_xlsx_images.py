@@ -105,6 +105,12 @@ def _png_friendly(im: Image.Image) -> Image.Image:
     return im.convert("RGB")
 
 
+def centre_offsets(box: int, thumb: Thumbnail) -> tuple[int, int]:
+    """(x, y) pixels from the cell's top-left corner that centre ``thumb`` in its cell."""
+    # The cell is box + 2 * PADDING (+ about 6 px of width, see cell_size_for) wide and tall.
+    return PADDING + 3 + (box - thumb.width) // 2, PADDING + (box - thumb.height) // 2
+
+
 def cell_size_for(box: int) -> tuple[float, float]:
     """(column width in characters, row height in points) that hold a ``box`` picture."""
     # Excel: pixels ~= 7 * width + 5 with the default font; leave room for the padding and

@@ -45,6 +45,8 @@ class Column:
     choices: tuple[str, ...] = ()
     width: int | None = None
     note: str = ""  # shown as the header's comment/tooltip
+    # Spreadsheet number format of a number column ("0.00", "0%"); "" = the program's default.
+    number_format: str = ""
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,13 @@ class SheetLayout:
     # Rows whose values in these two columns differ (both non-empty) are highlighted.
     highlight_mismatch: tuple[str, str] | None = ("label", "predicted")
     extra: Mapping[str, object] = field(default_factory=dict)
+    # Rows (0-based positions in the table written) the review flags: highlighted. The
+    # highlight is a cell style, so it follows the row when people sort.
+    flagged: tuple[int, ...] = ()
+    # The header and every column up to and including this one stay in view when scrolling.
+    freeze_through: str | None = None
+    # Print / PDF: landscape, fit to the page width, the header repeated on every page.
+    print_landscape: bool = True
 
     def column(self, name: str) -> Column:
         for c in self.columns:

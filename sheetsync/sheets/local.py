@@ -102,7 +102,7 @@ class LocalBackend(Backend):
         root: Path,
         *,
         thumbnails: bool = True,
-        thumb_size: int = 48,
+        thumb_size: int = 112,
         force: bool = False,
     ):
         if thumb_size < 8:
@@ -148,6 +148,7 @@ class LocalBackend(Backend):
             scores = wb.create_sheet(SCORES_SHEET, index + 1)
             scores.row_dimensions[1].font = HEADER_FONT
             scores.freeze_panes = "A2"
+        _fit_header_widths(wb[SCORES_SHEET])
         writer = DataSheetWriter(
             ws,
             table,
@@ -199,6 +200,7 @@ class LocalBackend(Backend):
                 store(ws.cell(row=target, column=col), values[name])
         if ws.freeze_panes is None:
             ws.freeze_panes = "A2"
+        _fit_header_widths(ws)
         self._save(self._workbook_bytes(wb), force)
 
     def read_scores(self) -> pd.DataFrame:
@@ -464,6 +466,13 @@ def _header_of(ws: Worksheet) -> list[str]:
     while header and header[-1] == "":
         header.pop()
     return header
+
+
+def _fit_header_widths(ws: Worksheet) -> None:
+    """Columns at least as wide as their header, so no header is cut off (scores sheet)."""
+    for col, name in enumerate(_header_of(ws), start=1):
+        dim = ws.column_dimensions[get_column_letter(col)]
+        dim.width = max(dim.width or 0, min(40, len(name) + 3))
 
 
 def _last_used_row(ws: Worksheet) -> int:
