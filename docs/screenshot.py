@@ -37,7 +37,7 @@ def screen_copy(book: Path, out: Path, rows: int) -> None:
     for other in wb.worksheets:
         if other is not ws:
             other.sheet_state = "hidden"
-    ws.print_area = f"A1:{get_column_letter(cols)}{rows + 1}"
+    ws.print_area = f"A1:{get_column_letter(cols)}{rows + 2}"  # info line, header, rows
     ws.print_title_rows = None
     ws.sheet_properties.pageSetUpPr.fitToPage = False
     ws.page_setup.scale = 100

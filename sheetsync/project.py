@@ -232,14 +232,55 @@ class Project:
             signals, source = self._signals(manifest, info)
             ids = self._review_order(signals, manifest, order)
             table = build_table(manifest, signals, self._url_for, ids)
-            self.backend.write_table(table, layout(self.config.classes, self.config.splits,
-                                                   extra_columns(manifest)))
+            review = self._review_sheet(table, signals, manifest, info, scanned)
+            self.backend.write_table(table, replace(
+                layout(self.config.classes, self.config.splits, extra_columns(manifest)),
+                flagged=review.flagged, info=review.info))
             self._save_published(table, info)
             report.lines.append(f"pushed {len(table)} rows of {info.name} to {self.backend.describe()}")
             report.lines.append(f"predictions: {source}")
+            report.lines += review.lines
             self._add_usage(report, wrote=True)
-            report.data.update(rows=len(table), version=info.version, predictions=source)
+            report.data.update(rows=len(table), version=info.version, predictions=source,
+                               summary=review.summary, model=review.model)
             return report
+
+    def _review_sheet(self, table: pd.DataFrame, signals: pd.DataFrame, manifest: pd.DataFrame,
+                      info: VersionInfo, scanned: ScanResult) -> Any:
+        """The sheet's info line, highlighted rows and summary (sheetsync._reviewsheet)."""
+        from ._reviewsheet import model_info, review_sheet
+
+        found = self._latest_predictions(info.version)
+        labels = manifest.set_index("id")["label"]
+        if found is None:
+            model = model_info("none", None, None, labels, current=info.version)
+        else:
+            kind, version, probs, _ = found
+            epochs, val = self._model_figures(kind, version)
+            model = model_info("out-of-sample" if kind == "oos" else "in-sample", version, probs,
+                               labels, current=info.version, epochs=epochs, val_accuracy=val)
+        return review_sheet(table, signals, manifest, model, version=info.name,
+                            pushed_at=now_iso(), unreadable=getattr(scanned, "unreadable", ()))
+
+    def _model_figures(self, kind: str, version: int) -> tuple[int | None, float | None]:
+        """(epochs, best validation accuracy) of the model behind the predictions, if known."""
+        if kind == "oos":
+            from .review import latest_out_of_sample
+
+            oos = latest_out_of_sample(self.state / "oos")
+            settings = getattr(oos, "settings", None) or {}
+            return settings.get("epochs"), None  # OOS accuracy is computed from the probabilities
+        scores = self.scores.read()
+        if not len(scores) or "version" not in scores.columns:
+            return None, None
+        rows = scores[scores["version"].astype(str) == str(version)]
+        if not len(rows):
+            return None, None
+        last = rows.iloc[-1]
+        try:
+            return int(float(last.get("epochs", ""))), float(last.get("best_val_accuracy", ""))
+        except ValueError:
+            return None, None
 
     def _add_usage(self, report: Report, *, wrote: bool = False) -> None:
         # The workbook's usage line describes its last write; only an online backend counts

@@ -67,7 +67,7 @@ def edit(ws, changes: dict[str, dict[str, str]]) -> None:
     values = ws.get_all_values()
     header = values[0]
     for r, row in enumerate(values[1:], start=2):
-        for column, value in changes.get(row[0], {}).items():
+        for column, value in changes.get(row[header.index("id")], {}).items():
             ws.update_cell(r, header.index(column) + 1, value)
 
 

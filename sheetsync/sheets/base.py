@@ -15,6 +15,9 @@ The contract:
   number as the index (the header is row 1, so the first data row is 2). Numbers read back as
   their shortest text (``1.0`` -> ``"1"``, ``0.25`` -> ``"0.25"``). Returns ``None`` when the
   sheet does not exist yet. Validation of what people typed is not the backend's job.
+  With ``layout.info`` the sheet starts with an info line (row 1, text starting with
+  :data:`INFO_PREFIX`) and the header is row 2: ``read_table`` skips that line, and the index
+  stays the sheet row (the first data row is then 3).
 * ``append_score(row)`` appends one row to the ``scores`` sheet (creating it, with a header,
   when missing; new keys extend the header); ``read_scores()`` returns it as a DataFrame of str.
 """
@@ -32,6 +35,7 @@ import pandas as pd
 ColumnKind = Literal["text", "number", "image", "choice"]
 
 DATA_SHEET = "data"
+INFO_PREFIX = "sheetsync · "
 SCORES_SHEET = "scores"
 
 
@@ -64,6 +68,12 @@ class SheetLayout:
     freeze_through: str | None = None
     # Print / PDF: landscape, fit to the page width, the header repeated on every page.
     print_landscape: bool = True
+    # A line above the header (version, model, summary); must start with INFO_PREFIX.
+    info: str = ""
+
+    def __post_init__(self) -> None:
+        if self.info and not self.info.startswith(INFO_PREFIX):
+            raise ValueError(f"the info line must start with {INFO_PREFIX!r}")
 
     def column(self, name: str) -> Column:
         for c in self.columns:
@@ -105,6 +115,16 @@ class Backend(ABC):
     def usage(self) -> str:
         """What the last operations cost (requests, bytes); empty when not meaningful."""
         return ""
+
+
+def skip_info(rows: list[list[str]]) -> tuple[list[list[str]], int]:
+    """``rows`` without a leading info line, and the sheet row number of the header.
+
+    Row 1 is the info line when its first cell starts with :data:`INFO_PREFIX` (anything
+    typed beside it in row 1 is outside the table and is not read)."""
+    if rows and rows[0] and rows[0][0].startswith(INFO_PREFIX):
+        return rows[1:], 2
+    return rows, 1
 
 
 def cell_text(value: object) -> str:

@@ -33,11 +33,13 @@ from gspread.utils import extract_id_from_url
 from ..errors import ConfigError
 from . import _google_cells as cells
 from ._google_http import MAX_PAYLOAD, SheetsHTTP, SheetsRequestError, Usage, dumps
-from .base import DATA_SHEET, SCORES_SHEET, Backend, SheetLayout, cell_text
+from .base import DATA_SHEET, SCORES_SHEET, Backend, SheetLayout, cell_text, skip_info
 
 if TYPE_CHECKING:
     from ..config import Config
 
+# Data cells: their value, and the link format of the url cells.
+_ROW_FIELDS = "userEnteredValue,userEnteredFormat.textFormat.link"
 _META_FIELDS = (
     "sheets(properties(sheetId,title,index,gridProperties(rowCount,columnCount)),"
     "protectedRanges(protectedRangeId,description,range),conditionalFormats(ranges))"
@@ -117,10 +119,12 @@ class GoogleBackend(Backend):
     def write_table(self, table: pd.DataFrame, layout: SheetLayout) -> None:
         names = [str(c) for c in table.columns]
         meta = self._sheets()
-        first, sheet_id = self._prepare(meta, len(table), len(names))
+        head = cells.header_offset(layout)
+        first, sheet_id = self._prepare(meta, len(table), len(names), head=head,
+                                        frozen_cols=cells.frozen_columns(names, layout))
         if SCORES_SHEET not in meta and SCORES_SHEET != self.worksheet:
             first.append(_add_sheet(_new_id(meta, exclude={sheet_id}), SCORES_SHEET, 2, 2, 1))
-        first.append(_update_cells(sheet_id, 0, [cells.header_row(names, layout)], len(names),
+        first.append(_update_cells(sheet_id, head, [cells.header_row(names, layout)], len(names),
                                    "userEnteredValue,userEnteredFormat.textFormat.bold,note"))
         first += cells.layout_requests(sheet_id, names, len(table), layout)
         rows = cells.table_rows(table, layout)
@@ -133,7 +137,7 @@ class GoogleBackend(Backend):
         if size <= budget:
             # Cells and structure in one batchUpdate: the sheet changes atomically.
             if rows:
-                first.append(_update_cells(sheet_id, 1, rows, len(names), "userEnteredValue"))
+                first.append(_update_cells(sheet_id, head + 1, rows, len(names), _ROW_FIELDS))
             self._batch(first)
         else:
             self._write_large(first, sheet_id, names, rows, layout)
@@ -147,14 +151,26 @@ class GoogleBackend(Backend):
         image column needs typed formula cells; its slots in the RAW rows are null ("leave
         alone"), so the two never overwrite each other."""
         image_cols = [c for c, n in enumerate(names) if layout.column(n).kind == "image"]
-        for c in image_cols:
-            column = [{"values": [r["values"][c]]} for r in rows]
+        head = cells.header_offset(layout)
+        # Typed cells: the =IMAGE formulas, and the links of the url cells (only their format:
+        # the text goes with the RAW values).
+        link_cols = [c for c, n in enumerate(names) if n in cells.LINKED]
+        for c in [*image_cols, *link_cols]:
+            if c in link_cols:
+                column = [{"values": [{k: v for k, v in r["values"][c].items()
+                                       if k == "userEnteredFormat"}]} for r in rows]
+                fields = "userEnteredFormat.textFormat.link"
+            else:
+                column = [{"values": [r["values"][c]]} for r in rows]
+                fields = "userEnteredValue"
             budget = MAX_PAYLOAD - len(dumps({"requests": first}))
             for start, chunk in _chunks(column, budget):
-                update = _update_cells(sheet_id, 1 + start, chunk, c + 1, "userEnteredValue")
+                update = _update_cells(sheet_id, head + 1 + start, chunk, c + 1, fields)
                 update["updateCells"]["range"]["startColumnIndex"] = c
-                self._batch([*first, update])
-                first = []
+                if first and len(dumps({"requests": [*first, update]})) > MAX_PAYLOAD:
+                    self._batch(first)  # full: send what is packed, start a new batch
+                    first = []
+                first.append(update)
         if first:
             self._batch(first)
         raw = [[None if c in image_cols else cells.raw_value(cell) for c, cell in enumerate(r["values"])]
@@ -163,7 +179,8 @@ class GoogleBackend(Backend):
         for start, chunk in _chunks(raw, MAX_PAYLOAD - 1000):
             self.http.call("write", "POST", "/values:batchUpdate", body={
                 "valueInputOption": "RAW",
-                "data": [{"range": f"{title}!A{start + 2}", "majorDimension": "ROWS", "values": chunk}],
+                "data": [{"range": f"{title}!A{start + head + 2}", "majorDimension": "ROWS",
+                          "values": chunk}],
             })
 
     def append_score(self, row: Mapping[str, object]) -> None:
@@ -213,13 +230,16 @@ class GoogleBackend(Backend):
     def _batch(self, reqs: list[dict[str, Any]]) -> None:
         self.http.call("write", "POST", ":batchUpdate", body={"requests": reqs})
 
-    def _prepare(self, meta: dict[str, dict[str, Any]], n_rows: int, width: int) -> tuple[list[dict[str, Any]], int]:
-        """Requests that make the data sheet exactly (header + n_rows) x width and bare."""
-        rows, cols = max(n_rows + 1, 2), max(width, 1)  # a frozen row needs a row below it
+    def _prepare(self, meta: dict[str, dict[str, Any]], n_rows: int, width: int, *,
+                 head: int = 0, frozen_cols: int = 0) -> tuple[list[dict[str, Any]], int]:
+        """Requests that make the data sheet exactly (info + header + n_rows) x width and bare."""
+        frozen = head + 1
+        # A frozen row (column) needs a row (column) below (beside) it.
+        rows, cols = max(n_rows + frozen, frozen + 1), max(width, 1, frozen_cols + 1)
         sheet = meta.get(self.worksheet)
         if sheet is None:
             sheet_id = _new_id(meta)
-            return [_add_sheet(sheet_id, self.worksheet, rows, cols, 1)], sheet_id
+            return [_add_sheet(sheet_id, self.worksheet, rows, cols, frozen, frozen_cols)], sheet_id
         sheet_id = sheet["properties"]["sheetId"]
         reqs: list[dict[str, Any]] = [
             {"deleteProtectedRange": {"protectedRangeId": p["protectedRangeId"]}}
@@ -231,13 +251,18 @@ class GoogleBackend(Backend):
             {"deleteConditionalFormatRule": {"sheetId": sheet_id, "index": i}}
             for i in reversed(range(len(sheet.get("conditionalFormats", []))))
         ]
+        # Merged cells (the info line) would survive a rewrite: unmerge the whole sheet first.
+        reqs.append({"unmergeCells": {"range": {"sheetId": sheet_id}}})
         reqs.append({"updateSheetProperties": {
             "properties": {"sheetId": sheet_id, "gridProperties": {
-                "rowCount": rows, "columnCount": cols, "frozenRowCount": 1}},
-            "fields": "gridProperties(rowCount,columnCount,frozenRowCount)",
+                "rowCount": rows, "columnCount": cols, "frozenRowCount": frozen,
+                "frozenColumnCount": frozen_cols}},
+            "fields": "gridProperties(rowCount,columnCount,frozenRowCount,frozenColumnCount)",
         }})
         reqs.append({"setDataValidation": {"range": {"sheetId": sheet_id}}})  # drop old dropdowns
-        reqs.append(_update_cells(sheet_id, 0, [], cols, "userEnteredValue,note", end_row=rows))
+        # Values, notes and formats (the last push's highlighted rows) all go.
+        reqs.append(_update_cells(sheet_id, 0, [], cols, "userEnteredValue,userEnteredFormat,note",
+                                  end_row=rows))
         return reqs, sheet_id
 
 
@@ -263,6 +288,7 @@ def _frame(values: list[list[Any]], *, index_rows: bool) -> pd.DataFrame:
     rows = [[cell_text(v) for v in r] for r in values]
     while rows and not any(rows[-1]):
         rows.pop()
+    rows, head = skip_info(rows)
     if not rows:
         return pd.DataFrame(dtype=str)
     header, width = rows[0], max(len(r) for r in rows)
@@ -270,7 +296,7 @@ def _frame(values: list[list[Any]], *, index_rows: bool) -> pd.DataFrame:
     keep = [c for c in range(width) if (c < len(header) and header[c]) or used[c]]
     names = [header[c] if c < len(header) and header[c] else f"column {c + 1}" for c in keep]
     body = [[r[c] if c < len(r) else "" for c in keep] for r in rows[1:]]
-    index = pd.RangeIndex(2, len(body) + 2) if index_rows else None
+    index = pd.RangeIndex(head + 1, len(body) + head + 1) if index_rows else None
     return pd.DataFrame(body, columns=names, index=index, dtype=str)
 
 
@@ -300,9 +326,13 @@ def _update_cells(sheet_id: int, row0: int, data: list[dict[str, Any]], width: i
     return {"updateCells": {"range": rng, "rows": data, "fields": fields}}
 
 
-def _add_sheet(sheet_id: int, title: str, rows: int, cols: int, frozen: int) -> dict[str, Any]:
-    return {"addSheet": {"properties": {"sheetId": sheet_id, "title": title, "gridProperties": {
-        "rowCount": rows, "columnCount": cols, "frozenRowCount": frozen}}}}
+def _add_sheet(sheet_id: int, title: str, rows: int, cols: int, frozen: int,
+               frozen_cols: int = 0) -> dict[str, Any]:
+    grid = {"rowCount": rows, "columnCount": cols, "frozenRowCount": frozen}
+    if frozen_cols:
+        grid["frozenColumnCount"] = frozen_cols
+    return {"addSheet": {"properties": {"sheetId": sheet_id, "title": title,
+                                        "gridProperties": grid}}}
 
 
 def _new_id(meta: Mapping[str, Mapping[str, Any]], exclude: Iterable[int] = ()) -> int:

@@ -75,7 +75,15 @@ from ._xlsx_package import (
     replace_sheet_data,
     sheet_rows,
 )
-from .base import DATA_SHEET, SCORES_SHEET, Backend, SheetLayout, cell_text
+from .base import (
+    DATA_SHEET,
+    INFO_PREFIX,
+    SCORES_SHEET,
+    Backend,
+    SheetLayout,
+    cell_text,
+    skip_info,
+)
 
 _READ_ERRORS = (
     zipfile.BadZipFile,
@@ -355,6 +363,12 @@ class LocalBackend(Backend):
             raise
 
 
+def header_row(ws: Worksheet) -> int:
+    """The data sheet's header row in an openpyxl worksheet: 2 under an info line, else 1."""
+    first = ws.cell(row=1, column=1).value
+    return 2 if isinstance(first, str) and first.startswith(INFO_PREFIX) else 1
+
+
 def _previous_thumbnails(package: Package | None) -> dict[tuple[str, str], images.Thumbnail]:
     """Thumbnails in the old data sheet, by (image file name, stamp), for reuse.
 
@@ -450,6 +464,7 @@ def _read_sheet(ws: object) -> pd.DataFrame:
 def _rows_to_frame(rows: list[list[str]]) -> pd.DataFrame:
     while rows and not any(rows[-1]):
         rows.pop()
+    rows, head = skip_info(rows)
     if not rows:
         return pd.DataFrame(dtype=str)
     header = rows[0]
@@ -458,7 +473,8 @@ def _rows_to_frame(rows: list[list[str]]) -> pd.DataFrame:
     keep = [c for c in range(width) if (c < len(header) and header[c]) or used[c]]
     names = [header[c] if c < len(header) and header[c] else f"column {c + 1}" for c in keep]
     body = [[r[c] if c < len(r) else "" for c in keep] for r in rows[1:]]
-    return pd.DataFrame(body, columns=names, index=pd.RangeIndex(2, len(body) + 2), dtype=str)
+    index = pd.RangeIndex(head + 1, len(body) + head + 1)
+    return pd.DataFrame(body, columns=names, index=index, dtype=str)
 
 
 def _header_of(ws: Worksheet) -> list[str]:
@@ -498,4 +514,4 @@ def _select_only(wb: Workbook, ws: Worksheet) -> None:
     wb.active = wb.worksheets.index(ws)
 
 
-__all__ = ["LocalBackend", "WorkbookLockedError"]
+__all__ = ["LocalBackend", "WorkbookLockedError", "header_row"]
