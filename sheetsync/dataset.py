@@ -14,6 +14,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import pandas as pd
 
@@ -154,6 +155,8 @@ class ScanResult:
     removed: list[str]
     moved: list[str]
     modified: list[str]
+    # sheetsync._imagecheck.ImageChecks of every image, filled in by the project after a scan.
+    images: Any = None
 
     @property
     def changed(self) -> bool:

@@ -129,6 +129,7 @@ class Project:
                          f"{', '.join(config.classes)}, splits {', '.join(config.splits)}"
                          + (f", test folder {config.test_dir.name}" if config.test_dir else ""),
                          f"recorded {info.name}" if info else "no change"])
+        report.lines += result.images.lines()
         return project, report
 
     @property
@@ -203,7 +204,23 @@ class Project:
         if latest is None or result.changed:
             message = "init" if latest is None else f"scan: {result.summary()}"
             info = self.versions.record(result.manifest, message)
+        result.images = self._check_images(result.manifest)
         return result.manifest, info, result
+
+    def _check_images(self, manifest: pd.DataFrame) -> Any:
+        """Every file decoded once (cached by hash): sheetsync._imagecheck."""
+        from ._imagecheck import check_images
+
+        return check_images(self.config.root, manifest, self.state / "imagecheck.json")
+
+    @staticmethod
+    def _usable(items: pd.DataFrame, manifest: pd.DataFrame, scanned: ScanResult) -> pd.DataFrame:
+        """``items`` without the files the model cannot read (see sheetsync._imagecheck)."""
+        bad = set(scanned.images.unusable) if scanned.images is not None else set()
+        if not bad:
+            return items
+        ids = set(manifest.loc[manifest["path"].astype(str).isin(bad), "id"].astype(str))
+        return items[~items["id"].isin(ids)]
 
     def _published(self) -> pd.DataFrame | None:
         path = self.state / "published.csv"
@@ -229,9 +246,10 @@ class Project:
                 copy = self.backup_workbook()
                 if copy is not None:
                     report.lines.append(f"backed up the workbook to {copy}")
-            signals, source = self._signals(manifest, info)
+            signals, source = self._signals(manifest, info, scanned)
             ids = self._review_order(signals, manifest, order)
             table = build_table(manifest, signals, self._url_for, ids)
+            table = _with_image_notes(table, scanned)
             review = self._review_sheet(table, signals, manifest, info, scanned)
             self.backend.write_table(table, replace(
                 layout(self.config.classes, self.config.splits, extra_columns(manifest)),
@@ -260,7 +278,7 @@ class Project:
             model = model_info("out-of-sample" if kind == "oos" else "in-sample", version, probs,
                                labels, current=info.version, epochs=epochs, val_accuracy=val)
         return review_sheet(table, signals, manifest, model, version=info.name,
-                            pushed_at=now_iso(), unreadable=getattr(scanned, "unreadable", ()))
+                            pushed_at=now_iso(), unreadable=sorted(scanned.images.unusable))
 
     def _model_figures(self, kind: str, version: int) -> tuple[int | None, float | None]:
         """(epochs, best validation accuracy) of the model behind the predictions, if known."""
@@ -327,11 +345,12 @@ class Project:
         return list(review_order(signals, order or self.config.review.order,
                                  seed=self.config.train.seed, paths=paths))
 
-    def _signals(self, manifest: pd.DataFrame, info: VersionInfo) -> tuple[pd.DataFrame, str]:
+    def _signals(self, manifest: pd.DataFrame, info: VersionInfo,
+                 scanned: ScanResult) -> tuple[pd.DataFrame, str]:
         """Review signals from the freshest predictions, saying where they come from."""
         from .review import review_signals
 
-        items = self._items(manifest)
+        items = self._usable(self._items(manifest), manifest, scanned)
         found = self._latest_predictions(info.version)
         if found is None:
             # No model yet: duplicates and blank images are still worth showing first.
@@ -474,8 +493,8 @@ class Project:
         from . import train as training
 
         with self._locked():
-            manifest, info, _ = self._refresh()
-            items = self._items(manifest)
+            manifest, info, scanned = self._refresh()
+            items = self._usable(self._items(manifest), manifest, scanned)
             keep = items[items["action"] == "keep"]
             tr, va = keep[keep["split"] == "train"], keep[keep["split"] == "val"]
             if not len(tr) or not len(va):
@@ -505,6 +524,7 @@ class Project:
             }
             self.scores.append(row)
             report = self._new_report()
+            report.lines += _excluded_line(scanned)
             report.lines.append(f"trained on {info.name}: best val accuracy {row['best_val_accuracy']}"
                              + (f", test accuracy {row['test_accuracy']}" if test is not None else "")
                              + f" ({result.epochs} epochs, {row['seconds']} s)")
@@ -563,8 +583,8 @@ class Project:
         from .review import out_of_sample
 
         with self._locked():
-            manifest, info, _ = self._refresh()
-            items = self._items(manifest)
+            manifest, info, scanned = self._refresh()
+            items = self._usable(self._items(manifest), manifest, scanned)
             keep = items[(items["action"] == "keep") & items["split"].isin(["train", "val"])]
             cfg = self.config.review
             oos = out_of_sample(
@@ -577,7 +597,8 @@ class Project:
             self._save_predictions(info.version, "oos", ids, oos.probs.to_numpy(),
                                    oos.embeddings.loc[ids].to_numpy(),
                                    oos.class_distance.loc[ids].to_numpy())
-            return Report([f"out-of-sample probabilities for {len(ids)} images of {info.name} "
+            return Report([*_excluded_line(scanned),
+                           f"out-of-sample probabilities for {len(ids)} images of {info.name} "
                            f"({folds or cfg.folds} folds x {epochs or cfg.epochs} epochs); "
                            f"`sheetsync push` uses them"])
 
@@ -671,6 +692,26 @@ class Project:
         dst.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(src, dst)
         return dst
+
+
+def _excluded_line(scanned: ScanResult) -> list[str]:
+    """One line naming the files left out of training because the model cannot read them."""
+    bad = sorted(scanned.images.unusable) if scanned.images is not None else []
+    if not bad:
+        return []
+    return [f"excluded {len(bad)} unreadable image(s) from training: {', '.join(bad)}"]
+
+
+def _with_image_notes(table: pd.DataFrame, scanned: ScanResult) -> pd.DataFrame:
+    """``why`` says what is wrong with unreadable files and what the model sees of odd ones."""
+    checks = scanned.images
+    if checks is None or not len(table):
+        return table
+    extra = table["path"].astype(str).map(checks.why)
+    why = table["why"].fillna("").astype(str)
+    table = table.copy()
+    table["why"] = [f"{e}; {w}" if e and w else e or w for e, w in zip(extra, why, strict=True)]
+    return table
 
 
 def _read_frame(path: Path) -> pd.DataFrame:

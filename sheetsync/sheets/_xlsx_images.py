@@ -96,10 +96,14 @@ def render_thumbnail(file: Path, box: int) -> Thumbnail | None:
 
 
 def _png_friendly(im: Image.Image) -> Image.Image:
-    if im.mode in ("1", "L", "LA", "RGB", "RGBA"):
+    # Transparency is dropped, not composited: the model reads the colour channels as stored
+    # (sheetsync._imagecheck), and the thumbnail shows people what the model sees.
+    if im.mode in ("1", "L", "RGB"):
         return im
-    if im.mode == "P":
-        return im.convert("RGBA" if "transparency" in im.info else "RGB")
+    if im.mode == "LA":
+        return im.convert("L")
+    if im.mode in ("RGBA", "P", "PA"):
+        return im.convert("RGB")
     if im.mode.startswith("I"):  # 16/32-bit grey: scale down to 8 bits
         return im.point(lambda v: v / 256).convert("L")
     return im.convert("RGB")
