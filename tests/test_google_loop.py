@@ -15,8 +15,8 @@ from sheetsync.config import Config
 from sheetsync.dataset import QUARANTINE
 from sheetsync.errors import UnpulledEditsError
 from sheetsync.project import Project
-from sheetsync.sheets.google import GoogleBackend
 from sheetsync.sheets.base import INFO_PREFIX
+from sheetsync.sheets.google import GoogleBackend
 
 try:
     from tests._sheets_standin import SheetsStandin, route, standin_client, token_credentials
