@@ -98,6 +98,11 @@ def test_workbook_is_laid_out_for_review(data_root: Path, tmp_path: Path, blank_
     # The byte-identical train/val pair: two rows with a copy, both across splits.
     assert (summary.duplicates, summary.duplicates_across_splits) == (2, 2)
     assert "summary: 1 rows highlighted" in str(report)
+    # The scores tab: every header readable, also after an in-place append.
+    project.backend.append_score({"version": 1, "best_val_accuracy": 0.5, "test_accuracy": 0.4})
+    scores = load_workbook(book)["scores"]
+    for c in scores[1]:
+        assert scores.column_dimensions[c.column_letter].width >= len(c.value) + 2, c.value
 
 
 def test_thumbnail_is_centred_in_its_cell(tmp_path: Path) -> None:
@@ -251,6 +256,11 @@ def test_google_sheet_has_the_same_layout(data_root: Path, tmp_path: Path, blank
                  for d in sheet.dimensions}
         assert sizes[("COLUMNS", col["image"], col["image"] + 1)] == 124
         assert sizes[("ROWS", 2, n + 2)] == 118 and sizes[("ROWS", 0, 1)] == 86
+        # The scores tab: columns as wide as their headers.
+        project.backend.append_score({"version": 1, "best_val_accuracy": 0.5})
+        scores = api.sheet(sid, "scores")
+        widths = {d["start"]: d["properties"]["pixelSize"] for d in scores.dimensions}
+        assert widths[1] >= 8 * len("best_val_accuracy")
         # Read back: the info line is skipped, the index is the sheet row.
         table = project.backend.read_table()
         assert table.index[0] == 3 and list(table.columns) == list(header)

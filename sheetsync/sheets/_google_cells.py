@@ -304,6 +304,11 @@ def _sizes(sheet_id: int, columns: list[Column], n_rows: int,
     return reqs
 
 
+def dimension(sheet_id: int, dim: str, start: int, end: int, px: int) -> dict[str, Any]:
+    """The size of rows or columns [start, end), in pixels."""
+    return _dimension(sheet_id, dim, start, end, px)
+
+
 def _dimension(sheet_id: int, dim: str, start: int, end: int, px: int) -> dict[str, Any]:
     return {"updateDimensionProperties": {
         "range": {"sheetId": sheet_id, "dimension": dim, "startIndex": start, "endIndex": end},

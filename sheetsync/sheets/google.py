@@ -202,6 +202,9 @@ class GoogleBackend(Backend):
         if new != header:
             reqs.append(_update_cells(sheet_id, 0, [{"values": [
                 {"userEnteredValue": {"stringValue": h}} for h in new]}], None, "userEnteredValue"))
+            # New columns as wide as their header, so no header is cut off.
+            reqs += [cells.dimension(sheet_id, "COLUMNS", c, c + 1, max(100, 8 * len(h) + 16))
+                     for c, h in enumerate(new) if c >= len(header)]
         keyed = {str(k): v for k, v in row.items()}
         values = [cells.score_cell(keyed.get(h)) for h in new]
         # appendCells writes after the last row with data: earlier scores are never overwritten.

@@ -324,6 +324,7 @@ class LocalBackend(Backend):
             ],
         )
         sheet = append_row(package.parts[part], target, cells, head)
+        sheet = _widen_new_columns(sheet, first_new, new)
         dimension = f'<dimension ref="A1:{get_column_letter(max(1, len(header)))}{target}"/>'
         sheet = re.sub(rb"<dimension\b[^>]*/>", dimension.encode(), sheet, count=1)
         return _with_part(package, part, sheet)
@@ -385,6 +386,29 @@ def _previous_thumbnails(package: Package | None) -> dict[tuple[str, str], image
         if found is not None:
             out[(posixpath.basename(description), found[0])] = found[1]
     return out
+
+
+def _widen_new_columns(sheet_xml: bytes, first: int, names: list[str]) -> bytes:
+    """Columns ``first``.. (1-based) as wide as their new headers, unless widths are set."""
+    if not names:
+        return sheet_xml
+    text = sheet_xml.decode("utf-8")
+    spans = [(int(a), int(b)) for a, b in re.findall(r'<col\b[^>]*\bmin="(\d+)"[^>]*\bmax="(\d+)"', text)]
+    cols = "".join(
+        f'<col min="{c}" max="{c}" width="{min(40, len(name) + 3)}" customWidth="1"/>'
+        for c, name in enumerate(names, start=first)
+        if not any(lo <= c <= hi for lo, hi in spans)
+    )
+    if not cols:
+        return sheet_xml
+    if "</cols>" in text:
+        text = text.replace("</cols>", cols + "</cols>", 1)
+    elif "<sheetData" in text:
+        at = text.index("<sheetData")
+        text = text[:at] + f"<cols>{cols}</cols>" + text[at:]
+    else:
+        return sheet_xml
+    return text.encode("utf-8")
 
 
 def _row_style(sheet_xml: bytes, row: int) -> str | None:
