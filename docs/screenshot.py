@@ -2,7 +2,7 @@
 
 Usage::
 
-    python docs/screenshot.py [--epochs 3] [--out docs/workbook.png]   # or: make screenshot
+    python docs/screenshot.py [--epochs 8] [--out docs/workbook.png]   # or: make screenshot
 
 It runs the real loop on the demo's synthetic dataset (``sheetsync.demo.make_dataset``, so no
 competition image ends up in the repository): init, train, push. Then, in a copy of the
@@ -70,7 +70,7 @@ def render_png(book: Path, out: Path, work: Path, screen: int, rows: int) -> Non
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--rows", type=int, default=15)
     parser.add_argument("--screen-width", type=int, default=SCREEN_WIDTH)
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("workbook.png"))
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        make_dataset(work / "data", per_class={"train": 12, "val": 4})
+        make_dataset(work / "data", per_class={"train": 30, "val": 8})
         project, _ = Project.init(work / "data", work)
         if args.epochs:
             project.train(epochs=args.epochs)

@@ -44,12 +44,12 @@ def test_workbook_is_laid_out_for_review(data_root: Path, tmp_path: Path, blank_
     project, book, report = pushed(data_root, tmp_path, blank_png)
     wb = load_workbook(book)
     ws = wb["data"]
-    # Row 1: the info line, merged over the columns through `why`; row 2: the header.
+    # Row 1: the info line, merged over the columns through `note`; row 2: the header.
     assert header_row(ws) == 2
     info = ws["A1"].value
     assert info.startswith(INFO_PREFIX) and "v1 pushed" in info and "no model yet" in info
     assert "1 blank" in info and "highlighted" in info
-    assert [str(r) for r in ws.merged_cells.ranges] == ["A1:E1"]
+    assert [str(r) for r in ws.merged_cells.ranges] == ["A1:H1"]
     header = [c.value for c in ws[2]]
     assert header[:6] == ["image", "label", "action", "suggestion", "why", "confidence"]
     assert header[-3:] == ["id", "path", "url"] and set(header) == set(CORE)
@@ -238,7 +238,7 @@ def test_google_sheet_has_the_same_layout(data_root: Path, tmp_path: Path, blank
         assert tuple(header) == (*HEAD, *TAIL)
         col = {name: i for i, name in enumerate(header)}
         assert (sheet.frozen_rows, sheet.frozen_cols) == (2, col["label"] + 1)
-        assert sheet.merges == [{"r0": 0, "r1": 1, "c0": 0, "c1": col["why"] + 1}]
+        assert sheet.merges == [{"r0": 0, "r1": 1, "c0": 0, "c1": col["note"] + 1}]
         n = report.data["rows"]
         assert len(values) == n + 2
         fmt = sheet.formats
@@ -255,7 +255,7 @@ def test_google_sheet_has_the_same_layout(data_root: Path, tmp_path: Path, blank
         sizes = {(d["dimension"], d["start"], d["end"]): d["properties"]["pixelSize"]
                  for d in sheet.dimensions}
         assert sizes[("COLUMNS", col["image"], col["image"] + 1)] == 124
-        assert sizes[("ROWS", 2, n + 2)] == 118 and sizes[("ROWS", 0, 1)] == 86
+        assert sizes[("ROWS", 2, n + 2)] == 118 and sizes[("ROWS", 0, 1)] == 96
         # The scores tab: columns as wide as their headers.
         project.backend.append_score({"version": 1, "best_val_accuracy": 0.5})
         scores = api.sheet(sid, "scores")

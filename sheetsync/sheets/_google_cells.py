@@ -18,7 +18,7 @@ from .base import Column, SheetLayout, cell_text
 
 ROW_HEIGHT = 118  # px: a 112 px thumbnail (=IMAGE fits and centres it in the cell) + padding
 IMAGE_WIDTH = 124
-INFO_HEIGHT = 86  # px: four lines of the info text
+INFO_HEIGHT = 96  # px: five lines of the info text
 FONT = "Calibri"  # the same single font as the workbook
 FLAG_COLOR = {"red": 1.0, "green": 0.9, "blue": 0.6}
 READONLY_COLOR = {"red": 0.95, "green": 0.95, "blue": 0.95}
@@ -254,8 +254,8 @@ def _formats(sheet_id: int, columns: list[Column], n_rows: int,
 
 
 def _info(sheet_id: int, layout: SheetLayout, names: list[str]) -> list[dict[str, Any]]:
-    """The info line in row 1, merged over the columns through ``why`` and wrapped."""
-    span = names.index("why") + 1 if "why" in names else len(names)
+    """The info line in row 1, merged over the columns through ``note`` and wrapped."""
+    span = names.index("note") + 1 if "note" in names else len(names)
     reqs: list[dict[str, Any]] = [{"updateCells": {
         "range": grid(sheet_id, 0, 1, 0, 1),
         "rows": [{"values": [{

@@ -50,7 +50,8 @@ LINK_FONT = Font(name=FONT_NAME, size=11, color="FF0563C1", underline="single")
 WRAPPED = ("why", "suggestion")
 INFO_FONT = Font(name=FONT_NAME, size=11, bold=True, color="FF1F3864")
 INFO_FILL = PatternFill(fill_type="solid", start_color="FFDDEBF7", end_color="FFDDEBF7")
-INFO_HEIGHT = 64  # points: four lines of the info text  # long text: wrapped inside the tall thumbnail rows
+INFO_HEIGHT = 72  # points: five lines of the info text
+INFO_THROUGH = "note"  # the info cell spans the columns through this one  # long text: wrapped inside the tall thumbnail rows
 HEADER_BORDER = Border(bottom=Side(style="thin", color="FF808080"))
 TEXT_FORMAT = "@"  # "Text": what people type into these cells stays text
 
@@ -108,7 +109,7 @@ class DataSheetWriter:
         return f"{get_column_letter(col)}{self.first}"
 
     def _info(self) -> None:
-        """The info line: one wrapped cell over the columns in view, above the header."""
+        """The info line: one wrapped cell over the first columns (through ``note``)."""
         if not self.layout.info:
             return
         cell = self.ws.cell(row=1, column=1)
@@ -117,7 +118,7 @@ class DataSheetWriter:
         cell.font = INFO_FONT
         cell.fill = INFO_FILL
         cell.alignment = Alignment(vertical="center", wrap_text=True)
-        span = min(len(self.names), max(1, self._columns_through("why")))
+        span = min(len(self.names), max(1, self._columns_through(INFO_THROUGH)))
         if span > 1:
             self.ws.merge_cells(start_row=1, start_column=1, end_row=1, end_column=span)
         self.ws.row_dimensions[1].height = INFO_HEIGHT
