@@ -179,7 +179,7 @@ def test_review_rule_and_weak_model() -> None:
         "duplicate_of": [""] * 6, "outlier": [3.0, 1.0, np.nan, 1.0, 1.0, 2.6],
     }, index=ids)
     table = pd.DataFrame({"id": ids})
-    assert rs.flagged_rows(table, signals, weak=False) == (0, 1, 3)
+    assert rs.flagged_rows(table, signals, weak=False) == (0, 3)  # cleanlab's flag, the blank
     # A weak model's doubts are noise: only the blank image (and unreadable files) stay.
     assert rs.flagged_rows(table, signals, weak=True, unreadable_ids=["r5"]) == (3, 5)
     labels = pd.Series(["i", "ii", "iii"] * 2, index=ids)
