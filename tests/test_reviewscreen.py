@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import shutil
 import subprocess
 import zipfile
@@ -167,6 +168,27 @@ def test_libreoffice_draws_the_thumbnail_at_its_size(tmp_path: Path) -> None:
     width, height = xs.max() - xs.min() + 1, ys.max() - ys.min() + 1
     assert abs(width - 112) <= 2 and abs(height - 56) <= 2, (width, height)
     assert red.sum() >= 0.95 * width * height  # one solid picture, not scattered pixels
+
+
+def test_libreoffice_opens_the_image_from_picture_and_url(tmp_path: Path) -> None:
+    """LibreOffice keeps both links (read back from its own .ods: draw:a around the picture)."""
+    need_soffice()
+    root = tmp_path / "data"
+    (root / "train" / "i").mkdir(parents=True)
+    Image.new("L", (64, 32), 0).save(root / "train" / "i" / "a.png")
+    url = (root / "train" / "i" / "a.png").resolve().as_uri()
+    table = pd.DataFrame({"image": [""], "label": ["i"], "id": ["a"], "path": ["train/i/a.png"],
+                          "url": [url]})
+    book = tmp_path / "book.xlsx"
+    LocalBackend(book, root).write_table(table, layout(["i"], ["train"]))
+    subprocess.run(["soffice", f"-env:UserInstallation=file://{tmp_path / 'lo'}", "--headless",
+                    "--convert-to", "ods", "--outdir", str(tmp_path), str(book)],
+                   check=True, capture_output=True, timeout=180)
+    with zipfile.ZipFile(tmp_path / "book.ods") as z:
+        content = z.read("content.xml").decode()
+    assert f'<draw:a xlink:href="{url}"' in content  # the picture is a link
+    # The url cell: LibreOffice saves it relative to the document (../data/train/i/a.png).
+    assert re.search(r'<text:a [^>]*xlink:href="[^"]*data/train/i/a\.png"', content)
 
 
 def test_review_rule_and_weak_model() -> None:
