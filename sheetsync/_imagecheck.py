@@ -78,14 +78,6 @@ class ImageChecks:
             return f"unreadable: {check.problem}; drop it (action = drop) or replace the file"
         return check.note
 
-    def lines(self) -> list[str]:
-        """Every unusable file, by name, for a command's output."""
-        bad = self.unusable
-        if not bad:
-            return []
-        return [f"{len(bad)} image(s) the model cannot read (flagged 'unreadable' in the sheet, "
-                "excluded from training):"] + [f"  {p}: {why}" for p, why in sorted(bad.items())]
-
 
 def check_image(file: Path) -> ImageCheck:
     """Open and fully decode ``file``; say what is wrong or odd about it."""

@@ -11,6 +11,10 @@ Usage::
     rows = flagged_rows(table, signals, weak=model.weak)     # 0-based positions to highlight
     info = info_line("v3", "2026-12-01T08:00:00Z", model, summary)
 
+The texts here are the sheet's own (its info line and ``why`` notes); what a command prints is
+worded in :mod:`sheetsync.cli`, which says the model and the summary in the info line's words
+(:func:`model_text`, :func:`summary_text`).
+
 **Highlight rule** (the info line says the same): a row is flagged when cleanlab flags its label
 as likely wrong (confident learning: it then names a ``suspected`` class), or the image is
 blank, unreadable, or the same picture appears under another label. When the model is too weak
@@ -26,6 +30,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+
+from ._imagecheck import ImageChecks
 
 FAR = 2.5  # outlier distance from which an image is far from its class (as in review.py)
 # A model is "too weak" when its accuracy, or its typical top probability, is less than a
@@ -189,15 +195,6 @@ class ReviewSheet:
     flagged: tuple[int, ...]
     info: str
 
-    @property
-    def lines(self) -> list[str]:
-        """What ``push`` tells people (the CLI prints these)."""
-        out = [f"model: {model_text(self.model)}", f"summary: {summary_text(self.summary)}"]
-        if self.summary.unreadable_paths:
-            out.append("unreadable (flagged in the sheet, excluded from training): "
-                       + ", ".join(self.summary.unreadable_paths))
-        return out
-
 
 def review_sheet(table: pd.DataFrame, signals: pd.DataFrame, manifest: pd.DataFrame,
                  model: ModelInfo, *, version: str, pushed_at: str,
@@ -208,3 +205,14 @@ def review_sheet(table: pd.DataFrame, signals: pd.DataFrame, manifest: pd.DataFr
     rows = flagged_rows(table, signals, weak=bool(model.weak), unreadable_ids=bad_ids)
     summary = summarise(signals, manifest, flagged=len(rows), unreadable=unreadable)
     return ReviewSheet(model, summary, rows, info_line(version, pushed_at, model, summary))
+
+
+def with_image_notes(table: pd.DataFrame, checks: ImageChecks) -> pd.DataFrame:
+    """``why`` says what is wrong with unreadable files and what the model sees of odd ones."""
+    if not len(table):
+        return table
+    extra = table["path"].astype(str).map(checks.why)
+    why = table["why"].fillna("").astype(str)
+    table = table.copy()
+    table["why"] = [f"{e}; {w}" if e and w else e or w for e, w in zip(extra, why, strict=True)]
+    return table

@@ -85,7 +85,7 @@ def test_odd_images_go_through_init_push_pull(data_root: Path, tmp_path: Path) -
     for key in ("truncated", "tiff", "garbage"):
         assert ODD[key] in text
     push = project.push()  # does not stop at the first bad file
-    summary = push.data["summary"]
+    summary = push.summary
     assert summary.unreadable == 3 and set(summary.unreadable_paths) == {ODD[k] for k in ("truncated", "tiff", "garbage")}
     assert "unreadable (flagged in the sheet, excluded from training)" in str(push)
     book = project.config.resolve(project.config.local.path)
@@ -131,5 +131,5 @@ def test_train_skips_unreadable_images_with_one_line(data_root: Path, tmp_path: 
     assert "trained on v1" in text
     push = project.push()
     # One epoch on 20 images: the sheet says the ranking means little, and what to run.
-    assert push.data["model"].weak and "MODEL TOO WEAK" in str(push)
+    assert push.model is not None and push.model.weak and "MODEL TOO WEAK" in str(push)
     assert "sheetsync train --epochs 30" in str(push)

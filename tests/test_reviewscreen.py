@@ -94,7 +94,7 @@ def test_workbook_is_laid_out_for_review(data_root: Path, tmp_path: Path, blank_
     # Only the rows the review flags are highlighted: here the blank image.
     flagged = [r for r in range(3, ws.max_row + 1) if ws.cell(r, col["label"]).fill.fgColor.rgb == FLAG_RGB]
     assert [ws.cell(r, col["path"]).value for r in flagged] == ["train/i/blank.png"]
-    summary = report.data["summary"]
+    summary = report.summary
     assert (summary.flagged, summary.blank, summary.rows) == (1, 1, 20)
     # The byte-identical train/val pair: two rows with a copy, both across splits.
     assert (summary.duplicates, summary.duplicates_across_splits) == (2, 2)
@@ -261,7 +261,7 @@ def test_google_sheet_has_the_same_layout(data_root: Path, tmp_path: Path, blank
         col = {name: i for i, name in enumerate(header)}
         assert (sheet.frozen_rows, sheet.frozen_cols) == (2, col["label"] + 1)
         assert sheet.merges == [{"r0": 0, "r1": 1, "c0": 0, "c1": col["note"] + 1}]
-        n = report.data["rows"]
+        n = report.rows
         assert len(values) == n + 2
         fmt = sheet.formats
         assert fmt[(2, col["confidence"])]["numberFormat"] == {"type": "PERCENT", "pattern": "0%"}

@@ -14,7 +14,9 @@ The contract:
   header row as column names (as written in the sheet, not cleaned), and the 1-based sheet row
   number as the index (the header is row 1, so the first data row is 2). Numbers read back as
   their shortest text (``1.0`` -> ``"1"``, ``0.25`` -> ``"0.25"``). Returns ``None`` when the
-  sheet does not exist yet. Validation of what people typed is not the backend's job.
+  sheet does not exist yet. Validation of what people typed is not the backend's job. A column
+  with data under a blank header is named ``column N`` (N: its 1-based sheet column) and listed
+  by :func:`mark_headerless`, so that validation can refuse it, naming the cell.
   With ``layout.info`` the sheet starts with an info line (row 1, text starting with
   :data:`INFO_PREFIX`) and the header is row 2: ``read_table`` skips that line, and the index
   stays the sheet row (the first data row is then 3).
@@ -125,6 +127,34 @@ def skip_info(rows: list[list[str]]) -> tuple[list[list[str]], int]:
     if rows and rows[0] and rows[0][0].startswith(INFO_PREFIX):
         return rows[1:], 2
     return rows, 1
+
+
+_HEADERLESS = "sheetsync.headerless"
+
+
+def mark_headerless(frame: pd.DataFrame, columns: Mapping[str, int]) -> pd.DataFrame:
+    """Record which columns of ``frame`` had no header (name -> 1-based sheet column)."""
+    frame.attrs[_HEADERLESS] = dict(columns)
+    return frame
+
+
+def headerless_columns(frame: pd.DataFrame) -> dict[str, int]:
+    """The columns :func:`mark_headerless` recorded (empty for a frame from elsewhere)."""
+    return dict(frame.attrs.get(_HEADERLESS, {}))
+
+
+_HEADER_ROW = "sheetsync.header_row"
+
+
+def mark_header_row(frame: pd.DataFrame, row: int) -> pd.DataFrame:
+    """Record the 1-based sheet row of ``frame``'s header (2 below an info line)."""
+    frame.attrs[_HEADER_ROW] = int(row)
+    return frame
+
+
+def header_row_of(frame: pd.DataFrame) -> int:
+    """The row :func:`mark_header_row` recorded (1 for a frame from elsewhere)."""
+    return int(frame.attrs.get(_HEADER_ROW, 1))
 
 
 def cell_text(value: object) -> str:
