@@ -28,8 +28,9 @@ MAX_CELL_TEXT = 32_767
 # the same set openpyxl refuses, kept here so the rule does not hang on a library detail.
 CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 # Read-only columns a push writes and a pull compares with what was published for the id.
+# (``suggestion``: the review's suggested fix, read-only like the other signal columns.)
 CHECKED_COLUMNS = ("path", "url", "predicted", "confidence", "margin", "loss", "issue_score",
-                   "suspected", "duplicate_of", "outlier", "why")
+                   "suspected", "duplicate_of", "outlier", "why", "suggestion")
 
 
 def cell_text_problem(text: str) -> str | None:
