@@ -9,7 +9,8 @@ atomic ``spreadsheets.batchUpdate`` (all requests apply or none; ``copyPaste`` i
 counts requests and bytes and injects 429/5xx/timeouts for the next N requests
 (:meth:`SheetsStandin.fail_next`) or for the writes after the next K (:meth:`~SheetsStandin.fail_writes`). Simplifications: ``spreadsheets.get``
 ignores ``fields``/``includeGridData`` (it returns all metadata, no grid data), formulas are not
-evaluated beyond ``=IMAGE`` (no value) and plain arithmetic, and formats are not stored.
+evaluated beyond ``=IMAGE`` (no value) and plain arithmetic, and formats are recorded per cell
+but not rendered.
 
 The real gspread client is routed here by :func:`route`, which mounts a ``requests`` adapter
 that rewrites ``https://sheets.googleapis.com`` (and the Drive and OAuth hosts) to this server;
@@ -667,7 +668,8 @@ def _copy_paste(book: Spreadsheet, args: dict[str, Any]) -> None:
     """copyPaste (PASTE_NORMAL): values and notes of the source range at the destination's
     top-left corner, within one spreadsheet. As in Sheets, a destination smaller than the
     source still receives the whole source, and a larger one gets the source repeated
-    (formats are not modelled; formula text is copied unchanged, as for absolute refs)."""
+    (formula text is copied unchanged, as for absolute refs). The recorded cell formats are
+    pasted too, as PASTE_NORMAL does (values, formulas, formats); merges are not."""
     if args.get("pasteType", "PASTE_NORMAL") != "PASTE_NORMAL":
         raise ApiError(400, "the stand-in only implements pasteType PASTE_NORMAL")
     src, r0, r1, c0, c1 = _grid_range(book, args.get("source", {}))
@@ -682,11 +684,16 @@ def _copy_paste(book: Spreadsheet, args: dict[str, Any]) -> None:
     values = [[src.get(r0 + r % h, c0 + c % w) for c in range(width)] for r in range(height)]
     notes = {(d0 + r, e0 + c): src.notes[(r0 + r % h, c0 + c % w)] for r in range(height)
              for c in range(width) if (r0 + r % h, c0 + c % w) in src.notes}
+    formats = {(d0 + r, e0 + c): copy.deepcopy(src.formats[(r0 + r % h, c0 + c % w)])
+               for r in range(height) for c in range(width)
+               if (r0 + r % h, c0 + c % w) in src.formats}
     for r, row in enumerate(values):
         for c, value in enumerate(row):
             dst.put(d0 + r, e0 + c, value)
             dst.notes.pop((d0 + r, e0 + c), None)
+            dst.formats.pop((d0 + r, e0 + c), None)
     dst.notes.update(notes)
+    dst.formats.update(formats)
 
 
 def _fields(spec: str) -> set[str]:
