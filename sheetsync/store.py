@@ -14,6 +14,7 @@ No other module builds a path under the state folder; each asks the store. Layou
     cache/                        decoded image tensors by file hash (sheetsync.decode)
     oos/                          cross-validation work folder (resumable folds)
     hashes.json, hashes-test.json file hash caches of the dataset and of the test folder
+    imagecheck.json               what each image is to the model, by file hash (sheetsync._imagecheck)
     charts/                       embedding maps
     uploaded.txt                  objects known to be in the [publish] bucket (sheetsync.publish)
 
@@ -70,6 +71,7 @@ class StateStore:
         self.decode_cache = state_dir / "cache"
         self.oos_dir = state_dir / "oos"
         self.uploaded_path = state_dir / "uploaded.txt"
+        self.imagecheck_cache = state_dir / "imagecheck.json"
 
     # ---- the lock --------------------------------------------------------------------------
 
