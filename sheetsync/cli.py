@@ -106,7 +106,24 @@ def _init_lines(r: Any) -> list[str]:
     return [f"wrote {r.config_path}",
             f"dataset {r.root}: {r.images} images, classes {', '.join(r.classes)}, splits "
             f"{', '.join(r.splits)}" + (f", test folder {r.test_dir}" if r.test_dir else ""),
-            f"recorded {r.version.name}" if r.version else "no change"]
+            f"recorded {r.version.name}" if r.version else "no change",
+            *_unreadable_lines(r.unreadable)]
+
+
+def _unreadable_lines(unreadable: dict[str, str]) -> list[str]:
+    """Every file the model cannot read, by name, all at once (said when scanning)."""
+    if not unreadable:
+        return []
+    return [f"{len(unreadable)} image(s) the model cannot read (flagged 'unreadable' in the "
+            "sheet, excluded from training):",
+            *[f"  {p}: {why}" for p, why in sorted(unreadable.items())]]
+
+
+def _excluded_lines(excluded: list[str]) -> list[str]:
+    """One line naming the files left out of training because the model cannot read them."""
+    if not excluded:
+        return []
+    return [f"excluded {len(excluded)} unreadable image(s) from training: {', '.join(excluded)}"]
 
 
 def _push_lines(r: Any) -> list[str]:
@@ -117,7 +134,20 @@ def _push_lines(r: Any) -> list[str]:
         lines += _publish_lines(r.images)
     lines += [f"pushed {r.rows} rows of {r.version.name} to {r.sheet}",
               f"predictions: {_source_text(r.predictions)}"]
-    return lines + _usage_lines(r.usage)
+    return lines + _review_lines(r.model, r.summary) + _usage_lines(r.usage)
+
+
+def _review_lines(model: Any, summary: Any) -> list[str]:
+    """The model and the summary, in the words of the sheet's info line."""
+    from ._reviewsheet import model_text, summary_text
+
+    out = [f"model: {model_text(model)}"] if model is not None else []
+    if summary is not None:
+        out.append(f"summary: {summary_text(summary)}")
+        if summary.unreadable_paths:
+            out.append("unreadable (flagged in the sheet, excluded from training): "
+                       + ", ".join(summary.unreadable_paths))
+    return out
 
 
 def _publish_lines(r: Any) -> list[str]:
@@ -175,7 +205,7 @@ def _changes_text(changes: pd.DataFrame, n_moves: int) -> str:
 
 def _train_lines(r: Any) -> list[str]:
     row = r.score
-    lines = [f"trained on {r.version.name}: best val accuracy {row['best_val_accuracy']}"
+    lines = [*_excluded_lines(r.excluded), f"trained on {r.version.name}: best val accuracy {row['best_val_accuracy']}"
              + (f", test accuracy {row['test_accuracy']}" if r.has_test else "")
              + f" ({row['epochs']} epochs, {row['seconds']} s)"]
     if r.sheet:
@@ -186,7 +216,7 @@ def _train_lines(r: Any) -> list[str]:
 
 
 def _predict_lines(r: Any) -> list[str]:
-    return [f"out-of-sample probabilities for {r.images} images of {r.version.name} "
+    return [*_excluded_lines(r.excluded), f"out-of-sample probabilities for {r.images} images of {r.version.name} "
             f"({r.folds} folds x {r.epochs} epochs); `sheetsync push` uses them"]
 
 

@@ -25,7 +25,7 @@ BACKENDS = ("local", "google")
 class LocalConfig:
     path: str = "sheetsync.xlsx"
     thumbnails: bool = True  # off for very large sheets: pictures cost time and size
-    thumb_size: int = 48
+    thumb_size: int = 112  # px: a handwritten numeral is readable at 100% zoom
 
 
 @dataclass(frozen=True)

@@ -19,13 +19,16 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from . import journal as jr
+from ._imagecheck import check_images
 from ._progress import Progress, tqdm_progress
+from ._reviewsheet import ReviewSheet, review_sheet, with_image_notes
 from .config import CONFIG_NAME, Config
 from .dataset import ScanResult, SkippedFile, detect_layout, order_classes, safe_join, scan
 from .errors import BackendError, ConfigError, SheetValidationError, UnpulledEditsError
@@ -34,6 +37,7 @@ from .inputs import (
     counts_table,
     embedding_map,
     items_of,
+    model_behind,
     repeat_fields,
     review_inputs,
     score_intervals,
@@ -41,6 +45,7 @@ from .inputs import (
     test_items,
     test_predictions,
     train_val,
+    usable,
     with_map,
 )
 from .pullcheck import published_columns
@@ -61,7 +66,7 @@ from .rows import EDITABLE, build_table, extra_columns, layout
 from .sheets import Backend, open_backend
 from .store import StateStore
 from .sync import plan_checkout, plan_pull, unpulled_edits
-from .versions import VersionInfo, counts_of, diff_manifests
+from .versions import VersionInfo, counts_of, diff_manifests, now_iso
 
 if TYPE_CHECKING:
     from ._gcs import Bucket
@@ -101,10 +106,11 @@ class Project:
         config.save()
         project = cls(config, **kwargs)
         with project._locked():
-            manifest, info, _ = project._refresh()
+            manifest, info, scanned = project._refresh()
         test = config.test_dir.name if config.test_dir else None
         return project, InitResult(config.path, config.root, len(manifest), list(config.classes),
-                                   list(config.splits), test, info, skipped=project.skipped)
+                                   list(config.splits), test, info, skipped=project.skipped,
+                                   unreadable=scanned.images.unusable)
 
     @property
     def backend(self) -> Backend:
@@ -156,7 +162,13 @@ class Project:
         if latest is None or result.changed:
             message = "init" if latest is None else f"scan: {result.summary()}"
             latest = self.versions.record(result.manifest, message)
+        # Every file decoded once (cached by hash): a bad one is named now, not mid-command.
+        result.images = check_images(self.config.root, result.manifest, self.store.imagecheck_cache)
         return result.manifest, latest, result
+
+    def _items(self, manifest: pd.DataFrame, scanned: ScanResult) -> pd.DataFrame:
+        """The images training, prediction and review read: not the files the model cannot."""
+        return usable(items_of(manifest, self.config.root), manifest, scanned.images.unusable)
 
     def _exists(self, rel: str) -> bool:
         return safe_join(self.config.root, rel).exists()
@@ -172,7 +184,7 @@ class Project:
 
     def push(self, *, force: bool = False, order: str | None = None) -> PushResult:
         with self._locked():
-            manifest, info, _ = self._refresh()
+            manifest, info, scanned = self._refresh()
             sheet = self.backend.read_table()
             edits = self._pending_edits(sheet, self.store.read_published())
             if edits and not force:
@@ -186,18 +198,30 @@ class Project:
             workbook_backup = self.backup_workbook() if backup else None
             # Every image a row will point at is in the bucket before the sheet is written.
             images = self._publish_images(manifest) if self.config.backend == "google" else None
-            items = items_of(manifest, self.config.root)
-            signals, source = review_inputs(items, self.config.classes,
-                                            self.store.latest_predictions(info.version), info.version)
+            stored = self.store.latest_predictions(info.version)
+            signals, source = review_inputs(self._items(manifest, scanned), self.config.classes,
+                                            stored, info.version)
             signals = with_map(signals, self.store.latest_map(info.version))
             ids = self._review_order(signals, manifest, order)
-            table = build_table(manifest, signals, self._url_builder(manifest), ids)
-            self.backend.write_table(table, layout(self.config.classes, self.config.splits,
-                                                   extra_columns(manifest)))
+            table = with_image_notes(build_table(manifest, signals, self._url_builder(manifest),
+                                                 ids), scanned.images)
+            review = self._review_sheet(table, signals, manifest, info, scanned)
+            self.backend.write_table(table, replace(
+                layout(self.config.classes, self.config.splits, extra_columns(manifest)),
+                flagged=review.flagged, info=review.info))
             self._save_published(table, info)
             return PushResult(len(table), info, self.backend.describe(), source, sheet_backup,
                               workbook_backup, self._usage(wrote=True), images,
+                              model=review.model, summary=review.summary,
                               recovered=self.recovered, skipped=self.skipped)
+
+    def _review_sheet(self, table: pd.DataFrame, signals: pd.DataFrame, manifest: pd.DataFrame,
+                      info: VersionInfo, scanned: ScanResult) -> ReviewSheet:
+        """The sheet's info line, highlighted rows and summary (sheetsync._reviewsheet)."""
+        model = model_behind(self.store.latest_predictions(info.version), manifest, info.version,
+                             self.scores.read(), self.store.oos_dir)
+        return review_sheet(table, signals, manifest, model, version=info.name,
+                            pushed_at=now_iso(), unreadable=sorted(scanned.images.unusable))
 
     def _pending_edits(self, sheet: pd.DataFrame | None, published: pd.DataFrame | None) -> list[str]:
         if sheet is None or not len(sheet):
@@ -326,8 +350,8 @@ class Project:
         from . import train as training
 
         with self._locked():
-            manifest, info, _ = self._refresh()
-            items = items_of(manifest, self.config.root)
+            manifest, info, scanned = self._refresh()
+            items = self._items(manifest, scanned)
             tr, va = train_val(items)
             test = test_items(self.config.test_dir, self.config.classes, self.store.test_hash_cache())
             cfg, weights = self.config.train, self.store.weights_path(info.version)
@@ -345,7 +369,7 @@ class Project:
                    **self._repeat_runs(repeats, tr, va, test, result, settings)}
             self.scores.append(row)
             outcome = TrainOutcome(info, row, test is not None, None, recovered=self.recovered,
-                                   skipped=self.skipped)
+                                   skipped=self.skipped, excluded=sorted(scanned.images.unusable))
             self._publish_score(outcome)
             chart = self.chart()
             outcome.charts = [chart, *([emb_map] if emb_map else [])] if chart else []
@@ -409,8 +433,8 @@ class Project:
         from .review import out_of_sample
 
         with self._locked():
-            manifest, info, _ = self._refresh()
-            items = items_of(manifest, self.config.root)
+            manifest, info, scanned = self._refresh()
+            items = self._items(manifest, scanned)
             keep = items[(items["action"] == "keep") & items["split"].isin(["train", "val"])]
             cfg, train_cfg = self.config.review, self.config.train
             folds, epochs = folds or cfg.folds, epochs or cfg.epochs
@@ -424,7 +448,7 @@ class Project:
                                         oos.probs.to_numpy(), oos.embeddings.loc[ids].to_numpy(),
                                         oos.class_distance.loc[ids].to_numpy())
             return PredictResult(info, len(ids), folds, epochs, recovered=self.recovered,
-                                 skipped=self.skipped)
+                                 skipped=self.skipped, excluded=sorted(scanned.images.unusable))
 
     # ---- report ----------------------------------------------------------------------------
 

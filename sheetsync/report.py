@@ -109,7 +109,8 @@ def gather(project: Project, manifest: pd.DataFrame, info: VersionInfo) -> Repor
     pos = {i: k for k, i in enumerate(emb_ids)}
     items = items[items["id"].isin(pos)].reset_index(drop=True)
     embeddings = all_embeddings[[pos[i] for i in items["id"]]]
-    signals, source = review_inputs(items_of(vmanifest, project.config.root), classes,
+    # The mapped images (readable when trained), where they are now.
+    signals, source = review_inputs(items.drop(columns="path"), classes,
                                     store.latest_predictions(version), version)
     if source.kind is not None:
         signals = with_map(signals, store.latest_map(version))

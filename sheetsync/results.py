@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from ._reviewsheet import ModelInfo, PushSummary
 from .dataset import SkippedFile
 from .journal import Move, Recovery
 from .versions import VersionInfo
@@ -59,6 +60,7 @@ class InitResult(Result):
     splits: list[str]
     test_dir: str | None
     version: VersionInfo | None
+    unreadable: dict[str, str] = field(default_factory=dict)  # path -> why the model cannot read it
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,8 @@ class PushResult(Result):
     workbook_backup: Path | None = None
     usage: str = ""
     images: PublishResult | None = None  # the images published before the sheet was written
+    model: ModelInfo | None = None  # the model behind the review columns (also in the info line)
+    summary: PushSummary | None = None  # counts over the pushed rows (also in the info line)
 
 
 @dataclass
@@ -133,6 +137,7 @@ class TrainOutcome(Result):
     sheet_error: str | None = None
     usage: str = ""
     charts: list[Path] = field(default_factory=list)
+    excluded: list[str] = field(default_factory=list)  # unreadable files left out of training
 
 
 @dataclass
@@ -141,6 +146,7 @@ class PredictResult(Result):
     images: int
     folds: int
     epochs: int
+    excluded: list[str] = field(default_factory=list)  # unreadable files left out
 
 
 @dataclass

@@ -15,6 +15,7 @@ No other module builds a path under the state folder; each asks the store. Layou
     cache/                        decoded image tensors by file hash (sheetsync.decode)
     oos/                          cross-validation work folder (resumable folds)
     hashes.json, hashes-test.json file hash caches of the dataset and of the test folder
+    imagecheck.json               what each image is to the model, by file hash (sheetsync._imagecheck)
     charts/                       embedding maps
     uploaded.txt                  objects known to be in the [publish] bucket (sheetsync.publish)
     report/                       the report's UMAP cache and map-vNNNN.csv (the sheet's map columns)
@@ -75,6 +76,7 @@ class StateStore:
         self.oos_dir = state_dir / "oos"
         self.uploaded_path = state_dir / "uploaded.txt"
         self.report_cache = state_dir / "report"  # UMAP coordinates by content (sheetsync.report)
+        self.imagecheck_cache = state_dir / "imagecheck.json"
 
     # ---- the lock --------------------------------------------------------------------------
 

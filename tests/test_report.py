@@ -83,7 +83,9 @@ def test_push_puts_map_columns_into_the_sheet(reported) -> None:
     sheet = project.backend.read_table().set_index("id")
     m = pd.read_csv(result.map_csv, dtype={"id": str}).set_index("id")
     cols = list(sheet.columns)
-    assert cols.index("map_x") > cols.index("why") and cols[-3:] == ["map_x", "map_y", "cluster"]
+    # The review sheet's order: the map columns end the review columns, the identifiers last.
+    assert cols.index("map_x") > cols.index("why")
+    assert cols[-5:] == ["map_x", "map_y", "cluster", "path", "url"]
     got = sheet.loc[m.index, ["map_x", "map_y", "cluster"]].astype(float)
     assert np.allclose(got.to_numpy(), m[["map_x", "map_y", "cluster"]].to_numpy(), atol=1e-3)
 
@@ -99,11 +101,11 @@ def test_pull_checks_the_map_columns_as_numbers(reported) -> None:
     path = project.config.resolve(project.config.local.path)
     wb = load_workbook(path)
     ws = wb["data"]
-    header = [c.value for c in ws[1]]
-    col = header.index("map_x") + 1
-    first, second = ws.cell(2, col).value, ws.cell(3, col).value
+    top = next(r for r in (1, 2) if "map_x" in [c.value for c in ws[r]])  # the header row
+    col = [c.value for c in ws[top]].index("map_x") + 1
+    first, second = ws.cell(top + 1, col).value, ws.cell(top + 2, col).value
     assert first != second
-    ws.cell(2, col).value, ws.cell(3, col).value = second, first  # a sort of map_x alone
+    ws.cell(top + 1, col).value, ws.cell(top + 2, col).value = second, first  # a sort of map_x alone
     wb.save(path)
     with pytest.raises(SheetValidationError, match="map_x"):
         project.pull()
