@@ -22,8 +22,8 @@ if TYPE_CHECKING:  # the results module imports pandas: only when a command runs
 
     from .results import PredictionSource, Result
 
-# TensorFlow's C++ logging (CUDA probing, oneDNN notices) is noise for people at a terminal.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# TensorFlow's logging (absl, CUDA probing, oneDNN notices) is noise for people at a terminal:
+# sheetsync._quiet drops it unless --verbose / SHEETSYNC_VERBOSE=1 asks for it.
 
 
 @contextmanager
@@ -197,9 +197,11 @@ def _epoch_printer() -> Callable[[int, int, dict[str, float]], None]:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-C", "--project", "project_dir", default=".", type=click.Path(file_okay=False),
               help="Project folder holding sheetsync.toml (default: current folder).")
+@click.option("-v", "--verbose", is_flag=True,
+              help="Show TensorFlow's own log lines (also SHEETSYNC_VERBOSE=1).")
 @click.version_option(package_name="sheetsync")
 @click.pass_context
-def cli(ctx: click.Context, project_dir: str) -> None:
+def cli(ctx: click.Context, project_dir: str, verbose: bool) -> None:
     """Fix an image dataset together in a shared spreadsheet.
 
     \b
@@ -209,6 +211,8 @@ def cli(ctx: click.Context, project_dir: str) -> None:
         sheetsync push              # then edit the sheet
         sheetsync pull && sheetsync train
     """
+    if verbose:
+        os.environ["SHEETSYNC_VERBOSE"] = "1"
     ctx.obj = {"dir": Path(project_dir)}
 
 
