@@ -45,9 +45,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from ._quiet import quiet_tensorflow
 from .decode import load_images
 from .errors import TrainingError
 from .model import build_model, compile_model, embedding_model
+
+# TensorFlow's start-up lines (absl, oneDNN, CUDA probing) are dropped before it is imported.
+quiet_tensorflow()
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras
