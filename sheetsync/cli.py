@@ -135,12 +135,21 @@ def _train_lines(r: Any) -> list[str]:
     row = r.score
     lines = [f"trained on {r.version.name}: best val accuracy {row['best_val_accuracy']}"
              + (f", test accuracy {row['test_accuracy']}" if r.has_test else "")
-             + f" ({row['epochs']} epochs, {row['seconds']} s)"]
+             + f" ({row['epochs']} epochs, {_duration(row['seconds'])})"]
     if r.sheet:
         lines += [f"score row written to {r.sheet} (scores)", *_usage_lines(r.usage)]
     if r.charts:
         lines.append("charts: " + ", ".join(map(str, r.charts)))
     return lines
+
+
+def _duration(seconds: Any) -> str:
+    from ._bars import duration
+
+    try:
+        return duration(float(seconds))
+    except (TypeError, ValueError):
+        return f"{seconds} s"
 
 
 def _predict_lines(r: Any) -> list[str]:
@@ -184,14 +193,6 @@ _WORDS: dict[str, Callable[[Any], list[str]]] = {
     "TrainOutcome": _train_lines, "PredictResult": _predict_lines, "StatusResult": _status_lines,
     "CheckoutResult": _checkout_lines, "ScoresResult": _scores_lines,
 }
-
-
-def _epoch_printer() -> Callable[[int, int, dict[str, float]], None]:
-    def show(epoch: int, total: int, logs: dict[str, float]) -> None:
-        metrics = "  ".join(f"{k} {v:.4f}" for k, v in logs.items())
-        click.echo(f"epoch {epoch}/{total}  {metrics}", err=True)
-
-    return show
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -252,9 +253,17 @@ def train(ctx: click.Context, epochs: int | None, seed: int | None, precision: s
 
     Example: sheetsync train --epochs 10
     """
+    from ._bars import TrainBars
+
+    bars = TrainBars()
     with _errors():
-        _show(_project(ctx).train(epochs=epochs, seed=seed, precision=precision,
-                                  jit_compile=jit_compile, on_epoch=_epoch_printer()))
+        try:
+            result = _project(ctx).train(
+                epochs=epochs, seed=seed, precision=precision, jit_compile=jit_compile,
+                on_epoch=bars.epoch, on_decode=bars.decoded, on_first_epoch=bars.compiling)
+        finally:
+            bars.close()
+        _show(result)
 
 
 @cli.command()
@@ -266,11 +275,18 @@ def predict(ctx: click.Context, folds: int | None, epochs: int | None) -> None:
 
     Example: sheetsync predict --folds 4 --epochs 20
     """
-    def on_fold(message: str) -> None:
-        click.echo(message, err=True)
+    from ._bars import TrainBars
 
+    bars = TrainBars()
     with _errors():
-        _show(_project(ctx).predict(folds=folds, epochs=epochs, on_fold=on_fold))
+        project = _project(ctx)
+        jit = project.config.train.jit_compile
+        try:
+            result = project.predict(folds=folds, epochs=epochs,
+                                     on_fold=lambda message: bars.fold(message, jit))
+        finally:
+            bars.close()
+        _show(result)
 
 
 @cli.command()
