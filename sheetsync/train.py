@@ -281,12 +281,12 @@ def train_model(
     cache_dir: Path | None = None,
     progress: ProgressFn | None = None,
     decode_progress: DecodeFn | None = None,
-    on_first_epoch: Callable[[bool], None] | None = None,
+    on_first_epoch: Callable[[bool, int], None] | None = None,
 ) -> TrainResult:
     """Train the fixed model; save the best weights by validation accuracy to ``weights_path``
     and evaluate them on ``test``. ``progress(epoch, epochs, logs)`` is called after each epoch,
     ``decode_progress(split, done, todo)`` while images not in the cache are decoded, and
-    ``on_first_epoch(jit_compile)`` before the first epoch (which compiles the model).
+    ``on_first_epoch(jit_compile, epochs)`` before the first epoch (which compiles the model).
     """
     classes = _check_run(classes, train, epochs, "the training split is empty: nothing to train on")
     if len(val) == 0:
@@ -315,7 +315,7 @@ def train_model(
     best: dict[str, Any] = {"acc": -1.0, "epoch": 0, "weights": None}
     history: dict[str, list[float]] = {}
     if on_first_epoch is not None:
-        on_first_epoch(jit_compile)
+        on_first_epoch(jit_compile, epochs)
     for epoch in range(1, epochs + 1):
         t0 = time.perf_counter()
         logs = trainer.run_epoch()
