@@ -39,7 +39,9 @@ def duration(seconds: float) -> str:
 
 def epoch_words(logs: dict[str, float]) -> str:
     """``loss 1.72, accuracy 0.26, val accuracy 0.33, 4.2 s`` from Keras-style logs."""
-    parts = [f"{k.replace('val_', 'val ')} {v:.2f}" for k, v in logs.items() if k != "seconds"]
+    order = {k: i for i, k in enumerate(("loss", "accuracy", "val_loss", "val_accuracy"))}
+    keys = sorted((k for k in logs if k != "seconds"), key=lambda k: order.get(k, len(order)))
+    parts = [f"{k.replace('val_', 'val ')} {logs[k]:.2f}" for k in keys]
     if "seconds" in logs:
         parts.append(duration(logs["seconds"]))
     return ", ".join(parts)
@@ -76,9 +78,12 @@ class TrainBars:
         if done >= todo:
             self._close("_decode")
 
-    def compiling(self, jit_compile: bool) -> None:
+    def compiling(self, jit_compile: bool, epochs: int | None = None) -> None:
+        """Before the first epoch: say that it compiles; on a terminal, show the epoch bar."""
         self._close("_decode")
         self._say(COMPILE_LINE if jit_compile else TRACE_LINE)
+        if self.terminal and epochs:
+            self._epochs = self._bar(total=epochs, desc="epochs", unit="epoch")
 
     def epoch(self, epoch: int, total: int, logs: dict[str, float] | None = None,
               desc: str = "epochs") -> None:
@@ -87,7 +92,7 @@ class TrainBars:
             self._say(f"epoch {epoch}/{total}: {words}" if desc == "epochs"
                       else f"{desc}: epoch {epoch}/{total}: {words}")
             return
-        if self._epochs is None or epoch == 1:
+        if self._epochs is None or (epoch == 1 and self._epochs.n > 0):
             self._close("_epochs")
             self._epochs = self._bar(total=total, desc=desc, unit="epoch",
                                      position=1 if self._folds is not None else 0)

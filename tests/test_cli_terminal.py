@@ -61,8 +61,8 @@ def test_durations_read_like_durations() -> None:
 
 
 def test_epoch_words_round_and_format_seconds() -> None:
-    words = epoch_words({"loss": 1.71874, "accuracy": 0.26316, "val_accuracy": 0.3333,
-                         "seconds": 43.4685})
+    words = epoch_words({"accuracy": 0.26316, "val_accuracy": 0.3333, "seconds": 43.4685,
+                         "loss": 1.71874})
     assert words == "loss 1.72, accuracy 0.26, val accuracy 0.33, 43 s"
 
 
@@ -94,7 +94,7 @@ bars = TrainBars()
 for done in (4, 8, 12):
     time.sleep(0.25)  # real updates are seconds apart; tqdm redraws at most every 0.2 s
     bars.decoded("train", done, 12)
-bars.compiling(True)
+bars.compiling(True, 3)
 for e in (1, 2, 3):
     time.sleep(0.25)
     bars.epoch(e, 3, {"loss": 1.0 / e, "seconds": 2.5})
@@ -136,7 +136,7 @@ def test_train_prints_no_tensorflow_noise_and_bars_in_a_pty(data_root: Path, tmp
     out = run_in_pty([sys.executable, "-m", "sheetsync", "train", "--epochs", "2"], proj, _env())
     assert not [n for n in NOISE if n in out], out
     assert "decoding train" in out and COMPILE_LINE in out
-    assert "epochs:" in out and "2/2" in out and "\r" in out
+    assert "epochs:" in out and "0/2" in out and "1/2" in out and "\r" in out
     assert "trained on v1" in out and "seconds" not in out
     assert "next: sheetsync push" in out
 
@@ -148,6 +148,7 @@ def test_train_piped_is_plain_lines_and_verbose_brings_tensorflow_back(
     cmd = [sys.executable, "-m", "sheetsync", "train", "--epochs", "1", "--no-xla"]
     quiet = subprocess.run(cmd, cwd=proj, env=_env(), capture_output=True, text=True, check=True)
     assert not [n for n in NOISE if n in quiet.stderr], quiet.stderr
+    assert "building the model; the first epoch takes longer…" in quiet.stderr
     assert "epoch 1/1: loss " in quiet.stderr and "\r" not in quiet.stderr
     loud = subprocess.run([*cmd[:3], "--verbose", *cmd[3:]], cwd=proj, env=_env(),
                           capture_output=True, text=True, check=True)
