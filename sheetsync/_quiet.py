@@ -12,7 +12,8 @@ because absl logs them before it reads its settings. So :func:`quiet_tensorflow`
 ``TF_CPP_MIN_LOG_LEVEL=3`` for the later runtime lines (cuInit, XLA service, CPU features) and
 imports TensorFlow with descriptor 2 pointed at a temporary file; lines of that capture that are
 known noise are dropped and any other line is written back to stderr, so a real error while
-loading TensorFlow is still seen.
+loading TensorFlow is still seen. The ``tensorflow`` Python logger (retracing notices) is set to
+errors only.
 
 Usage::
 
@@ -22,6 +23,7 @@ Usage::
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sys
@@ -63,6 +65,8 @@ def quiet_tensorflow() -> None:
         sys.stderr.flush()
     if error is not None:
         raise error
+    # TensorFlow's Python-side warnings (tf.function retracing notices) are for developers too.
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
 
 def _import_with_fd2_captured() -> tuple[str, BaseException | None]:
