@@ -15,7 +15,8 @@ import pytest
 from sheetsync._bars import COMPILE_LINE, TrainBars, duration, epoch_words
 from sheetsync._quiet import noise_filter
 
-NOISE = ("absl::InitializeLog", "oneDNN", "cuda", "cuInit", "cpu_feature_guard", "I0000", "E0000")
+NOISE = ("absl::InitializeLog", "oneDNN", "cuda", "cuInit", "cpu_feature_guard", "I0000", "E0000",
+         "WARNING:tensorflow")
 REPO = Path(__file__).resolve().parents[1]
 
 
