@@ -1,6 +1,6 @@
 """The whole loop on a synthetic dataset, for a fresh machine: ``python -m sheetsync.demo DIR``.
 
-It draws a Roman-numeral dataset with 10% of the training labels deliberately wrong and one
+It draws a Roman-numeral dataset with 15% of the training labels deliberately wrong and one
 blank image, then runs init -> train -> push -> a scripted reviewer who reads only the first
 rows of the workbook and fixes what is wrong there -> pull -> train, and says honestly what
 that bought:
@@ -9,7 +9,7 @@ that bought:
   random order would have put there);
 * what the reviewer fixed, and how many wrong labels are left below the rows read;
 * the test accuracy before and after, from several training seeds, with a 95% bootstrap
-  interval of the difference over the test images (paired: the same images, both versions),
+  interval of the difference (bootstrap over the test images, paired, and over the seeds),
   and whether that difference is larger than its noise.
 
 The test folder (``label_book``) has clean labels and is the same for both versions, so the
@@ -144,13 +144,22 @@ def review_first_rows(workbook: Path, truth: Truth, fraction: float = 0.2) -> Re
 
 
 def paired_bootstrap(before: Any, after: Any, n: int = 5000, seed: int = 0) -> tuple[float, float]:
-    """95% interval of mean(after) - mean(before) over images drawn with replacement (paired)."""
+    """95% interval of the accuracy difference ``after - before``.
+
+    ``before`` and ``after`` are 0/1 correctness, one row per training seed (or a single row),
+    one column per test image, the same images in both. Each resample draws the images with
+    replacement (paired: the same draw for both versions) and, per version, the seeds with
+    replacement, so the interval holds the test set's noise and the training seed's."""
     import numpy as np
 
-    before, after = np.asarray(before, float), np.asarray(after, float)
+    before, after = np.atleast_2d(np.asarray(before, float)), np.atleast_2d(np.asarray(after, float))
     rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(before), size=(n, len(before)))
-    diffs = after[idx].mean(axis=1) - before[idx].mean(axis=1)
+    images = rng.integers(0, before.shape[1], size=(n, before.shape[1]))
+    diffs = np.empty(n)
+    for k in range(n):
+        sb = rng.integers(0, len(before), size=len(before))
+        sa = rng.integers(0, len(after), size=len(after))
+        diffs[k] = after[sa][:, images[k]].mean() - before[sb][:, images[k]].mean()
     lo, hi = np.percentile(diffs, [2.5, 97.5])
     return float(lo), float(hi)
 
@@ -171,7 +180,7 @@ def _test_correct(project: Any, version: int) -> Any:
 
 
 def _train_seeds(project: Any, epochs: int, seeds: list[int], say: Any) -> Any:
-    """Train once per seed; the test images' correctness averaged over the seeds."""
+    """Train once per seed; the test images' correctness, one row per seed."""
     import numpy as np
 
     from ._bars import TrainBars
@@ -187,36 +196,40 @@ def _train_seeds(project: Any, epochs: int, seeds: list[int], say: Any) -> Any:
         runs.append(_test_correct(project, outcome.version.version))
         say(f"   seed {seed}: test accuracy {runs[-1].mean():.3f} "
             f"(best val accuracy {float(outcome.score['best_val_accuracy']):.3f})")
-    return np.mean(runs, axis=0)
+    return np.array(runs)
 
 
 def _verdict(before: Any, after: Any) -> list[str]:
+    import numpy as np
+
+    before, after = np.atleast_2d(before), np.atleast_2d(after)
     diff = float(after.mean() - before.mean())
     lo, hi = paired_bootstrap(before, after)
-    n = len(before)
-    lines = [f"test accuracy {before.mean():.3f} -> {after.mean():.3f}: {diff:+.3f} "
-             f"(95% bootstrap interval over the {n} test images {lo:+.3f} .. {hi:+.3f})"]
+    seeds, n = len(before), before.shape[1]
+    lines = [f"test accuracy {before.mean():.3f} -> {after.mean():.3f}: {diff:+.3f}, "
+             f"95% interval {lo:+.3f} .. {hi:+.3f}",
+             f"(bootstrap over the {n} test images and the {seeds} training seed(s) of each "
+             "version)"]
     if lo > 0 or hi < 0:
-        lines.append("the interval excludes 0: the difference is larger than the noise of "
-                     "the test set (training noise: see the seeds above)")
+        lines.append("the interval excludes 0: the difference is larger than its noise")
     else:
         lines.append("the interval includes 0: this difference is within noise; it does "
                      "not show that the review helped (nor that it hurt)")
     return lines
 
 
-def run(folder: Path, epochs: int = 8, seeds: list[int] | None = None,
-        fraction: float = 0.2) -> int:
+def run(folder: Path, epochs: int = 12, seeds: list[int] | None = None,
+        fraction: float = 0.2, wrong: int = 60) -> int:
     from .project import Project
 
-    seeds = seeds or [123, 124]
+    seeds = seeds or [123, 124, 125]
     folder.mkdir(parents=True, exist_ok=True)
     data = folder / "data"
     say = print
     if data.exists():
         say(f"{data} exists already: delete {folder} to start again")
         return 1
-    truth = make_dataset(data, wrong=40, label_book=20)
+    truth = make_dataset(data, wrong=wrong, label_book=20)
     counts = {split: len(list((data / split).rglob("*.png"))) for split in ("train", "val", "label_book")}
     say(f"== made a synthetic dataset in {data}: {counts['train']} train, {counts['val']} val, "
         f"{counts['label_book']} test images (label_book); {len(truth.wrong)} train labels are "
@@ -261,12 +274,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sheetsync.demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folder", nargs="?", default="demo-run", type=Path)
-    parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[123, 124])
+    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[123, 124, 125])
+    parser.add_argument("--wrong", type=int, default=60,
+                        help="train labels made wrong on purpose (default 60 of 400)")
     parser.add_argument("--review", type=float, default=0.2,
                         help="fraction of the rows the scripted reviewer reads (default 0.2)")
     args = parser.parse_args(argv)
-    return run(args.folder, args.epochs, args.seeds, args.review)
+    return run(args.folder, args.epochs, args.seeds, args.review, args.wrong)
 
 
 if __name__ == "__main__":
