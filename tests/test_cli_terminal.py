@@ -154,3 +154,14 @@ def test_train_piped_is_plain_lines_and_verbose_brings_tensorflow_back(
     loud = subprocess.run([*cmd[:3], "--verbose", *cmd[3:]], cwd=proj, env=_env(),
                           capture_output=True, text=True, check=True)
     assert "absl::InitializeLog" in loud.stderr or "oneDNN" in loud.stderr, loud.stderr
+
+
+@pytest.mark.slow
+def test_predict_shows_a_fold_bar_in_a_pty(data_root: Path, tmp_path: Path) -> None:
+    proj = _project(data_root, tmp_path)
+    out = run_in_pty([sys.executable, "-m", "sheetsync", "predict", "--folds", "2", "--epochs", "2"],
+                     proj, _env())
+    assert not [n for n in NOISE if n in out], out
+    assert "folds:" in out and "fold 1/2: training on" in out and COMPILE_LINE in out
+    assert "fold 2/2: done in" in out and "fold 1/2: epoch" not in out  # a bar, not lines
+    assert "out-of-sample probabilities for" in out and "next: sheetsync push" in out
