@@ -15,6 +15,7 @@ No other module builds a path under the state folder; each asks the store. Layou
     oos/                          cross-validation work folder (resumable folds)
     hashes.json, hashes-test.json file hash caches of the dataset and of the test folder
     charts/                       embedding maps
+    uploaded.txt                  objects known to be in the [publish] bucket (sheetsync.publish)
 
 Usage::
 
@@ -32,6 +33,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -39,6 +41,9 @@ import pandas as pd
 from .dataset import HashCache
 from .errors import SheetsyncError
 from .versions import ScoreHistory, VersionStore, now_iso, read_csv_text, write_csv_atomic
+
+if TYPE_CHECKING:
+    from .publish import UploadRecord
 
 PREDICTION_KINDS = ("oos", "insample")
 
@@ -64,6 +69,7 @@ class StateStore:
         self.scores_chart = state_dir / "scores.png"
         self.decode_cache = state_dir / "cache"
         self.oos_dir = state_dir / "oos"
+        self.uploaded_path = state_dir / "uploaded.txt"
 
     # ---- the lock --------------------------------------------------------------------------
 
@@ -99,6 +105,12 @@ class StateStore:
 
     def embedding_chart(self, version: int) -> Path:
         return self.dir / "charts" / f"embedding-v{version}.png"
+
+    def upload_record(self) -> UploadRecord:
+        """The objects known to be in the ``[publish]`` bucket (sheetsync.publish)."""
+        from .publish import UploadRecord
+
+        return UploadRecord(self.uploaded_path)
 
     # ---- what the sheet shows --------------------------------------------------------------
 

@@ -14,7 +14,9 @@ The contract:
   header row as column names (as written in the sheet, not cleaned), and the 1-based sheet row
   number as the index (the header is row 1, so the first data row is 2). Numbers read back as
   their shortest text (``1.0`` -> ``"1"``, ``0.25`` -> ``"0.25"``). Returns ``None`` when the
-  sheet does not exist yet. Validation of what people typed is not the backend's job.
+  sheet does not exist yet. Validation of what people typed is not the backend's job. A column
+  with data under a blank header is named ``column N`` (N: its 1-based sheet column) and listed
+  by :func:`mark_headerless`, so that validation can refuse it, naming the cell.
 * ``append_score(row)`` appends one row to the ``scores`` sheet (creating it, with a header,
   when missing; new keys extend the header); ``read_scores()`` returns it as a DataFrame of str.
 """
@@ -96,6 +98,20 @@ class Backend(ABC):
     def usage(self) -> str:
         """What the last operations cost (requests, bytes); empty when not meaningful."""
         return ""
+
+
+_HEADERLESS = "sheetsync.headerless"
+
+
+def mark_headerless(frame: pd.DataFrame, columns: Mapping[str, int]) -> pd.DataFrame:
+    """Record which columns of ``frame`` had no header (name -> 1-based sheet column)."""
+    frame.attrs[_HEADERLESS] = dict(columns)
+    return frame
+
+
+def headerless_columns(frame: pd.DataFrame) -> dict[str, int]:
+    """The columns :func:`mark_headerless` recorded (empty for a frame from elsewhere)."""
+    return dict(frame.attrs.get(_HEADERLESS, {}))
 
 
 def cell_text(value: object) -> str:
