@@ -340,7 +340,8 @@ class Project:
 
     def train(self, *, epochs: int | None = None, seed: int | None = None,
               precision: str | None = None, jit_compile: bool | None = None,
-              on_epoch: Any = None) -> TrainOutcome:
+              on_epoch: Any = None, on_decode: Any = None,
+              on_first_epoch: Any = None) -> TrainOutcome:
         from . import train as training
 
         with self._locked():
@@ -354,7 +355,8 @@ class Project:
                 epochs=epochs or cfg.epochs, seed=cfg.seed if seed is None else seed,
                 batch_size=cfg.batch_size, precision=precision or cfg.precision,
                 jit_compile=cfg.jit_compile if jit_compile is None else jit_compile,
-                cache_dir=self.store.decode_cache, progress=on_epoch)
+                cache_dir=self.store.decode_cache, progress=on_epoch, decode_progress=on_decode,
+                on_first_epoch=on_first_epoch)
             emb_map = self._predict_in_sample(weights, items, info)
             row = score_row(info, items, tr, va, test, result)
             self.scores.append(row)

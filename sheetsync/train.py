@@ -45,9 +45,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from ._quiet import quiet_tensorflow
 from .decode import load_images
 from .errors import TrainingError
 from .model import build_model, compile_model, embedding_model
+
+# TensorFlow's start-up lines (absl, oneDNN, CUDA probing) are dropped before it is imported.
+quiet_tensorflow()
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras
@@ -59,6 +63,7 @@ STEPS_PER_EXECUTION = 32
 EVAL_BATCH = 256
 
 ProgressFn = Callable[[int, int, dict[str, float]], None]
+DecodeFn = Callable[[str, int, int], None]  # (which split, images decoded, images to decode)
 
 
 @dataclass
@@ -275,19 +280,27 @@ def train_model(
     jit_compile: bool = False,
     cache_dir: Path | None = None,
     progress: ProgressFn | None = None,
+    decode_progress: DecodeFn | None = None,
+    on_first_epoch: Callable[[bool, int], None] | None = None,
 ) -> TrainResult:
     """Train the fixed model; save the best weights by validation accuracy to ``weights_path``
-    and evaluate them on ``test``. ``progress(epoch, epochs, logs)`` is called after each epoch.
+    and evaluate them on ``test``. ``progress(epoch, epochs, logs)`` is called after each epoch,
+    ``decode_progress(split, done, todo)`` while images not in the cache are decoded, and
+    ``on_first_epoch(jit_compile, epochs)`` before the first epoch (which compiles the model).
     """
     classes = _check_run(classes, train, epochs, "the training split is empty: nothing to train on")
     if len(val) == 0:
         raise TrainingError("the validation split is empty: best weights are chosen on it")
     start = time.perf_counter()
-    xt, yt = _arrays(train, "train", classes, cache_dir)
-    xv, yv = _arrays(val, "val", classes, cache_dir)
-    test_arrays = (
-        _arrays(test, "test", classes, cache_dir) if test is not None and len(test) else None
-    )
+
+    def arrays(df: pd.DataFrame, what: str) -> tuple[np.ndarray, np.ndarray]:
+        tell = None if decode_progress is None else (
+            lambda done, todo: decode_progress(what, done, todo))
+        return _arrays(df, what, classes, cache_dir, tell)
+
+    xt, yt = arrays(train, "train")
+    xv, yv = arrays(val, "val")
+    test_arrays = arrays(test, "test") if test is not None and len(test) else None
 
     trainer = _trainer(
         xt,
@@ -301,6 +314,8 @@ def train_model(
     model, evaluator = trainer.model, trainer.evaluator
     best: dict[str, Any] = {"acc": -1.0, "epoch": 0, "weights": None}
     history: dict[str, list[float]] = {}
+    if on_first_epoch is not None:
+        on_first_epoch(jit_compile, epochs)
     for epoch in range(1, epochs + 1):
         t0 = time.perf_counter()
         logs = trainer.run_epoch()
