@@ -583,9 +583,11 @@ def fit_predict(
     jit_compile: bool = False,
     cache_dir: Path | None = None,
     progress: ProgressFn | None = None,
+    augment: Callable[[Any], Any] | None = None,
 ) -> Prediction:
     """Train on ``train`` for exactly ``epochs`` epochs (no validation: the last weights are
-    used) and predict ``predict_items``. Cross-validation builds on this."""
+    used) and predict ``predict_items``. Cross-validation builds on this. ``augment`` maps the
+    batched training ``tf.data.Dataset`` (see :mod:`sheetsync._augment`)."""
     classes = _check_classes(classes)
     if len(train) == 0:
         raise TrainingError("nothing to train on: the training items are empty")
@@ -606,6 +608,8 @@ def fit_predict(
         precision=precision,
         jit_compile=jit_compile,
     )
+    if augment is not None:
+        trainer.ds = augment(trainer.ds)
     for epoch in range(1, epochs + 1):
         logs = trainer.run_epoch()
         if progress is not None:
