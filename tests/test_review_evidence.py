@@ -1,0 +1,103 @@
+"""The evidence signals behind the review order (issue 9): neighbours, pictures, augmentation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image, ImageDraw
+
+from sheetsync import _augment, _picture
+from sheetsync import _neighbours as nbr
+
+ROMAN = ["i", "ii", "iii", "iv", "v", "vi", "vii", "viii", "ix", "x"]
+
+
+def test_flip_tables_keep_or_swap_classes_and_refuse_the_rest():
+    h = _augment.flip_table(ROMAN, _augment.HFLIP)
+    v = _augment.flip_table(ROMAN, _augment.VFLIP)
+    name = dict(enumerate(ROMAN))
+    assert {ROMAN[i]: (name[int(t)] if t >= 0 else None) for i, t in enumerate(h)} == {
+        "i": "i", "ii": "ii", "iii": "iii", "iv": "vi", "v": "v", "vi": "iv",
+        "vii": None, "viii": None, "ix": None, "x": "x"}
+    assert [ROMAN[i] for i, t in enumerate(v) if t >= 0] == ["i", "ii", "iii", "ix", "x"]
+    assert (v[v >= 0] == np.flatnonzero(v >= 0)).all()  # upside down never changes the class
+    # A project whose classes are not numerals gets no flips at all.
+    assert (_augment.flip_table(["cat", "dog"], _augment.HFLIP) == -1).all()
+
+
+def test_augmented_batches_swap_iv_and_vi_labels_with_the_mirrored_picture():
+    tf = pytest.importorskip("tensorflow")
+    x = np.full((64, 32, 32, 3), 255.0, np.float32)
+    x[:, 8:24, 4:8] = 0.0  # a stroke on the left: mirrored, it is on the right
+    classes = ["iv", "vi", "vii"]
+    y = np.eye(3, dtype=np.float32)[np.arange(64) % 3]
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(64)
+    xa, ya = (t.numpy() for t in next(iter(_augment.class_preserving(classes)(ds))))
+    before, after = y.argmax(1), ya.argmax(1)
+    right = xa[:, 8:24, 20:30, 0].mean(axis=(1, 2)) < xa[:, 8:24, 2:12, 0].mean(axis=(1, 2))
+    swapped = before != after
+    assert swapped.any() and (~swapped).any()
+    assert (before[before == 2] == after[before == 2]).all()  # vii is never mirrored
+    assert (right == swapped).all()  # a label changes exactly when the picture was mirrored
+    assert {(int(b), int(a)) for b, a in zip(before[swapped], after[swapped], strict=True)} <= {(0, 1), (1, 0)}
+
+
+def _clusters(seed: int = 0) -> tuple[pd.DataFrame, pd.Series, pd.Series]:
+    rng = np.random.default_rng(seed)
+    centres = np.eye(3) * 5
+    ids = [f"r{i:02d}" for i in range(60)]
+    cls = np.arange(60) % 3
+    emb = centres[cls] + rng.normal(scale=0.3, size=(60, 3))
+    labels = pd.Series(np.array(["i", "ii", "iii"])[cls], index=ids)
+    labels.iloc[0] = "ii"  # lies among the i's
+    fold = pd.Series(np.arange(60) // 30, index=ids)
+    return pd.DataFrame(emb, index=ids), labels, fold
+
+
+def test_knn_agreement_and_vote_point_at_the_label_that_sits_among_another_class():
+    emb, labels, fold = _clusters()
+    nb = nbr.neighbours(emb, fold, k=5)
+    same_fold = fold.to_numpy()[nb.positions] == fold.to_numpy()[:, None]
+    assert same_fold.all() and (nb.positions != np.arange(60)[:, None]).all()
+    agree = nbr.knn_agreement(nb, labels, ["i", "ii", "iii"])
+    assert agree["r00"] == 0.0 and agree.drop("r00").min() >= 0.8
+    vote = nbr.knn_vote(nb, labels, ["i", "ii", "iii"])
+    assert vote.loc["r00"].idxmax() == "i" and vote.sum(axis=1).to_numpy() == pytest.approx(1.0)
+
+
+def test_isolation_is_large_for_a_point_far_from_everything():
+    emb, labels, fold = _clusters()
+    emb.iloc[1] = [3.0, -4.0, 3.0]  # a direction no class has
+    iso = nbr.isolation(nbr.neighbours(emb, fold, k=5))
+    assert iso.idxmax() == "r01" and iso["r01"] > 5 * iso.drop("r01").median()
+
+
+def _png(path: Path, draw) -> Path:
+    im = Image.new("L", (200, 120), 255)
+    draw(ImageDraw.Draw(im))
+    im.save(path)
+    return path
+
+
+def test_picture_stats_on_real_pngs(tmp_path):
+    rng = np.random.default_rng(1)
+    files = {
+        "clean": _png(tmp_path / "clean.png", lambda d: d.line([(100, 20), (100, 100)], fill=0, width=6)),
+        "cut": _png(tmp_path / "cut.png", lambda d: d.line([(0, 60), (199, 60)], fill=0, width=6)
+                    or d.line([(150, 0), (150, 119)], fill=0, width=6)),
+        "blank": _png(tmp_path / "blank.png", lambda d: None),
+    }
+    noisy = Image.new("L", (200, 120), 255)
+    px = noisy.load()
+    for x, y in zip(rng.integers(0, 200, 400), rng.integers(0, 120, 400), strict=True):
+        px[int(x), int(y)] = 0
+    noisy.save(tmp_path / "noise.png")
+    files["noise"] = tmp_path / "noise.png"
+    pic = _picture.picture_stats([str(f) for f in files.values()], list(files))
+    assert list(pic.columns) == list(_picture.COLUMNS)
+    assert pic.at["clean", "border_ink"] == 0.0 and pic.at["cut", "border_ink"] > 0.005
+    assert pic.at["blank", "ink"] == 0.0 and pic.at["clean", "ink"] > 0.01
+    assert pic.at["noise", "speck_share"] > 0.9 and pic.at["clean", "speck_share"] == 0.0
