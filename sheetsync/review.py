@@ -69,6 +69,10 @@ class OutOfSample:
     seconds: float = 0.0
     settings: Mapping[str, Any] = field(default_factory=dict)
     items_digest: str = ""  # what it was computed on: compare with items_digest(items) for staleness
+    # With snapshots: held-out probabilities averaged over the snapshot epochs (index = id,
+    # columns = classes), and each image's mean training margin over the folds that trained on it.
+    snapshot_probs: pd.DataFrame | None = None
+    train_margin: pd.Series | None = None
 
     def save(self, path: Path) -> None:
         """Write to one .npz file (atomically)."""
@@ -82,9 +86,15 @@ class OutOfSample:
                          embeddings=self.embeddings.to_numpy(),
                          class_distance=self.class_distance.to_numpy(),
                          fold=self.fold.reindex(self.probs.index).to_numpy(dtype=int),
-                         meta=np.array(meta))
+                         meta=np.array(meta), **self._extras())
 
         _crossval.write_atomic(Path(path), write)
+
+    def _extras(self) -> dict[str, np.ndarray]:
+        if self.snapshot_probs is None or self.train_margin is None:
+            return {}
+        return {"snapshot_probs": self.snapshot_probs.loc[self.probs.index].to_numpy(),
+                "train_margin": self.train_margin.reindex(self.probs.index).to_numpy(dtype=float)}
 
     @classmethod
     def load(cls, path: Path) -> OutOfSample | None:
@@ -94,7 +104,12 @@ class OutOfSample:
                 meta = json.loads(str(z["meta"]))
                 ids = pd.Index(z["ids"].astype(str), name="id")
                 classes = meta["classes"]
+                snap = (pd.DataFrame(z["snapshot_probs"], index=ids, columns=classes)
+                        if "snapshot_probs" in z.files else None)
+                margin = (pd.Series(z["train_margin"], index=ids, name="train_margin")
+                          if "train_margin" in z.files else None)
                 return cls(
+                    snapshot_probs=snap, train_margin=margin,
                     probs=pd.DataFrame(z["probs"], index=ids, columns=classes),
                     embeddings=pd.DataFrame(z["embeddings"], index=ids),
                     class_distance=pd.DataFrame(z["class_distance"], index=ids, columns=classes),
@@ -163,6 +178,8 @@ def out_of_sample(
     cache_dir: Path | None = None,
     fit_predict: Callable[..., Any] | None = None,
     progress: Callable[[str], None] | None = None,
+    augment: bool = False,
+    snapshots: Sequence[int] = (),
     **fit_options: Any,
 ) -> OutOfSample:
     """Score every image with the fold model that did not train on it (stratified k-fold).
@@ -172,13 +189,24 @@ def out_of_sample(
     unchanged is reused. ``fit_predict`` defaults to :func:`sheetsync.train.fit_predict`;
     ``fit_options`` (batch_size, precision, jit_compile) are passed on to it.
     ``progress(message)`` hears about each fold (started, reused, done) and each epoch.
+    ``augment`` trains the folds on class-preserving variants (:mod:`sheetsync._augment`).
+    ``snapshots`` (epochs) also keep training dynamics: :attr:`OutOfSample.snapshot_probs` and
+    :attr:`OutOfSample.train_margin`.
     """
     start = time.perf_counter()
     items = _check_items(items, classes)
     if fit_predict is None:
-        from .train import fit_predict as default_fit_predict  # TensorFlow: only when training
+        # TensorFlow: only when training
+        from . import _augment
+        from .train import fit_predict as default_fit_predict
 
-        fit_predict = default_fit_predict
+        fit_predict = _augment.fit_predict if augment else default_fit_predict
+    if augment:
+        from ._augment import SETTINGS as augment_settings
+
+        fit_options = {**fit_options, "augment_settings": augment_settings}
+    if snapshots:
+        fit_options = {**fit_options, "snapshots": sorted(int(e) for e in snapshots)}
     say = progress or (lambda message: None)
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -191,7 +219,9 @@ def out_of_sample(
     )
 
     settings = {"epochs": epochs, "seed": seed, **fit_options}
-    fit_kwargs: dict[str, Any] = {"epochs": epochs, "seed": seed, "cache_dir": cache_dir, **fit_options}
+    # The augmentation settings name the fold results (their key), they are not an argument.
+    passed = {k: v for k, v in fit_options.items() if k != "augment_settings"}
+    fit_kwargs: dict[str, Any] = {"epochs": epochs, "seed": seed, "cache_dir": cache_dir, **passed}
     results: list[_crossval.FoldResult] = []
     reused: list[int] = []
     for f in range(folds):
@@ -228,13 +258,28 @@ def out_of_sample(
     width = max(e.shape[1] for e in emb_parts)
     embeddings = frame(np.concatenate(emb_parts), range(width))
     dist = frame(np.concatenate([r.class_distance for r in results]), classes)
+    snap, margin = _dynamics(results, frame, order, classes)
     oos = OutOfSample(
         probs=probs, embeddings=embeddings, class_distance=dist, fold=fold_of,
         reused=tuple(reused), seconds=time.perf_counter() - start, settings=settings,
-        items_digest=items_digest(items),
+        items_digest=items_digest(items), snapshot_probs=snap, train_margin=margin,
     )
     oos.save(work_dir / LATEST)
     return oos
+
+
+def _dynamics(
+    results: Sequence[_crossval.FoldResult], frame: Callable[..., pd.DataFrame], order: pd.Index,
+    classes: Sequence[str],
+) -> tuple[pd.DataFrame | None, pd.Series | None]:
+    """Snapshot probabilities of the held-out rows and mean training margins, when every fold
+    kept them (a fold cached without snapshots has none)."""
+    if any(r.snapshot_probs is None or r.train_ids is None or r.train_margin is None for r in results):
+        return None, None
+    snap = frame(np.concatenate([r.snapshot_probs for r in results]), classes)  # type: ignore[misc]
+    parts = pd.concat([pd.Series(r.train_margin, index=r.train_ids.astype(str)) for r in results])  # type: ignore[union-attr,arg-type]
+    margin = parts.groupby(level=0).mean().reindex(order).rename("train_margin")
+    return snap, margin
 
 
 # ----------------------------------------------------------------------------- signals
