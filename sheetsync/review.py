@@ -27,14 +27,22 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import _crossval, _duplicates
+from . import _crossval, _duplicates, _evidence, _picture
+from . import _neighbours as nbr
 from . import _signals as sig
 from .errors import ConfigError, TrainingError
 
-ORDERS = ("combined", "issue", "confidence", "loss", "margin", "random", "path")
+ORDERS = ("combined", "issue", "confidence", "loss", "margin", "random", "path", "classic")
 SIGNAL_COLUMNS = (
-    "predicted", "confidence", "margin", "loss", "issue_score", "suspected",
+    "predicted", "confidence", "margin", "loss", "issue_score", "suspected", "suggestion",
     "duplicate_of", "outlier", "blank", "why", "priority",
+)
+# The evidence behind ``priority`` and ``suggestion`` (see :mod:`sheetsync._evidence`); NaN where
+# it cannot be had (no embeddings: no neighbours; no snapshots: no training margin; one run: no
+# seed disagreement). ``classic_priority`` is the order before issue 9 (``order = "classic"``).
+EVIDENCE_COLUMNS = (
+    "knn_agreement", "knn_class", "isolation", "max_prob", "far_all", "seed_disagreement",
+    "train_margin", *_picture.COLUMNS, "classic_priority",
 )
 ITEM_COLUMNS = ("id", "file", "hash", "label")
 
@@ -42,6 +50,10 @@ ITEM_COLUMNS = ("id", "file", "hash", "label")
 WEIGHTS: Mapping[str, float] = {"duplicate": 0.05}
 # Outlier distances (in units of a class's typical spread) from which an image is "far".
 FAR = 2.5
+# Runs whose probabilities differ by this much (total variation) disagree about an image.
+DISAGREE = 0.3
+# A picture whose frame is this much covered by ink is probably cut off.
+BORDER = 0.05
 
 
 class UnknownOrderError(ConfigError):
@@ -343,11 +355,36 @@ def why(signals: pd.DataFrame, labels: pd.Series, probs: pd.DataFrame | None,
                     parts.append(f"same picture as {other}{where}")
         if pd.notna(row["outlier"]) and row["outlier"] >= FAR:
             parts.append(f"far from class {label_of[i]} ({row['outlier']:.1f}x usual)")
+        parts.extend(_evidence_why(row, label_of[i]))
         if not parts and pd.notna(row["issue_score"]) and row["issue_score"] >= 0.3:
             # The softmax agrees with the label but the embedding space does not.
             parts.append(f"issue score {row['issue_score']:.2f}: the image sits with another class")
         out.append("; ".join(parts))
     return pd.Series(out, index=signals.index, name="why", dtype=str)
+
+
+def _evidence_why(row: pd.Series, label: str) -> list[str]:
+    """The evidence signals that fired for one row, in words."""
+    parts: list[str] = []
+    agree = row.get("knn_agreement", np.nan)
+    if pd.notna(agree) and agree < 0.5 and row.get("knn_class", "") not in ("", label):
+        parts.append(f"neighbours are {row['knn_class']} ({agree:.0%} share label {label})")
+    margin = row.get("train_margin", np.nan)
+    if pd.notna(margin) and margin < 0:
+        parts.append(f"never learned in training (margin {margin:.2f})")
+    best = row.get("max_prob", np.nan)
+    if pd.notna(best) and best < 0.5:
+        parts.append(f"no class above 0.5 (best {best:.2f})")
+    far = row.get("far_all", np.nan)
+    if pd.notna(far) and far >= FAR:
+        parts.append(f"far from every class ({far:.1f}x usual)")
+    tv = row.get("seed_disagreement", np.nan)
+    if pd.notna(tv) and tv >= DISAGREE:
+        parts.append(f"fold seeds disagree ({tv:.2f})")
+    border = row.get("border_ink", np.nan)
+    if pd.notna(border) and border >= BORDER:
+        parts.append(f"ink runs off the edge ({border:.0%} of the frame)")
+    return parts
 
 
 def _doubt_probs(
@@ -374,9 +411,46 @@ def _doubt_probs(
     return doubt
 
 
+def ensemble_probs(runs: Sequence[OutOfSample]) -> pd.DataFrame:
+    """The mean over runs (fold seeds) of each run's held-out probabilities, the mean over the
+    snapshot epochs where a run kept them (a temporal ensemble: steadier than the last epoch)."""
+    frames = [r.snapshot_probs if r.snapshot_probs is not None else r.probs for r in runs]
+    index = frames[0].index
+    return sig.ensemble(*[f.loc[index] for f in frames])
+
+
+def _run_evidence(
+    runs: Sequence[OutOfSample], labels: pd.Series, classes: Sequence[str]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(evidence columns, neighbours' vote per class) from the runs' embeddings, distances and
+    dynamics, each averaged over the runs (every run has its own fold models and spaces)."""
+    ev = pd.DataFrame(index=labels.index)
+    votes, agree, iso = [], [], []
+    for r in runs:
+        nb = nbr.neighbours(r.embeddings.loc[labels.index], r.fold)
+        votes.append(nbr.knn_vote(nb, labels, classes))
+        agree.append(nbr.knn_agreement(nb, labels, classes))
+        iso.append(nbr.isolation(nb))
+    vote = sig.ensemble(*votes)
+    ev["knn_agreement"] = pd.concat(agree, axis=1).mean(axis=1)
+    ev["knn_class"] = vote.idxmax(axis=1)
+    ev["isolation"] = pd.concat(iso, axis=1).mean(axis=1)
+    ev["far_all"] = pd.concat([r.class_distance.loc[labels.index].min(axis=1) for r in runs], axis=1).mean(axis=1)
+    if len(runs) > 1:
+        # Total variation between each run's probabilities and their mean: runs that disagree.
+        mean = ensemble_probs(runs).loc[labels.index].to_numpy()
+        tv = [0.5 * np.abs(f.loc[labels.index].to_numpy() - mean).sum(axis=1)
+              for f in (r.snapshot_probs if r.snapshot_probs is not None else r.probs for r in runs)]
+        ev["seed_disagreement"] = np.mean(tv, axis=0)
+    margins = [r.train_margin for r in runs if r.train_margin is not None]
+    if margins:
+        ev["train_margin"] = pd.concat([m.reindex(labels.index) for m in margins], axis=1).mean(axis=1)
+    return ev, vote
+
+
 def review_signals(
     items: pd.DataFrame,
-    probs: pd.DataFrame | OutOfSample | None,
+    probs: pd.DataFrame | OutOfSample | Sequence[OutOfSample] | None,
     classes: Sequence[str],
     *,
     class_distance: pd.DataFrame | None = None,
@@ -385,16 +459,24 @@ def review_signals(
 ) -> pd.DataFrame:
     """The review columns, one row per item (index = id), in :data:`SIGNAL_COLUMNS` order.
 
-    ``probs`` is an :class:`OutOfSample` (its class distances are used for ``outlier``), a
-    probability frame (index = id, columns = classes), or None when no model exists yet. Rows
+    ``probs`` is an :class:`OutOfSample` (its class distances are used for ``outlier``, its
+    embeddings for the neighbours), several (fold seeds: averaged, and their disagreement is a
+    signal), a probability frame (index = id, columns = classes), or None when no model exists
+    yet. Rows
     without probabilities (no model yet, or images added since it ran) keep empty model columns
     and an empty priority unless they are blank or a copy under another label.
     """
     items = items.reset_index(drop=True).copy()
     items["id"] = items["id"].astype(str)
+    runs: list[OutOfSample] = []
     if isinstance(probs, OutOfSample):
-        class_distance = probs.class_distance if class_distance is None else class_distance
-        probs = probs.probs
+        runs = [probs]
+    elif isinstance(probs, list | tuple):
+        runs = list(probs)
+    if runs:
+        if class_distance is None:
+            class_distance = sig.ensemble(*[r.class_distance.loc[runs[0].probs.index] for r in runs])
+        probs = ensemble_probs(runs)
     index = pd.Index(items["id"], name="id")
     labels = pd.Series(items["label"].astype(str).to_numpy(), index=index)
     bad = labels[~labels.isin(list(classes))]
@@ -434,12 +516,41 @@ def review_signals(
         cd.index = cd.index.astype(str)
         known = index[index.isin(cd.index)]
         out.loc[known, "outlier"] = sig.outlier(cd.loc[known, list(classes)], labels.loc[known])
-    out["priority"] = priority(out, weights)
+    classic = priority(out, weights)
     # Without a model score only blank images and conflicting copies say anything.
-    out["priority"] = out["priority"].where(out["confidence"].notna() | (out["priority"] >= 1))
+    out["classic_priority"] = classic.where(out["confidence"].notna() | (classic >= 1))
+    vote = _add_evidence(out, items, runs, probs, labels, classes, find_duplicates)
+    out["suggestion"] = _evidence.suggestion(probs, vote, labels, out["blank"])
+    flags = (out["blank"].astype(bool) | out["duplicate_conflict"].astype(bool)).astype(float)
+    copy = (out["duplicate_of"].astype(str) != "").astype(float)
+    combined = np.maximum(_evidence.combine(out).fillna(0.0), _evidence.TOP * flags)
+    combined = combined + weights.get("duplicate", 0.0) * copy
+    out["priority"] = combined.where(out["confidence"].notna() | (flags > 0))
     splits = items.set_index("id")["split"].astype(str) if "split" in items.columns else None
     out["why"] = why(out, labels, probs, splits)
-    return out[list(SIGNAL_COLUMNS) + ["duplicate_conflict"]]
+    return out[list(SIGNAL_COLUMNS) + ["duplicate_conflict", *EVIDENCE_COLUMNS]]
+
+
+def _add_evidence(
+    out: pd.DataFrame, items: pd.DataFrame, runs: Sequence[OutOfSample], probs: pd.DataFrame | None,
+    labels: pd.Series, classes: Sequence[str], pictures: bool,
+) -> pd.DataFrame | None:
+    """Fill the :data:`EVIDENCE_COLUMNS` of ``out`` in place; returns the neighbours' vote."""
+    for c in EVIDENCE_COLUMNS:
+        if c not in out.columns:
+            out[c] = "" if c == "knn_class" else np.nan
+    out["max_prob"] = probs.max(axis=1).reindex(out.index) if probs is not None else np.nan
+    vote = None
+    scored = [r for r in runs if labels.index.isin(r.probs.index).all()]
+    if scored and len(scored) == len(runs):
+        ev, vote = _run_evidence(runs, labels, classes)
+        for c in ev.columns:
+            out[c] = ev[c]
+    if pictures and len(items):
+        pic = _picture.picture_stats(items["file"].astype(str), items["id"].astype(str))
+        for c in _picture.COLUMNS:
+            out[c] = pic[c]
+    return vote
 
 
 # ----------------------------------------------------------------------------- order
@@ -464,6 +575,7 @@ def review_order(
         return pd.Index(key.sort_values(kind="stable").index, name="id")
     column, descending = {
         "combined": ("priority", True),
+        "classic": ("classic_priority", True),
         "issue": ("issue_score", True),
         "confidence": ("confidence", False),
         "loss": ("loss", True),
