@@ -33,7 +33,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from bench.bench_review import CLASSES, DATA, cleanlab_order, load_items

@@ -115,7 +115,7 @@ class FoldResult:
                     probs=self.probs,
                     embeddings=self.embeddings,
                     class_distance=self.class_distance,
-                    **self._extras(),
+                    **self._extras(),  # type: ignore[arg-type]
                 )
 
         write_atomic(path, write)

@@ -14,7 +14,7 @@ Usage::
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
@@ -31,12 +31,12 @@ COLUMNS = ("ink", "border_ink", "speck_share", "components")
 def _load(path: str) -> np.ndarray:
     from PIL import Image
 
-    with Image.open(path) as im:
-        im = im.convert("L")
-        scale = SIDE / max(im.size)
-        size = (max(1, round(im.size[0] * scale)), max(1, round(im.size[1] * scale)))
-        # Nearest keeps thin strokes dark instead of averaging them into the background.
-        return np.asarray(im.resize(size, Image.NEAREST)) < INK
+    with Image.open(path) as raw:
+        im = raw.convert("L")
+    scale = SIDE / max(im.size)
+    size = (max(1, round(im.size[0] * scale)), max(1, round(im.size[1] * scale)))
+    # Nearest keeps thin strokes dark instead of averaging them into the background.
+    return np.asarray(im.resize(size, Image.Resampling.NEAREST)) < INK
 
 
 def stats(ink: np.ndarray) -> dict[str, float]:
@@ -57,7 +57,7 @@ def stats(ink: np.ndarray) -> dict[str, float]:
     }
 
 
-def picture_stats(files: Iterable[str], index: Sequence[str]) -> pd.DataFrame:
+def picture_stats(files: Iterable[str], index: Iterable[str]) -> pd.DataFrame:
     """:data:`COLUMNS` for each image file, on ``index``."""
     rows = [stats(_load(str(f))) for f in files]
     return pd.DataFrame(rows, index=pd.Index([str(i) for i in index], name="id"),

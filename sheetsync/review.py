@@ -98,7 +98,7 @@ class OutOfSample:
                          embeddings=self.embeddings.to_numpy(),
                          class_distance=self.class_distance.to_numpy(),
                          fold=self.fold.reindex(self.probs.index).to_numpy(dtype=int),
-                         meta=np.array(meta), **self._extras())
+                         meta=np.array(meta), **self._extras())  # type: ignore[arg-type]
 
         _crossval.write_atomic(Path(path), write)
 
@@ -289,7 +289,9 @@ def _dynamics(
     if any(r.snapshot_probs is None or r.train_ids is None or r.train_margin is None for r in results):
         return None, None
     snap = frame(np.concatenate([r.snapshot_probs for r in results]), classes)  # type: ignore[misc]
-    parts = pd.concat([pd.Series(r.train_margin, index=r.train_ids.astype(str)) for r in results])  # type: ignore[union-attr,arg-type]
+    series: list[pd.Series] = [pd.Series(r.train_margin, index=np.asarray(r.train_ids).astype(str))
+                               for r in results]
+    parts = pd.concat(series)
     margin = parts.groupby(level=0).mean().reindex(order).rename("train_margin")
     return snap, margin
 
@@ -462,9 +464,8 @@ def review_signals(
     ``probs`` is an :class:`OutOfSample` (its class distances are used for ``outlier``, its
     embeddings for the neighbours), several (fold seeds: averaged, and their disagreement is a
     signal), a probability frame (index = id, columns = classes), or None when no model exists
-    yet. Rows
-    without probabilities (no model yet, or images added since it ran) keep empty model columns
-    and an empty priority unless they are blank or a copy under another label.
+    yet. Rows without probabilities (no model yet, or images added since it ran) keep empty
+    model columns and an empty priority unless they are blank or a copy under another label.
     """
     items = items.reset_index(drop=True).copy()
     items["id"] = items["id"].astype(str)
@@ -476,7 +477,9 @@ def review_signals(
     if runs:
         if class_distance is None:
             class_distance = sig.ensemble(*[r.class_distance.loc[runs[0].probs.index] for r in runs])
-        probs = ensemble_probs(runs)
+    pf: pd.DataFrame | None = (
+        ensemble_probs(runs) if runs else probs if isinstance(probs, pd.DataFrame) else None
+    )
     index = pd.Index(items["id"], name="id")
     labels = pd.Series(items["label"].astype(str).to_numpy(), index=index)
     bad = labels[~labels.isin(list(classes))]
@@ -486,20 +489,20 @@ def review_signals(
     out["predicted"], out["suspected"] = "", ""
     for c in ("confidence", "margin", "loss", "issue_score"):
         out[c] = np.nan
-    if probs is not None:
-        probs = probs.copy()
-        probs.index = probs.index.astype(str)
+    if pf is not None:
+        pf = pf.copy()
+        pf.index = pf.index.astype(str)
         # Images the model has not scored yet (new since it ran) keep empty model columns.
-        scored = index[index.isin(probs.index)]
-        probs = probs.loc[scored, list(classes)].astype(float)
+        scored = index[index.isin(pf.index)]
+        pf = pf.loc[scored, list(classes)].astype(float)
         given = labels.loc[scored]
         if len(scored):
-            doubt = _doubt_probs(probs, class_distance, classes)
+            doubt = _doubt_probs(pf, class_distance, classes)
             issues = sig.label_issues(doubt, given)
-            out.loc[scored, "predicted"] = sig.predicted(probs)
-            out.loc[scored, "confidence"] = sig.confidence(probs, given)
-            out.loc[scored, "margin"] = sig.margin(probs, given)
-            out.loc[scored, "loss"] = sig.loss(probs, given)
+            out.loc[scored, "predicted"] = sig.predicted(pf)
+            out.loc[scored, "confidence"] = sig.confidence(pf, given)
+            out.loc[scored, "margin"] = sig.margin(pf, given)
+            out.loc[scored, "loss"] = sig.loss(pf, given)
             out.loc[scored, "issue_score"] = sig.issue_score(doubt, given)
             out.loc[scored, "suspected"] = sig.suspected(doubt, given, issues)
     if find_duplicates and len(items):
@@ -519,15 +522,15 @@ def review_signals(
     classic = priority(out, weights)
     # Without a model score only blank images and conflicting copies say anything.
     out["classic_priority"] = classic.where(out["confidence"].notna() | (classic >= 1))
-    vote = _add_evidence(out, items, runs, probs, labels, classes, find_duplicates)
-    out["suggestion"] = _evidence.suggestion(probs, vote, labels, out["blank"])
+    vote = _add_evidence(out, items, runs, pf, labels, classes, find_duplicates)
+    out["suggestion"] = _evidence.suggestion(pf, vote, labels, out["blank"])
     flags = (out["blank"].astype(bool) | out["duplicate_conflict"].astype(bool)).astype(float)
     copy = (out["duplicate_of"].astype(str) != "").astype(float)
     combined = np.maximum(_evidence.combine(out).fillna(0.0), _evidence.TOP * flags)
     combined = combined + weights.get("duplicate", 0.0) * copy
-    out["priority"] = combined.where(out["confidence"].notna() | (flags > 0))
+    out["priority"] = pd.Series(combined, index=out.index).where(out["confidence"].notna() | (flags > 0))
     splits = items.set_index("id")["split"].astype(str) if "split" in items.columns else None
-    out["why"] = why(out, labels, probs, splits)
+    out["why"] = why(out, labels, pf, splits)
     return out[list(SIGNAL_COLUMNS) + ["duplicate_conflict", *EVIDENCE_COLUMNS]]
 
 

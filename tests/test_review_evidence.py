@@ -101,3 +101,75 @@ def test_picture_stats_on_real_pngs(tmp_path):
     assert pic.at["clean", "border_ink"] == 0.0 and pic.at["cut", "border_ink"] > 0.005
     assert pic.at["blank", "ink"] == 0.0 and pic.at["clean", "ink"] > 0.01
     assert pic.at["noise", "speck_share"] > 0.9 and pic.at["clean", "speck_share"] == 0.0
+
+
+# ----------------------------------------------------------------------------- combination, suggestion
+
+from sheetsync import _evidence, review  # noqa: E402
+
+CLS3 = ["i", "ii", "iii"]
+
+
+def _frame(rows: dict[str, list[float]]) -> pd.DataFrame:
+    return pd.DataFrame.from_dict(rows, orient="index", columns=CLS3)
+
+
+def test_combine_is_the_mean_rank_of_the_views_a_row_has():
+    s = pd.DataFrame({"issue_score": [0.9, 0.1, 0.5, np.nan], "knn_agreement": [0.0, 1.0, 0.5, np.nan],
+                      "outlier": [np.nan, np.nan, np.nan, np.nan]}, index=list("abcd"))
+    prio = _evidence.combine(s)
+    assert prio["a"] == pytest.approx(1.0) and prio["b"] == pytest.approx(1 / 3)
+    assert prio["c"] == pytest.approx(2 / 3) and np.isnan(prio["d"])
+
+
+def test_suggestion_relabels_only_when_models_and_neighbours_agree_and_never_a_blank():
+    probs = _frame({"agree": [0.1, 0.8, 0.1], "split": [0.1, 0.8, 0.1], "lost": [0.3, 0.3, 0.4],
+                    "fine": [0.9, 0.05, 0.05], "blank": [0.05, 0.9, 0.05]})
+    vote = _frame({"agree": [0.1, 0.7, 0.2], "split": [0.3, 0.3, 0.4], "lost": [0.4, 0.3, 0.3],
+                   "fine": [0.9, 0.1, 0.0], "blank": [0.1, 0.9, 0.0]})
+    labels = pd.Series(["i", "i", "i", "i", "i"], index=probs.index)
+    blank = pd.Series([False, False, False, False, True], index=probs.index)
+    out = _evidence.suggestion(probs, vote, labels, blank)
+    assert out.to_dict() == {"agree": "relabel → ii", "split": "", "lost": "drop?", "fine": "",
+                             "blank": "drop?"}
+    # Without neighbours (no embeddings), the models alone decide.
+    assert _evidence.suggestion(probs, None, labels, blank)["split"] == "relabel → ii"
+
+
+def _run(probs: pd.DataFrame, emb: np.ndarray, margin: pd.Series | None = None) -> review.OutOfSample:
+    ids = probs.index
+    dist = pd.DataFrame(1.0 - probs.to_numpy(), index=ids, columns=probs.columns)
+    return review.OutOfSample(probs=probs, embeddings=pd.DataFrame(emb, index=ids), class_distance=dist,
+                              fold=pd.Series(0, index=ids), snapshot_probs=probs if margin is not None else None,
+                              train_margin=margin)
+
+
+def test_review_signals_from_two_runs_on_real_pngs(tmp_path):
+    rng = np.random.default_rng(3)
+    rows, probs, emb = [], {}, []
+    for k, c in enumerate(CLS3):
+        for j in range(8):
+            path = tmp_path / c / f"{j}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            im = Image.new("L", (48, 48), 255)
+            ImageDraw.Draw(im).line([(10 + 10 * k, 6 + j), (10 + 10 * k, 40)], fill=0, width=3)
+            im.save(path)
+            rows.append({"id": f"{c}{j}", "file": str(path), "hash": f"{c}{j}", "label": c, "split": "train"})
+            p = np.full(3, 0.05)
+            p[k] = 0.9
+            probs[f"{c}{j}"] = p
+            emb.append(np.eye(3)[k] + rng.normal(scale=0.05, size=3))
+    items = pd.DataFrame(rows)
+    items.loc[0, "label"] = "iii"  # a picture of i, labelled iii
+    p = pd.DataFrame.from_dict(probs, orient="index", columns=CLS3)
+    margin = pd.Series(0.5, index=p.index)
+    margin["i0"] = -0.8
+    runs = [_run(p, np.array(emb), margin), _run(p * 0.98 + 0.02 / 3, np.array(emb) + 0.01, margin)]
+    out = review.review_signals(items, runs, CLS3)
+    assert list(out.columns[: len(review.SIGNAL_COLUMNS)]) == list(review.SIGNAL_COLUMNS)
+    assert set(review.EVIDENCE_COLUMNS) <= set(out.columns)
+    assert review.review_order(out, "combined")[0] == "i0"
+    assert out.at["i0", "suggestion"] == "relabel → i" and out.at["i0", "knn_class"] == "i"
+    assert (out["suggestion"].drop("i0") == "").all()
+    assert "neighbours are i" in out.at["i0", "why"] and "never learned" in out.at["i0", "why"]
+    assert out["seed_disagreement"].notna().all() and out["ink"].gt(0).all()
