@@ -299,7 +299,8 @@ class Project:
         kind, version, probs, distance = found
         # Images added since those predictions have none: score the rest, keep all rows.
         scored = items[items["id"].isin(probs.index)]
-        signals = review_signals(scored, probs, self.config.classes, class_distance=distance)
+        signals = review_signals(scored, self._rich_oos(kind, scored) or probs, self.config.classes,
+                                 class_distance=distance)
         unscored = items[~items["id"].isin(probs.index)]
         if len(unscored):
             signals = pd.concat([signals, review_signals(unscored, None, self.config.classes,
@@ -310,6 +311,16 @@ class Project:
                  f"`sheetsync {'predict' if kind == 'oos' else 'train'}` again"
                  if version != info.version else "")
         return signals, f"{what} for v{version}{stale}"
+
+    def _rich_oos(self, kind: str, scored: pd.DataFrame) -> Any:
+        """The last out-of-sample run itself (embeddings, folds, training dynamics: the
+        neighbour and dynamics signals need them) when it scored exactly these images."""
+        from .review import latest_out_of_sample
+
+        oos = latest_out_of_sample(self.state / "oos") if kind == "oos" else None
+        if oos is None or set(oos.probs.index) != set(scored["id"].astype(str)):
+            return None
+        return oos
 
     def _latest_predictions(self, upto: int) -> tuple[str, int, pd.DataFrame, pd.DataFrame | None] | None:
         for version in range(upto, 0, -1):
@@ -531,7 +542,8 @@ class Project:
                 epochs=epochs or cfg.epochs, seed=self.config.train.seed,
                 work_dir=self.state / "oos", cache_dir=self.state / "cache", progress=on_fold,
                 batch_size=self.config.train.batch_size, precision=self.config.train.precision,
-                jit_compile=self.config.train.jit_compile)
+                jit_compile=self.config.train.jit_compile, augment=cfg.augment,
+                snapshots=_quarters(epochs or cfg.epochs) if cfg.snapshots else ())
             ids = list(oos.probs.index)
             self._save_predictions(info.version, "oos", ids, oos.probs.to_numpy(),
                                    oos.embeddings.loc[ids].to_numpy(),
@@ -659,3 +671,8 @@ def _counts_text(counts: dict[str, int]) -> str:
 
 
 __all__ = ["Project", "Report", "counts_table", "order_classes", "counts_of"]
+
+
+def _quarters(epochs: int) -> tuple[int, ...]:
+    """Snapshot epochs for training dynamics: each quarter of the run (the last epoch included)."""
+    return tuple(sorted({max(1, round(epochs * q / 4)) for q in range(1, 5)}))
