@@ -16,7 +16,8 @@ fitted weights because the benchmark is one reviewer among several (see bench_re
 Blank images and pictures that also appear under another label stay on top (priority 1.5).
 
 **The suggestion** (:func:`suggestion`), for rows whose label is in doubt (the model and, where
-known, the neighbours give it less than half):
+known, the neighbours give it less than half, and the views on average put the row among the
+most doubtful fifth: priority >= 0.8):
 
 * ``relabel → c`` when both the models and the neighbours give another class ``c`` a majority;
 * ``drop?`` when no class gets a majority from the models, or the picture is blank;
@@ -38,6 +39,7 @@ VIEWS: dict[str, bool] = {
     "issue_score": True, "knn_agreement": False, "outlier": True, "train_margin": False,
 }
 MAJORITY = 0.5
+SUGGEST_FROM = 0.8  # the priority (a mean rank) from which a row's doubt is worth an action
 TOP = 1.5  # the priority of blank images and of copies under another label
 
 
@@ -55,6 +57,7 @@ def combine(signals: pd.DataFrame) -> pd.Series:
 
 def suggestion(
     probs: pd.DataFrame | None, vote: pd.DataFrame | None, labels: pd.Series, blank: pd.Series,
+    priority: pd.Series | None = None,
 ) -> pd.Series:
     """``relabel → <class>``, ``drop?`` or '' per row (index = labels' index)."""
     index = labels.index
@@ -64,6 +67,8 @@ def suggestion(
         scored = p.notna().all(axis=1)
         mine = _at(p, labels)
         doubted = scored & (mine < MAJORITY)
+        if priority is not None:
+            doubted &= priority.reindex(index).fillna(1.0) >= SUGGEST_FROM
         best, best_p = _best_other(p, labels)
         if vote is not None:
             v = vote.reindex(index)

@@ -523,10 +523,11 @@ def review_signals(
     # Without a model score only blank images and conflicting copies say anything.
     out["classic_priority"] = classic.where(out["confidence"].notna() | (classic >= 1))
     vote = _add_evidence(out, items, runs, pf, labels, classes, find_duplicates)
-    out["suggestion"] = _evidence.suggestion(pf, vote, labels, out["blank"])
     flags = (out["blank"].astype(bool) | out["duplicate_conflict"].astype(bool)).astype(float)
     copy = (out["duplicate_of"].astype(str) != "").astype(float)
-    combined = np.maximum(_evidence.combine(out).fillna(0.0), _evidence.TOP * flags)
+    views = _evidence.combine(out)
+    out["suggestion"] = _evidence.suggestion(pf, vote, labels, out["blank"], views)
+    combined = np.maximum(views.fillna(0.0), _evidence.TOP * flags)
     combined = combined + weights.get("duplicate", 0.0) * copy
     out["priority"] = pd.Series(combined, index=out.index).where(out["confidence"].notna() | (flags > 0))
     splits = items.set_index("id")["split"].astype(str) if "split" in items.columns else None

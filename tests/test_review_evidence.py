@@ -134,6 +134,10 @@ def test_suggestion_relabels_only_when_models_and_neighbours_agree_and_never_a_b
                              "blank": "drop?"}
     # Without neighbours (no embeddings), the models alone decide.
     assert _evidence.suggestion(probs, None, labels, blank)["split"] == "relabel → ii"
+    # Rows low in the review order get no action, blank pictures still do.
+    low = pd.Series(0.3, index=probs.index)
+    assert _evidence.suggestion(probs, vote, labels, blank, low).to_dict() == {
+        "agree": "", "split": "", "lost": "", "fine": "", "blank": "drop?"}
 
 
 def _run(probs: pd.DataFrame, emb: np.ndarray, margin: pd.Series | None = None) -> review.OutOfSample:
