@@ -530,7 +530,7 @@ class Project:
     def predict(self, *, folds: int | None = None, epochs: int | None = None,
                 on_fold: Any = None) -> Report:
         """Out-of-sample probabilities for every kept train/val image (k-fold)."""
-        from .review import out_of_sample
+        from .review import out_of_sample, snapshot_epochs
 
         with self._locked():
             manifest, info, _ = self._refresh()
@@ -543,7 +543,7 @@ class Project:
                 work_dir=self.state / "oos", cache_dir=self.state / "cache", progress=on_fold,
                 batch_size=self.config.train.batch_size, precision=self.config.train.precision,
                 jit_compile=self.config.train.jit_compile, augment=cfg.augment,
-                snapshots=_quarters(epochs or cfg.epochs) if cfg.snapshots else ())
+                snapshots=snapshot_epochs(epochs or cfg.epochs) if cfg.snapshots else ())
             ids = list(oos.probs.index)
             self._save_predictions(info.version, "oos", ids, oos.probs.to_numpy(),
                                    oos.embeddings.loc[ids].to_numpy(),
@@ -671,8 +671,3 @@ def _counts_text(counts: dict[str, int]) -> str:
 
 
 __all__ = ["Project", "Report", "counts_table", "order_classes", "counts_of"]
-
-
-def _quarters(epochs: int) -> tuple[int, ...]:
-    """Snapshot epochs for training dynamics: each quarter of the run (the last epoch included)."""
-    return tuple(sorted({max(1, round(epochs * q / 4)) for q in range(1, 5)}))

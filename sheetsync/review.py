@@ -280,6 +280,11 @@ def out_of_sample(
     return oos
 
 
+def snapshot_epochs(epochs: int) -> tuple[int, ...]:
+    """Snapshot epochs for training dynamics: each quarter of the run (the last epoch included)."""
+    return tuple(sorted({max(1, round(epochs * q / 4)) for q in range(1, 5)}))
+
+
 def _dynamics(
     results: Sequence[_crossval.FoldResult], frame: Callable[..., pd.DataFrame], order: pd.Index,
     classes: Sequence[str],
