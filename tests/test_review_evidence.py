@@ -177,3 +177,75 @@ def test_review_signals_from_two_runs_on_real_pngs(tmp_path):
     assert (out["suggestion"].drop("i0") == "").all()
     assert "neighbours are i" in out.at["i0", "why"] and "never learned" in out.at["i0", "why"]
     assert out["seed_disagreement"].notna().all() and out["ink"].gt(0).all()
+
+
+# ----------------------------------------------------------------------------- snapshots through the folds
+
+
+def _stand_in(calls: list[dict]):
+    """A cheap stand-in for the fixed model with fit_predict's signature, snapshots included:
+    per-class mean pixels as the 'model' (real images in, real numbers out)."""
+    from sheetsync.train import Prediction
+
+    def fit_predict(train, predict_items, classes, *, epochs, seed=123, cache_dir=None,
+                    progress=None, snapshots=(), **_):
+        calls.append({"n": len(train), "snapshots": tuple(snapshots)})
+        px = {f: np.asarray(Image.open(f).convert("L").resize((12, 12)), np.float32).ravel() / 255
+              for f in set(train["file"]) | set(predict_items["file"])}
+        centres = np.stack([np.mean([px[f] for f in train["file"][train["label"] == c]], axis=0)
+                            for c in classes])
+        x = np.stack([px[f] for f in predict_items["file"]])
+        logits = -((x[:, None, :] - centres[None]) ** 2).sum(axis=2) * 4
+        probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+        probs /= probs.sum(axis=1, keepdims=True)
+        snaps = np.stack([probs] * len(snapshots)) if snapshots else None
+        return Prediction(list(predict_items["id"]), probs, 1.0 - x, snaps)
+
+    return fit_predict
+
+
+def test_out_of_sample_keeps_snapshots_and_training_margins_and_caches_them_apart(tmp_path):
+    rows = []
+    for k, c in enumerate(CLS3):
+        for j in range(6):
+            path = tmp_path / "img" / c / f"{j}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            im = Image.new("L", (48, 48), 255)
+            ImageDraw.Draw(im).line([(8 + 14 * k, 6 + j), (8 + 14 * k, 40)], fill=0, width=4)
+            im.save(path)
+            rows.append({"id": f"{c}{j}", "file": str(path), "hash": f"{c}{j}", "label": c})
+    items = pd.DataFrame(rows)
+    items.loc[0, "label"] = "iii"  # a picture of i labelled iii
+    calls: list[dict] = []
+    fp = _stand_in(calls)
+    plain = review.out_of_sample(items, CLS3, folds=3, epochs=4, work_dir=tmp_path / "w", fit_predict=fp)
+    assert plain.snapshot_probs is None and plain.train_margin is None
+    snap = review.out_of_sample(items, CLS3, folds=3, epochs=4, work_dir=tmp_path / "w", fit_predict=fp,
+                                snapshots=review.snapshot_epochs(4))
+    assert len(calls) == 6 and calls[-1]["snapshots"] == (1, 2, 3, 4)  # not reused from the plain run
+    assert snap.train_margin is not None and snap.train_margin.notna().all()
+    assert snap.train_margin.idxmin() == "i0"  # its label is the one the models cannot learn
+    again = review.OutOfSample.load(tmp_path / "w" / review.LATEST)
+    assert again is not None and again.train_margin.equals(snap.train_margin)
+    assert again.snapshot_probs.equals(snap.snapshot_probs)
+    review.out_of_sample(items, CLS3, folds=3, epochs=4, work_dir=tmp_path / "w", fit_predict=fp,
+                         snapshots=(1, 2, 3, 4))
+    assert len(calls) == 6  # every fold reused
+
+
+@pytest.mark.dcai
+@pytest.mark.slow
+def test_augmented_folds_with_the_fixed_model_on_a_slice_of_the_competition_data(tmp_path):
+    from conftest import dcai_root
+
+    root = dcai_root()
+    rows = []
+    for c in ROMAN:
+        for k, p in enumerate(sorted((root / "train" / c).glob("*.png"))[:6]):
+            rows.append({"id": f"{c}{k}", "file": str(p), "hash": f"{c}-{k}-{p.stat().st_size}", "label": c})
+    items = pd.DataFrame(rows)
+    oos = review.out_of_sample(items, ROMAN, folds=2, epochs=2, work_dir=tmp_path / "w", augment=True,
+                               snapshots=(1, 2), jit_compile=True)
+    assert oos.probs.shape == (60, 10) and np.allclose(oos.probs.sum(axis=1), 1.0, atol=1e-4)
+    assert oos.snapshot_probs is not None and oos.train_margin is not None
+    assert oos.train_margin.notna().all() and oos.settings["augment_settings"]["augment"]
