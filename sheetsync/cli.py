@@ -1,4 +1,8 @@
-"""The command line: each command parses, makes one library call and prints."""
+"""The command line: each command parses, makes one library call and prints.
+
+The library returns typed results (:mod:`sheetsync.results`); the words people read are made
+here, in :func:`describe` and :func:`warnings_of` (``str(result)`` uses them too).
+"""
 
 from __future__ import annotations
 
@@ -7,11 +11,17 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from .errors import SheetsyncError
+
+if TYPE_CHECKING:  # the results module imports pandas: only when a command runs
+    import pandas as pd
+
+    from .dataset import SkippedFile
+    from .results import PredictionSource, Result
 
 # TensorFlow's C++ logging (CUDA probing, oneDNN notices) is noise for people at a terminal.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -37,11 +47,216 @@ def _project(ctx: click.Context) -> Any:
     return Project.open(ctx.obj["dir"])
 
 
-def _show(report: Any) -> None:
-    for w in report.warnings:
+def _show(result: Any) -> None:
+    for w in result.warnings:
         click.echo(f"Warning: {w}", err=True)
-    if report.lines:
-        click.echo(str(report))
+    if result.lines:
+        click.echo(str(result))
+
+
+# ---- words for results ---------------------------------------------------------------------
+
+
+def warnings_of(result: Result) -> list[str]:
+    """What went wrong or needs attention, one line each (printed as warnings)."""
+    from .results import CheckoutResult, StatusResult, TrainOutcome
+
+    out = []
+    r = result.recovered
+    if r is not None:
+        out.append(f"completed an interrupted pull (v{r.version})" if r.completed
+                   else f"an interrupted pull was rolled back ({r.reason}); pull again")
+    if result.skipped:
+        out.append(_skipped_text(result.skipped))
+    out += result.notices
+    if isinstance(result, StatusResult) and result.sheet_error:
+        out.append(f"could not read the sheet: {result.sheet_error}")
+    if isinstance(result, TrainOutcome) and result.sheet_error:
+        out.append(f"score row kept locally only: {result.sheet_error}")
+    if isinstance(result, CheckoutResult) and result.gone:
+        out.append(f"{result.gone} image(s) of v{result.target} are no longer on disk")
+    return out
+
+
+_SKIP_REASONS = {"backslash": "a backslash in the name (common in zips made on Windows)",
+                 "control": "a control character in the name",
+                 "not-utf8": "the name is not valid UTF-8"}
+
+
+def _skipped_text(skipped: list[SkippedFile]) -> str:
+    """One warning naming the files the scan left out (said by every command)."""
+    # A name as typed, unless it holds characters a terminal cannot show.
+    named = [f"{s.path if s.reason == 'backslash' else ascii(s.path)}: {_SKIP_REASONS[s.reason]}"
+             for s in skipped[:10]]
+    return (f"skipped {len(skipped)} image file(s) whose name sheetsync cannot use "
+            f"(rename them to include them): " + "; ".join(named)
+            + (" ..." if len(skipped) > 10 else ""))
+
+
+def describe(result: Result) -> list[str]:
+    """What a command did, as lines for people."""
+    # Keyed by class name: importing sheetsync.results (pandas) would slow `sheetsync --help`.
+    words = _WORDS.get(type(result).__name__)
+    if words is None:
+        raise TypeError(f"no words for {type(result).__name__}")
+    return words(result)
+
+
+def _init_lines(r: Any) -> list[str]:
+    return [f"wrote {r.config_path}",
+            f"dataset {r.root}: {r.images} images, classes {', '.join(r.classes)}, splits "
+            f"{', '.join(r.splits)}" + (f", test folder {r.test_dir}" if r.test_dir else ""),
+            f"recorded {r.version.name}" if r.version else "no change",
+            *_unreadable_lines(r.unreadable)]
+
+
+def _unreadable_lines(unreadable: dict[str, str]) -> list[str]:
+    """Every file the model cannot read, by name, all at once (said when scanning)."""
+    if not unreadable:
+        return []
+    return [f"{len(unreadable)} image(s) the model cannot read (flagged 'unreadable' in the "
+            "sheet, excluded from training):",
+            *[f"  {p}: {why}" for p, why in sorted(unreadable.items())]]
+
+
+def _excluded_lines(excluded: list[str]) -> list[str]:
+    """One line naming the files left out of training because the model cannot read them."""
+    if not excluded:
+        return []
+    return [f"excluded {len(excluded)} unreadable image(s) from training: {', '.join(excluded)}"]
+
+
+def _push_lines(r: Any) -> list[str]:
+    lines = [f"backed up the sheet to {r.sheet_backup}"] if r.sheet_backup else []
+    if r.workbook_backup:
+        lines.append(f"backed up the workbook to {r.workbook_backup}")
+    if r.images is not None:
+        lines += _publish_lines(r.images)
+    lines += [f"pushed {r.rows} rows of {r.version.name} to {r.sheet}",
+              f"predictions: {_source_text(r.predictions)}"]
+    return lines + _review_lines(r.model, r.summary) + _usage_lines(r.usage)
+
+
+def _review_lines(model: Any, summary: Any) -> list[str]:
+    """The model and the summary, in the words of the sheet's info line."""
+    from ._reviewsheet import model_text, summary_text
+
+    out = [f"model: {model_text(model)}"] if model is not None else []
+    if summary is not None:
+        out.append(f"summary: {summary_text(summary)}")
+        if summary.unreadable_paths:
+            out.append("unreadable (flagged in the sheet, excluded from training): "
+                       + ", ".join(summary.unreadable_paths))
+    return out
+
+
+def _publish_lines(r: Any) -> list[str]:
+    return [f"images: {r.uploaded} of {r.objects} objects uploaded to gs://{r.bucket} "
+            f"({_size(r.bytes_sent)}), {r.already} already there; {r.requests} requests, "
+            f"{r.seconds:.1f} s"]
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 1e5 else f"{n / 1e3:.0f} KB"
+
+
+def _prune_lines(plan: Any) -> list[str]:
+    """What ``publish --prune`` would delete, before it asks."""
+    if not plan.unreferenced:
+        return [f"nothing to prune: all {plan.listed} objects under gs://{plan.bucket}/"
+                f"{plan.prefix} are referenced by a version"]
+    lines = [f"  {name}" for name in plan.unreferenced[:50]]
+    if len(plan.unreferenced) > 50:
+        lines.append(f"  ... and {len(plan.unreferenced) - 50} more")
+    return [*lines, f"{len(plan.unreferenced)} of {plan.listed} objects ({plan.bytes / 1e6:.1f} MB) "
+                    f"in gs://{plan.bucket} are referenced by no version"]
+
+
+def _source_text(s: PredictionSource) -> str:
+    if s.kind is None:
+        return "none yet (run `sheetsync train` or `sheetsync predict`)"
+    what = "out-of-sample (cross-validated)" if s.kind == "oos" else (
+        "in-sample (from the trained model; run `sheetsync predict` for out-of-sample)")
+    stale = (f" — STALE: computed for v{s.version}, the data is now v{s.current}; run "
+             f"`sheetsync {'predict' if s.kind == 'oos' else 'train'}` again" if s.stale else "")
+    return f"{what} for v{s.version}{stale}"
+
+
+def _pull_lines(r: Any) -> list[str]:
+    if not r.edited:
+        return [f"nothing to pull: the sheet matches {r.base.name}", *_usage_lines(r.usage)]
+    lines = [_changes_text(r.changes, len(r.moves))]
+    if r.dry_run:
+        return [*lines, "dry run: nothing changed"]
+    counts = ", ".join(f"{k} {v}" for k, v in r.version.counts.items())
+    return [*lines, f"recorded {r.version.name} ({counts})", *_usage_lines(r.usage)]
+
+
+def _changes_text(changes: pd.DataFrame, n_moves: int) -> str:
+    if not len(changes):
+        return "no change"
+    from .versions import DIFF_FIELDS
+
+    per_field = changes.groupby("field").size()
+    parts = [f"{n} {f or 'row'} change(s)" if f in DIFF_FIELDS or not f
+             else f"{n} change(s) in column {f!r}" for f, n in per_field.items() if f != "path"]
+    return ", ".join(parts) + f"; {n_moves} file(s) to move"
+
+
+def _train_lines(r: Any) -> list[str]:
+    row = r.score
+    lines = [*_excluded_lines(r.excluded), f"trained on {r.version.name}: best val accuracy {row['best_val_accuracy']}"
+             + (f", test accuracy {row['test_accuracy']}" if r.has_test else "")
+             + f" ({row['epochs']} epochs, {row['seconds']} s)"]
+    if r.sheet:
+        lines += [f"score row written to {r.sheet} (scores)", *_usage_lines(r.usage)]
+    if r.charts:
+        lines.append("charts: " + ", ".join(map(str, r.charts)))
+    return lines
+
+
+def _predict_lines(r: Any) -> list[str]:
+    return [*_excluded_lines(r.excluded), f"out-of-sample probabilities for {r.images} images of {r.version.name} "
+            f"({r.folds} folds x {r.epochs} epochs); `sheetsync push` uses them"]
+
+
+def _status_lines(r: Any) -> list[str]:
+    lines = [f"{r.root}: {r.version.name}, {r.images} images", r.counts.to_string()]
+    if r.sheet is not None and not r.pushed:
+        lines.append(f"sheet: {r.sheet} (not pushed yet)")
+    elif r.sheet is not None:
+        lines.append(f"sheet: {r.sheet}: " + (f"{len(r.pending)} edit(s) not pulled yet"
+                                               if r.pending else "no pending edits"))
+        lines += [f"  {e}" for e in r.pending[:20]]
+    if r.last_score:
+        s = r.last_score
+        lines.append(f"last score: v{s['version']} val {s['best_val_accuracy']} "
+                     f"test {s['test_accuracy']}")
+    return lines
+
+
+def _checkout_lines(r: Any) -> list[str]:
+    if r.version is None:
+        return [f"{r.base.name} already matches v{r.target}"]
+    return [f"restored v{r.target}: {r.moved} file(s) moved; recorded {r.version.name}"]
+
+
+def _scores_lines(r: Any) -> list[str]:
+    if not len(r.table):
+        return ["no score rows yet: run `sheetsync train`"]
+    return [r.table.to_string(index=False), *([f"chart: {r.chart}"] if r.chart else [])]
+
+
+def _usage_lines(usage: str) -> list[str]:
+    return [f"sheet: {usage}"] if usage else []
+
+
+_WORDS: dict[str, Callable[[Any], list[str]]] = {
+    "InitResult": _init_lines, "PushResult": _push_lines, "PullResult": _pull_lines,
+    "TrainOutcome": _train_lines, "PredictResult": _predict_lines, "StatusResult": _status_lines,
+    "CheckoutResult": _checkout_lines, "ScoresResult": _scores_lines,
+    "PublishResult": _publish_lines,
+}
 
 
 def _epoch_printer() -> Callable[[int, int, dict[str, float]], None]:
@@ -141,6 +356,31 @@ def push(ctx: click.Context, force: bool, order: str | None) -> None:
 
 
 @cli.command()
+@click.option("--prune", is_flag=True,
+              help="Delete the bucket's objects that no version references (asks first).")
+@click.option("--yes", is_flag=True, help="With --prune: delete without asking.")
+@click.pass_context
+def publish(ctx: click.Context, prune: bool, yes: bool) -> None:
+    """Upload the images to the [publish] bucket (push does this too); --prune cleans up.
+
+    Example: sheetsync publish --prune
+    """
+    with _errors():
+        project = _project(ctx)
+        if not prune:
+            _show(project.publish())
+            return
+        plan = project.prune_plan()
+        click.echo("\n".join(_prune_lines(plan)))
+        if not plan.unreferenced:
+            return
+        if not yes and not click.confirm("delete them?", default=False):
+            click.echo("nothing deleted")
+            return
+        click.echo(f"deleted {project.prune(plan)} objects")
+
+
+@cli.command()
 @click.option("--dry-run", is_flag=True, help="Validate and show the changes; change nothing.")
 @click.pass_context
 def pull(ctx: click.Context, dry_run: bool) -> None:
@@ -149,11 +389,10 @@ def pull(ctx: click.Context, dry_run: bool) -> None:
     Example: sheetsync pull --dry-run
     """
     with _errors():
-        report = _project(ctx).pull(dry_run=dry_run)
-        _show(report)
-        changes = report.data.get("changes")
-        if dry_run and changes is not None and len(changes):
-            click.echo(changes.to_string(index=False))
+        result = _project(ctx).pull(dry_run=dry_run)
+        _show(result)
+        if result.dry_run and result.edited and len(result.changes):
+            click.echo(result.changes.to_string(index=False))
 
 
 @cli.command()
@@ -214,15 +453,7 @@ def scores(ctx: click.Context) -> None:
     Example: sheetsync scores
     """
     with _errors():
-        project = _project(ctx)
-        table = project.scores.read()
-        if not len(table):
-            click.echo("no score rows yet: run `sheetsync train`")
-            return
-        click.echo(table.to_string(index=False))
-        chart = project._chart()
-        if chart:
-            click.echo(f"chart: {chart}")
+        click.echo(str(_project(ctx).score_table()))
 
 
 def main() -> None:

@@ -25,7 +25,7 @@ BACKENDS = ("local", "google")
 class LocalConfig:
     path: str = "sheetsync.xlsx"
     thumbnails: bool = True  # off for very large sheets: pictures cost time and size
-    thumb_size: int = 48
+    thumb_size: int = 112  # px: a handwritten numeral is readable at 100% zoom
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,19 @@ class GoogleConfig:
     image_url_template: str = ""
     timeout: float = 60.0
     max_retries: int = 5
+
+
+@dataclass(frozen=True)
+class PublishConfig:
+    """Where ``push`` uploads the images (sheetsync.publish); no bucket = template only."""
+
+    bucket: str = ""  # a Cloud Storage bucket; empty: [google] image_url_template only
+    prefix: str = "sheetsync"  # objects are <prefix>/<sha256>.<ext>
+    thumbnails: int = 0  # 0: originals; N: PNGs downscaled to at most N px (e.g. 256)
+    workers: int = 8  # parallel uploads
+    max_retries: int = 5  # per object, on 408/429/5xx and connection errors
+    endpoint: str = ""  # Cloud Storage API root; empty = Google's (set for an emulator)
+    check_public: bool = True  # anonymous HEAD of one published URL after uploading
 
 
 @dataclass(frozen=True)
@@ -72,6 +85,7 @@ class Config:
     state_dir: Path = Path(".sheetsync")
     local: LocalConfig = field(default_factory=LocalConfig)
     google: GoogleConfig = field(default_factory=GoogleConfig)
+    publish: PublishConfig = field(default_factory=PublishConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     review: ReviewConfig = field(default_factory=ReviewConfig)
 
@@ -101,7 +115,7 @@ class Config:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], project_dir: Path) -> Config:
-        def section(name: str, kind: type) -> Any:
+        def section(name: str, kind: Any) -> Any:  # kind: a dataclass
             value = raw.get(name, {})
             if not isinstance(value, dict):
                 raise ConfigError(f"[{name}] must be a table")
@@ -136,6 +150,7 @@ class Config:
             backend=backend,
             local=section("local", LocalConfig),
             google=section("google", GoogleConfig),
+            publish=section("publish", PublishConfig),
             train=section("train", TrainConfig),
             review=section("review", ReviewConfig),
         )
@@ -157,7 +172,7 @@ class Config:
         if self.test_dir is not None:
             out["test_dir"] = _relative(self.test_dir, self.root)
         out["state_dir"] = _relative(self.state_dir, self.project_dir)
-        for name in ("local", "google", "train", "review"):
+        for name in ("local", "google", "publish", "train", "review"):
             out[name] = asdict(getattr(self, name))
         return out
 

@@ -90,13 +90,16 @@ def edit_workbook_as_a_person(workbook: Path, truth: Truth, move_to_val: int = 2
     """Open the pushed workbook and edit cells: fix wrong labels, move some to val, drop blanks."""
     from openpyxl import load_workbook
 
+    from .sheets.local import header_row
+
     wb = load_workbook(workbook)
     ws = wb["data"]
-    header = [c.value for c in ws[1]]
+    head = header_row(ws)  # below the info line
+    header = [c.value for c in ws[head]]
     col = {name: header.index(name) + 1 for name in ("path", "label", "split", "action", "note")}
     done = []
     moved = 0
-    for r in range(2, ws.max_row + 1):
+    for r in range(head + 1, ws.max_row + 1):
         path = ws.cell(r, col["path"]).value
         if path in truth.wrong:
             ws.cell(r, col["label"]).value = truth.wrong[path]
@@ -144,7 +147,7 @@ def run(folder: Path, epochs: int = 8) -> int:
     say(str(project.train(epochs=epochs)))
     say("== sheetsync log")
     say(project.log().to_string(index=False))
-    say(f"\nworkbook: {workbook}\nscore chart: {project.state / 'scores.png'}")
+    say(f"\nworkbook: {workbook}\nscore chart: {project.store.scores_chart}")
     return 0
 
 

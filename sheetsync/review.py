@@ -30,7 +30,7 @@ import pandas as pd
 from . import _crossval, _duplicates, _evidence, _picture
 from . import _neighbours as nbr
 from . import _signals as sig
-from .errors import ConfigError, TrainingError
+from .errors import TrainingError, UnknownOrderError
 
 ORDERS = ("combined", "issue", "confidence", "loss", "margin", "random", "path", "classic")
 SIGNAL_COLUMNS = (
@@ -54,10 +54,6 @@ FAR = 2.5
 DISAGREE = 0.3
 # A picture whose frame is this much covered by ink is probably cut off.
 BORDER = 0.05
-
-
-class UnknownOrderError(ConfigError):
-    """The review order named in the config or on the command line does not exist."""
 
 
 # ----------------------------------------------------------------------------- out-of-sample
@@ -225,7 +221,7 @@ def out_of_sample(
 
     map_path = _crossval.fold_map_path(work_dir, folds, seed)
     fold_of = _crossval.assign_folds(items, folds, seed, _crossval.read_fold_map(map_path))
-    merged = {**_crossval.read_fold_map(map_path), **fold_of.to_dict()}
+    merged = {**_crossval.read_fold_map(map_path), **{str(k): int(v) for k, v in fold_of.items()}}
     _crossval.write_atomic(
         map_path, lambda p: p.write_text(pd.Series(merged).to_json(), encoding="utf-8")
     )
@@ -293,7 +289,7 @@ def _dynamics(
     kept them (a fold cached without snapshots has none)."""
     if any(r.snapshot_probs is None or r.train_ids is None or r.train_margin is None for r in results):
         return None, None
-    snap = frame(np.concatenate([r.snapshot_probs for r in results]), classes)  # type: ignore[misc]
+    snap = frame(np.concatenate([r.snapshot_probs for r in results]), classes)
     series: list[pd.Series] = [pd.Series(r.train_margin, index=np.asarray(r.train_ids).astype(str))
                                for r in results]
     parts = pd.concat(series)
@@ -326,7 +322,7 @@ def priority(signals: pd.DataFrame, weights: Mapping[str, float] = WEIGHTS) -> p
     issue = signals["issue_score"].astype(float).fillna(0.0)
     blank = signals["blank"].astype(bool).astype(float)
     conflict = signals.get("duplicate_conflict", pd.Series(False, index=signals.index)).astype(float)
-    base = np.maximum(issue, np.maximum(blank, conflict))
+    base = pd.Series(np.maximum(issue, np.maximum(blank, conflict)), index=signals.index)
     copy = (signals["duplicate_of"].astype(str) != "").astype(float)
     return (base + weights.get("duplicate", 0.0) * copy).rename("priority")
 
@@ -340,14 +336,15 @@ def why(signals: pd.DataFrame, labels: pd.Series, probs: pd.DataFrame | None,
     """A short reason per row, strongest first, e.g. 'model says vii (0.91); label ii has 0.03'."""
     out: list[str] = []
     label_of = labels.astype(str)
-    for i, row in signals.iterrows():
+    for key, row in signals.iterrows():
+        i = str(key)
         parts: list[str] = []
         if row["blank"]:
             parts.append("blank image")
         if probs is not None and pd.notna(row["confidence"]):
             pred = row["predicted"]
             if pred != label_of[i]:
-                parts.append(f"model says {pred} ({_fmt(probs.at[i, pred])}); "
+                parts.append(f"model says {pred} ({_fmt(float(probs[pred][i]))}); "
                              f"label {label_of[i]} has {_fmt(row['confidence'])}")
             elif row["confidence"] < 0.5:
                 parts.append(f"model unsure: label {label_of[i]} has {_fmt(row['confidence'])}")
@@ -516,7 +513,7 @@ def review_signals(
     else:
         out["duplicate_of"], out["blank"] = "", False
     out["duplicate_conflict"] = [
-        any(labels[o] != labels[i] for o in str(d).split()) for i, d in out["duplicate_of"].items()
+        any(labels[o] != labels[str(i)] for o in str(d).split()) for i, d in out["duplicate_of"].items()
     ]
     out["outlier"] = np.nan
     if class_distance is not None:
@@ -580,8 +577,8 @@ def review_order(
         rng = np.random.default_rng(seed)
         return ids[rng.permutation(len(ids))]
     if order == "path":
-        key = (paths.astype(str).reindex(ids) if paths is not None else pd.Series(ids, index=ids))
-        return pd.Index(key.sort_values(kind="stable").index, name="id")
+        by_path = (paths.astype(str).reindex(ids) if paths is not None else pd.Series(ids, index=ids))
+        return pd.Index(by_path.sort_values(kind="stable").index, name="id")
     column, descending = {
         "combined": ("priority", True),
         "classic": ("classic_priority", True),
