@@ -249,3 +249,40 @@ def test_augmented_folds_with_the_fixed_model_on_a_slice_of_the_competition_data
     assert oos.probs.shape == (60, 10) and np.allclose(oos.probs.sum(axis=1), 1.0, atol=1e-4)
     assert oos.snapshot_probs is not None and oos.train_margin is not None
     assert oos.train_margin.notna().all() and oos.settings["augment_settings"]["augment"]
+
+
+def test_push_inputs_use_the_last_out_of_sample_run_only_when_it_scored_these_images(tmp_path):
+    from sheetsync.inputs import review_inputs
+    from sheetsync.store import StoredPredictions
+
+    rng = np.random.default_rng(5)
+    ids = [f"{c}{j}" for c in CLS3 for j in range(6)]
+    files = []
+    for n, i in enumerate(ids):
+        im = Image.new("L", (32, 32), 255)
+        ImageDraw.Draw(im).line([(2 + n, 4), (2 + n, 28)], fill=0, width=2)
+        im.save(tmp_path / f"{i}.png")
+        files.append(str(tmp_path / f"{i}.png"))
+    items = pd.DataFrame({"id": ids, "file": files, "hash": ids, "label": [i[:-1] for i in ids],
+                          "split": "train", "action": "keep"})
+    probs = pd.DataFrame(np.full((len(ids), 3), 0.1), index=ids, columns=CLS3)
+    for c in CLS3:
+        probs.loc[[i for i in ids if i[:-1] == c], c] = 0.8
+    emb = np.repeat(np.eye(3), 6, axis=0) + rng.normal(scale=0.05, size=(len(ids), 3))
+    stored = StoredPredictions("oos", 1, probs, None)
+    oos_dir = tmp_path / "oos"
+    oos_dir.mkdir()
+
+    # No run saved: the stored probabilities alone (no neighbours).
+    plain, _ = review_inputs(items, CLS3, stored, 1, oos_dir=oos_dir)
+    assert plain["knn_agreement"].isna().all()
+    # The run saved there scored exactly these images: its embeddings give the neighbours.
+    _run(probs, emb).save(oos_dir / review.LATEST)
+    rich, source = review_inputs(items, CLS3, stored, 1, oos_dir=oos_dir)
+    assert rich["knn_agreement"].notna().all() and source.kind == "oos"
+    # Not asked, or a run of other images, or in-sample predictions: not used.
+    assert review_inputs(items, CLS3, stored, 1)[0]["knn_agreement"].isna().all()
+    fewer = items[items["id"] != ids[0]]
+    assert review_inputs(fewer, CLS3, stored, 1, oos_dir=oos_dir)[0]["knn_agreement"].isna().all()
+    insample = StoredPredictions("insample", 1, probs, None)
+    assert review_inputs(items, CLS3, insample, 1, oos_dir=oos_dir)[0]["knn_agreement"].isna().all()
