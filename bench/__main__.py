@@ -1,7 +1,7 @@
 """Every benchmark, one after the other: ``python -m bench [--quick]``.
 
---quick leaves out the two that train the fixed model on the competition data (bench_train,
-a few minutes; bench_review, 20+ minutes on 2 cores).
+--quick leaves out the three that train the fixed model on the competition data (bench_train,
+a few minutes; bench_review, 20+ minutes on 2 cores; bench_review_human, 30+ minutes).
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ import time
 QUICK = [("bench_loop", []), ("bench_local", []), ("bench_google", ["--rows", "1000", "10000"]),
          ("bench_push_writes", []), ("bench_read_extent", []),
          ("bench_publish", [])]
-MODEL = [("bench_train", ["--epochs", "3"]), ("bench_review", ["--flip", "0.05", "0.10"])]
+MODEL = [("bench_train", ["--epochs", "3"]), ("bench_review", ["--flip", "0.05", "0.10"]),
+         ("bench_review_human", [])]
 
 
 def main(argv: list[str]) -> int:

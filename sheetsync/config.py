@@ -66,6 +66,10 @@ class ReviewConfig:
     folds: int = 4
     epochs: int = 20
     order: str = "combined"
+    # Folds train on class-preserving variants (flips that keep the numeral, small rotations and
+    # shifts: sheetsync._augment) and keep training dynamics (snapshots every quarter of epochs).
+    augment: bool = True
+    snapshots: bool = True
 
 
 @dataclass(frozen=True)

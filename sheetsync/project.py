@@ -195,7 +195,7 @@ class Project:
             images = self._publish_images(manifest) if self.config.backend == "google" else None
             stored = self.store.latest_predictions(info.version)
             signals, source = review_inputs(self._items(manifest, scanned), self.config.classes,
-                                            stored, info.version)
+                                            stored, info.version, oos_dir=self.store.oos_dir)
             ids = self._review_order(signals, manifest, order)
             table = with_image_notes(build_table(manifest, signals, self._url_builder(manifest),
                                                  ids), scanned.images)
@@ -389,7 +389,7 @@ class Project:
     def predict(self, *, folds: int | None = None, epochs: int | None = None,
                 on_fold: Any = None) -> PredictResult:
         """Out-of-sample probabilities for every kept train/val image (k-fold)."""
-        from .review import out_of_sample
+        from .review import out_of_sample, snapshot_epochs
 
         with self._locked():
             manifest, info, scanned = self._refresh()
@@ -401,7 +401,8 @@ class Project:
                 keep.reset_index(drop=True), self.config.classes, folds=folds, epochs=epochs,
                 seed=train_cfg.seed, work_dir=self.store.oos_dir, cache_dir=self.store.decode_cache,
                 progress=on_fold, batch_size=train_cfg.batch_size, precision=train_cfg.precision,
-                jit_compile=train_cfg.jit_compile)
+                jit_compile=train_cfg.jit_compile, augment=cfg.augment,
+                snapshots=snapshot_epochs(epochs) if cfg.snapshots else ())
             ids = list(oos.probs.index)
             self.store.save_predictions(info.version, "oos", ids, list(self.config.classes),
                                         oos.probs.to_numpy(), oos.embeddings.loc[ids].to_numpy(),

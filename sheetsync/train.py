@@ -88,6 +88,8 @@ class Prediction:
     ids: list[str]
     probs: np.ndarray
     embeddings: np.ndarray
+    # (S, n, C) softmax after the epochs asked for in fit_predict(snapshots=...), in epoch order.
+    snapshots: np.ndarray | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -484,9 +486,13 @@ def fit_predict(
     jit_compile: bool = False,
     cache_dir: Path | None = None,
     progress: ProgressFn | None = None,
+    augment: Callable[[Any], Any] | None = None,
+    snapshots: Sequence[int] = (),
 ) -> Prediction:
     """Train on ``train`` for exactly ``epochs`` epochs (no validation: the last weights are
-    used) and predict ``predict_items``. Cross-validation builds on this."""
+    used) and predict ``predict_items``. Cross-validation builds on this. ``augment`` maps the
+    batched training ``tf.data.Dataset`` (see :mod:`sheetsync._augment`). ``snapshots``: epochs
+    after which ``predict_items`` are also scored (training dynamics; one inference pass each)."""
     classes = _check_run(classes, train, epochs, "nothing to train on: the training items are empty")
     xt, yt = _arrays(train, "train", classes, cache_dir)
     xp = _images(predict_items, "items to predict", cache_dir)
@@ -500,11 +506,20 @@ def fit_predict(
         precision=precision,
         jit_compile=jit_compile,
     )
+    if augment is not None:
+        trainer.ds = augment(trainer.ds)
+    snaps: list[np.ndarray] = []
     for epoch in range(1, epochs + 1):
         logs = trainer.run_epoch()
         if progress is not None:
             progress(epoch, epochs, logs)
+        if epoch in snapshots and epoch != epochs:
+            snaps.append(_softmax(trainer.evaluator.run(xp)[1]))
     embs, logits = trainer.evaluator.run(xp)
+    probs = _softmax(logits)
+    if epochs in snapshots:
+        snaps.append(probs)
     return Prediction(
-        ids=[str(i) for i in predict_items["id"]], probs=_softmax(logits), embeddings=embs
+        ids=[str(i) for i in predict_items["id"]], probs=probs, embeddings=embs,
+        snapshots=np.stack(snaps) if snaps else None,
     )
