@@ -75,8 +75,12 @@ def test_items(test_dir: Path | None, classes: Sequence[str], cache: HashCache) 
 
 
 def review_inputs(items: pd.DataFrame, classes: Sequence[str], stored: StoredPredictions | None,
-                  current: int) -> tuple[pd.DataFrame, PredictionSource]:
-    """Review signals from the freshest predictions, and where they come from."""
+                  current: int, *, oos_dir: Path | None = None
+                  ) -> tuple[pd.DataFrame, PredictionSource]:
+    """Review signals from the freshest predictions, and where they come from. With ``oos_dir``,
+    the last out-of-sample run there stands in for its probabilities when it scored exactly the
+    same images (its embeddings, folds and training dynamics feed the neighbour and dynamics
+    signals)."""
     from .review import review_signals
 
     if stored is None:
@@ -85,12 +89,24 @@ def review_inputs(items: pd.DataFrame, classes: Sequence[str], stored: StoredPre
     probs = stored.probs
     # Images added since those predictions have none: score the rest, keep all rows.
     scored = items[items["id"].isin(probs.index)]
-    signals = review_signals(scored, probs, classes, class_distance=stored.distance)
+    run = _rich_oos(oos_dir, stored.kind, scored) if oos_dir is not None else None
+    signals = review_signals(scored, run if run is not None else probs, classes,
+                             class_distance=stored.distance)
     unscored = items[~items["id"].isin(probs.index)]
     if len(unscored):
         signals = pd.concat([signals, review_signals(unscored, None, classes,
                                                      find_duplicates=False)])
     return signals, PredictionSource(stored.kind, stored.version, current)
+
+
+def _rich_oos(oos_dir: Path, kind: str, scored: pd.DataFrame) -> Any:
+    """The last out-of-sample run itself when it scored exactly these images, else None."""
+    from .review import latest_out_of_sample
+
+    oos = latest_out_of_sample(oos_dir) if kind == "oos" else None
+    if oos is None or set(oos.probs.index) != set(scored["id"].astype(str)):
+        return None
+    return oos
 
 
 def model_behind(stored: StoredPredictions | None, manifest: pd.DataFrame, current: int,

@@ -200,7 +200,7 @@ class Project:
             images = self._publish_images(manifest) if self.config.backend == "google" else None
             stored = self.store.latest_predictions(info.version)
             signals, source = review_inputs(self._items(manifest, scanned), self.config.classes,
-                                            stored, info.version)
+                                            stored, info.version, oos_dir=self.store.oos_dir)
             signals = with_map(signals, self.store.latest_map(info.version))
             ids = self._review_order(signals, manifest, order)
             table = with_image_notes(build_table(manifest, signals, self._url_builder(manifest),
@@ -346,7 +346,8 @@ class Project:
 
     def train(self, *, epochs: int | None = None, seed: int | None = None,
               precision: str | None = None, jit_compile: bool | None = None,
-              on_epoch: Any = None, repeats: int = 1) -> TrainOutcome:
+              on_epoch: Any = None, on_decode: Any = None,
+              on_first_epoch: Any = None, repeats: int = 1) -> TrainOutcome:
         from . import train as training
 
         with self._locked():
@@ -362,7 +363,8 @@ class Project:
             result = training.train_model(
                 tr, va, self.config.classes, weights_path=weights, test=test,
                 seed=cfg.seed if seed is None else seed, cache_dir=self.store.decode_cache,
-                progress=on_epoch, **settings)
+                progress=on_epoch, decode_progress=on_decode, on_first_epoch=on_first_epoch,
+                **settings)
             emb_map, probs = self._predict_in_sample(weights, items, info)
             row = {**score_row(info, items, tr, va, test, result),
                    **self._score_intervals(info.version, items, probs, test, weights),
@@ -430,7 +432,7 @@ class Project:
     def predict(self, *, folds: int | None = None, epochs: int | None = None,
                 on_fold: Any = None) -> PredictResult:
         """Out-of-sample probabilities for every kept train/val image (k-fold)."""
-        from .review import out_of_sample
+        from .review import out_of_sample, snapshot_epochs
 
         with self._locked():
             manifest, info, scanned = self._refresh()
@@ -442,7 +444,8 @@ class Project:
                 keep.reset_index(drop=True), self.config.classes, folds=folds, epochs=epochs,
                 seed=train_cfg.seed, work_dir=self.store.oos_dir, cache_dir=self.store.decode_cache,
                 progress=on_fold, batch_size=train_cfg.batch_size, precision=train_cfg.precision,
-                jit_compile=train_cfg.jit_compile)
+                jit_compile=train_cfg.jit_compile, augment=cfg.augment,
+                snapshots=snapshot_epochs(epochs) if cfg.snapshots else ())
             ids = list(oos.probs.index)
             self.store.save_predictions(info.version, "oos", ids, list(self.config.classes),
                                         oos.probs.to_numpy(), oos.embeddings.loc[ids].to_numpy(),

@@ -111,7 +111,8 @@ def gather(project: Project, manifest: pd.DataFrame, info: VersionInfo) -> Repor
     embeddings = all_embeddings[[pos[i] for i in items["id"]]]
     # The mapped images (readable when trained), where they are now.
     signals, source = review_inputs(items.drop(columns="path"), classes,
-                                    store.latest_predictions(version), version)
+                                    store.latest_predictions(version), version,
+                                    oos_dir=store.oos_dir)
     if source.kind is not None:
         signals = with_map(signals, store.latest_map(version))
     notes = [f"embeddings and predictions: v{version} ({_source_note(source)})"]

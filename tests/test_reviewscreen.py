@@ -75,8 +75,12 @@ def test_workbook_is_laid_out_for_review(data_root: Path, tmp_path: Path, blank_
     assert ws[f"{letter['label']}2"].comment.text.startswith("Edit:")
     assert ws[f"{letter['suggestion']}2"].comment.text.startswith("Read-only")
     assert "relabel" in ws[f"{letter['suggestion']}2"].comment.text
-    # The suggestion column is there and empty (nothing fills it yet).
-    assert all(ws.cell(r, col["suggestion"]).value is None for r in range(3, ws.max_row + 1))
+    # The suggestion column is filled from the review signals: with no model yet only the blank
+    # image has one (a blank image is always "drop?"); every other row's cell stays empty.
+    suggested = {ws.cell(r, col["path"]).value: ws.cell(r, col["suggestion"]).value
+                 for r in range(3, ws.max_row + 1)}
+    assert suggested.pop("train/i/blank.png") == "drop?"
+    assert suggested and all(v is None for v in suggested.values())
     # Links: the url cell, and the picture.
     url = ws.cell(3, col["url"])
     assert url.hyperlink is not None and url.hyperlink.target == url.value
