@@ -57,11 +57,17 @@ def test_workbook_is_laid_out_for_review(data_root: Path, tmp_path: Path, blank_
     col = {name: i + 1 for i, name in enumerate(header)}
     # Frozen: the info line, the header, and every column through the label.
     assert ws.freeze_panes == "C3"
-    # The thumbnail column and rows are sized from the thumbnail (112 px by default).
-    width, height = images.cell_size_for(project.config.local.thumb_size)
+    # The thumbnail column is sized from the box (112 px by default), each row from its own
+    # picture: as tall as the thumbnail plus padding, never below three lines of text.
     assert project.config.local.thumb_size == 112
-    assert ws.column_dimensions["A"].width == pytest.approx(width)
-    assert all(ws.row_dimensions[r].height == pytest.approx(height) for r in range(3, ws.max_row + 1))
+    assert ws.column_dimensions["A"].width == pytest.approx(images.column_width_for(112))
+    shown = {img.anchor._from.row + 1: (img.anchor.to.rowOff - img.anchor._from.rowOff) // 9525
+             for img in ws._images}
+    assert len(shown) == ws.max_row - 2
+    for r, h in shown.items():
+        expected = max(h + 2 * images.PADDING, images.MIN_ROW_PIXELS) * 0.75
+        assert ws.row_dimensions[r].height == pytest.approx(expected, abs=0.01), r
+    assert min(ws.row_dimensions[r].height for r in shown) < 112 * 0.75  # wide numerals: low rows
     # Number formats, one font, centred cells, wrapped why.
     letter = {name: ws.cell(2, c).column_letter for name, c in col.items()}
     assert ws[f"{letter['confidence']}3"].number_format == "0%"
@@ -124,7 +130,8 @@ def test_thumbnail_is_centred_in_its_cell(tmp_path: Path) -> None:
     w = (img.anchor.to.colOff - img.anchor._from.colOff) // 9525
     h = (img.anchor.to.rowOff - img.anchor._from.rowOff) // 9525
     assert (w, h) == (112, 28)  # aspect ratio kept
-    assert (x, y) == images.centre_offsets(112, images.Thumbnail(b"", w, h)) == (6, 3 + 42)
+    # Centred across the box's width, and in a row as tall as three lines of text (48 px).
+    assert (x, y) == images.centre_offsets(112, images.Thumbnail(b"", w, h)) == (6, (48 - 28) // 2)
 
 
 def test_pull_reads_rows_below_the_info_line(data_root: Path, tmp_path: Path, blank_png: Path) -> None:

@@ -175,7 +175,7 @@ class DataSheetWriter:
             # Never narrower than the header and its filter button (about 2 characters).
             return max(spec.width, len(spec.name) + 3)
         if spec.kind == "image":
-            return images.cell_size_for(self.thumb_size)[0] if self.thumbnails else 8
+            return images.column_width_for(self.thumb_size) if self.thumbnails else 8
         if spec.kind == "number":
             return max(10, len(spec.name) + 3)
         sample = self.table.iloc[:500, index]
@@ -218,7 +218,7 @@ class DataSheetWriter:
         }
         header = "".join(_row_xml_of(sheet_xml, r) for r in range(1, self.head + 1))
         values = self._values()  # validates every cell before anything is rendered
-        pictures, missing, height = self._pictures()
+        pictures, missing, heights = self._pictures()
         flagged = set(self.layout.flagged)
 
         def generate() -> Iterator[str]:
@@ -229,7 +229,7 @@ class DataSheetWriter:
                 for c, value in enumerate(row):
                     quote = int(isinstance(value, str) and value[:1] in "=+-@")
                     cells.append((self.letters[c], styles[flag, quote][c], value))
-                yield row_xml(r, cells, height)
+                yield row_xml(r, cells, heights.get(r, heights.get(0)))
 
         return generate(), pictures, missing
 
@@ -248,10 +248,12 @@ class DataSheetWriter:
             out.append(cells)
         return out
 
-    def _pictures(self) -> tuple[list[Picture], int, float | None]:
+    def _pictures(self) -> tuple[list[Picture], int, dict[int, float]]:
+        """The pictures, how many are missing, and each row's height (key 0: rows without one)."""
         image_col = next((i for i, c in enumerate(self.columns) if c.kind == "image"), None)
         if not self.thumbnails or image_col is None or "path" not in self.names:
-            return [], 0, None
+            return [], 0, {}
+        heights: dict[int, float] = {0: images.row_points(None)}
         box = self.thumb_size
         path_col = self.names.index("path")
         links = self.table["url"].map(as_text).tolist() if "url" in self.names else None
@@ -271,6 +273,7 @@ class DataSheetWriter:
                 continue
             name = images.picture_name(stamp, thumb)
             x, y = images.centre_offsets(box, thumb)
+            heights[r] = images.row_points(thumb)
             pictures.append(
                 Picture(
                     r,
@@ -286,7 +289,7 @@ class DataSheetWriter:
                     offset_y=y,
                 )
             )
-        return pictures, missing, images.cell_size_for(box)[1]
+        return pictures, missing, heights
 
     def _dropdowns(self) -> None:
         lists_ws: Worksheet | None = None

@@ -14,6 +14,8 @@ from PIL import Image, UnidentifiedImageError
 
 # Space between the picture and the cell's border, in pixels.
 PADDING = 3
+# The lowest data row, in pixels: three lines of wrapped text at the sheet's font size.
+MIN_ROW_PIXELS = 48
 
 
 @dataclass(frozen=True)
@@ -109,16 +111,28 @@ def _png_friendly(im: Image.Image) -> Image.Image:
     return im.convert("RGB")
 
 
+def row_pixels(thumb: Thumbnail) -> int:
+    """The height of a data row holding ``thumb``: the picture plus padding, and never less
+    than three lines of the wrapped ``why`` text."""
+    # Rows follow their own picture, not the square box: the numerals are mostly about twice
+    # as wide as tall, so a square row would show half as many rows on a screen.
+    return max(thumb.height + 2 * PADDING, MIN_ROW_PIXELS)
+
+
+def row_points(thumb: Thumbnail | None) -> float:
+    """``row_pixels`` in points (pixels * 72 / 96), the unit of a row height; rows without a
+    picture get the minimum."""
+    return round((row_pixels(thumb) if thumb else MIN_ROW_PIXELS) * 0.75, 2)
+
+
 def centre_offsets(box: int, thumb: Thumbnail) -> tuple[int, int]:
     """(x, y) pixels from the cell's top-left corner that centre ``thumb`` in its cell."""
-    # The cell is box + 2 * PADDING (+ about 6 px of width, see cell_size_for) wide and tall.
-    return PADDING + 3 + (box - thumb.width) // 2, PADDING + (box - thumb.height) // 2
+    # The cell is box + 2 * PADDING (+ about 6 px, see cell_size_for) wide, row_pixels tall.
+    return PADDING + 3 + (box - thumb.width) // 2, (row_pixels(thumb) - thumb.height) // 2
 
 
-def cell_size_for(box: int) -> tuple[float, float]:
-    """(column width in characters, row height in points) that hold a ``box`` picture."""
+def column_width_for(box: int) -> float:
+    """The image column's width in characters that holds a ``box`` wide picture."""
     # Excel: pixels ~= 7 * width + 5 with the default font; leave room for the padding and
     # for LibreOffice measuring a little differently.
-    width = (box + 2 * PADDING + 6) / 7
-    height = (box + 2 * PADDING) * 0.75  # points = pixels * 72 / 96
-    return round(width, 2), round(height, 2)
+    return round((box + 2 * PADDING + 6) / 7, 2)
