@@ -301,6 +301,7 @@ class SheetsStandin:
         self.public_keys: dict[str, tuple[str, str]] = {}  # client_email -> (key id, PEM)
         self.tokens: dict[str, str] = {}  # access token -> identity
         self.faults: deque[tuple[Any, float]] = deque()
+        self.hooks: list[tuple[str, Any]] = []  # (method + path substring, callable) run once
         self.lock = threading.RLock()
         self.latency = latency
         self.reset_counts()
@@ -365,6 +366,21 @@ class SheetsStandin:
         with self.lock:
             self.faults.extend([(fault, delay)] * n)
 
+    def before_next(self, match: str, fn: Any) -> None:
+        """Run ``fn(api)`` once, just before the next request whose ``"METHOD path"`` contains
+        ``match`` is applied: a collaborator acting between two requests of a client."""
+        with self.lock:
+            self.hooks.append((match, fn))
+
+    def sort_rows(self, sid: str, title: str, column: int, descending: bool = False) -> None:
+        """Sort every data row of a worksheet by a column, as a person would in the UI."""
+        with self.lock:
+            sheet = self.sheet(sid, title)
+            assert sheet is not None
+            _sort_range(self.books[sid], {"range": {"sheetId": sheet.sheet_id, "startRowIndex": 1},
+                                          "sortSpecs": [{"dimensionIndex": column, "sortOrder":
+                                                         "DESCENDING" if descending else "ASCENDING"}]})
+
     def reset_counts(self) -> None:
         self.reads = self.writes = self.token_requests = self.faulted = self.side_requests = 0
         self.bytes_in = self.bytes_out = self.largest_body = 0
@@ -400,6 +416,12 @@ class SheetsStandin:
             self.largest_body = max(self.largest_body, len(body))
             self.log.append((method, parts.path, len(body)))
             fault = self.faults.popleft() if self.faults else None
+            key = f"{method} {parts.path}"
+            hook = next((h for h in self.hooks if h[0] in key), None)
+            if hook is not None:
+                self.hooks.remove(hook)
+        if hook is not None:
+            hook[1](self)
         if fault is not None:
             self.faulted += 1
             what, delay = fault

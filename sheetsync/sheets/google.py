@@ -30,10 +30,19 @@ import requests
 from gspread.exceptions import NoValidUrlKeyFound
 from gspread.utils import extract_id_from_url
 
-from ..errors import ConfigError
+from ..errors import BackendError, ConfigError
 from . import _google_cells as cells
+from . import _google_own as own
 from ._google_http import MAX_PAYLOAD, SheetsHTTP, SheetsRequestError, Usage, dumps
-from .base import DATA_SHEET, SCORES_SHEET, Backend, SheetLayout, cell_text
+from .base import (
+    DATA_SHEET,
+    SCORES_SHEET,
+    Backend,
+    OwnUpdate,
+    SheetLayout,
+    cell_text,
+    own_columns_check,
+)
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -42,6 +51,8 @@ _META_FIELDS = (
     "sheets(properties(sheetId,title,index,gridProperties(rowCount,columnCount)),"
     "protectedRanges(protectedRangeId,description,range),conditionalFormats(ranges))"
 )
+# Rewrites of update_own_columns when people keep re-sorting between its write and read-back.
+_OWN_ATTEMPTS = 4
 _READ = {
     "majorDimension": "ROWS",
     "valueRenderOption": "UNFORMATTED_VALUE",  # numbers as numbers, text as written
@@ -165,6 +176,63 @@ class GoogleBackend(Backend):
                 "valueInputOption": "RAW",
                 "data": [{"range": f"{title}!A{start + 2}", "majorDimension": "ROWS", "values": chunk}],
             })
+
+    def update_own_columns(self, updates: pd.DataFrame, layout: SheetLayout, *,
+                           append: pd.DataFrame | None = None) -> OwnUpdate:
+        """Targeted RAW ranges for sheetsync's columns only, then the id column read back.
+
+        Per attempt: 1 read (the whole worksheet), 1 write (``values.batchUpdate``), 1 read
+        (the id column); the first attempt adds 1 write (``appendCells``) for new rows."""
+        own_columns_check(updates, layout)
+        appended = 0
+        for attempt in range(_OWN_ATTEMPTS):
+            values = self._read_values(self.worksheet)
+            header = own.header_positions(values or [])
+            if "id" not in header:
+                raise BackendError(f"{self.describe()} has no data sheet with an id column: "
+                                   "push first")
+            rows = own.ids_by_row(values or [], header["id"])
+            ranges = own.own_ranges(self.worksheet, header, rows, updates)
+            if ranges:
+                self.http.call("write", "POST", "/values:batchUpdate",
+                               body={"valueInputOption": "RAW", "data": ranges})
+            if attempt == 0:
+                appended = self._append_rows(values or [], header, set(rows.values()), append,
+                                             layout)
+            expected = {r: i for r, i in rows.items() if i in set(map(str, updates.index))}
+            if not ranges or not own.moved(expected, self._read_ids(header["id"])):
+                found = set(rows.values())
+                return OwnUpdate(
+                    updated=len(expected), appended=appended, repairs=attempt,
+                    not_found=tuple(str(i) for i in updates.index if str(i) not in found),
+                    missing_columns=tuple(str(c) for c in updates.columns if str(c) not in header))
+        raise BackendError(f"rows of {self.describe()} kept moving while sheetsync wrote its "
+                           f"columns ({_OWN_ATTEMPTS} attempts); no cell people edit was "
+                           "written, try again")
+
+    def _read_ids(self, id_col: int) -> dict[int, str]:
+        letter = own.column_letters(id_col)
+        column = self._read_values(self.worksheet, cells=f"{letter}:{letter}") or []
+        return own.ids_by_row([[""] * (id_col + 1), *[[""] * id_col + list(r[:1])
+                                                       for r in column[1:]]], id_col)
+
+    def _append_rows(self, values: list[list[Any]], header: Mapping[str, int], present: set[str],
+                     append: pd.DataFrame | None, layout: SheetLayout) -> int:
+        """Whole rows, in the sheet's column order, for ids with no row yet (one appendCells)."""
+        if append is None or not len(append):
+            return 0
+        new = append[~append["id"].astype(str).isin(present)]
+        if not len(new):
+            return 0
+        names = [cell_text(v).strip() for v in values[0]]
+        frame = new.reindex(columns=[n if n in new.columns else "" for n in names])
+        frame.columns = [n or f"column {i + 1}" for i, n in enumerate(names)]
+        frame = frame.astype(object).where(frame.notna(), "")
+        meta = self._sheets()
+        sheet_id = meta[self.worksheet]["properties"]["sheetId"]
+        self._batch([{"appendCells": {"sheetId": sheet_id, "rows": cells.table_rows(frame, layout),
+                                      "fields": "userEnteredValue"}}])
+        return len(new)
 
     def append_score(self, row: Mapping[str, object]) -> None:
         meta = self._sheets()
