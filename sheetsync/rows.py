@@ -11,7 +11,7 @@ from .sheets.base import Column, SheetLayout
 
 EDITABLE = ("split", "label", "action", "note")
 SIGNAL_COLUMNS = ("predicted", "confidence", "margin", "loss", "issue_score", "suspected",
-                  "duplicate_of", "outlier", "why")
+                  "duplicate_of", "outlier", "why", "sync_status")
 NUMERIC_SIGNALS = ("confidence", "margin", "loss", "issue_score", "outlier")
 CORE = ("id", "image", "path", "url", "split", "label", "action", "note", *SIGNAL_COLUMNS)
 # Columns every sheet must keep: renaming or deleting one of these is an error on pull.
@@ -35,9 +35,11 @@ _NOTES = {
     "duplicate_of": "Ids of identical or near-identical images.",
     "outlier": "How far the image is from its class (higher = stranger).",
     "why": "Why this row is near the top.",
+    "sync_status": "Written by `sheetsync watch`: why an edit on this row is not applied yet, "
+                   "or that its image is gone.",
 }
 _WIDTHS = {"id": 12, "image": 8, "path": 36, "url": 24, "split": 8, "label": 8, "action": 8,
-           "note": 28, "why": 40, "duplicate_of": 14}
+           "note": 28, "why": 40, "duplicate_of": 14, "sync_status": 30}
 
 
 def extra_columns(manifest: pd.DataFrame) -> list[str]:
