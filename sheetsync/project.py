@@ -143,6 +143,9 @@ class Project:
     def _locked(self) -> Iterator[None]:
         """One sheetsync command at a time per project; finishes interrupted moves first."""
         self.state.mkdir(parents=True, exist_ok=True)
+        from .watch import refuse_if_watched
+
+        refuse_if_watched(self.state)
         with (self.state / "lock").open("w") as f:
             try:
                 fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -240,6 +243,30 @@ class Project:
             self._add_usage(report, wrote=True)
             report.data.update(rows=len(table), version=info.version, predictions=source)
             return report
+
+    def review_table(self) -> tuple[pd.DataFrame, VersionInfo, str]:
+        """The rows a push would write now (review order), their version, and where the
+        predictions come from; used by ``sheetsync watch`` to republish its own columns."""
+        with self._locked():
+            manifest, info, _ = self._refresh()
+            signals, source = self._signals(manifest, info)
+            ids = self._review_order(signals, manifest, None)
+            return build_table(manifest, signals, self._url_for, ids), info, source
+
+    def sheet_layout(self, table: pd.DataFrame) -> Any:
+        """The data sheet's layout for ``table`` (its columns people added included)."""
+        return layout(self.config.classes, self.config.splits, extra_columns(table))
+
+    def published_rows_added(self, table: pd.DataFrame) -> None:
+        """Rows appended to the sheet (new images) join what was last published."""
+        with self._locked():
+            published = self._published()
+            cols = ["id", *EDITABLE, *[c for c in table.columns if c in extra_columns(table)]]
+            rows = table[cols].astype(str)
+            if published is not None:
+                rows = pd.concat([published, rows[~rows["id"].isin(published["id"])]],
+                                 ignore_index=True)
+            write_csv_atomic(rows.fillna("").astype(str), self.state / "published.csv")
 
     def _add_usage(self, report: Report, *, wrote: bool = False) -> None:
         # The workbook's usage line describes its last write; only an online backend counts
@@ -351,17 +378,26 @@ class Project:
 
     # ---- pull ------------------------------------------------------------------------------
 
-    def pull(self, *, dry_run: bool = False) -> Report:
+    def pull(self, *, dry_run: bool = False, sheet: pd.DataFrame | None = None,
+             hold_invalid: bool = False) -> Report:
+        """``sheet``: a read already taken (the watcher's); ``hold_invalid``: apply the valid
+        rows and hold back rows with problems (``report.data["held"]``) instead of refusing."""
         with self._locked():
             manifest, info, _ = self._refresh()
             report = self._new_report()
-            sheet = self.backend.read_table()
+            sheet = self.backend.read_table() if sheet is None else sheet
             if sheet is None:
                 raise BackendError(f"nothing to pull: {self.backend.describe()} has no data sheet "
                                    f"(run `sheetsync push` first)")
             published = self._published()
             known = set(published["id"]) if published is not None else set()
             plan = plan_pull(sheet, manifest, published, self.config.classes, self.config.splits, known)
+            if plan.problems and hold_invalid and all(p.row and p.row > 1 for p in plan.problems):
+                # Rows with a problem wait for a fix; the other rows' edits go through.
+                report.data["held"] = plan.problems
+                sheet = sheet.drop(index=sorted({p.row for p in plan.problems}), errors="ignore")
+                plan = plan_pull(sheet, manifest, published, self.config.classes,
+                                 self.config.splits, known)
             if plan.problems:
                 raise SheetValidationError(plan.problems)
             report.warnings += plan.warnings
