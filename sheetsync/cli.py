@@ -225,6 +225,36 @@ def scores(ctx: click.Context) -> None:
             click.echo(f"chart: {chart}")
 
 
+@cli.command()
+@click.option("--interval", type=float, default=10.0, show_default=True,
+              help="Seconds between polls of the sheet.")
+@click.option("--quiet", type=float, default=30.0, show_default=True,
+              help="Seconds an edit must stay unchanged before it is pulled.")
+@click.option("--epochs", type=click.IntRange(min=1), help="Epochs per retraining.")
+@click.option("--no-train", is_flag=True, help="Pull and republish only; never train.")
+@click.option("--once", is_flag=True, help="Run one cycle and exit (cron, CI).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per event line.")
+@click.pass_context
+def watch(ctx: click.Context, interval: float, quiet: float, epochs: int | None, no_train: bool,
+          once: bool, as_json: bool) -> None:
+    """Keep the sheet, folders and scores in step while people edit (a service).
+
+    Polls the sheet, pulls edits once they settle, retrains, republishes sheetsync's own
+    columns (never a cell people edit). Stops cleanly on SIGTERM or Ctrl-C.
+
+    Example: sheetsync watch --interval 10 --quiet 30 --epochs 5
+    """
+    from .watch import WatchSettings, run
+
+    def show(event: Any) -> None:
+        click.echo(event.json() if as_json else event.text())
+
+    with _errors():
+        settings = WatchSettings(interval=interval, quiet=quiet, train=not no_train,
+                                 epochs=epochs, once=once)
+        run(_project(ctx), settings, log=show)
+
+
 def main() -> None:
     cli(prog_name="sheetsync")
 

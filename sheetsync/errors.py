@@ -14,11 +14,13 @@ them into one line on stderr and the exit code they carry, never a traceback::
     ├── JournalError           an interrupted move could be neither completed nor rolled back
     ├── BackendError           the spreadsheet backend failed
     │   ├── WorkbookLockedError the workbook is open in a spreadsheet program (sheets.local)
+    │   ├── WorkbookChangedError the workbook was saved meanwhile; not replaced (sheets.local)
     │   ├── SheetsRequestError a request Google refused that no retry can fix (sheets._google_http)
     │   ├── AuthError          credentials missing, malformed or refused
     │   ├── SheetNotFoundError the spreadsheet does not exist or is not shared with us
     │   └── QuotaError         the backend kept refusing with 429/5xx after retries
-    └── TrainingError          the model cannot be trained or has not been trained yet
+    ├── TrainingError          the model cannot be trained or has not been trained yet
+    └── WatchError             another watcher runs, or a bad watch setting (watch)
 """
 
 from __future__ import annotations
@@ -108,3 +110,7 @@ class QuotaError(BackendError):
 
 class TrainingError(SheetsyncError):
     """The model cannot be trained, or no trained model exists yet."""
+
+
+class WatchError(SheetsyncError):
+    """Another watcher runs on this project, or a watch setting is unusable."""

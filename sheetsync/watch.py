@@ -1,0 +1,518 @@
+"""``sheetsync watch``: keep the sheet, the folders and the scores in step while people edit.
+
+The guarantee, first: **the watcher never writes a cell people edit** (split, label, action,
+note, columns they added) of a row already in the sheet. It pulls only edits that stayed the
+same for a quiet period, applies valid rows and holds back rows with a problem (the reason is
+written into that row's ``sync_status`` cell), trains once per new version (one training at a
+time, in this process), appends the score row, then republishes sheetsync's own columns
+matched by id (:meth:`~sheetsync.sheets.base.Backend.update_own_columns`).
+
+One cycle is: poll (read the sheet; the workbook only when its file changed) -> :func:`plan`
+(pure: what to do next given the last state and what was read) -> do that one step. State that
+must survive a restart is derived from the project itself (latest version, score rows,
+``published.csv``) or kept in ``.sheetsync/watch-state.json``; a move batch a kill interrupted
+is completed by the journal recovery every project command runs first.
+
+Usage::
+
+    result = run(Project.open("."), WatchSettings(interval=10, quiet=30), log=print)
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import pandas as pd
+
+from .errors import BackendError, Problem, SheetsyncError, WatchError
+
+if TYPE_CHECKING:
+    from .project import Project
+
+LOCK_NAME = "watch.lock"
+STATE_NAME = "watch-state.json"
+HEALTH_NAME = "watch-health.json"
+GONE = "image gone: no file has this id any more (the row is kept; delete it if you like)"
+# Sheets allows 60 reads/min/user; a cycle reads once, a republish reads 2-3 times more.
+GOOGLE_MIN_INTERVAL = 3.0
+
+Action = Literal["idle", "wait", "pull", "train", "republish"]
+
+
+@dataclass(frozen=True)
+class WatchSettings:
+    interval: float = 10.0  # seconds between polls
+    quiet: float = 30.0  # seconds an edit must stay unchanged before it is pulled
+    train: bool = True  # retrain after a pull that changed something
+    epochs: int | None = None  # None: [train] epochs of sheetsync.toml
+    once: bool = False  # one cycle (cron, CI)
+    max_backoff: float = 300.0  # longest wait after repeated errors
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What one poll saw."""
+
+    edits: frozenset[tuple[str, str, str]]  # (id, column, value) cells differing from published
+    version: int  # latest dataset version
+    trained: bool  # the latest version has a score row
+    published_key: str  # what the sheet's own columns should reflect now
+
+
+@dataclass(frozen=True)
+class WatchState:
+    """What the planner remembers between cycles (saved to watch-state.json)."""
+
+    edits: tuple[tuple[str, str, str], ...] = ()
+    changed_at: float = 0.0  # when ``edits`` last changed
+    attempted: tuple[tuple[str, str, str], ...] | None = None  # edits at the last pull attempt
+    published_key: str = ""  # what the own columns reflect
+    held: dict[str, str] = field(default_factory=dict)  # id -> why its edit waits
+
+
+@dataclass(frozen=True)
+class Plan:
+    action: Action
+    reason: str
+    state: WatchState
+
+
+@dataclass(frozen=True)
+class Event:
+    time: str
+    event: str
+    message: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def text(self) -> str:
+        return f"{self.time} {self.event}: {self.message}"
+
+    def json(self) -> str:
+        return json.dumps({"time": self.time, "event": self.event, "message": self.message,
+                           **self.data}, default=str)
+
+
+@dataclass
+class WatchResult:
+    cycles: int = 0
+    pulls: int = 0
+    trainings: int = 0
+    republished: int = 0
+    errors: int = 0
+    last_error: str = ""
+    abandoned_training: bool = False
+
+
+# ---- pure planning ---------------------------------------------------------------------
+
+
+def plan(state: WatchState, seen: Observation, now: float, settings: WatchSettings) -> Plan:
+    """The next step: wait for edits to settle, pull them, train, republish, or nothing."""
+    edits = tuple(sorted(seen.edits))
+    if edits != state.edits:
+        state = replace(state, edits=edits, changed_at=now)
+    if edits and edits != state.attempted:
+        left = settings.quiet - (now - state.changed_at)
+        if left > 0:
+            return Plan("wait", f"{len(edits)} edited cell(s); pulling after {left:.0f} s "
+                                f"without a change", state)
+        return Plan("pull", f"{len(edits)} edited cell(s) unchanged for {settings.quiet:.0f} s",
+                    replace(state, attempted=edits))
+    if settings.train and not seen.trained:
+        return Plan("train", f"v{seen.version} has no score row", state)
+    if seen.published_key != state.published_key:
+        return Plan("republish", f"the sheet does not show {seen.published_key} yet", state)
+    return Plan("idle", "in step", state)
+
+
+def edit_cells(sheet: pd.DataFrame | None, published: pd.DataFrame | None) -> frozenset[tuple[str, str, str]]:
+    """Cells people changed since the last publish, keyed by id (a sort changes nothing)."""
+    from .rows import CORE, EDITABLE
+    from .sync import clean_cells, normalise_header
+
+    if sheet is None or published is None or not len(sheet):
+        return frozenset()
+    mapping, problems = normalise_header(sheet)
+    if problems:
+        return frozenset(("", "header", p.message) for p in problems)
+    cells = clean_cells(sheet, mapping)
+    base = published.set_index("id")
+    out = set()
+    for row, id_ in zip(cells.index, cells["id"].str.strip(), strict=True):
+        known = id_ in base.index
+        for name in cells.columns:
+            if name not in EDITABLE and name in CORE:
+                continue
+            now = str(cells.at[row, name])
+            was = str(base.at[id_, name]) if known and name in base.columns else ""
+            if not known or _differs(name, now, was):
+                out.add((id_, name, now))
+    return frozenset(out)
+
+
+def _differs(name: str, now: str, was: str) -> bool:
+    if name in ("split", "label", "action"):
+        a, b = now.strip().casefold(), was.strip().casefold()
+        return a != b and not (name == "action" and a == "" and b == "keep")
+    return now != was
+
+
+def status_messages(problems: list[Problem], sheet: pd.DataFrame) -> dict[str, str]:
+    """id -> the text of its row's sync_status cell, from held-back problems."""
+    ids = sheet["id"].astype(str).str.strip() if "id" in sheet.columns else pd.Series(dtype=str)
+    out: dict[str, list[str]] = {}
+    for p in problems:
+        if p.row is None or p.row not in ids.index or not ids[p.row]:
+            continue
+        where = f"{p.column}: " if p.column else ""
+        out.setdefault(ids[p.row], []).append(f"{where}{p.message}")
+    return {k: "not applied: " + "; ".join(v) for k, v in out.items()}
+
+
+def own_updates(table: pd.DataFrame, sheet: pd.DataFrame, own: list[str],
+                held: dict[str, str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(updates by id for rows in the sheet, whole rows to append) for a republish (pure)."""
+    in_sheet = set(sheet["id"].astype(str).str.strip()) - {""}
+    by_id = table.set_index("id", drop=False)
+    present = [i for i in by_id.index if i in in_sheet]
+    updates = by_id.loc[present, own].copy()
+    gone = sorted(in_sheet - set(by_id.index))
+    if gone:
+        blank = pd.DataFrame({c: [""] * len(gone) for c in own}, index=gone)
+        blank["sync_status"] = GONE
+        updates = pd.concat([updates, blank])
+    updates["sync_status"] = [held.get(str(i), s) for i, s in zip(
+        updates.index, updates["sync_status"], strict=True)]
+    append = table[~table["id"].isin(in_sheet)].copy()
+    return updates, append
+
+
+# ---- the lock: one watcher, and no command while it runs -------------------------------
+
+
+@contextmanager
+def watcher_lock(state_dir: Path) -> Iterator[None]:
+    """Held for the watcher's whole life; its pid is in the file for messages."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    path = state_dir / LOCK_NAME
+    with path.open("a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise WatchError(f"another `sheetsync watch` is running on this project "
+                             f"(pid {_pid_in(path)})") from None
+        f.seek(0)
+        f.truncate()
+        f.write(str(os.getpid()))
+        f.flush()
+        try:
+            yield
+        finally:
+            f.seek(0)
+            f.truncate()
+
+
+def refuse_if_watched(state_dir: Path) -> None:
+    """A command while a watcher runs would race it: refuse (the watcher's own calls pass)."""
+    path = state_dir / LOCK_NAME
+    if not path.exists():
+        return
+    with path.open("r") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = _pid_in(path)
+            if pid != str(os.getpid()):
+                raise WatchError(f"`sheetsync watch` (pid {pid}) is running on this project: "
+                                 "stop it first (it exits cleanly on SIGTERM or Ctrl-C)") from None
+        else:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _pid_in(path: Path) -> str:
+    try:
+        return path.read_text().strip() or "?"
+    except OSError:
+        return "?"
+
+
+# ---- running ----------------------------------------------------------------------------
+
+
+class _Stop:
+    """SIGTERM / Ctrl-C set a flag; the loop finishes its step and returns."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        self.requested = True
+
+
+class _Abandon(Exception):
+    """Raised from the epoch callback to abandon a training when asked to stop."""
+
+
+def _now_iso() -> str:
+    from .versions import now_iso
+
+    return now_iso()
+
+
+class Watcher:
+    """The I/O side: polls, runs the planned step, logs events, keeps the health file."""
+
+    def __init__(self, project: Project, settings: WatchSettings, log: Callable[[Event], None],
+                 trainer: Callable[[Callable[..., None]], Any] | None = None,
+                 clock: Callable[[], float] = time.time):
+        self.project, self.settings, self.log, self.clock = project, settings, log, clock
+        self.trainer = trainer or (lambda on_epoch: project.train(epochs=settings.epochs,
+                                                                  on_epoch=on_epoch))
+        self.state_dir = project.state
+        self.state = self._load_state()
+        self.result = WatchResult()
+        self.stop = _Stop()
+        self.sheet: pd.DataFrame | None = None
+        self._stamp: object = None
+
+    # -- events and files
+
+    def emit(self, event: str, message: str, **data: Any) -> None:
+        self.log(Event(_now_iso(), event, message, data))
+
+    def _load_state(self) -> WatchState:
+        path = self.state_dir / STATE_NAME
+        try:
+            raw = json.loads(path.read_text())
+            return WatchState(edits=tuple(tuple(e) for e in raw.get("edits", [])),  # type: ignore[misc]
+                              changed_at=float(raw.get("changed_at", 0.0)),
+                              attempted=(None if raw.get("attempted") is None else
+                                         tuple(tuple(e) for e in raw["attempted"])),  # type: ignore[misc]
+                              published_key=str(raw.get("published_key", "")),
+                              held=dict(raw.get("held", {})))
+        except (OSError, ValueError, TypeError, AttributeError):
+            return WatchState()  # no (or unreadable) state: derive everything again
+
+    def _save_state(self) -> None:
+        _write_json(self.state_dir / STATE_NAME, asdict(self.state))
+
+    def _health(self, error: str = "") -> None:
+        path = self.state_dir / HEALTH_NAME
+        try:
+            old = json.loads(path.read_text()) if path.exists() else {}
+        except ValueError:
+            old = {}
+        health = {**old, "pid": os.getpid(), "last_cycle": _now_iso(),
+                  "cycles": self.result.cycles, "pulls": self.result.pulls,
+                  "trainings": self.result.trainings, "ok": not error}
+        if error:
+            health.update(last_error=error, last_error_time=_now_iso())
+        _write_json(path, health)
+
+    # -- the loop
+
+    def run(self) -> WatchResult:
+        with watcher_lock(self.state_dir), self._signals():
+            self.emit("started", f"watching {self.project.backend.describe()} every "
+                                 f"{self.settings.interval:g} s (quiet period "
+                                 f"{self.settings.quiet:g} s)")
+            errors = 0
+            while not self.stop.requested:
+                delay = self.settings.interval
+                try:
+                    self.result.cycles += 1
+                    self.cycle()
+                    errors = 0
+                    self._health()
+                except _Abandon:
+                    self.result.abandoned_training = True
+                    self.emit("training-abandoned", "stopped during a training; no score row "
+                                                    "written, it runs again at the next start")
+                    break
+                except SheetsyncError as e:
+                    errors += 1
+                    self.result.errors += 1
+                    self.result.last_error = str(e)
+                    delay = min(self.settings.interval * 2 ** min(errors, 10),
+                                self.settings.max_backoff)
+                    self.emit("retry" if isinstance(e, BackendError) else "error",
+                              f"{e} (next try in {delay:.0f} s)", error=type(e).__name__)
+                    self._health(str(e))
+                if self.settings.once:
+                    break
+                self._sleep(delay)
+            self.emit("stopped", f"{self.result.cycles} cycle(s), {self.result.pulls} pull(s), "
+                                 f"{self.result.trainings} training(s)")
+        return self.result
+
+    @contextmanager
+    def _signals(self) -> Iterator[None]:
+        try:
+            old = {s: signal.signal(s, self.stop) for s in (signal.SIGTERM, signal.SIGINT)}
+        except ValueError:  # not the main thread (tests drive it from a thread): no handlers
+            yield
+            return
+        try:
+            yield
+        finally:
+            for s, handler in old.items():
+                signal.signal(s, handler)
+
+    def _sleep(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while not self.stop.requested and time.monotonic() < end:
+            time.sleep(min(0.2, max(0.0, end - time.monotonic())))
+
+    def cycle(self) -> Action:
+        seen = self.poll()
+        step = plan(self.state, seen, self.clock(), self.settings)
+        self.state = step.state
+        if step.action == "wait":
+            self.emit("waiting", step.reason, edits=len(seen.edits))
+        elif step.action == "pull":
+            self.do_pull(step.reason)
+        elif step.action == "train":
+            self.do_train(step.reason)
+        elif step.action == "republish":
+            self.do_republish(seen.published_key)
+        self._save_state()
+        return step.action
+
+    def poll(self) -> Observation:
+        project = self.project
+        if self._stale():
+            self.sheet = project.backend.read_table()
+            if self.sheet is None:
+                self.emit("push", "the sheet has no data yet: pushing every row")
+                project.push()
+                self.sheet = project.backend.read_table()
+        latest = project.versions.latest()
+        version = latest.version if latest else 0
+        scores = project.scores.read()
+        trained = bool(len(scores)) and str(version) in set(scores["version"].astype(str))
+        return Observation(edit_cells(self.sheet, project._published()), version, trained,
+                           f"v{version}/{len(scores)} score(s)")
+
+    def _stale(self) -> bool:
+        """Read again? Always for Google; for the workbook only when its file changed."""
+        backend = self.project.backend
+        path = getattr(backend, "path", None)
+        if path is None or self.sheet is None:
+            self._stamp = None
+            return True
+        try:
+            st = Path(path).stat()
+            stamp: object = (st.st_mtime_ns, st.st_size, st.st_ino)
+        except FileNotFoundError:
+            stamp = None
+        changed = stamp != self._stamp
+        self._stamp = stamp
+        return changed
+
+    def do_pull(self, reason: str) -> None:
+        assert self.sheet is not None
+        self.emit("pulling", reason)
+        report = self.project.pull(sheet=self.sheet, hold_invalid=True)
+        for w in report.warnings:
+            self.emit("warning", w)
+        held = list(report.data.get("held", []))
+        messages = status_messages(held, self.sheet)
+        if held:
+            self.emit("validation", f"{len(held)} problem(s); their rows are held back, the "
+                                    f"others applied: " + "; ".join(map(str, held[:5])),
+                      problems=[str(p) for p in held])
+        if "version" in report.data:
+            self.result.pulls += 1
+            self.emit("pulled", f"recorded v{report.data['version']}",
+                      version=report.data["version"])
+        else:
+            self.emit("pulled", "nothing to apply")
+        # Edits left (the held rows') count as attempted until someone changes them again.
+        left = tuple(sorted(edit_cells(self.sheet, self.project._published())))
+        if messages != self.state.held:
+            self.write_statuses(messages, self.state.held)
+        self.state = replace(self.state, held=messages, edits=left, attempted=left)
+        self._stamp = None  # read again next cycle: the sheet is the base for what follows
+
+    def write_statuses(self, messages: dict[str, str], before: dict[str, str]) -> None:
+        """Say in the sheet why rows wait (and clear the rows fixed since); nothing else."""
+        ids = sorted(set(messages) | set(before))
+        updates = pd.DataFrame({"sync_status": [messages.get(i, "") for i in ids]}, index=ids)
+        result = self.project.backend.update_own_columns(
+            updates, self.project.sheet_layout(pd.DataFrame()))
+        self.emit("status", f"sync_status written on {result.updated} row(s)", ids=ids)
+
+    def do_train(self, reason: str) -> None:
+        def on_epoch(epoch: int, total: int, logs: dict[str, float]) -> None:
+            if self.stop.requested:
+                raise _Abandon()
+
+        self.emit("training", reason)
+        report = self.trainer(on_epoch)
+        self.result.trainings += 1
+        score = getattr(report, "data", {}).get("score", {})
+        self.emit("trained", f"v{score.get('version', '?')}: best val accuracy "
+                             f"{score.get('best_val_accuracy', '?')}, test accuracy "
+                             f"{score.get('test_accuracy', '?') or '-'}", score=score)
+        for w in getattr(report, "warnings", []):
+            self.emit("warning", w)
+
+    def do_republish(self, key: str) -> None:
+        project = self.project
+        sheet = project.backend.read_table()  # the read republishing is matched against
+        if sheet is None or "id" not in sheet.columns:
+            raise BackendError(f"{project.backend.describe()} has no data sheet with an id "
+                               "column; run `sheetsync push`")
+        table, info, source = project.review_table()
+        sheet_layout = project.sheet_layout(table)
+        own = [c.name for c in sheet_layout.columns if not c.editable and c.name not in
+               ("id", "image")]
+        updates, append = own_updates(table, sheet, own, self.state.held)
+        result = project.backend.update_own_columns(updates, sheet_layout, append=append)
+        if result.appended:
+            project.published_rows_added(append)
+        self.result.republished += 1
+        self.state = replace(self.state, published_key=key)
+        gone = int((updates["sync_status"] == GONE).sum())
+        self.emit("republished", f"{result.updated} row(s) updated, {result.appended} added, "
+                                 f"{gone} marked gone, {result.repairs} repair(s) after rows "
+                                 f"moved; predictions: {source}", **asdict(result))
+        if result.missing_columns:
+            self.emit("warning", f"the sheet lacks sheetsync column(s) "
+                                 f"{', '.join(result.missing_columns)}: `sheetsync push` adds them")
+        self._stamp = None
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, default=str))
+    os.replace(tmp, path)
+
+
+def check_settings(project: Project, settings: WatchSettings) -> WatchSettings:
+    """Refuse settings that would break the quota or make no sense."""
+    if settings.interval <= 0 or settings.quiet < 0:
+        raise WatchError("--interval must be above 0 and --quiet at least 0 seconds")
+    if project.config.backend == "google" and settings.interval < GOOGLE_MIN_INTERVAL:
+        raise WatchError(f"--interval {settings.interval:g} s would exceed Google's 60 reads per "
+                         f"minute; use at least {GOOGLE_MIN_INTERVAL:g} s")
+    return settings
+
+
+def run(project: Project, settings: WatchSettings, *, log: Callable[[Event], None],
+        trainer: Callable[[Callable[..., None]], Any] | None = None) -> WatchResult:
+    """Watch until SIGTERM/Ctrl-C (or one cycle with ``settings.once``); returns what it did."""
+    return Watcher(project, check_settings(project, settings), log, trainer).run()
+
+
+__all__ = ["Event", "Observation", "Plan", "WatchResult", "WatchSettings", "WatchState",
+           "edit_cells", "own_updates", "plan", "refuse_if_watched", "run", "status_messages"]

@@ -1,0 +1,446 @@
+"""`sheetsync watch`: the pure planner, own-column writes that never touch a person's cell
+(workbook and the Sheets API stand-in, with a collaborator sorting between read and write),
+held-back invalid rows, locks, 429/5xx bursts, and `watch --once` through the CLI."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from openpyxl import load_workbook
+
+from sheetsync._progress import no_progress
+from sheetsync.cli import cli
+from sheetsync.config import Config
+from sheetsync.errors import BackendError, WatchError
+from sheetsync.project import Project
+from sheetsync.sheets.google import GoogleBackend
+from sheetsync.sheets.local import LocalBackend
+from sheetsync.versions import now_iso
+from sheetsync.watch import (
+    GONE,
+    Event,
+    Observation,
+    WatchSettings,
+    WatchState,
+    Watcher,
+    edit_cells,
+    plan,
+    refuse_if_watched,
+    watcher_lock,
+)
+
+try:
+    from tests._sheets_standin import SheetsStandin, route, standin_client, token_credentials
+except ImportError:  # tests/ is not a package
+    from _sheets_standin import SheetsStandin, route, standin_client, token_credentials
+
+BOT = "sheetsync-bot@team-project.iam.gserviceaccount.com"
+ALICE = "alice@example.com"
+OWN = ["predicted", "why", "sync_status"]
+
+
+# ---- the planner (pure) -----------------------------------------------------------------
+
+
+def obs(edits: set[tuple[str, str, str]] = frozenset(), trained: bool = True,
+        key: str = "k") -> Observation:
+    return Observation(frozenset(edits), 2, trained, key)
+
+
+def test_plan_waits_for_quiet_then_pulls_once_then_trains_then_republishes() -> None:
+    s = WatchSettings(quiet=30)
+    state = WatchState(published_key="k")
+    e1 = {("a", "label", "ii")}
+    p = plan(state, obs(e1), 100.0, s)
+    assert p.action == "wait"
+    p = plan(p.state, obs(e1 | {("b", "note", "x")}), 125.0, s)  # a new edit restarts the clock
+    assert p.action == "wait" and p.state.changed_at == 125.0
+    p = plan(p.state, obs(e1 | {("b", "note", "x")}), 150.0, s)
+    assert p.action == "wait"
+    p = plan(p.state, obs(e1 | {("b", "note", "x")}), 155.0, s)
+    assert p.action == "pull"
+    # The same (held-back) edits are not pulled again until someone changes them.
+    again = plan(p.state, obs(e1 | {("b", "note", "x")}, trained=False), 999.0, s)
+    assert again.action == "train"
+    assert plan(again.state, obs(trained=True, key="new"), 1000.0, s).action == "republish"
+    assert plan(replace_key(again.state, "new"), obs(key="new"), 1000.0, s).action == "idle"
+
+
+def replace_key(state: WatchState, key: str) -> WatchState:
+    return dataclasses.replace(state, published_key=key)
+
+
+def test_plan_does_not_train_while_edits_settle_and_respects_no_train() -> None:
+    p = plan(WatchState(), obs({("a", "label", "i")}, trained=False), 0.0, WatchSettings(quiet=5))
+    assert p.action == "wait"
+    p = plan(WatchState(published_key="k"), obs(trained=False), 0.0, WatchSettings(train=False))
+    assert p.action == "idle"
+
+
+def test_edit_cells_are_keyed_by_id_so_a_sort_is_no_edit() -> None:
+    published = pd.DataFrame({"id": ["a", "b"], "split": ["train", "val"], "label": ["i", "ii"],
+                              "action": ["keep", "keep"], "note": ["", ""]})
+    sheet = pd.DataFrame({"id": ["b", "a"], "path": ["p", "q"], "split": ["val", "train"],
+                          "label": ["ii", " I "], "action": ["", "keep"], "note": ["", "hm"],
+                          "predicted": ["x", "y"]}, index=[2, 3])
+    assert edit_cells(sheet, published) == {("a", "note", "hm")}
+
+
+# ---- the workbook --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def local(data_root: Path, tmp_path: Path) -> Project:
+    project, _ = Project.init(data_root, tmp_path / "proj", progress=no_progress)
+    project.push()
+    return project
+
+
+def workbook(project: Project) -> Path:
+    return project.config.resolve(project.config.local.path)
+
+
+def edit_workbook(path: Path, changes: dict[str, dict[str, object]]) -> None:
+    """Type into cells by id and save, as a person in a spreadsheet program would."""
+    wb = load_workbook(path)
+    ws = wb["data"]
+    header = [c.value for c in ws[1]]
+    for r in range(2, ws.max_row + 1):
+        for column, value in changes.get(ws.cell(r, header.index("id") + 1).value, {}).items():
+            ws.cell(r, header.index(column) + 1).value = value
+    wb.save(path)
+
+
+def sort_workbook(path: Path, column: str, reverse: bool = True) -> None:
+    """Sort every data row by one column, as a person would."""
+    wb = load_workbook(path)
+    ws = wb["data"]
+    header = [c.value for c in ws[1]]
+    rows = [[c.value for c in r] for r in ws.iter_rows(min_row=2)]
+    rows.sort(key=lambda r: str(r[header.index(column)] or ""), reverse=reverse)
+    for r, values in enumerate(rows, start=2):
+        for c, v in enumerate(values, start=1):
+            ws.cell(r, c).value = v
+    wb.save(path)
+
+
+def sheet_by_id(backend: Any) -> pd.DataFrame:
+    return backend.read_table().set_index("id")
+
+
+def updates_for(ids: list[str]) -> pd.DataFrame:
+    return pd.DataFrame({"predicted": [f"p-{i}" for i in ids], "why": [f"w-{i}" for i in ids],
+                         "sync_status": ""}, index=ids)
+
+
+class SortingBackend(LocalBackend):
+    """The workbook, with a person sorting and saving right after sheetsync's first read."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.reads = 0
+
+    def read_table(self) -> pd.DataFrame | None:
+        frame = super().read_table()
+        self.reads += 1
+        if self.reads == 1:
+            sort_workbook(self.path, "id")
+            edit_workbook(self.path, {frame["id"].iloc[0]: {"note": "typed meanwhile"}})
+        return frame
+
+
+def test_workbook_own_columns_survive_a_sort_and_a_save_between_read_and_write(local: Project) -> None:
+    path = workbook(local)
+    ids = list(local.backend.read_table()["id"])
+    edit_workbook(path, {ids[1]: {"label": "iii", "note": "Alice"}})
+    backend = SortingBackend(path, root=local.config.root)
+    table, _, _ = local.review_table()
+    result = backend.update_own_columns(updates_for(ids), local.sheet_layout(table))
+    assert result.repairs == 1  # the save meanwhile made it start again from the new file
+    after = sheet_by_id(backend)
+    assert list(backend.read_table()["id"]) == sorted(ids, reverse=True)  # their sort kept
+    assert after.at[ids[0], "note"] == "typed meanwhile"  # their save kept
+    assert (after.at[ids[1], "label"], after.at[ids[1], "note"]) == ("iii", "Alice")
+    for i in ids:
+        assert (after.at[i, "predicted"], after.at[i, "why"]) == (f"p-{i}", f"w-{i}")
+
+
+def test_workbook_is_never_written_while_a_program_holds_its_lock(local: Project) -> None:
+    from sheetsync.sheets.local import WorkbookLockedError
+
+    path = workbook(local)
+    before = path.read_bytes()
+    lock = path.with_name(f".~lock.{path.name}#")
+    lock.write_text("alice")
+    with pytest.raises(WorkbookLockedError):
+        local.backend.update_own_columns(updates_for(["x"]), local.sheet_layout(pd.DataFrame()))
+    assert path.read_bytes() == before
+
+
+def run_once(project: Project, **settings: Any) -> list[Event]:
+    events: list[Event] = []
+    fresh = Project.open(project.config.project_dir, progress=no_progress)
+    Watcher(fresh, WatchSettings(once=True, **settings), events.append).run()
+    return events
+
+
+def test_watch_holds_a_corrupt_row_applies_the_valid_one_and_says_why_in_the_sheet(local: Project) -> None:
+    path = workbook(local)
+    sheet = local.backend.read_table()
+    good, bad = sheet["id"].iloc[0], sheet["id"].iloc[1]
+    bad_label = sheet.set_index("id").at[bad, "label"]
+    edit_workbook(path, {good: {"label": "iii"}, bad: {"label": "seven", "note": "also this"}})
+    run_once(local, quiet=0, train=False)  # the pull
+    m = local.versions.load("latest").set_index("id")
+    assert m.at[good, "label"] == "iii"
+    assert (m.at[bad, "label"], m.at[bad, "note"]) == (bad_label, "")  # nothing of that row
+    after = sheet_by_id(local.backend)
+    assert "not applied" in after.at[bad, "sync_status"] and "seven" in after.at[bad, "sync_status"]
+    assert (after.at[bad, "label"], after.at[bad, "note"]) == ("seven", "also this")  # kept
+    assert after.at[good, "sync_status"] == ""
+    # Nothing is pulled twice; once fixed, the held row goes through and its status clears.
+    versions = len(local.versions.list())
+    run_once(local, quiet=0, train=False)
+    assert len(local.versions.list()) == versions
+    edit_workbook(path, {bad: {"label": "ii"}})
+    run_once(local, quiet=0, train=False)
+    m = local.versions.load("latest").set_index("id")
+    assert (m.at[bad, "label"], m.at[bad, "note"]) == ("ii", "also this")
+    assert sheet_by_id(local.backend).at[bad, "sync_status"] == ""
+
+
+def test_watch_republish_appends_new_images_and_marks_gone_ones(local: Project) -> None:
+    root = local.config.root
+    sheet = local.backend.read_table().set_index("id")
+    gone_id = sheet.index[0]
+    (root / sheet.at[gone_id, "path"]).unlink()
+    src = root / sheet.at[sheet.index[1], "path"]
+    new = root / "train" / "i" / "new-one.png"
+    from PIL import Image
+
+    Image.open(src).rotate(90).save(new)
+    run_once(local, quiet=0, train=False)
+    after = local.backend.read_table()
+    assert len(after) == len(sheet) + 1
+    assert "new-one.png" in after["path"].str.cat()
+    assert after.set_index("id").at[gone_id, "sync_status"] == GONE
+    assert not edit_cells(after, local._published())  # the appended row is no "edit"
+
+
+def test_second_watcher_and_a_command_are_refused(local: Project, tmp_path: Path) -> None:
+    state = local.state
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from pathlib import Path; from sheetsync.watch import watcher_lock\n"
+        f"with watcher_lock(Path({str(state)!r})):\n    print('held', flush=True); time.sleep(30)")],
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(Path.cwd())})
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.raises(WatchError, match="another `sheetsync watch`"), watcher_lock(state):
+            pass
+        with pytest.raises(WatchError, match="is running on this project"):
+            refuse_if_watched(state)
+        result = CliRunner().invoke(cli, ["-C", str(local.config.project_dir), "pull"])
+        assert result.exit_code == 1 and "stop it first" in result.output
+    finally:
+        holder.kill()
+        holder.wait()
+    refuse_if_watched(state)  # released with its process
+
+
+def test_watch_once_cli_pulls_republishes_and_writes_health(local: Project) -> None:
+    sheet = local.backend.read_table()
+    a = sheet["id"].iloc[2]
+    edit_workbook(workbook(local), {a: {"action": "drop", "note": "blurry"}})
+    args = ["-C", str(local.config.project_dir), "watch", "--once", "--quiet", "0", "--no-train",
+            "--json"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    events = [json.loads(line)["event"] for line in result.output.splitlines()]
+    assert events == ["started", "pulling", "pulled", "stopped"]
+    result = CliRunner().invoke(cli, args)
+    events = [json.loads(line)["event"] for line in result.output.splitlines()]
+    assert events == ["started", "republished", "stopped"]
+    m = local.versions.load("latest").set_index("id")
+    assert (m.at[a, "action"], m.at[a, "note"]) == ("drop", "blurry")
+    after = sheet_by_id(local.backend)
+    assert (after.at[a, "action"], after.at[a, "note"]) == ("drop", "blurry")
+    assert ".sheetsync-dropped" in after.at[a, "path"]  # own column republished
+    health = json.loads((local.state / "watch-health.json").read_text())
+    assert health["ok"] and health["cycles"] == 1
+
+
+# ---- training, injected at the edge ----------------------------------------------------------
+
+
+def fake_trainer(project: Project, during: Any = None) -> Any:
+    """Writes the score row a training of the latest version would; ``during`` acts meanwhile."""
+    calls: list[int] = []
+
+    def train(on_epoch: Any) -> Any:
+        info = project.versions.latest()
+        assert info is not None
+        if during is not None:
+            during(len(calls))
+        on_epoch(1, 1, {})
+        row = {"version": info.version, "time": now_iso(), "best_val_accuracy": 0.5,
+               "test_accuracy": "", "epochs": 1}
+        project.scores.append(row)
+        project.backend.append_score(row)
+        calls.append(info.version)
+        return type("R", (), {"data": {"score": row}, "warnings": []})()
+
+    train.calls = calls  # type: ignore[attr-defined]
+    return train
+
+
+def test_an_edit_during_training_queues_exactly_one_more_run(local: Project) -> None:
+    path = workbook(local)
+    sheet = local.backend.read_table()
+    ids = list(sheet["id"])
+    relabel = "i" if sheet["label"].iloc[0] != "i" else "ii"
+    moved = "val" if sheet["split"].iloc[4] == "train" else "train"
+    edit_workbook(path, {ids[0]: {"label": relabel}})
+    project = Project.open(local.config.project_dir, progress=no_progress)
+
+    def during(n: int) -> None:
+        if n == 0:  # while v2 trains, Alice edits twice
+            edit_workbook(path, {ids[3]: {"note": "first"}})
+            edit_workbook(path, {ids[3]: {"note": "second"}, ids[4]: {"split": moved}})
+
+    trainer = fake_trainer(project, during)
+    watcher = Watcher(project, WatchSettings(quiet=0, once=True), lambda e: None, trainer)
+    actions = [watcher.cycle() for _ in range(10)]
+    assert actions[:6] == ["pull", "train", "pull", "train", "republish", "idle"]
+    assert set(actions[6:]) == {"idle"}
+    assert trainer.calls == [2, 3]  # one run per version, never two at once
+    scores = project.backend.read_scores()
+    assert scores["version"].tolist() == ["2", "3"]
+    m = project.versions.load("v3").set_index("id")
+    assert (m.at[ids[0], "label"], m.at[ids[3], "note"]) == (relabel, "second")
+    assert m.at[ids[4], "split"] == moved
+    assert len(project.versions.list()) == 3  # each edit applied once ("first" never settled)
+
+
+def test_stop_requested_during_training_abandons_it_without_a_score_row(local: Project) -> None:
+    project = Project.open(local.config.project_dir, progress=no_progress)
+    watcher: Watcher
+
+    def stop_now(n: int) -> None:
+        watcher.stop.requested = True  # what SIGTERM does
+
+    watcher = Watcher(project, WatchSettings(quiet=0), lambda e: None,
+                      fake_trainer(project, stop_now))
+    result = watcher.run()
+    assert result.abandoned_training and not len(project.scores.read())
+
+
+# ---- Google, through the Sheets API stand-in -----------------------------------------------
+
+
+@pytest.fixture
+def api():
+    with SheetsStandin() as server:
+        yield server
+
+
+@pytest.fixture
+def google(api: SheetsStandin, data_root: Path, tmp_path: Path) -> Project:
+    proj = tmp_path / "gproj"
+    Project.init(data_root, proj, backend="google", progress=no_progress)
+    sid = api.create_spreadsheet("labels", shared_with=[BOT, ALICE])
+    key = proj / "credentials.json"
+    key.write_text(json.dumps(api.service_account(BOT)))
+    key.chmod(0o600)
+    config = Config.load(proj)
+    config = dataclasses.replace(config, google=dataclasses.replace(
+        config.google, spreadsheet=sid, max_retries=2))
+    config.save()
+    project = open_google(api, proj)
+    project.push()
+    return project
+
+
+def open_google(api: SheetsStandin, proj: Path) -> Project:
+    config = Config.load(proj)
+    backend = GoogleBackend.from_config(config)
+    backend.http.sleep = lambda s: None  # backoff waits are not what these tests measure
+    route(backend.client.http_client.session, api)
+    return Project(config, progress=no_progress, backend=backend)
+
+
+def alice(api: SheetsStandin, project: Project) -> Any:
+    sid = project.backend.spreadsheet_id
+    return standin_client(api, token_credentials(api, ALICE)).open_by_key(sid).worksheet("data")
+
+
+def type_cells(ws: Any, changes: dict[str, dict[str, str]]) -> None:
+    values = ws.get_all_values()
+    header = values[0]
+    for r, row in enumerate(values[1:], start=2):
+        for column, value in changes.get(row[0], {}).items():
+            ws.update_cell(r, header.index(column) + 1, value)
+
+
+def test_google_own_columns_repaired_after_a_sort_between_write_and_read_back(
+        api: SheetsStandin, google: Project) -> None:
+    sid = google.backend.spreadsheet_id
+    ids = list(google.backend.read_table()["id"])
+    type_cells(alice(api, google), {ids[0]: {"label": "iii", "note": "Alice"}})
+    header = google.backend.read_table().columns.tolist()
+    # Alice sorts the whole table between sheetsync's read and its write.
+    api.before_next("values:batchUpdate", lambda a: a.sort_rows(sid, "data", header.index("path"),
+                                                                descending=True))
+    api.reset_counts()
+    table, _, _ = google.review_table()
+    result = google.backend.update_own_columns(updates_for(ids), google.sheet_layout(table))
+    assert result.repairs == 1 and result.updated == len(ids)
+    assert (api.reads, api.writes) == (4, 2)  # read, write, read ids; read, write, read ids
+    after = sheet_by_id(google.backend)
+    assert (after.at[ids[0], "label"], after.at[ids[0], "note"]) == ("iii", "Alice")
+    for i in ids:
+        assert (after.at[i, "predicted"], after.at[i, "why"]) == (f"p-{i}", f"w-{i}")
+    paths = google.backend.read_table()["path"].tolist()
+    assert paths == sorted(paths, reverse=True)  # their order kept
+
+
+def test_google_watch_rides_out_429_and_503_bursts(api: SheetsStandin, google: Project) -> None:
+    ids = list(google.backend.read_table()["id"])
+    type_cells(alice(api, google), {ids[1]: {"label": "iii"}})
+    events: list[Event] = []
+    project = open_google(api, google.config.project_dir)
+    watcher = Watcher(project, WatchSettings(quiet=0, train=False), events.append)
+    api.fail_next(3, 429)  # more than max_retries=2: the cycle fails, the watcher carries on
+    actions = []
+    for _ in range(6):
+        try:
+            actions.append(watcher.cycle())
+        except BackendError as e:  # what run() turns into a "retry" event
+            actions.append(type(e).__name__)
+            api.fail_next(2, 503)  # a burst retries can absorb
+    assert actions[0] == "QuotaError"
+    assert "pull" in actions and actions[-1] == "idle"
+    m = project.versions.load("latest").set_index("id")
+    assert m.at[ids[1], "label"] == "iii"
+    assert sheet_by_id(project.backend).at[ids[1], "label"] == "iii"
+
+
+def test_google_corrupt_cell_is_reported_in_the_sheet_and_nothing_of_it_applied(
+        api: SheetsStandin, google: Project) -> None:
+    ids = list(google.backend.read_table()["id"])
+    type_cells(alice(api, google), {ids[2]: {"split": "nowhere", "note": "x"}})
+    project = open_google(api, google.config.project_dir)
+    watcher = Watcher(project, WatchSettings(quiet=0, train=False), lambda e: None)
+    assert watcher.cycle() == "pull"
+    assert len(project.versions.list()) == 1
+    after = sheet_by_id(project.backend)
+    assert "nowhere" in after.at[ids[2], "sync_status"]
+    assert (after.at[ids[2], "split"], after.at[ids[2], "note"]) == ("nowhere", "x")
