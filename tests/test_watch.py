@@ -5,10 +5,14 @@ held-back invalid rows, locks, 429/5xx bursts, and `watch --once` through the CL
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
+import random
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +33,9 @@ from sheetsync.watch import (
     GONE,
     Event,
     Observation,
+    Watcher,
     WatchSettings,
     WatchState,
-    Watcher,
     edit_cells,
     plan,
     refuse_if_watched,
@@ -444,3 +448,90 @@ def test_google_corrupt_cell_is_reported_in_the_sheet_and_nothing_of_it_applied(
     after = sheet_by_id(project.backend)
     assert "nowhere" in after.at[ids[2], "sync_status"]
     assert (after.at[ids[2], "split"], after.at[ids[2], "note"]) == ("nowhere", "x")
+
+
+# ---- the quiet period, on the workbook ------------------------------------------------------
+
+
+def test_an_edit_changed_during_the_quiet_period_is_pulled_once_settled(local: Project) -> None:
+    path = workbook(local)
+    ids = list(local.backend.read_table()["id"])
+    now = [0.0]
+    project = Project.open(local.config.project_dir, progress=no_progress)
+    watcher = Watcher(project, WatchSettings(quiet=30, train=False), lambda e: None,
+                      clock=lambda: now[0])
+    edit_workbook(path, {ids[0]: {"note": "half-typ"}})
+    assert watcher.cycle() == "wait"
+    now[0] = 20.0
+    edit_workbook(path, {ids[0]: {"note": "half-typed, now done"}})  # still typing
+    assert watcher.cycle() == "wait"
+    now[0] = 45.0  # 25 s since the last change: not yet
+    assert watcher.cycle() == "wait"
+    assert len(project.versions.list()) == 1
+    now[0] = 51.0
+    assert watcher.cycle() == "pull"
+    assert project.versions.load("latest").set_index("id").at[ids[0], "note"] == "half-typed, now done"
+    assert [watcher.cycle() for _ in range(2)] == ["republish", "idle"]
+    assert len(project.versions.list()) == 2
+
+
+# ---- processes: kill -9 at points of a cycle, SIGTERM during a real training ------------------
+
+
+def tree_hashes(root: Path) -> list[str]:
+    return sorted(hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*")
+                  if p.is_file() and ".sheetsync-staging" not in p.parts)
+
+
+def watch_process(project: Project, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "sheetsync", "-C", str(project.config.project_dir), "watch",
+         "--json", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+
+
+@pytest.mark.slow
+def test_kill_9_at_points_of_a_cycle_loses_nothing_and_resumes(local: Project) -> None:
+    root = local.config.root
+    files = tree_hashes(root)
+    rng = random.Random(7)
+    path = workbook(local)
+    for delay in (0.3, 0.8, 1.5, 2.5, 4.0):
+        sheet = local.backend.read_table()
+        # Many moves at once, so that some kills land inside the journal's renames.
+        edit_workbook(path, {i: {"split": rng.choice(["train", "val"]),
+                                 "label": rng.choice(["i", "ii", "iii"])} for i in sheet["id"]})
+        proc = watch_process(local, "--quiet", "0", "--interval", "0.1", "--no-train")
+        time.sleep(delay)
+        proc.kill()
+        proc.wait()
+        assert tree_hashes(root) == files  # every image still there, once
+        for _ in range(4):  # the next runs complete (or roll back) and catch up
+            done = watch_process(local, "--once", "--quiet", "0", "--no-train")
+            out, _ = done.communicate(timeout=300)
+            assert done.returncode == 0, out
+        assert tree_hashes(root) == files
+        manifest = Project.open(local.config.project_dir).versions.load("latest")
+        for rel in manifest["path"]:
+            assert (root / rel).is_file()
+        now = Project.open(local.config.project_dir).backend.read_table()
+        assert not edit_cells(now, Project.open(local.config.project_dir)._published())
+
+
+@pytest.mark.slow
+def test_sigterm_during_a_real_training_abandons_it_and_exits_0(local: Project) -> None:
+    proc = watch_process(local, "--quiet", "0", "--epochs", "300", "--interval", "0.5")
+    assert proc.stdout is not None
+    events = []
+    for line in proc.stdout:
+        events.append(json.loads(line)["event"])
+        if events[-1] == "training":
+            break
+    time.sleep(20)  # into the epochs
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=300)
+    events += [json.loads(line)["event"] for line in out.splitlines() if line.startswith("{")]
+    assert proc.returncode == 0, out
+    assert events[-2:] == ["training-abandoned", "stopped"]
+    assert not len(Project.open(local.config.project_dir).scores.read())
+    refuse_if_watched(local.state)  # the lock went with it
