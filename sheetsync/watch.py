@@ -190,7 +190,8 @@ def own_updates(table: pd.DataFrame, sheet: pd.DataFrame, own: list[str],
         blank = pd.DataFrame({c: [""] * len(gone) for c in own}, index=gone)
         blank["sync_status"] = GONE
         updates = pd.concat([updates, blank])
-    updates["sync_status"] = [held.get(str(i), s) for i, s in zip(
+    # A gone image says so (its row also fails validation, with a longer message).
+    updates["sync_status"] = [s if s == GONE else held.get(str(i), s) for i, s in zip(
         updates.index, updates["sync_status"], strict=True)]
     append = table[~table["id"].isin(in_sheet)].copy()
     return updates, append

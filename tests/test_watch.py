@@ -535,3 +535,24 @@ def test_sigterm_during_a_real_training_abandons_it_and_exits_0(local: Project) 
     assert events[-2:] == ["training-abandoned", "stopped"]
     assert not len(Project.open(local.config.project_dir).scores.read())
     refuse_if_watched(local.state)  # the lock went with it
+
+
+def test_google_republish_appends_new_images_and_marks_gone_ones(
+        api: SheetsStandin, google: Project) -> None:
+    from PIL import Image
+
+    root = google.config.root
+    sheet = google.backend.read_table().set_index("id")
+    gone_id = sheet.index[0]
+    (root / sheet.at[gone_id, "path"]).unlink()
+    Image.open(root / sheet.at[sheet.index[1], "path"]).rotate(90).save(root / "val/ii/new.png")
+    type_cells(alice(api, google), {sheet.index[2]: {"note": "mine"}})
+    project = open_google(api, google.config.project_dir)
+    watcher = Watcher(project, WatchSettings(quiet=0, train=False), lambda e: None)
+    assert [watcher.cycle() for _ in range(3)] == ["pull", "republish", "idle"]
+    after = project.backend.read_table().set_index("id")
+    assert len(after) == len(sheet) + 1
+    new_id = after.index[after["path"] == "val/ii/new.png"][0]
+    assert after.at[new_id, "label"] == "ii" and after.at[new_id, "sync_status"] == ""
+    assert after.at[gone_id, "sync_status"] == GONE
+    assert after.at[sheet.index[2], "note"] == "mine"
