@@ -398,6 +398,8 @@ class Project:
                 sheet = sheet.drop(index=sorted({p.row for p in plan.problems}), errors="ignore")
                 plan = plan_pull(sheet, manifest, published, self.config.classes,
                                  self.config.splits, known)
+                # Held rows are not "images without a row": that warning would mislead.
+                plan.warnings = [w for w in plan.warnings if "have no row" not in w]
             if plan.problems:
                 raise SheetValidationError(plan.problems)
             report.warnings += plan.warnings

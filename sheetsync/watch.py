@@ -187,7 +187,8 @@ def own_updates(table: pd.DataFrame, sheet: pd.DataFrame, own: list[str],
     updates = by_id.loc[present, own].copy()
     gone = sorted(in_sheet - set(by_id.index))
     if gone:
-        blank = pd.DataFrame({c: [""] * len(gone) for c in own}, index=gone)
+        # Only the status changes: path, url and the rest stay as last shown.
+        blank = pd.DataFrame({c: [None] * len(gone) for c in own}, index=gone, dtype=object)
         blank["sync_status"] = GONE
         updates = pd.concat([updates, blank])
     # A gone image says so (its row also fails validation, with a longer message).

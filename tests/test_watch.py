@@ -237,6 +237,7 @@ def test_watch_republish_appends_new_images_and_marks_gone_ones(local: Project) 
     assert len(after) == len(sheet) + 1
     assert "new-one.png" in after["path"].str.cat()
     assert after.set_index("id").at[gone_id, "sync_status"] == GONE
+    assert after.set_index("id").at[gone_id, "path"] == sheet.at[gone_id, "path"]  # kept
     assert not edit_cells(after, local._published())  # the appended row is no "edit"
 
 
@@ -555,4 +556,5 @@ def test_google_republish_appends_new_images_and_marks_gone_ones(
     new_id = after.index[after["path"] == "val/ii/new.png"][0]
     assert after.at[new_id, "label"] == "ii" and after.at[new_id, "sync_status"] == ""
     assert after.at[gone_id, "sync_status"] == GONE
+    assert after.at[gone_id, "path"] == sheet.at[gone_id, "path"]  # only its status changes
     assert after.at[sheet.index[2], "note"] == "mine"

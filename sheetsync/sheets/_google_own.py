@@ -79,8 +79,9 @@ def own_ranges(title: str, header: Mapping[str, int], rows: Mapping[int, str],
         if str(name) not in header:
             continue
         letter = column_letters(header[str(name)])
-        column = [raw_value(updates.at[targets[r], name]) if r in targets else None
-                  for r in range(first, last + 1)]
+        # null leaves a cell alone: rows of other ids, and None values ("keep as is").
+        column = [None if r not in targets or updates.at[targets[r], name] is None
+                  else raw_value(updates.at[targets[r], name]) for r in range(first, last + 1)]
         out.append({"range": f"{quoted}!{letter}{first}:{letter}{last}",
                     "majorDimension": "COLUMNS", "values": [column]})
     return out

@@ -20,7 +20,8 @@ The contract:
   inside the call, appends whole rows for ids the sheet does not hold yet, and reads the id
   column back after writing: if people sorted or moved rows meanwhile it writes again (at most
   a few times) so that every value sits on its id's row. Cells people edit (editable columns,
-  their own columns) are never written for existing rows. Returns an :class:`OwnUpdate`.
+  their own columns) are never written for existing rows; a ``None`` in ``updates`` leaves
+  that cell as it is (NaN or ``""`` empties it). Returns an :class:`OwnUpdate`.
 * ``append_score(row)`` appends one row to the ``scores`` sheet (creating it, with a header,
   when missing; new keys extend the header); ``read_scores()`` returns it as a DataFrame of str.
 """
@@ -122,7 +123,10 @@ def merge_own_columns(sheet: pd.DataFrame, updates: pd.DataFrame,
     rows = [positions[str(i)] for i in found]
     for name in present:
         column = table[name].astype(object)
-        column[rows] = [updates.at[i, name] for i in found]
+        for row, id_ in zip(rows, found, strict=True):
+            value = updates.at[id_, name]
+            if value is not None:  # None: leave the cell as it is
+                column[row] = value
         table[name] = column
     appended = 0
     if append is not None and len(append):
