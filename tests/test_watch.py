@@ -558,3 +558,37 @@ def test_google_republish_appends_new_images_and_marks_gone_ones(
     assert after.at[gone_id, "sync_status"] == GONE
     assert after.at[gone_id, "path"] == sheet.at[gone_id, "path"]  # only its status changes
     assert after.at[sheet.index[2], "note"] == "mine"
+
+
+def test_own_ranges_leave_other_rows_alone_and_split_under_the_payload_budget() -> None:
+    from sheetsync.sheets import _google_own as own
+
+    header = {"id": 0, "predicted": 3, "why": 30}
+    rows = {2: "a", 3: "b", 4: "c", 5: "a"}
+    updates = pd.DataFrame({"predicted": ["x", "z"], "why": [float("nan"), None]},
+                           index=["a", "c"], dtype=object)
+    ranges = own.own_ranges("it's", header, rows, updates)
+    assert ranges == [
+        {"range": "'it''s'!D2:D4", "majorDimension": "COLUMNS", "values": [["x", None, "z"]]},
+        {"range": "'it''s'!AE2:AE4", "majorDimension": "COLUMNS", "values": [["", None, None]]},
+    ]
+    assert [len(b) for b in own.batches(ranges * 3, 120)] == [1] * 6
+    assert [len(b) for b in own.batches(ranges * 3, 10_000)] == [6]
+    assert own.moved({2: "a", 4: "c"}, {2: "a", 3: "b", 4: "b"}) == [4]
+
+
+def test_run_turns_a_quota_burst_into_a_retry_event_and_an_unhealthy_health_file(
+        api: SheetsStandin, google: Project) -> None:
+    project = open_google(api, google.config.project_dir)
+    events: list[Event] = []
+    api.fail_next(3, 429)
+    result = Watcher(project, WatchSettings(once=True), events.append).run()
+    assert [e.event for e in events] == ["started", "retry", "stopped"]
+    assert "kept failing" in events[1].message and "next try in" in events[1].message
+    assert events[1].data["error"] == "QuotaError"
+    health = json.loads((project.state / "watch-health.json").read_text())
+    assert health["ok"] is False and health["last_error"] == result.last_error
+    events.clear()
+    Watcher(project, WatchSettings(once=True, train=False), events.append).run()
+    assert [e.event for e in events] == ["started", "republished", "stopped"]
+    assert json.loads((project.state / "watch-health.json").read_text())["ok"] is True

@@ -87,6 +87,23 @@ def own_ranges(title: str, header: Mapping[str, int], rows: Mapping[int, str],
     return out
 
 
+def batches(ranges: list[dict[str, Any]], budget: int) -> list[list[dict[str, Any]]]:
+    """Ranges grouped so that each request's JSON stays under ``budget`` bytes (Google's ~2 MB
+    advice); one range larger than that still goes alone."""
+    from ._google_http import dumps
+
+    out: list[list[dict[str, Any]]] = []
+    size = budget + 1
+    for r in ranges:
+        n = len(dumps(r)) + 1
+        if size + n > budget:
+            out.append([])
+            size = 0
+        out[-1].append(r)
+        size += n
+    return out
+
+
 def moved(expected: Mapping[int, str], now: Mapping[int, str]) -> list[int]:
     """Rows written for one id that now hold another (people sorted in between)."""
     return [r for r, id_ in expected.items() if now.get(r) != id_]

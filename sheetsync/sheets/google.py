@@ -181,8 +181,9 @@ class GoogleBackend(Backend):
                            append: pd.DataFrame | None = None) -> OwnUpdate:
         """Targeted RAW ranges for sheetsync's columns only, then the id column read back.
 
-        Per attempt: 1 read (the whole worksheet), 1 write (``values.batchUpdate``), 1 read
-        (the id column); the first attempt adds 1 write (``appendCells``) for new rows."""
+        Per attempt: 1 read (the whole worksheet), 1 write (``values.batchUpdate``; one more
+        per ~2 MB of values), 1 read (the id column); the first attempt adds 1 read (sheet ids)
+        and 1 write (``appendCells``) when there are new rows."""
         own_columns_check(updates, layout)
         appended = 0
         for attempt in range(_OWN_ATTEMPTS):
@@ -193,9 +194,9 @@ class GoogleBackend(Backend):
                                    "push first")
             rows = own.ids_by_row(values or [], header["id"])
             ranges = own.own_ranges(self.worksheet, header, rows, updates)
-            if ranges:
+            for batch in own.batches(ranges, MAX_PAYLOAD - 1000):
                 self.http.call("write", "POST", "/values:batchUpdate",
-                               body={"valueInputOption": "RAW", "data": ranges})
+                               body={"valueInputOption": "RAW", "data": batch})
             if attempt == 0:
                 appended = self._append_rows(values or [], header, set(rows.values()), append,
                                              layout)
