@@ -592,3 +592,30 @@ def test_run_turns_a_quota_burst_into_a_retry_event_and_an_unhealthy_health_file
     Watcher(project, WatchSettings(once=True, train=False), events.append).run()
     assert [e.event for e in events] == ["started", "republished", "stopped"]
     assert json.loads((project.state / "watch-health.json").read_text())["ok"] is True
+
+
+@pytest.mark.slow
+def test_real_training_score_rows_match_the_versions_they_trained(local: Project) -> None:
+    path = workbook(local)
+    sheet = local.backend.read_table()
+    ids = list(sheet["id"])
+    project = Project.open(local.config.project_dir, progress=no_progress)
+    edited = {"n": 0}
+
+    def trainer(on_epoch: Any) -> Any:
+        report = project.train(epochs=1, on_epoch=on_epoch)
+        if edited["n"] == 0:  # Alice edits while the first training runs
+            edit_workbook(path, {ids[0]: {"note": "during training"}})
+        edited["n"] += 1
+        return report
+
+    watcher = Watcher(project, WatchSettings(quiet=0), lambda e: None, trainer)
+    actions = [watcher.cycle() for _ in range(6)]
+    assert actions == ["train", "pull", "train", "republish", "idle", "idle"]
+    scores = project.backend.read_scores()
+    assert scores["version"].tolist() == ["1", "2"]
+    assert project.scores.read()["version"].astype(str).tolist() == ["1", "2"]
+    assert project.versions.load("v2").set_index("id").at[ids[0], "note"] == "during training"
+    after = sheet_by_id(project.backend)
+    assert after.at[ids[0], "note"] == "during training"
+    assert (after["predicted"] != "").all()  # republished from v2's model
