@@ -25,6 +25,7 @@ test-all: install
 
 lint: install
 	$(PY) -m ruff check sheetsync tests bench
+	$(PY) -m mypy sheetsync
 
 bench: install
 	$(PY) -m bench

@@ -80,7 +80,7 @@ def read_fold_map(path: Path) -> dict[str, int]:
         return {}  # absent or damaged: the folds are dealt afresh
 
 
-def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
+def write_atomic(path: Path, write: Callable[[Path], object]) -> None:
     # Write next to the target and rename: an interrupted run never leaves half a file behind.
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:

@@ -1,4 +1,8 @@
-"""The command line: each command parses, makes one library call and prints."""
+"""The command line: each command parses, makes one library call and prints.
+
+The library returns typed results (:mod:`sheetsync.results`); the words people read are made
+here, in :func:`describe` and :func:`warnings_of` (``str(result)`` uses them too).
+"""
 
 from __future__ import annotations
 
@@ -7,11 +11,16 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from .errors import SheetsyncError
+
+if TYPE_CHECKING:  # the results module imports pandas: only when a command runs
+    import pandas as pd
+
+    from .results import PredictionSource, Result
 
 # TensorFlow's C++ logging (CUDA probing, oneDNN notices) is noise for people at a terminal.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -37,11 +46,144 @@ def _project(ctx: click.Context) -> Any:
     return Project.open(ctx.obj["dir"])
 
 
-def _show(report: Any) -> None:
-    for w in report.warnings:
+def _show(result: Any) -> None:
+    for w in result.warnings:
         click.echo(f"Warning: {w}", err=True)
-    if report.lines:
-        click.echo(str(report))
+    if result.lines:
+        click.echo(str(result))
+
+
+# ---- words for results ---------------------------------------------------------------------
+
+
+def warnings_of(result: Result) -> list[str]:
+    """What went wrong or needs attention, one line each (printed as warnings)."""
+    from .results import CheckoutResult, StatusResult, TrainOutcome
+
+    out = []
+    r = result.recovered
+    if r is not None:
+        out.append(f"completed an interrupted pull (v{r.version})" if r.completed
+                   else f"an interrupted pull was rolled back ({r.reason}); pull again")
+    out += result.notices
+    if isinstance(result, StatusResult) and result.sheet_error:
+        out.append(f"could not read the sheet: {result.sheet_error}")
+    if isinstance(result, TrainOutcome) and result.sheet_error:
+        out.append(f"score row kept locally only: {result.sheet_error}")
+    if isinstance(result, CheckoutResult) and result.gone:
+        out.append(f"{result.gone} image(s) of v{result.target} are no longer on disk")
+    return out
+
+
+def describe(result: Result) -> list[str]:
+    """What a command did, as lines for people."""
+    # Keyed by class name: importing sheetsync.results (pandas) would slow `sheetsync --help`.
+    words = _WORDS.get(type(result).__name__)
+    if words is None:
+        raise TypeError(f"no words for {type(result).__name__}")
+    return words(result)
+
+
+def _init_lines(r: Any) -> list[str]:
+    return [f"wrote {r.config_path}",
+            f"dataset {r.root}: {r.images} images, classes {', '.join(r.classes)}, splits "
+            f"{', '.join(r.splits)}" + (f", test folder {r.test_dir}" if r.test_dir else ""),
+            f"recorded {r.version.name}" if r.version else "no change"]
+
+
+def _push_lines(r: Any) -> list[str]:
+    lines = [f"backed up the sheet to {r.sheet_backup}"] if r.sheet_backup else []
+    if r.workbook_backup:
+        lines.append(f"backed up the workbook to {r.workbook_backup}")
+    lines += [f"pushed {r.rows} rows of {r.version.name} to {r.sheet}",
+              f"predictions: {_source_text(r.predictions)}"]
+    return lines + _usage_lines(r.usage)
+
+
+def _source_text(s: PredictionSource) -> str:
+    if s.kind is None:
+        return "none yet (run `sheetsync train` or `sheetsync predict`)"
+    what = "out-of-sample (cross-validated)" if s.kind == "oos" else (
+        "in-sample (from the trained model; run `sheetsync predict` for out-of-sample)")
+    stale = (f" — STALE: computed for v{s.version}, the data is now v{s.current}; run "
+             f"`sheetsync {'predict' if s.kind == 'oos' else 'train'}` again" if s.stale else "")
+    return f"{what} for v{s.version}{stale}"
+
+
+def _pull_lines(r: Any) -> list[str]:
+    if not r.edited:
+        return [f"nothing to pull: the sheet matches {r.base.name}", *_usage_lines(r.usage)]
+    lines = [_changes_text(r.changes, len(r.moves))]
+    if r.dry_run:
+        return [*lines, "dry run: nothing changed"]
+    counts = ", ".join(f"{k} {v}" for k, v in r.version.counts.items())
+    return [*lines, f"recorded {r.version.name} ({counts})", *_usage_lines(r.usage)]
+
+
+def _changes_text(changes: pd.DataFrame, n_moves: int) -> str:
+    if not len(changes):
+        return "no change"
+    from .versions import DIFF_FIELDS
+
+    per_field = changes.groupby("field").size()
+    parts = [f"{n} {f or 'row'} change(s)" if f in DIFF_FIELDS or not f
+             else f"{n} change(s) in column {f!r}" for f, n in per_field.items() if f != "path"]
+    return ", ".join(parts) + f"; {n_moves} file(s) to move"
+
+
+def _train_lines(r: Any) -> list[str]:
+    row = r.score
+    lines = [f"trained on {r.version.name}: best val accuracy {row['best_val_accuracy']}"
+             + (f", test accuracy {row['test_accuracy']}" if r.has_test else "")
+             + f" ({row['epochs']} epochs, {row['seconds']} s)"]
+    if r.sheet:
+        lines += [f"score row written to {r.sheet} (scores)", *_usage_lines(r.usage)]
+    if r.charts:
+        lines.append("charts: " + ", ".join(map(str, r.charts)))
+    return lines
+
+
+def _predict_lines(r: Any) -> list[str]:
+    return [f"out-of-sample probabilities for {r.images} images of {r.version.name} "
+            f"({r.folds} folds x {r.epochs} epochs); `sheetsync push` uses them"]
+
+
+def _status_lines(r: Any) -> list[str]:
+    lines = [f"{r.root}: {r.version.name}, {r.images} images", r.counts.to_string()]
+    if r.sheet is not None and not r.pushed:
+        lines.append(f"sheet: {r.sheet} (not pushed yet)")
+    elif r.sheet is not None:
+        lines.append(f"sheet: {r.sheet}: " + (f"{len(r.pending)} edit(s) not pulled yet"
+                                               if r.pending else "no pending edits"))
+        lines += [f"  {e}" for e in r.pending[:20]]
+    if r.last_score:
+        s = r.last_score
+        lines.append(f"last score: v{s['version']} val {s['best_val_accuracy']} "
+                     f"test {s['test_accuracy']}")
+    return lines
+
+
+def _checkout_lines(r: Any) -> list[str]:
+    if r.version is None:
+        return [f"{r.base.name} already matches v{r.target}"]
+    return [f"restored v{r.target}: {r.moved} file(s) moved; recorded {r.version.name}"]
+
+
+def _scores_lines(r: Any) -> list[str]:
+    if not len(r.table):
+        return ["no score rows yet: run `sheetsync train`"]
+    return [r.table.to_string(index=False), *([f"chart: {r.chart}"] if r.chart else [])]
+
+
+def _usage_lines(usage: str) -> list[str]:
+    return [f"sheet: {usage}"] if usage else []
+
+
+_WORDS: dict[str, Callable[[Any], list[str]]] = {
+    "InitResult": _init_lines, "PushResult": _push_lines, "PullResult": _pull_lines,
+    "TrainOutcome": _train_lines, "PredictResult": _predict_lines, "StatusResult": _status_lines,
+    "CheckoutResult": _checkout_lines, "ScoresResult": _scores_lines,
+}
 
 
 def _epoch_printer() -> Callable[[int, int, dict[str, float]], None]:
@@ -149,11 +291,10 @@ def pull(ctx: click.Context, dry_run: bool) -> None:
     Example: sheetsync pull --dry-run
     """
     with _errors():
-        report = _project(ctx).pull(dry_run=dry_run)
-        _show(report)
-        changes = report.data.get("changes")
-        if dry_run and changes is not None and len(changes):
-            click.echo(changes.to_string(index=False))
+        result = _project(ctx).pull(dry_run=dry_run)
+        _show(result)
+        if result.dry_run and result.edited and len(result.changes):
+            click.echo(result.changes.to_string(index=False))
 
 
 @cli.command()
@@ -214,15 +355,7 @@ def scores(ctx: click.Context) -> None:
     Example: sheetsync scores
     """
     with _errors():
-        project = _project(ctx)
-        table = project.scores.read()
-        if not len(table):
-            click.echo("no score rows yet: run `sheetsync train`")
-            return
-        click.echo(table.to_string(index=False))
-        chart = project._chart()
-        if chart:
-            click.echo(f"chart: {chart}")
+        click.echo(str(_project(ctx).score_table()))
 
 
 @cli.command()

@@ -97,7 +97,7 @@ class Config:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], project_dir: Path) -> Config:
-        def section(name: str, kind: type) -> Any:
+        def section(name: str, kind: Any) -> Any:  # kind: a dataclass
             value = raw.get(name, {})
             if not isinstance(value, dict):
                 raise ConfigError(f"[{name}] must be a table")

@@ -14,6 +14,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import pandas as pd
 
@@ -190,19 +191,22 @@ def reconcile(previous: pd.DataFrame, hashed: list[tuple[FileEntry, str]]) -> Sc
     on_disk = {f.path for f, _ in hashed}
     # Rows whose file vanished from its path may have moved: match them by content.
     vanished: dict[str, list[int]] = {}
-    for i, (p, h) in enumerate(zip(previous["path"], previous["hash"], strict=True)):
+    for k, (p, h) in enumerate(zip(previous["path"], previous["hash"], strict=True)):
         if p not in on_disk:
-            vanished.setdefault(str(h), []).append(i)
+            vanished.setdefault(str(h), []).append(k)
     taken = set(previous["id"].astype(str))
     records = previous.to_dict("records")
-    rows: list[dict[str, object]] = []
+    rows: list[dict[Any, object]] = []
     used: set[int] = set()
-    added, moved, modified = [], [], []
+    added: list[str] = []
+    moved: list[str] = []
+    modified: list[str] = []
     for f, digest in hashed:
         i = by_path.get(f.path)
         if i is None and vanished.get(digest):
             i = vanished[digest].pop(0)
             moved.append(str(records[i]["id"]))
+        row: dict[Any, object]
         if i is not None:
             used.add(i)
             row = dict(records[i])

@@ -144,7 +144,7 @@ def run(folder: Path, epochs: int = 8) -> int:
     say(str(project.train(epochs=epochs)))
     say("== sheetsync log")
     say(project.log().to_string(index=False))
-    say(f"\nworkbook: {workbook}\nscore chart: {project.state / 'scores.png'}")
+    say(f"\nworkbook: {workbook}\nscore chart: {project.store.scores_chart}")
     return 0
 
 

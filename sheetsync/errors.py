@@ -5,22 +5,24 @@ them into one line on stderr and the exit code they carry, never a traceback::
 
     SheetsyncError
     ├── ConfigError            sheetsync.toml missing or malformed
-    │   └── UnknownOrderError  no such review order (sheetsync.review)
+    │   └── UnknownOrderError  no such review order
     ├── DatasetError           the folder tree does not look like <root>/<split>/<class>/<file>
     │   └── UnsafePathError    a computed path would leave the dataset root
     ├── SheetValidationError   the sheet holds bad cells (carries every problem found)
     ├── UnpulledEditsError     push would overwrite edits that were never pulled
     ├── VersionError           unknown version, or nothing to diff/check out
     ├── JournalError           an interrupted move could be neither completed nor rolled back
+    │   └── MoveError          the system refused a rename (permissions, a file where a folder goes)
     ├── BackendError           the spreadsheet backend failed
-    │   ├── WorkbookLockedError the workbook is open in a spreadsheet program (sheets.local)
-    │   ├── WorkbookChangedError the workbook was saved meanwhile; not replaced (sheets.local)
-    │   ├── SheetsRequestError a request Google refused that no retry can fix (sheets._google_http)
+    │   ├── WorkbookLockedError the workbook is open in a spreadsheet program
+    │   ├── WorkbookChangedError the workbook was saved meanwhile; not replaced
+    │   ├── PackageError       the .xlsx package is not laid out as expected
+    │   ├── SheetsRequestError a request Google refused that no retry can fix
     │   ├── AuthError          credentials missing, malformed or refused
     │   ├── SheetNotFoundError the spreadsheet does not exist or is not shared with us
     │   └── QuotaError         the backend kept refusing with 429/5xx after retries
     ├── TrainingError          the model cannot be trained or has not been trained yet
-    └── WatchError             another watcher runs, or a bad watch setting (watch)
+    └── WatchError             another watcher runs, or a bad watch setting
 """
 
 from __future__ import annotations
@@ -36,6 +38,10 @@ class SheetsyncError(Exception):
 
 class ConfigError(SheetsyncError):
     """The project file is missing or malformed."""
+
+
+class UnknownOrderError(ConfigError):
+    """The review order named in the config or on the command line does not exist."""
 
 
 class DatasetError(SheetsyncError):
@@ -92,8 +98,32 @@ class JournalError(SheetsyncError):
     """An interrupted move could be neither completed nor rolled back."""
 
 
+class MoveError(JournalError):
+    """The operating system refused to move a file (the batch is rolled back or finished)."""
+
+
 class BackendError(SheetsyncError):
     """The spreadsheet backend failed."""
+
+
+class WorkbookLockedError(BackendError):
+    """The workbook is open in a spreadsheet program; writing would lose its unsaved edits."""
+
+
+class WorkbookChangedError(BackendError):
+    """The workbook was saved by someone else while sheetsync was writing it; nothing replaced."""
+
+
+class PackageError(BackendError):
+    """The .xlsx package is not laid out as expected (the caller falls back or reports)."""
+
+
+class SheetsRequestError(BackendError):
+    """Google Sheets refused a request for a reason retrying cannot fix (a 400, mostly)."""
+
+    def __init__(self, code: int, status: str, message: str):
+        self.code, self.status, self.api_message = code, status, message
+        super().__init__(f"Google Sheets refused the request ({code} {status}): {message}")
 
 
 class AuthError(BackendError):

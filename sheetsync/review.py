@@ -29,7 +29,7 @@ import pandas as pd
 
 from . import _crossval, _duplicates
 from . import _signals as sig
-from .errors import ConfigError, TrainingError
+from .errors import TrainingError, UnknownOrderError
 
 ORDERS = ("combined", "issue", "confidence", "loss", "margin", "random", "path")
 SIGNAL_COLUMNS = (
@@ -42,10 +42,6 @@ ITEM_COLUMNS = ("id", "file", "hash", "label")
 WEIGHTS: Mapping[str, float] = {"duplicate": 0.05}
 # Outlier distances (in units of a class's typical spread) from which an image is "far".
 FAR = 2.5
-
-
-class UnknownOrderError(ConfigError):
-    """The review order named in the config or on the command line does not exist."""
 
 
 # ----------------------------------------------------------------------------- out-of-sample
@@ -185,7 +181,7 @@ def out_of_sample(
 
     map_path = _crossval.fold_map_path(work_dir, folds, seed)
     fold_of = _crossval.assign_folds(items, folds, seed, _crossval.read_fold_map(map_path))
-    merged = {**_crossval.read_fold_map(map_path), **fold_of.to_dict()}
+    merged = {**_crossval.read_fold_map(map_path), **{str(k): int(v) for k, v in fold_of.items()}}
     _crossval.write_atomic(
         map_path, lambda p: p.write_text(pd.Series(merged).to_json(), encoding="utf-8")
     )
@@ -262,7 +258,7 @@ def priority(signals: pd.DataFrame, weights: Mapping[str, float] = WEIGHTS) -> p
     issue = signals["issue_score"].astype(float).fillna(0.0)
     blank = signals["blank"].astype(bool).astype(float)
     conflict = signals.get("duplicate_conflict", pd.Series(False, index=signals.index)).astype(float)
-    base = np.maximum(issue, np.maximum(blank, conflict))
+    base = pd.Series(np.maximum(issue, np.maximum(blank, conflict)), index=signals.index)
     copy = (signals["duplicate_of"].astype(str) != "").astype(float)
     return (base + weights.get("duplicate", 0.0) * copy).rename("priority")
 
@@ -276,14 +272,15 @@ def why(signals: pd.DataFrame, labels: pd.Series, probs: pd.DataFrame | None,
     """A short reason per row, strongest first, e.g. 'model says vii (0.91); label ii has 0.03'."""
     out: list[str] = []
     label_of = labels.astype(str)
-    for i, row in signals.iterrows():
+    for key, row in signals.iterrows():
+        i = str(key)
         parts: list[str] = []
         if row["blank"]:
             parts.append("blank image")
         if probs is not None and pd.notna(row["confidence"]):
             pred = row["predicted"]
             if pred != label_of[i]:
-                parts.append(f"model says {pred} ({_fmt(probs.at[i, pred])}); "
+                parts.append(f"model says {pred} ({_fmt(float(probs[pred][i]))}); "
                              f"label {label_of[i]} has {_fmt(row['confidence'])}")
             elif row["confidence"] < 0.5:
                 parts.append(f"model unsure: label {label_of[i]} has {_fmt(row['confidence'])}")
@@ -349,7 +346,7 @@ def review_signals(
     items["id"] = items["id"].astype(str)
     if isinstance(probs, OutOfSample):
         class_distance = probs.class_distance if class_distance is None else class_distance
-        probs = probs.probs
+    frame = probs.probs if isinstance(probs, OutOfSample) else probs
     index = pd.Index(items["id"], name="id")
     labels = pd.Series(items["label"].astype(str).to_numpy(), index=index)
     bad = labels[~labels.isin(list(classes))]
@@ -359,20 +356,20 @@ def review_signals(
     out["predicted"], out["suspected"] = "", ""
     for c in ("confidence", "margin", "loss", "issue_score"):
         out[c] = np.nan
-    if probs is not None:
-        probs = probs.copy()
-        probs.index = probs.index.astype(str)
+    if frame is not None:
+        frame = frame.copy()
+        frame.index = frame.index.astype(str)
         # Images the model has not scored yet (new since it ran) keep empty model columns.
-        scored = index[index.isin(probs.index)]
-        probs = probs.loc[scored, list(classes)].astype(float)
+        scored = index[index.isin(frame.index)]
+        frame = frame.loc[scored, list(classes)].astype(float)
         given = labels.loc[scored]
         if len(scored):
-            doubt = _doubt_probs(probs, class_distance, classes)
+            doubt = _doubt_probs(frame, class_distance, classes)
             issues = sig.label_issues(doubt, given)
-            out.loc[scored, "predicted"] = sig.predicted(probs)
-            out.loc[scored, "confidence"] = sig.confidence(probs, given)
-            out.loc[scored, "margin"] = sig.margin(probs, given)
-            out.loc[scored, "loss"] = sig.loss(probs, given)
+            out.loc[scored, "predicted"] = sig.predicted(frame)
+            out.loc[scored, "confidence"] = sig.confidence(frame, given)
+            out.loc[scored, "margin"] = sig.margin(frame, given)
+            out.loc[scored, "loss"] = sig.loss(frame, given)
             out.loc[scored, "issue_score"] = sig.issue_score(doubt, given)
             out.loc[scored, "suspected"] = sig.suspected(doubt, given, issues)
     if find_duplicates and len(items):
@@ -381,7 +378,7 @@ def review_signals(
     else:
         out["duplicate_of"], out["blank"] = "", False
     out["duplicate_conflict"] = [
-        any(labels[o] != labels[i] for o in str(d).split()) for i, d in out["duplicate_of"].items()
+        any(labels[o] != labels[str(i)] for o in str(d).split()) for i, d in out["duplicate_of"].items()
     ]
     out["outlier"] = np.nan
     if class_distance is not None:
@@ -393,7 +390,7 @@ def review_signals(
     # Without a model score only blank images and conflicting copies say anything.
     out["priority"] = out["priority"].where(out["confidence"].notna() | (out["priority"] >= 1))
     splits = items.set_index("id")["split"].astype(str) if "split" in items.columns else None
-    out["why"] = why(out, labels, probs, splits)
+    out["why"] = why(out, labels, frame, splits)
     return out[list(SIGNAL_COLUMNS) + ["duplicate_conflict"]]
 
 
@@ -415,8 +412,8 @@ def review_order(
         rng = np.random.default_rng(seed)
         return ids[rng.permutation(len(ids))]
     if order == "path":
-        key = (paths.astype(str).reindex(ids) if paths is not None else pd.Series(ids, index=ids))
-        return pd.Index(key.sort_values(kind="stable").index, name="id")
+        by_path = (paths.astype(str).reindex(ids) if paths is not None else pd.Series(ids, index=ids))
+        return pd.Index(by_path.sort_values(kind="stable").index, name="id")
     column, descending = {
         "combined": ("priority", True),
         "issue": ("issue_score", True),

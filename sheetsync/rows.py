@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 import pandas as pd
 
 from .dataset import ACTIONS, MANIFEST_COLUMNS
-from .sheets.base import Column, SheetLayout
+from .sheets.base import Column, ColumnKind, SheetLayout
 
 EDITABLE = ("split", "label", "action", "note")
 SIGNAL_COLUMNS = ("predicted", "confidence", "margin", "loss", "issue_score", "suspected",
@@ -51,7 +51,7 @@ def layout(classes: Sequence[str], splits: Sequence[str], extras: Sequence[str] 
     choices = {"split": tuple(splits), "label": tuple(classes), "action": ACTIONS}
     cols = []
     for name in CORE:
-        kind = "image" if name == "image" else "number" if name in NUMERIC_SIGNALS else (
+        kind: ColumnKind = "image" if name == "image" else "number" if name in NUMERIC_SIGNALS else (
             "choice" if name in choices else "text")
         cols.append(Column(name, kind, editable=name in EDITABLE, choices=choices.get(name, ()),
                            width=_WIDTHS.get(name), note=_NOTES.get(name, "")))

@@ -37,6 +37,7 @@ from .errors import BackendError, Problem, SheetsyncError, WatchError
 
 if TYPE_CHECKING:
     from .project import Project
+    from .results import TrainOutcome
 
 LOCK_NAME = "watch.lock"
 STATE_NAME = "watch-state.json"
@@ -274,7 +275,7 @@ class Watcher:
     """The I/O side: polls, runs the planned step, logs events, keeps the health file."""
 
     def __init__(self, project: Project, settings: WatchSettings, log: Callable[[Event], None],
-                 trainer: Callable[[Callable[..., None]], Any] | None = None,
+                 trainer: Callable[[Callable[..., None]], TrainOutcome] | None = None,
                  clock: Callable[[], float] = time.time):
         self.project, self.settings, self.log, self.clock = project, settings, log, clock
         self.trainer = trainer or (lambda on_epoch: project.train(epochs=settings.epochs,
@@ -295,10 +296,10 @@ class Watcher:
         path = self.state_dir / STATE_NAME
         try:
             raw = json.loads(path.read_text())
-            return WatchState(edits=tuple(tuple(e) for e in raw.get("edits", [])),  # type: ignore[misc]
+            return WatchState(edits=tuple(tuple(e) for e in raw.get("edits", [])),
                               changed_at=float(raw.get("changed_at", 0.0)),
                               attempted=(None if raw.get("attempted") is None else
-                                         tuple(tuple(e) for e in raw["attempted"])),  # type: ignore[misc]
+                                         tuple(tuple(e) for e in raw["attempted"])),
                               published_key=str(raw.get("published_key", "")),
                               held=dict(raw.get("held", {})))
         except (OSError, ValueError, TypeError, AttributeError):
@@ -401,7 +402,7 @@ class Watcher:
         version = latest.version if latest else 0
         scores = project.scores.read()
         trained = bool(len(scores)) and str(version) in set(scores["version"].astype(str))
-        return Observation(edit_cells(self.sheet, project._published()), version, trained,
+        return Observation(edit_cells(self.sheet, project.store.read_published()), version, trained,
                            f"v{version}/{len(scores)} score(s)")
 
     def _stale(self) -> bool:
@@ -423,23 +424,23 @@ class Watcher:
     def do_pull(self, reason: str) -> None:
         assert self.sheet is not None
         self.emit("pulling", reason)
-        report = self.project.pull(sheet=self.sheet, hold_invalid=True)
-        for w in report.warnings:
+        result = self.project.pull(sheet=self.sheet, hold_invalid=True)
+        for w in result.warnings:
             self.emit("warning", w)
-        held = list(report.data.get("held", []))
+        held = list(result.held)
         messages = status_messages(held, self.sheet)
         if held:
             self.emit("validation", f"{len(held)} problem(s); their rows are held back, the "
                                     f"others applied: " + "; ".join(map(str, held[:5])),
                       problems=[str(p) for p in held])
-        if "version" in report.data:
+        if result.version is not None:
             self.result.pulls += 1
-            self.emit("pulled", f"recorded v{report.data['version']}",
-                      version=report.data["version"])
+            self.emit("pulled", f"recorded {result.version.name} ({result.edited} row(s) edited)",
+                      version=result.version.version)
         else:
             self.emit("pulled", "nothing to apply")
         # Edits left (the held rows') count as attempted until someone changes them again.
-        left = tuple(sorted(edit_cells(self.sheet, self.project._published())))
+        left = tuple(sorted(edit_cells(self.sheet, self.project.store.read_published())))
         if messages != self.state.held:
             self.write_statuses(messages, self.state.held)
         self.state = replace(self.state, held=messages, edits=left, attempted=left)
@@ -459,14 +460,14 @@ class Watcher:
                 raise _Abandon()
 
         self.emit("training", reason)
-        report = self.trainer(on_epoch)
+        outcome = self.trainer(on_epoch)
         self.result.trainings += 1
-        score = getattr(report, "data", {}).get("score", {})
+        score = dict(outcome.score)
         self.emit("trained", f"v{score.get('version', '?')}: best val accuracy "
                              f"{score.get('best_val_accuracy', '?')}, test accuracy "
                              f"{score.get('test_accuracy', '?') or '-'}", score=score)
-        for w in getattr(report, "warnings", []):
-            self.emit("warning", w)
+        if outcome.sheet_error:
+            self.emit("warning", f"score row kept locally only: {outcome.sheet_error}")
 
     def do_republish(self, key: str) -> None:
         project = self.project
@@ -487,11 +488,19 @@ class Watcher:
         gone = int((updates["sync_status"] == GONE).sum())
         self.emit("republished", f"{result.updated} row(s) updated, {result.appended} added, "
                                  f"{gone} marked gone, {result.repairs} repair(s) after rows "
-                                 f"moved; predictions: {source}", **asdict(result))
+                                 f"moved; predictions: {_source_text(source)}",
+                  **asdict(result))
         if result.missing_columns:
             self.emit("warning", f"the sheet lacks sheetsync column(s) "
                                  f"{', '.join(result.missing_columns)}: `sheetsync push` adds them")
         self._stamp = None
+
+
+def _source_text(source: Any) -> str:
+    if source.kind is None:
+        return "none yet"
+    kind = "out-of-sample" if source.kind == "oos" else "in-sample"
+    return f"{kind} for v{source.version}" + (" (stale)" if source.stale else "")
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
@@ -511,7 +520,7 @@ def check_settings(project: Project, settings: WatchSettings) -> WatchSettings:
 
 
 def run(project: Project, settings: WatchSettings, *, log: Callable[[Event], None],
-        trainer: Callable[[Callable[..., None]], Any] | None = None) -> WatchResult:
+        trainer: Callable[[Callable[..., None]], TrainOutcome] | None = None) -> WatchResult:
     """Watch until SIGTERM/Ctrl-C (or one cycle with ``settings.once``); returns what it did."""
     return Watcher(project, check_settings(project, settings), log, trainer).run()
 

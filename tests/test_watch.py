@@ -26,6 +26,7 @@ from sheetsync.cli import cli
 from sheetsync.config import Config
 from sheetsync.errors import BackendError, WatchError
 from sheetsync.project import Project
+from sheetsync.results import TrainOutcome
 from sheetsync.sheets.google import GoogleBackend
 from sheetsync.sheets.local import LocalBackend
 from sheetsync.versions import now_iso
@@ -238,7 +239,7 @@ def test_watch_republish_appends_new_images_and_marks_gone_ones(local: Project) 
     assert "new-one.png" in after["path"].str.cat()
     assert after.set_index("id").at[gone_id, "sync_status"] == GONE
     assert after.set_index("id").at[gone_id, "path"] == sheet.at[gone_id, "path"]  # kept
-    assert not edit_cells(after, local._published())  # the appended row is no "edit"
+    assert not edit_cells(after, local.store.read_published())  # the appended row is no "edit"
 
 
 def test_second_watcher_and_a_command_are_refused(local: Project, tmp_path: Path) -> None:
@@ -301,7 +302,7 @@ def fake_trainer(project: Project, during: Any = None) -> Any:
         project.scores.append(row)
         project.backend.append_score(row)
         calls.append(info.version)
-        return type("R", (), {"data": {"score": row}, "warnings": []})()
+        return TrainOutcome(info, row, False, project.backend.describe())
 
     train.calls = calls  # type: ignore[attr-defined]
     return train
@@ -516,7 +517,7 @@ def test_kill_9_at_points_of_a_cycle_loses_nothing_and_resumes(local: Project) -
         for rel in manifest["path"]:
             assert (root / rel).is_file()
         now = Project.open(local.config.project_dir).backend.read_table()
-        assert not edit_cells(now, Project.open(local.config.project_dir)._published())
+        assert not edit_cells(now, Project.open(local.config.project_dir).store.read_published())
 
 
 @pytest.mark.slow

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 
@@ -31,7 +31,7 @@ def plain(value: object) -> object:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     try:
-        if pd.isna(value):  # pd.NA, pd.NaT
+        if pd.isna(cast(Any, value)):  # pd.NA, pd.NaT
             return None
     except (TypeError, ValueError):
         pass

@@ -82,9 +82,9 @@ def render_thumbnail(file: Path, box: int) -> Thumbnail | None:
         with Image.open(file) as im:
             full_w, full_h = im.size
             im.thumbnail((box, box))  # shrinks only; uses a fast reduce() first
-            im = _png_friendly(im)
+            png = _png_friendly(im)
             buf = io.BytesIO()
-            im.save(buf, format="PNG")
+            png.save(buf, format="PNG")
     except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError):
         return None
     if full_w <= 0 or full_h <= 0:

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
+from ..errors import PackageError
+
 NS_MAIN = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
 NS_R = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
 NS_PKG = "http://schemas.openxmlformats.org/package/2006/relationships"
@@ -53,10 +55,6 @@ _AFTER_DRAWING = (
     "<extLst",
     "</worksheet>",
 )
-
-
-class PackageError(ValueError):
-    """The .xlsx package is not laid out as expected (the caller falls back or reports)."""
 
 
 @dataclass(frozen=True)

@@ -56,7 +56,7 @@ from openpyxl.utils import column_index_from_string, get_column_letter
 from openpyxl.utils.exceptions import InvalidFileException
 from openpyxl.worksheet.worksheet import Worksheet
 
-from ..errors import BackendError
+from ..errors import BackendError, WorkbookChangedError, WorkbookLockedError
 from . import _xlsx_images as images
 from ._xlsx_datasheet import (
     HEADER_FONT,
@@ -95,14 +95,6 @@ _READ_ERRORS = (
     OSError,
     ValueError,
 )
-
-
-class WorkbookLockedError(BackendError):
-    """The workbook is open in a spreadsheet program; writing would lose its unsaved edits."""
-
-
-class WorkbookChangedError(BackendError):
-    """The workbook was saved by someone else while sheetsync was writing it; nothing replaced."""
 
 
 # Attempts of update_own_columns when people keep saving the workbook while it writes.
@@ -151,7 +143,7 @@ class LocalBackend(Backend):
 
     def read_table(self) -> pd.DataFrame | None:
         fast = _read_with_calamine(self.path, DATA_SHEET)
-        if fast is not False:
+        if not isinstance(fast, bool):  # False: fall back to openpyxl
             return fast
         with self._open_read_only() as wb:
             if wb is None or DATA_SHEET not in wb.sheetnames:
@@ -234,7 +226,7 @@ class LocalBackend(Backend):
     def append_score(self, row: Mapping[str, object], *, force: bool | None = None) -> None:
         """Append ``row`` to the scores sheet; new keys extend its header."""
         self._check_unlocked(force)
-        values = {
+        values: dict[str, object] = {
             str(k): _score_value(v, where=f"{SCORES_SHEET} column {k!r}") for k, v in row.items()
         }
         package = self._read_package()

@@ -1,0 +1,121 @@
+"""What training, prediction and review read, built from a manifest (pure but for file reads).
+
+* :func:`items_of`: the manifest as the items training and prediction take (id, file, hash, ...);
+* :func:`test_items`: the test folder (``label_book``), hashed through a cache;
+* :func:`review_inputs`: push's review signals from the freshest stored predictions;
+* :func:`score_row`: the row ``train`` appends to the score history;
+* :func:`counts_table`: images per class and split (``status``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .dataset import HashCache, _files_in, safe_join
+from .errors import DatasetError, TrainingError
+from .results import PredictionSource
+from .store import StoredPredictions
+from .versions import VersionInfo, now_iso
+
+
+def items_of(manifest: pd.DataFrame, root: Path) -> pd.DataFrame:
+    return pd.DataFrame({
+        "id": manifest["id"].astype(str),
+        "file": [str(safe_join(root, p)) for p in manifest["path"]],
+        "hash": manifest["hash"].astype(str),
+        "label": manifest["label"].astype(str),
+        "split": manifest["split"].astype(str),
+        "action": manifest["action"].astype(str),
+    }).reset_index(drop=True)
+
+
+def train_val(items: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The kept images of the train and val splits; both must hold some."""
+    keep = items[items["action"] == "keep"]
+    tr, va = keep[keep["split"] == "train"], keep[keep["split"] == "val"]
+    if not len(tr) or not len(va):
+        raise TrainingError("training needs images in both the 'train' and 'val' splits")
+    return tr, va
+
+
+def test_items(test_dir: Path | None, classes: Sequence[str], cache: HashCache) -> pd.DataFrame | None:
+    if test_dir is None or not test_dir.is_dir():
+        return None
+    rows = []
+    for class_dir in sorted(p for p in test_dir.iterdir() if p.is_dir()):
+        if class_dir.name not in classes:
+            raise DatasetError(f"test folder {class_dir}: {class_dir.name!r} is not a class")
+        for f in _files_in(test_dir, class_dir, "test", class_dir.name, "keep"):
+            rel = f"{class_dir.name}/{Path(f.path).name}"
+            rows.append({"id": "", "file": str(test_dir / rel),
+                         "hash": cache.get(test_dir, replace(f, path=rel)), "label": class_dir.name})
+    cache.save()
+    return pd.DataFrame(rows) if rows else None
+
+
+def review_inputs(items: pd.DataFrame, classes: Sequence[str], stored: StoredPredictions | None,
+                  current: int) -> tuple[pd.DataFrame, PredictionSource]:
+    """Review signals from the freshest predictions, and where they come from."""
+    from .review import review_signals
+
+    if stored is None:
+        # No model yet: duplicates and blank images are still worth showing first.
+        return review_signals(items, None, classes), PredictionSource(None, None, current)
+    probs = stored.probs
+    # Images added since those predictions have none: score the rest, keep all rows.
+    scored = items[items["id"].isin(probs.index)]
+    signals = review_signals(scored, probs, classes, class_distance=stored.distance)
+    unscored = items[~items["id"].isin(probs.index)]
+    if len(unscored):
+        signals = pd.concat([signals, review_signals(unscored, None, classes,
+                                                     find_duplicates=False)])
+    return signals, PredictionSource(stored.kind, stored.version, current)
+
+
+def class_distances(items: pd.DataFrame, pred: Any, classes: Sequence[str]) -> np.ndarray:
+    """Distance of every image to each class centre, in the trained model's embedding space."""
+    from ._crossval import class_distances as distances
+
+    labels = items["label"].map({c: i for i, c in enumerate(classes)}).to_numpy()
+    is_train = ((items["split"] == "train") & (items["action"] == "keep")).to_numpy()
+    return distances(pred.embeddings, pred.probs, labels, is_train, len(classes))
+
+
+def embedding_map(items: pd.DataFrame, pred: Any, classes: Sequence[str], info: VersionInfo,
+                  path: Path) -> Path | None:
+    from .charts import embedding_map as draw
+
+    ids = pd.Index(items["id"])
+    labels = pd.Series(items["label"].to_numpy(), index=ids)
+    predicted = pd.Series(np.asarray(classes)[pred.probs.argmax(axis=1)], index=ids)
+    return draw(pd.DataFrame(pred.embeddings, index=ids), labels, predicted != labels, path,
+                f"{info.name}: embedding map; red rings: the model disagrees with the label")
+
+
+def score_row(info: VersionInfo, items: pd.DataFrame, tr: pd.DataFrame, va: pd.DataFrame,
+              test: pd.DataFrame | None, result: Any) -> dict[str, Any]:
+    return {
+        "version": info.version, "time": now_iso(),
+        "train": len(tr), "val": len(va), "dropped": int((items["action"] == "drop").sum()),
+        "test": 0 if test is None else len(test),
+        "best_val_accuracy": round(float(result.best_val_accuracy), 4),
+        "test_accuracy": "" if result.test_accuracy is None else round(float(result.test_accuracy), 4),
+        "epochs": result.epochs, "best_epoch": result.best_epoch,
+        "seed": result.seed, "seconds": round(float(result.seconds), 1),
+    }
+
+
+def counts_table(manifest: pd.DataFrame, classes: Any, splits: Any) -> pd.DataFrame:
+    keep = manifest[manifest["action"] == "keep"]
+    table = pd.crosstab(keep["label"], keep["split"]).reindex(index=list(classes),
+                                                               columns=list(splits), fill_value=0)
+    dropped = manifest[manifest["action"] == "drop"]["label"].value_counts()
+    table["dropped"] = dropped.reindex(table.index, fill_value=0)
+    table.loc["total"] = table.sum()
+    return table.astype(int)

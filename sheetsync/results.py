@@ -1,0 +1,138 @@
+"""What each library call returns: typed results, no English.
+
+The words people read are made in :mod:`sheetsync.cli` (:func:`sheetsync.cli.describe`);
+``str(result)`` and ``result.lines`` / ``result.warnings`` give the same text from Python::
+
+    result = Project.open(".").pull()
+    result.version, result.moves, result.changes   # for programs
+    print(result)                                  # what `sheetsync pull` prints
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .errors import Problem
+from .journal import Move, Recovery
+from .versions import VersionInfo
+
+
+@dataclass
+class Result:
+    """Shared by every result: what recovery did first, and warnings other modules worded."""
+
+    recovered: Recovery | None = field(default=None, kw_only=True)
+    notices: list[str] = field(default_factory=list, kw_only=True)
+
+    @property
+    def lines(self) -> list[str]:
+        from .cli import describe
+
+        return describe(self)
+
+    @property
+    def warnings(self) -> list[str]:
+        from .cli import warnings_of
+
+        return warnings_of(self)
+
+    def __str__(self) -> str:
+        return "\n".join(self.lines)
+
+
+@dataclass
+class InitResult(Result):
+    config_path: Path
+    root: Path
+    images: int
+    classes: list[str]
+    splits: list[str]
+    test_dir: str | None
+    version: VersionInfo | None
+
+
+@dataclass(frozen=True)
+class PredictionSource:
+    """Where push's review signals come from: ``kind`` "oos"/"insample", or None (no model)."""
+
+    kind: str | None
+    version: int | None
+    current: int  # the version the rows are of
+
+    @property
+    def stale(self) -> bool:
+        return self.version is not None and self.version != self.current
+
+
+@dataclass
+class PushResult(Result):
+    rows: int
+    version: VersionInfo
+    sheet: str  # the backend, described
+    predictions: PredictionSource
+    sheet_backup: Path | None = None  # the sheet's content, saved before a forced push
+    workbook_backup: Path | None = None
+    usage: str = ""
+
+
+@dataclass
+class PullResult(Result):
+    base: VersionInfo  # the version the sheet was merged into
+    edited: int  # rows with at least one changed cell
+    changes: pd.DataFrame
+    moves: list[Move]
+    dry_run: bool = False
+    version: VersionInfo | None = None  # recorded by the pull (None: nothing to pull, dry run)
+    usage: str = ""
+    held: list[Problem] = field(default_factory=list)  # rows held back (pull(hold_invalid=True))
+
+
+@dataclass
+class TrainOutcome(Result):
+    version: VersionInfo
+    score: dict[str, Any]
+    has_test: bool
+    sheet: str | None  # where the score row went (None: local file only)
+    sheet_error: str | None = None
+    usage: str = ""
+    charts: list[Path] = field(default_factory=list)
+
+
+@dataclass
+class PredictResult(Result):
+    version: VersionInfo
+    images: int
+    folds: int
+    epochs: int
+
+
+@dataclass
+class StatusResult(Result):
+    root: Path
+    version: VersionInfo
+    images: int
+    counts: pd.DataFrame
+    sheet: str | None = None  # None: not checked
+    pushed: bool = False
+    pending: list[str] = field(default_factory=list)  # unpulled edits, one line each
+    sheet_error: str | None = None
+    last_score: dict[str, Any] | None = None
+
+
+@dataclass
+class CheckoutResult(Result):
+    target: int
+    base: VersionInfo
+    moved: int
+    gone: int  # images of the target version no longer on disk
+    version: VersionInfo | None = None  # None: the folders already matched
+
+
+@dataclass
+class ScoresResult(Result):
+    table: pd.DataFrame
+    chart: Path | None
