@@ -106,7 +106,7 @@ class Project:
         """One sheetsync command at a time per project; finishes interrupted moves first."""
         from .watch import refuse_if_watched
 
-        refuse_if_watched(self.state)
+        refuse_if_watched(self.store.watch_lock)
         with self.store.lock():
             self.recovered = jr.recover(self._journal, self._record)
             yield

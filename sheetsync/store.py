@@ -15,6 +15,9 @@ No other module builds a path under the state folder; each asks the store. Layou
     oos/                          cross-validation work folder (resumable folds)
     hashes.json, hashes-test.json file hash caches of the dataset and of the test folder
     charts/                       embedding maps
+    watch.lock                    held (flock, with its pid) while `sheetsync watch` runs
+    watch-state.json              the watcher's planner state (edits seen, quiet clock, held rows)
+    watch-health.json             last cycle, counts, last error: for a supervisor
 
 Usage::
 
@@ -64,6 +67,10 @@ class StateStore:
         self.scores_chart = state_dir / "scores.png"
         self.decode_cache = state_dir / "cache"
         self.oos_dir = state_dir / "oos"
+        # sheetsync watch: its lock (held while it runs), planner state, health for supervisors
+        self.watch_lock = state_dir / "watch.lock"
+        self.watch_state = state_dir / "watch-state.json"
+        self.watch_health = state_dir / "watch-health.json"
 
     # ---- the lock --------------------------------------------------------------------------
 

@@ -39,9 +39,6 @@ if TYPE_CHECKING:
     from .project import Project
     from .results import TrainOutcome
 
-LOCK_NAME = "watch.lock"
-STATE_NAME = "watch-state.json"
-HEALTH_NAME = "watch-health.json"
 GONE = "image gone: no file has this id any more (the row is kept; delete it if you like)"
 # Sheets allows 60 reads/min/user; a cycle reads once, a republish reads 2-3 times more.
 GOOGLE_MIN_INTERVAL = 3.0
@@ -203,10 +200,10 @@ def own_updates(table: pd.DataFrame, sheet: pd.DataFrame, own: list[str],
 
 
 @contextmanager
-def watcher_lock(state_dir: Path) -> Iterator[None]:
-    """Held for the watcher's whole life; its pid is in the file for messages."""
-    state_dir.mkdir(parents=True, exist_ok=True)
-    path = state_dir / LOCK_NAME
+def watcher_lock(path: Path) -> Iterator[None]:
+    """Held for the watcher's whole life (``path``: the store's watch_lock); its pid is in
+    the file for messages."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a+") as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -224,9 +221,8 @@ def watcher_lock(state_dir: Path) -> Iterator[None]:
             f.truncate()
 
 
-def refuse_if_watched(state_dir: Path) -> None:
+def refuse_if_watched(path: Path) -> None:
     """A command while a watcher runs would race it: refuse (the watcher's own calls pass)."""
-    path = state_dir / LOCK_NAME
     if not path.exists():
         return
     with path.open("r") as f:
@@ -280,7 +276,7 @@ class Watcher:
         self.project, self.settings, self.log, self.clock = project, settings, log, clock
         self.trainer = trainer or (lambda on_epoch: project.train(epochs=settings.epochs,
                                                                   on_epoch=on_epoch))
-        self.state_dir = project.state
+        self.store = project.store
         self.state = self._load_state()
         self.result = WatchResult()
         self.stop = _Stop()
@@ -293,7 +289,7 @@ class Watcher:
         self.log(Event(_now_iso(), event, message, data))
 
     def _load_state(self) -> WatchState:
-        path = self.state_dir / STATE_NAME
+        path = self.store.watch_state
         try:
             raw = json.loads(path.read_text())
             return WatchState(edits=tuple(tuple(e) for e in raw.get("edits", [])),
@@ -306,10 +302,10 @@ class Watcher:
             return WatchState()  # no (or unreadable) state: derive everything again
 
     def _save_state(self) -> None:
-        _write_json(self.state_dir / STATE_NAME, asdict(self.state))
+        _write_json(self.store.watch_state, asdict(self.state))
 
     def _health(self, error: str = "") -> None:
-        path = self.state_dir / HEALTH_NAME
+        path = self.store.watch_health
         try:
             old = json.loads(path.read_text()) if path.exists() else {}
         except ValueError:
@@ -324,7 +320,7 @@ class Watcher:
     # -- the loop
 
     def run(self) -> WatchResult:
-        with watcher_lock(self.state_dir), self._signals():
+        with watcher_lock(self.store.watch_lock), self._signals():
             self.emit("started", f"watching {self.project.backend.describe()} every "
                                  f"{self.settings.interval:g} s (quiet period "
                                  f"{self.settings.quiet:g} s)")

@@ -243,7 +243,7 @@ def test_watch_republish_appends_new_images_and_marks_gone_ones(local: Project) 
 
 
 def test_second_watcher_and_a_command_are_refused(local: Project, tmp_path: Path) -> None:
-    state = local.state
+    state = local.store.watch_lock
     holder = subprocess.Popen([sys.executable, "-c", (
         "import sys, time; from pathlib import Path; from sheetsync.watch import watcher_lock\n"
         f"with watcher_lock(Path({str(state)!r})):\n    print('held', flush=True); time.sleep(30)")],
@@ -536,7 +536,7 @@ def test_sigterm_during_a_real_training_abandons_it_and_exits_0(local: Project) 
     assert proc.returncode == 0, out
     assert events[-2:] == ["training-abandoned", "stopped"]
     assert not len(Project.open(local.config.project_dir).scores.read())
-    refuse_if_watched(local.state)  # the lock went with it
+    refuse_if_watched(local.store.watch_lock)  # the lock went with it
 
 
 def test_google_republish_appends_new_images_and_marks_gone_ones(
