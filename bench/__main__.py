@@ -10,7 +10,9 @@ import importlib
 import sys
 import time
 
-QUICK = [("bench_loop", []), ("bench_local", []), ("bench_google", ["--rows", "1000", "10000"])]
+QUICK = [("bench_loop", []), ("bench_local", []), ("bench_google", ["--rows", "1000", "10000"]),
+         ("bench_push_writes", []), ("bench_read_extent", []),
+         ("bench_publish", [])]
 MODEL = [("bench_train", ["--epochs", "3"]), ("bench_review", ["--flip", "0.05", "0.10"]),
          ("bench_watch", ["--minutes", "30"])]
 

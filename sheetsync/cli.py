@@ -20,6 +20,7 @@ from .errors import SheetsyncError
 if TYPE_CHECKING:  # the results module imports pandas: only when a command runs
     import pandas as pd
 
+    from .dataset import SkippedFile
     from .results import PredictionSource, Result
 
 # TensorFlow's C++ logging (CUDA probing, oneDNN notices) is noise for people at a terminal.
@@ -65,6 +66,8 @@ def warnings_of(result: Result) -> list[str]:
     if r is not None:
         out.append(f"completed an interrupted pull (v{r.version})" if r.completed
                    else f"an interrupted pull was rolled back ({r.reason}); pull again")
+    if result.skipped:
+        out.append(_skipped_text(result.skipped))
     out += result.notices
     if isinstance(result, StatusResult) and result.sheet_error:
         out.append(f"could not read the sheet: {result.sheet_error}")
@@ -73,6 +76,21 @@ def warnings_of(result: Result) -> list[str]:
     if isinstance(result, CheckoutResult) and result.gone:
         out.append(f"{result.gone} image(s) of v{result.target} are no longer on disk")
     return out
+
+
+_SKIP_REASONS = {"backslash": "a backslash in the name (common in zips made on Windows)",
+                 "control": "a control character in the name",
+                 "not-utf8": "the name is not valid UTF-8"}
+
+
+def _skipped_text(skipped: list[SkippedFile]) -> str:
+    """One warning naming the files the scan left out (said by every command)."""
+    # A name as typed, unless it holds characters a terminal cannot show.
+    named = [f"{s.path if s.reason == 'backslash' else ascii(s.path)}: {_SKIP_REASONS[s.reason]}"
+             for s in skipped[:10]]
+    return (f"skipped {len(skipped)} image file(s) whose name sheetsync cannot use "
+            f"(rename them to include them): " + "; ".join(named)
+            + (" ..." if len(skipped) > 10 else ""))
 
 
 def describe(result: Result) -> list[str]:
@@ -95,9 +113,33 @@ def _push_lines(r: Any) -> list[str]:
     lines = [f"backed up the sheet to {r.sheet_backup}"] if r.sheet_backup else []
     if r.workbook_backup:
         lines.append(f"backed up the workbook to {r.workbook_backup}")
+    if r.images is not None:
+        lines += _publish_lines(r.images)
     lines += [f"pushed {r.rows} rows of {r.version.name} to {r.sheet}",
               f"predictions: {_source_text(r.predictions)}"]
     return lines + _usage_lines(r.usage)
+
+
+def _publish_lines(r: Any) -> list[str]:
+    return [f"images: {r.uploaded} of {r.objects} objects uploaded to gs://{r.bucket} "
+            f"({_size(r.bytes_sent)}), {r.already} already there; {r.requests} requests, "
+            f"{r.seconds:.1f} s"]
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 1e5 else f"{n / 1e3:.0f} KB"
+
+
+def _prune_lines(plan: Any) -> list[str]:
+    """What ``publish --prune`` would delete, before it asks."""
+    if not plan.unreferenced:
+        return [f"nothing to prune: all {plan.listed} objects under gs://{plan.bucket}/"
+                f"{plan.prefix} are referenced by a version"]
+    lines = [f"  {name}" for name in plan.unreferenced[:50]]
+    if len(plan.unreferenced) > 50:
+        lines.append(f"  ... and {len(plan.unreferenced) - 50} more")
+    return [*lines, f"{len(plan.unreferenced)} of {plan.listed} objects ({plan.bytes / 1e6:.1f} MB) "
+                    f"in gs://{plan.bucket} are referenced by no version"]
 
 
 def _source_text(s: PredictionSource) -> str:
@@ -183,6 +225,7 @@ _WORDS: dict[str, Callable[[Any], list[str]]] = {
     "InitResult": _init_lines, "PushResult": _push_lines, "PullResult": _pull_lines,
     "TrainOutcome": _train_lines, "PredictResult": _predict_lines, "StatusResult": _status_lines,
     "CheckoutResult": _checkout_lines, "ScoresResult": _scores_lines,
+    "PublishResult": _publish_lines,
 }
 
 
@@ -280,6 +323,31 @@ def push(ctx: click.Context, force: bool, order: str | None) -> None:
     """
     with _errors():
         _show(_project(ctx).push(force=force, order=order))
+
+
+@cli.command()
+@click.option("--prune", is_flag=True,
+              help="Delete the bucket's objects that no version references (asks first).")
+@click.option("--yes", is_flag=True, help="With --prune: delete without asking.")
+@click.pass_context
+def publish(ctx: click.Context, prune: bool, yes: bool) -> None:
+    """Upload the images to the [publish] bucket (push does this too); --prune cleans up.
+
+    Example: sheetsync publish --prune
+    """
+    with _errors():
+        project = _project(ctx)
+        if not prune:
+            _show(project.publish())
+            return
+        plan = project.prune_plan()
+        click.echo("\n".join(_prune_lines(plan)))
+        if not plan.unreferenced:
+            return
+        if not yes and not click.confirm("delete them?", default=False):
+            click.echo("nothing deleted")
+            return
+        click.echo(f"deleted {project.prune(plan)} objects")
 
 
 @cli.command()

@@ -40,6 +40,19 @@ class GoogleConfig:
 
 
 @dataclass(frozen=True)
+class PublishConfig:
+    """Where ``push`` uploads the images (sheetsync.publish); no bucket = template only."""
+
+    bucket: str = ""  # a Cloud Storage bucket; empty: [google] image_url_template only
+    prefix: str = "sheetsync"  # objects are <prefix>/<sha256>.<ext>
+    thumbnails: int = 0  # 0: originals; N: PNGs downscaled to at most N px (e.g. 256)
+    workers: int = 8  # parallel uploads
+    max_retries: int = 5  # per object, on 408/429/5xx and connection errors
+    endpoint: str = ""  # Cloud Storage API root; empty = Google's (set for an emulator)
+    check_public: bool = True  # anonymous HEAD of one published URL after uploading
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     epochs: int = 100
     seed: int = 123
@@ -68,6 +81,7 @@ class Config:
     state_dir: Path = Path(".sheetsync")
     local: LocalConfig = field(default_factory=LocalConfig)
     google: GoogleConfig = field(default_factory=GoogleConfig)
+    publish: PublishConfig = field(default_factory=PublishConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     review: ReviewConfig = field(default_factory=ReviewConfig)
 
@@ -132,6 +146,7 @@ class Config:
             backend=backend,
             local=section("local", LocalConfig),
             google=section("google", GoogleConfig),
+            publish=section("publish", PublishConfig),
             train=section("train", TrainConfig),
             review=section("review", ReviewConfig),
         )
@@ -153,7 +168,7 @@ class Config:
         if self.test_dir is not None:
             out["test_dir"] = _relative(self.test_dir, self.root)
         out["state_dir"] = _relative(self.state_dir, self.project_dir)
-        for name in ("local", "google", "train", "review"):
+        for name in ("local", "google", "publish", "train", "review"):
             out[name] = asdict(getattr(self, name))
         return out
 

@@ -21,6 +21,11 @@ them into one line on stderr and the exit code they carry, never a traceback::
     │   ├── AuthError          credentials missing, malformed or refused
     │   ├── SheetNotFoundError the spreadsheet does not exist or is not shared with us
     │   └── QuotaError         the backend kept refusing with 429/5xx after retries
+    ├── PublishError           publishing images to Cloud Storage failed (sheetsync.publish)
+    │   ├── BucketNotFoundError the bucket does not exist
+    │   ├── BucketPermissionError the account may not list, write or delete objects there
+    │   ├── NotPublicError     a published URL is not readable without signing in
+    │   └── UploadQuotaError   Cloud Storage kept refusing with 429/5xx after retries
     ├── TrainingError          the model cannot be trained or has not been trained yet
     └── WatchError             another watcher runs, or a bad watch setting
 """
@@ -136,6 +141,26 @@ class SheetNotFoundError(BackendError):
 
 class QuotaError(BackendError):
     """The backend kept refusing (429/5xx) after bounded retries."""
+
+
+class PublishError(SheetsyncError):
+    """Publishing the images to Cloud Storage failed; the sheet was not written."""
+
+
+class BucketNotFoundError(PublishError):
+    """The configured bucket does not exist."""
+
+
+class BucketPermissionError(PublishError):
+    """The account may not list, write or delete objects in the bucket."""
+
+
+class NotPublicError(PublishError):
+    """A published image URL cannot be read anonymously, so ``=IMAGE`` would show nothing."""
+
+
+class UploadQuotaError(PublishError):
+    """Cloud Storage kept refusing (429/5xx) after bounded retries."""
 
 
 class TrainingError(SheetsyncError):

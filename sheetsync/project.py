@@ -17,17 +17,17 @@ pull or checkout in :mod:`sheetsync.sync`, what training and review read in
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from . import journal as jr
 from ._progress import Progress, tqdm_progress
 from .config import CONFIG_NAME, Config
-from .dataset import ScanResult, detect_layout, order_classes, safe_join, scan
+from .dataset import ScanResult, SkippedFile, detect_layout, order_classes, safe_join, scan
 from .errors import BackendError, ConfigError, SheetValidationError, UnpulledEditsError
 from .inputs import (
     class_distances,
@@ -39,11 +39,14 @@ from .inputs import (
     test_items,
     train_val,
 )
+from .pullcheck import published_columns
 from .results import (
     CheckoutResult,
     InitResult,
     PredictionSource,
     PredictResult,
+    PrunePlan,
+    PublishResult,
     PullResult,
     PushResult,
     ScoresResult,
@@ -56,21 +59,27 @@ from .store import StateStore
 from .sync import plan_checkout, plan_pull, unpulled_edits
 from .versions import VersionInfo, counts_of, diff_manifests
 
+if TYPE_CHECKING:
+    from ._gcs import Bucket
+
 # The old name of a command's result; every result has ``lines``, ``warnings`` and ``str()``.
-Report = PushResult | PullResult | StatusResult | CheckoutResult | TrainOutcome | PredictResult
+Report = (PushResult | PullResult | StatusResult | CheckoutResult | TrainOutcome | PredictResult
+          | PublishResult)
 
 
 class Project:
     def __init__(self, config: Config, progress: Progress = tqdm_progress,
-                 backend: Backend | None = None):
+                 backend: Backend | None = None, storage: Bucket | None = None):
         self.config = config
         self.progress = progress
         self._backend = backend
+        self._storage = storage  # the [publish] bucket (sheetsync._gcs.Bucket), made when needed
         self.state = config.state_dir
         self.store = StateStore(self.state)
         self.versions = self.store.versions()
         self.scores = self.store.scores()
         self.recovered: jr.Recovery | None = None
+        self.skipped: list[SkippedFile] = []  # what the last scan left out, said by every command
 
     # ---- opening ---------------------------------------------------------------------------
 
@@ -91,7 +100,7 @@ class Project:
             manifest, info, _ = project._refresh()
         test = config.test_dir.name if config.test_dir else None
         return project, InitResult(config.path, config.root, len(manifest), list(config.classes),
-                                   list(config.splits), test, info)
+                                   list(config.splits), test, info, skipped=project.skipped)
 
     @property
     def backend(self) -> Backend:
@@ -142,6 +151,7 @@ class Project:
         result = scan(self.config.root, self.config.splits, self.config.classes, previous, cache,
                       progress=lambda items: self.progress(items, "scanning"))
         cache.save()
+        self.skipped = result.skipped  # files left out by name, said by every command
         if latest is None or result.changed:
             message = "init" if latest is None else f"scan: {result.summary()}"
             latest = self.versions.record(result.manifest, message)
@@ -173,16 +183,19 @@ class Project:
             backup = sheet is not None and len(sheet) > 0 and bool(edits or force)
             sheet_backup = self.store.backup_sheet(sheet) if backup and sheet is not None else None
             workbook_backup = self.backup_workbook() if backup else None
+            # Every image a row will point at is in the bucket before the sheet is written.
+            images = self._publish_images(manifest) if self.config.backend == "google" else None
             items = items_of(manifest, self.config.root)
             signals, source = review_inputs(items, self.config.classes,
                                             self.store.latest_predictions(info.version), info.version)
             ids = self._review_order(signals, manifest, order)
-            table = build_table(manifest, signals, self._url_for, ids)
+            table = build_table(manifest, signals, self._url_builder(manifest), ids)
             self.backend.write_table(table, layout(self.config.classes, self.config.splits,
                                                    extra_columns(manifest)))
             self._save_published(table, info)
             return PushResult(len(table), info, self.backend.describe(), source, sheet_backup,
-                              workbook_backup, self._usage(wrote=True), recovered=self.recovered)
+                              workbook_backup, self._usage(wrote=True), images,
+                              recovered=self.recovered, skipped=self.skipped)
 
     def review_table(self) -> tuple[pd.DataFrame, VersionInfo, PredictionSource]:
         """The rows a push would write now (review order), their version, and where the
@@ -221,15 +234,80 @@ class Project:
         return unpulled_edits(sheet, published)
 
     def _save_published(self, table: pd.DataFrame, info: VersionInfo) -> None:
-        cols = ["id", *EDITABLE, *[c for c in table.columns if c in extra_columns(table)]]
+        cols = ["id", *EDITABLE, *[c for c in table.columns if c in extra_columns(table)],
+                *published_columns(table.columns)]  # read-only cells, for the row check
         self.store.save_published(table[cols].astype(str), info.version, self.backend.describe())
 
     def _url_for(self, path: str) -> str:
-        if self.config.backend == "google":
-            # A file:// link is useless (and leaks local paths) in a shared sheet.
-            template = self.config.google.image_url_template
-            return template.format(path=path) if template else ""
         return safe_join(self.config.root, path).as_uri()
+
+    def _url_builder(self, manifest: pd.DataFrame) -> Callable[[str], str]:
+        """path -> URL: a file link for the workbook; for Google the image's published URL (a
+        file:// link is useless, and leaks local paths, in a shared sheet)."""
+        if self.config.backend != "google":
+            return self._url_for
+        from .publish import url_builder
+
+        return url_builder(manifest, self.config.publish, self.config.google.image_url_template)
+
+    # ---- publish ---------------------------------------------------------------------------
+
+    @property
+    def storage(self) -> Bucket:
+        """The ``[publish]`` bucket, signed in with the same credentials as the sheet."""
+        if self._storage is None:
+            from ._gcs import Bucket, storage_credentials
+
+            pub = self.config.publish
+            creds, account = storage_credentials(self.config.google, self.config.resolve)
+            self._storage = Bucket(pub.bucket, creds, account=account, endpoint=pub.endpoint,
+                                   timeout=self.config.google.timeout,
+                                   max_retries=pub.max_retries, workers=pub.workers)
+        return self._storage
+
+    def _publish_images(self, manifest: pd.DataFrame, verify: bool = False) -> PublishResult | None:
+        """Upload what the bucket lacks (None: no bucket, the URL template only)."""
+        from .publish import check_settings, publish_images
+
+        pub, template = self.config.publish, self.config.google.image_url_template
+        check_settings(pub, template)
+        if not pub.bucket:
+            return None
+        return publish_images(manifest, self.config.root, pub, self.storage,
+                              self.store.upload_record(), template=template,
+                              progress=self.progress, verify=verify)
+
+    def publish(self) -> PublishResult:
+        """Upload the images of the current version without writing the sheet; the bucket is
+        listed rather than trusting the local record, so objects deleted there come back."""
+        if not self.config.publish.bucket:
+            raise ConfigError("[publish] bucket is not set in sheetsync.toml (template only)")
+        with self._locked():
+            manifest, _, _ = self._refresh()
+            result = self._publish_images(manifest, verify=True)
+            assert result is not None
+            result.recovered, result.skipped = self.recovered, self.skipped
+            return result
+
+    def prune_plan(self) -> PrunePlan:
+        """The objects ``publish --prune`` would delete: those no recorded version references."""
+        from .publish import plan_prune
+
+        pub = self.config.publish
+        if not pub.bucket:
+            raise ConfigError("[publish] bucket is not set in sheetsync.toml: nothing to prune")
+        with self._locked():
+            manifests = [self.versions.load(v.version) for v in self.versions.list()]
+            prefix = pub.prefix.strip("/")
+            listing = self.storage.list(f"{prefix}/" if prefix else "")
+            return plan_prune(manifests, listing, pub, pub.bucket)
+
+    def prune(self, plan: PrunePlan) -> int:
+        """Delete what :meth:`prune_plan` listed (after the caller showed it and had it confirmed)."""
+        from .publish import prune
+
+        with self._locked():
+            return prune(self.storage, plan, self.store.upload_record())
 
     def _review_order(self, signals: pd.DataFrame, manifest: pd.DataFrame,
                       order: str | None) -> list[str]:
@@ -268,7 +346,8 @@ class Project:
                 raise SheetValidationError(plan.problems)
             assert plan.changes is not None and plan.new_manifest is not None
             result = PullResult(info, len(plan.edited), plan.changes, plan.moves, dry_run,
-                                recovered=self.recovered, notices=plan.warnings)
+                                recovered=self.recovered, skipped=self.skipped,
+                                notices=plan.warnings)
             result.held = held
             if not plan.edited or dry_run:
                 result.usage = "" if plan.edited else self._usage()
@@ -300,7 +379,8 @@ class Project:
             emb_map = self._predict_in_sample(weights, items, info)
             row = score_row(info, items, tr, va, test, result)
             self.scores.append(row)
-            outcome = TrainOutcome(info, row, test is not None, None, recovered=self.recovered)
+            outcome = TrainOutcome(info, row, test is not None, None, recovered=self.recovered,
+                                   skipped=self.skipped)
             self._publish_score(outcome)
             chart = self.chart()
             outcome.charts = [chart, *([emb_map] if emb_map else [])] if chart else []
@@ -345,7 +425,8 @@ class Project:
             self.store.save_predictions(info.version, "oos", ids, list(self.config.classes),
                                         oos.probs.to_numpy(), oos.embeddings.loc[ids].to_numpy(),
                                         oos.class_distance.loc[ids].to_numpy())
-            return PredictResult(info, len(ids), folds, epochs, recovered=self.recovered)
+            return PredictResult(info, len(ids), folds, epochs, recovered=self.recovered,
+                                 skipped=self.skipped)
 
     # ---- status, log, diff, checkout, scores -----------------------------------------------
 
@@ -354,7 +435,7 @@ class Project:
             manifest, info, _ = self._refresh()
             result = StatusResult(self.config.root, info, len(manifest),
                                   counts_table(manifest, self.config.classes, self.config.splits),
-                                  recovered=self.recovered)
+                                  recovered=self.recovered, skipped=self.skipped)
             if check_sheet:
                 self._sheet_status(result)
             scores = self.scores.read()
@@ -392,7 +473,7 @@ class Project:
             target = self.versions.parse(ref)
             plan = plan_checkout(manifest, self.versions.load(target), exists=self._exists)
             result = CheckoutResult(target, info, len(plan.moves), len(plan.gone),
-                                    recovered=self.recovered)
+                                    recovered=self.recovered, skipped=self.skipped)
             if plan.moves or len(plan.changes):
                 result.version = self._carry_out(plan.moves, plan.new_manifest, f"checkout v{target}")
             return result

@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from .dataset import SkippedFile
 from .errors import Problem
 from .journal import Move, Recovery
 from .versions import VersionInfo
@@ -23,9 +24,11 @@ from .versions import VersionInfo
 
 @dataclass
 class Result:
-    """Shared by every result: what recovery did first, and warnings other modules worded."""
+    """Shared by every result: what recovery did first, the files the scan left out, and
+    warnings other modules worded."""
 
     recovered: Recovery | None = field(default=None, kw_only=True)
+    skipped: list[SkippedFile] = field(default_factory=list, kw_only=True)
     notices: list[str] = field(default_factory=list, kw_only=True)
 
     @property
@@ -69,6 +72,33 @@ class PredictionSource:
 
 
 @dataclass
+class PublishResult(Result):
+    """What publishing the images did (sheetsync.publish); ``requests``/``bytes_sent`` are
+    Cloud Storage traffic."""
+
+    bucket: str
+    objects: int  # distinct objects the manifest needs
+    uploaded: int  # uploads that created an object
+    already: int  # in the bucket before (by the record or the listing)
+    bytes_sent: int
+    requests: int
+    listed: bool  # the bucket was listed (the record did not cover everything)
+    checked_url: str | None  # the URL fetched anonymously, if any
+    seconds: float
+
+
+@dataclass(frozen=True)
+class PrunePlan:
+    """Objects under the prefix that no recorded version references."""
+
+    bucket: str
+    prefix: str
+    listed: int
+    unreferenced: tuple[str, ...]
+    bytes: int
+
+
+@dataclass
 class PushResult(Result):
     rows: int
     version: VersionInfo
@@ -77,6 +107,7 @@ class PushResult(Result):
     sheet_backup: Path | None = None  # the sheet's content, saved before a forced push
     workbook_backup: Path | None = None
     usage: str = ""
+    images: PublishResult | None = None  # the images published before the sheet was written
 
 
 @dataclass

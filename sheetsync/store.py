@@ -18,6 +18,7 @@ No other module builds a path under the state folder; each asks the store. Layou
     watch.lock                    held (flock, with its pid) while `sheetsync watch` runs
     watch-state.json              the watcher's planner state (edits seen, quiet clock, held rows)
     watch-health.json             last cycle, counts, last error: for a supervisor
+    uploaded.txt                  objects known to be in the [publish] bucket (sheetsync.publish)
 
 Usage::
 
@@ -35,6 +36,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -42,6 +44,9 @@ import pandas as pd
 from .dataset import HashCache
 from .errors import SheetsyncError
 from .versions import ScoreHistory, VersionStore, now_iso, read_csv_text, write_csv_atomic
+
+if TYPE_CHECKING:
+    from .publish import UploadRecord
 
 PREDICTION_KINDS = ("oos", "insample")
 
@@ -71,6 +76,7 @@ class StateStore:
         self.watch_lock = state_dir / "watch.lock"
         self.watch_state = state_dir / "watch-state.json"
         self.watch_health = state_dir / "watch-health.json"
+        self.uploaded_path = state_dir / "uploaded.txt"
 
     # ---- the lock --------------------------------------------------------------------------
 
@@ -106,6 +112,12 @@ class StateStore:
 
     def embedding_chart(self, version: int) -> Path:
         return self.dir / "charts" / f"embedding-v{version}.png"
+
+    def upload_record(self) -> UploadRecord:
+        """The objects known to be in the ``[publish]`` bucket (sheetsync.publish)."""
+        from .publish import UploadRecord
+
+        return UploadRecord(self.uploaded_path)
 
     # ---- what the sheet shows --------------------------------------------------------------
 

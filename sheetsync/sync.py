@@ -20,7 +20,9 @@ import pandas as pd
 from .dataset import ACTIONS
 from .errors import Problem
 from .journal import Move, plan_locations
+from .pullcheck import cell_problems, headerless_problems, published_columns, rekeyed_problems
 from .rows import CORE, EDITABLE, REQUIRED, extra_columns
+from .sheets.base import headerless_columns
 from .versions import diff_manifests
 
 _ACTION_ALIASES = {"": "keep", "keep": "keep", "drop": "drop"}
@@ -52,7 +54,12 @@ def normalise_header(sheet: pd.DataFrame) -> tuple[dict[str, str], list[Problem]
     mapping: dict[str, str] = {}
     seen: dict[str, str] = {}
     core = {c.casefold(): c for c in CORE}
+    # Columns with data under a blank header: refused cell by cell (never a column of their own).
+    headerless = headerless_columns(sheet)
+    problems += headerless_problems(sheet, headerless)
     for raw in sheet.columns:
+        if raw in headerless:
+            continue
         text = str(raw).strip()
         key = text.casefold()
         if not text:
@@ -105,6 +112,8 @@ def plan_pull(
     extras = [c for c in cells.columns if c not in CORE]
     current = manifest.set_index("id", drop=False)
     ids = cells["id"].str.strip()
+    # Cells no push could write back, and rows whose id was moved apart from the row.
+    problems += cell_problems(cells) + rekeyed_problems(ids, cells, published)
     rows = pd.Series(cells.index.astype(int), index=cells.index)
     bad = pd.Series(False, index=cells.index)
 
@@ -152,15 +161,17 @@ def plan_pull(
     if not problems:
         plan.changes = diff_manifests(manifest, plan.manifest)
         plan.moves, plan.new_manifest = plan_locations(plan.manifest, exists)
-        plan.shown = _shown(theirs, cells, published)
+        plan.shown = _shown(theirs, cells[good], published)
     return plan
 
 
 def _shown(theirs: pd.DataFrame, cells: pd.DataFrame, published: pd.DataFrame | None) -> pd.DataFrame:
-    """What the sheet shows after the pull (cells as normalised), so the next push sees no
-    unpulled edit; rows the sheet lacks keep what was published."""
+    """What the sheet shows after the pull (cells as normalised, and the read-only cells the
+    row check compares), so the next push sees no unpulled edit; rows the sheet lacks keep
+    what was published. ``cells`` holds the rows of ``theirs``, in its order."""
     cols = [*EDITABLE, *[c for c in cells.columns if c in extra_columns(cells)]]
-    shown = theirs[cols].rename_axis("id").reset_index()
+    read_only = cells[published_columns(cells.columns)].set_axis(theirs.index)
+    shown = pd.concat([theirs[cols], read_only], axis=1).rename_axis("id").reset_index()
     if published is not None:
         rest = published[~published["id"].isin(shown["id"])]
         shown = pd.concat([shown, rest], ignore_index=True)

@@ -5,8 +5,9 @@ No maintained emulator exists, so the tests start this one: a threaded HTTP serv
 it: Google-shaped JSON errors, bearer tokens checked, sharing (403) and unknown ids (404),
 ``majorDimension``, FORMATTED/UNFORMATTED/FORMULA render options, trimming of trailing empty
 cells, "exceeds grid limits" 400s, ``valueInputOption`` RAW vs USER_ENTERED parsing, and
-atomic ``spreadsheets.batchUpdate`` (all requests apply or none). It counts requests and bytes
-and injects 429/5xx/timeouts for the next N requests. Simplifications: ``spreadsheets.get``
+atomic ``spreadsheets.batchUpdate`` (all requests apply or none; ``copyPaste`` included). It
+counts requests and bytes and injects 429/5xx/timeouts for the next N requests
+(:meth:`SheetsStandin.fail_next`) or for the writes after the next K (:meth:`~SheetsStandin.fail_writes`). Simplifications: ``spreadsheets.get``
 ignores ``fields``/``includeGridData`` (it returns all metadata, no grid data), formulas are not
 evaluated beyond ``=IMAGE`` (no value) and plain arithmetic, and formats are not stored.
 
@@ -366,6 +367,12 @@ class SheetsStandin:
         with self.lock:
             self.faults.extend([(fault, delay)] * n)
 
+    def fail_writes(self, after: int, n: int, fault: int = 429) -> None:
+        """Let the next ``after`` write requests through, then fail the ``n`` writes after them
+        with HTTP ``fault`` (reads pass): e.g. the second write of a push, past its retries."""
+        with self.lock:
+            self.write_faults = [after, n, fault]
+
     def before_next(self, match: str, fn: Any) -> None:
         """Run ``fn(api)`` once, just before the next request whose ``"METHOD path"`` contains
         ``match`` is applied: a collaborator acting between two requests of a client."""
@@ -385,6 +392,16 @@ class SheetsStandin:
         self.reads = self.writes = self.token_requests = self.faulted = self.side_requests = 0
         self.bytes_in = self.bytes_out = self.largest_body = 0
         self.log: list[tuple[str, str, int]] = []
+
+    def _write_fault(self) -> tuple[Any, float] | None:
+        pending = getattr(self, "write_faults", None)
+        if not pending or pending[1] <= 0:
+            return None
+        if pending[0] > 0:
+            pending[0] -= 1
+            return None
+        pending[1] -= 1
+        return (pending[2], 0.0)
 
     # inspection
     def sheet(self, sid: str, title: str) -> Sheet | None:
@@ -416,6 +433,8 @@ class SheetsStandin:
             self.largest_body = max(self.largest_body, len(body))
             self.log.append((method, parts.path, len(body)))
             fault = self.faults.popleft() if self.faults else None
+            if fault is None and kind == "write":
+                fault = self._write_fault()
             key = f"{method} {parts.path}"
             hook = next((h for h in self.hooks if h[0] in key), None)
             if hook is not None:
@@ -660,6 +679,32 @@ def _grid_range(book: Spreadsheet, rng: dict[str, Any]) -> tuple[Sheet, int, int
         raise ApiError(400, f"Range ({sheet.title}!R{r0 + 1}C{c0 + 1}:R{r1}C{c1}) exceeds grid "
                             f"limits. Max rows: {sheet.rows}, max columns: {sheet.cols}")
     return sheet, r0, r1, c0, c1
+
+
+def _copy_paste(book: Spreadsheet, args: dict[str, Any]) -> None:
+    """copyPaste (PASTE_NORMAL): values and notes of the source range at the destination's
+    top-left corner, within one spreadsheet. As in Sheets, a destination smaller than the
+    source still receives the whole source, and a larger one gets the source repeated
+    (formats are not modelled; formula text is copied unchanged, as for absolute refs)."""
+    if args.get("pasteType", "PASTE_NORMAL") != "PASTE_NORMAL":
+        raise ApiError(400, "the stand-in only implements pasteType PASTE_NORMAL")
+    src, r0, r1, c0, c1 = _grid_range(book, args.get("source", {}))
+    dst, d0, d1, e0, e1 = _grid_range(book, args.get("destination", {}))
+    h, w = r1 - r0, c1 - c0
+    if not h or not w:
+        return
+    height, width = max(h, d1 - d0), max(w, e1 - e0)
+    if d0 + height > dst.rows or e0 + width > dst.cols:
+        raise ApiError(400, f"Range ({dst.title}) exceeds grid limits. "
+                            f"Max rows: {dst.rows}, max columns: {dst.cols}")
+    values = [[src.get(r0 + r % h, c0 + c % w) for c in range(width)] for r in range(height)]
+    notes = {(d0 + r, e0 + c): src.notes[(r0 + r % h, c0 + c % w)] for r in range(height)
+             for c in range(width) if (r0 + r % h, c0 + c % w) in src.notes}
+    for r, row in enumerate(values):
+        for c, value in enumerate(row):
+            dst.put(d0 + r, e0 + c, value)
+            dst.notes.pop((d0 + r, e0 + c), None)
+    dst.notes.update(notes)
 
 
 def _fields(spec: str) -> set[str]:
@@ -949,6 +994,7 @@ _REQUESTS = {
     "appendDimension": _append_dimension,
     "deleteDimension": _delete_dimension,
     "sortRange": _sort_range,
+    "copyPaste": _copy_paste,
 }
 
 

@@ -14,7 +14,9 @@ The contract:
   header row as column names (as written in the sheet, not cleaned), and the 1-based sheet row
   number as the index (the header is row 1, so the first data row is 2). Numbers read back as
   their shortest text (``1.0`` -> ``"1"``, ``0.25`` -> ``"0.25"``). Returns ``None`` when the
-  sheet does not exist yet. Validation of what people typed is not the backend's job.
+  sheet does not exist yet. Validation of what people typed is not the backend's job. A column
+  with data under a blank header is named ``column N`` (N: its 1-based sheet column) and listed
+  by :func:`mark_headerless`, so that validation can refuse it, naming the cell.
 * ``update_own_columns(updates, layout, append=...)`` writes only sheetsync's own (not
   editable) columns of rows already in the sheet, matched by their ``id`` cell in a read taken
   inside the call, appends whole rows for ids the sheet does not hold yet, and reads the id
@@ -178,6 +180,20 @@ class Backend(ABC):
     def usage(self) -> str:
         """What the last operations cost (requests, bytes); empty when not meaningful."""
         return ""
+
+
+_HEADERLESS = "sheetsync.headerless"
+
+
+def mark_headerless(frame: pd.DataFrame, columns: Mapping[str, int]) -> pd.DataFrame:
+    """Record which columns of ``frame`` had no header (name -> 1-based sheet column)."""
+    frame.attrs[_HEADERLESS] = dict(columns)
+    return frame
+
+
+def headerless_columns(frame: pd.DataFrame) -> dict[str, int]:
+    """The columns :func:`mark_headerless` recorded (empty for a frame from elsewhere)."""
+    return dict(frame.attrs.get(_HEADERLESS, {}))
 
 
 def cell_text(value: object) -> str:

@@ -2,10 +2,11 @@
 
 A push is one metadata read plus one ``spreadsheets.batchUpdate`` carrying the typed cells and
 the whole layout (frozen header, dropdowns, protected read-only columns, basic filter, label
-vs. prediction highlight, thumbnails) atomically. A table whose typed cells exceed ~2 MB (about
-2,400 rows) is sent as the layout and the ``=IMAGE`` column in one ``batchUpdate``, then the
-values as RAW ``values.batchUpdate`` ranges of up to ~2 MB each (RAW is never parsed, so text
-stays text). A read is one ``values.batchGet`` (unformatted values: numbers come back as
+vs. prediction highlight, thumbnails) atomically. A table whose typed cells exceed ~2 MB is
+written to a hidden staging tab first (thumbnails, then the values as RAW ranges of up to ~2 MB
+each; RAW is never parsed, so text stays text), and one last ``batchUpdate`` copies it into the
+data tab with the layout and deletes the staging tab: a failed write leaves the data tab as it
+was, never half written. A read is one ``values.batchGet`` (unformatted values: numbers come back as
 numbers, text exactly as written). Every request goes through
 :class:`~sheetsync.sheets._google_http.SheetsHTTP`: bounded retries, a timeout, counted bytes.
 
@@ -31,6 +32,7 @@ from gspread.exceptions import NoValidUrlKeyFound
 from gspread.utils import extract_id_from_url
 
 from ..errors import BackendError, ConfigError
+from ..pullcheck import cell_text_problem
 from . import _google_cells as cells
 from . import _google_own as own
 from ._google_http import MAX_PAYLOAD, SheetsHTTP, SheetsRequestError, Usage, dumps
@@ -41,6 +43,7 @@ from .base import (
     OwnUpdate,
     SheetLayout,
     cell_text,
+    mark_headerless,
     own_columns_check,
 )
 
@@ -127,42 +130,48 @@ class GoogleBackend(Backend):
 
     def write_table(self, table: pd.DataFrame, layout: SheetLayout) -> None:
         names = [str(c) for c in table.columns]
+        check_cells(table, layout)  # before any request: a refused push changes nothing
         meta = self._sheets()
-        first, sheet_id = self._prepare(meta, len(table), len(names))
+        prepare, sheet_id = self._prepare(meta, len(table), len(names))
+        head: list[dict[str, Any]] = []
         if SCORES_SHEET not in meta and SCORES_SHEET != self.worksheet:
-            first.append(_add_sheet(_new_id(meta, exclude={sheet_id}), SCORES_SHEET, 2, 2, 1))
-        first.append(_update_cells(sheet_id, 0, [cells.header_row(names, layout)], len(names),
-                                   "userEnteredValue,userEnteredFormat.textFormat.bold,note"))
-        first += cells.layout_requests(sheet_id, names, len(table), layout)
+            head.append(_add_sheet(_new_id(meta, exclude={sheet_id}), SCORES_SHEET, 2, 2, 1))
+        head.append(_update_cells(sheet_id, 0, [cells.header_row(names, layout)], len(names),
+                                  "userEnteredValue,userEnteredFormat.textFormat.bold,note"))
+        structure = cells.layout_requests(sheet_id, names, len(table), layout)
         rows = cells.table_rows(table, layout)
-        budget = MAX_PAYLOAD - len(dumps({"requests": first}))
-        size = 0
-        for row in rows:  # stop measuring as soon as it cannot fit
-            size += len(dumps(row)) + 1
-            if size > budget:
-                break
-        if size <= budget:
+        first = [*prepare, *head, *structure]
+        if _fits(rows, MAX_PAYLOAD - len(dumps({"requests": first}))):
             # Cells and structure in one batchUpdate: the sheet changes atomically.
             if rows:
                 first.append(_update_cells(sheet_id, 1, rows, len(names), "userEnteredValue"))
             self._batch(first)
         else:
-            self._write_large(first, sheet_id, names, rows, layout)
+            self._write_staged(meta, sheet_id, names, rows, layout, [*prepare, *head], structure)
 
-    def _write_large(self, first: list[dict[str, Any]], sheet_id: int, names: list[str],
-                     rows: list[dict[str, Any]], layout: SheetLayout) -> None:
-        """Over ~2 MB: structure + thumbnails as typed cells, then the values as RAW ranges.
+    def _write_staged(self, meta: dict[str, dict[str, Any]], sheet_id: int, names: list[str],
+                      rows: list[dict[str, Any]], layout: SheetLayout,
+                      before: list[dict[str, Any]], structure: list[dict[str, Any]]) -> None:
+        """Over ~2 MB: the cells go to a hidden staging tab in several writes, then one last
+        batchUpdate clears the data tab, copies the staged cells in, applies the structure and
+        deletes the staging tab, atomically. A write that fails before that last one leaves the
+        data tab exactly as it was (and at worst a hidden staging tab, which the next push
+        replaces); the data tab is never left half written or blank.
 
-        RAW input is stored as-is (never parsed: "0042" and "=1+1" stay text) and is about a
-        third the size of typed cells, so a big push needs a third of the requests. Only the
-        image column needs typed formula cells; its slots in the RAW rows are null ("leave
-        alone"), so the two never overwrite each other."""
+        Staged values go as RAW ranges (never parsed: "0042" and "=1+1" stay text; about a
+        third the size of typed cells); only the image column needs typed formula cells, and
+        its slots in the RAW rows are null ("leave alone")."""
+        staging_title = f"{self.worksheet} (sheetsync staging)"
+        staging = _new_id(meta, exclude={sheet_id})
+        first: list[dict[str, Any]] = [{"deleteSheet": {"sheetId": meta[staging_title]["properties"]["sheetId"]}}
+                                       ] if staging_title in meta else []
+        first.append(_add_sheet(staging, staging_title, len(rows) + 1, len(names), 0, hidden=True))
         image_cols = [c for c, n in enumerate(names) if layout.column(n).kind == "image"]
         for c in image_cols:
             column = [{"values": [r["values"][c]]} for r in rows]
             budget = MAX_PAYLOAD - len(dumps({"requests": first}))
             for start, chunk in _chunks(column, budget):
-                update = _update_cells(sheet_id, 1 + start, chunk, c + 1, "userEnteredValue")
+                update = _update_cells(staging, 1 + start, chunk, c + 1, "userEnteredValue")
                 update["updateCells"]["range"]["startColumnIndex"] = c
                 self._batch([*first, update])
                 first = []
@@ -170,12 +179,18 @@ class GoogleBackend(Backend):
             self._batch(first)
         raw = [[None if c in image_cols else cells.raw_value(cell) for c, cell in enumerate(r["values"])]
                for r in rows]
-        title = "'" + self.worksheet.replace("'", "''") + "'"
+        title = "'" + staging_title.replace("'", "''") + "'"
         for start, chunk in _chunks(raw, MAX_PAYLOAD - 1000):
             self.http.call("write", "POST", "/values:batchUpdate", body={
                 "valueInputOption": "RAW",
                 "data": [{"range": f"{title}!A{start + 2}", "majorDimension": "ROWS", "values": chunk}],
             })
+        n, width = len(rows) + 1, len(names)
+        copy = {"copyPaste": {"source": cells.grid(staging, 1, n, 0, width),
+                              "destination": cells.grid(sheet_id, 1, n, 0, width),
+                              "pasteType": "PASTE_NORMAL"}}
+        # Values before the structure: pasting also copies the staging tab's (plain) formats.
+        self._batch([*before, copy, *structure, {"deleteSheet": {"sheetId": staging}}])
 
     def update_own_columns(self, updates: pd.DataFrame, layout: SheetLayout, *,
                            append: pd.DataFrame | None = None) -> OwnUpdate:
@@ -340,7 +355,33 @@ def _frame(values: list[list[Any]], *, index_rows: bool) -> pd.DataFrame:
     names = [header[c] if c < len(header) and header[c] else f"column {c + 1}" for c in keep]
     body = [[r[c] if c < len(r) else "" for c in keep] for r in rows[1:]]
     index = pd.RangeIndex(2, len(body) + 2) if index_rows else None
-    return pd.DataFrame(body, columns=names, index=index, dtype=str)
+    frame = pd.DataFrame(body, columns=names, index=index, dtype=str)
+    return mark_headerless(frame, {f"column {c + 1}": c + 1 for c in keep
+                                   if c >= len(header) or not header[c]})
+
+
+def _fits(rows: list[dict[str, Any]], budget: int) -> bool:
+    """Whether the typed rows' JSON stays within ``budget`` bytes (stops measuring early)."""
+    size = 0
+    for row in rows:
+        size += len(dumps(row)) + 1
+        if size > budget:
+            return False
+    return True
+
+
+def check_cells(table: pd.DataFrame, layout: SheetLayout) -> None:
+    """Refuse text no cell may hold (the rule a pull checks too), naming the row and column."""
+    for c, name in enumerate(table.columns):
+        if layout.column(str(name)).kind in ("image", "number"):
+            continue
+        why = cell_text_problem(str(name))
+        if why:
+            raise BackendError(f"header {name!r}: {why}")
+        for r, value in enumerate(table.iloc[:, c].tolist(), start=2):
+            why = cell_text_problem(value) if isinstance(value, str) else None
+            if why:
+                raise BackendError(f"row {r}, column {name!r}: {why}")
 
 
 def _chunks(rows: list[Any], first_budget: int) -> list[tuple[int, list[Any]]]:
@@ -369,9 +410,13 @@ def _update_cells(sheet_id: int, row0: int, data: list[dict[str, Any]], width: i
     return {"updateCells": {"range": rng, "rows": data, "fields": fields}}
 
 
-def _add_sheet(sheet_id: int, title: str, rows: int, cols: int, frozen: int) -> dict[str, Any]:
-    return {"addSheet": {"properties": {"sheetId": sheet_id, "title": title, "gridProperties": {
-        "rowCount": rows, "columnCount": cols, "frozenRowCount": frozen}}}}
+def _add_sheet(sheet_id: int, title: str, rows: int, cols: int, frozen: int,
+               hidden: bool = False) -> dict[str, Any]:
+    props: dict[str, Any] = {"sheetId": sheet_id, "title": title, "gridProperties": {
+        "rowCount": rows, "columnCount": cols, "frozenRowCount": frozen}}
+    if hidden:
+        props["hidden"] = True
+    return {"addSheet": {"properties": props}}
 
 
 def _new_id(meta: Mapping[str, Mapping[str, Any]], exclude: Iterable[int] = ()) -> int:

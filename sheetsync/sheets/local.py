@@ -61,12 +61,14 @@ from . import _xlsx_images as images
 from ._xlsx_datasheet import (
     HEADER_FONT,
     LISTS_SHEET,
+    MAX_CELL_TEXT,
     DataSheetWriter,
     as_text,
     checked_text,
     number_value,
     store,
 )
+from ._xlsx_extent import compact_columns, compact_rows
 from ._xlsx_package import (
     Package,
     PackageError,
@@ -82,6 +84,7 @@ from .base import (
     OwnUpdate,
     SheetLayout,
     cell_text,
+    mark_headerless,
     merge_own_columns,
     own_columns_check,
     row_positions,
@@ -473,13 +476,39 @@ def _read_with_calamine(path: Path, sheet: str) -> pd.DataFrame | None | bool:
     try:
         if _has_error_cells(path):
             return False  # calamine reads "#DIV/0!" cells as empty; openpyxl keeps the text
-        wb = CalamineWorkbook.from_path(str(path))
+        source, numbers, columns = _within_extent(path, sheet)
+        wb = (CalamineWorkbook.from_path(str(path)) if source is None
+              else CalamineWorkbook.from_filelike(source))
         if sheet not in wb.sheet_names:
             return None
         rows = wb.get_sheet_by_name(sheet).to_python(skip_empty_area=False)
     except Exception:  # noqa: BLE001  # any oddity: let openpyxl read it (or say what is wrong)
         return False
-    return _rows_to_frame([[_value_text(v) for v in r] for r in rows])
+    texts = [[_value_text(v) for v in r] for r in rows]
+    if any(len(t) >= MAX_CELL_TEXT for r in texts for t in r):
+        return False  # calamine cuts longer text at 32,767 characters, silently; openpyxl does not
+    return _rows_to_frame(texts, numbers, columns)
+
+
+def _within_extent(
+    path: Path, sheet: str
+) -> tuple[io.BytesIO | None, list[int] | None, list[int] | None]:
+    """The workbook with the sheet's far-apart rows and columns renumbered, and their real
+    numbers, so that a stray cell at row 1,048,576 or column XFD costs no million empty
+    cells; (None, None, None) when the sheet is dense already."""
+    package = Package.read(path)
+    part = package.sheet_part(sheet)
+    if part is None:
+        return None, None, None
+    xml = package.parts[part]
+    rows = compact_rows(xml)
+    xml = xml if rows is None else rows[0]
+    columns = compact_columns(xml)
+    if rows is None and columns is None:
+        return None, None, None
+    package.parts[part] = xml if columns is None else columns[0]
+    return (io.BytesIO(package.to_bytes()), None if rows is None else rows[1],
+            None if columns is None else columns[1])
 
 
 def _has_error_cells(path: Path) -> bool:
@@ -499,7 +528,10 @@ def _read_sheet(ws: object) -> pd.DataFrame:
     return _rows_to_frame(rows)
 
 
-def _rows_to_frame(rows: list[list[str]]) -> pd.DataFrame:
+def _rows_to_frame(rows: list[list[str]], numbers: list[int] | None = None,
+                   columns: list[int] | None = None) -> pd.DataFrame:
+    """``numbers[i]``: the sheet row of ``rows[i]``, ``columns[c]`` the sheet column of
+    ``rows[.][c]`` (default: ``i + 1`` and ``c + 1``, a dense read)."""
     while rows and not any(rows[-1]):
         rows.pop()
     if not rows:
@@ -508,9 +540,13 @@ def _rows_to_frame(rows: list[list[str]]) -> pd.DataFrame:
     width = max(len(r) for r in rows)
     used = [any(len(r) > c and r[c] for r in rows[1:]) for c in range(width)]
     keep = [c for c in range(width) if (c < len(header) and header[c]) or used[c]]
-    names = [header[c] if c < len(header) and header[c] else f"column {c + 1}" for c in keep]
+    number = (lambda c: c + 1) if columns is None else columns.__getitem__  # noqa: E731
+    names = [header[c] if c < len(header) and header[c] else f"column {number(c)}" for c in keep]
     body = [[r[c] if c < len(r) else "" for c in keep] for r in rows[1:]]
-    return pd.DataFrame(body, columns=names, index=pd.RangeIndex(2, len(body) + 2), dtype=str)
+    index = pd.RangeIndex(2, len(body) + 2) if numbers is None else pd.Index(numbers[1:len(body) + 1])
+    frame = pd.DataFrame(body, columns=names, index=index, dtype=str)
+    return mark_headerless(frame, {f"column {number(c)}": number(c) for c in keep
+                                   if c >= len(header) or not header[c]})
 
 
 def _header_of(ws: Worksheet) -> list[str]:
