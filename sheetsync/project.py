@@ -212,17 +212,25 @@ class Project:
         """The data sheet's layout for ``table`` (its columns people added included)."""
         return layout(self.config.classes, self.config.splits, extra_columns(table))
 
-    def published_rows_added(self, table: pd.DataFrame) -> None:
-        """Rows appended to the sheet (new images) join what was last published."""
+    def published_own_columns(self, updates: pd.DataFrame, appended: pd.DataFrame) -> None:
+        """What a republish wrote joins what was last published: the read-only cells of
+        existing rows (the pull's row check compares them) and whole appended rows."""
         with self._locked():
             published = self.store.read_published()
-            cols = ["id", *EDITABLE, *[c for c in table.columns if c in extra_columns(table)]]
-            rows = table[cols].astype(str)
-            if published is not None:
-                rows = pd.concat([published, rows[~rows["id"].isin(published["id"])]],
-                                 ignore_index=True)
+            if published is None:
+                return
+            shown = published.set_index("id", drop=False)
+            for name in published_columns(shown.columns):
+                if name not in updates.columns:
+                    continue
+                col = updates[name]
+                col = col[col.notna() & col.index.isin(shown.index)]  # None: left as it was
+                shown.loc[col.index, name] = col.astype(str)
+            rows = appended.reindex(columns=shown.columns).astype(object).fillna("").astype(str)
+            rows = rows[~rows["id"].isin(shown.index)]
+            out = pd.concat([shown.reset_index(drop=True), rows], ignore_index=True)
             info = self.versions.latest()
-            self.store.save_published(rows.fillna("").astype(str), info.version if info else 0,
+            self.store.save_published(out.fillna("").astype(str), info.version if info else 0,
                                       self.backend.describe())
 
     def _pending_edits(self, sheet: pd.DataFrame | None, published: pd.DataFrame | None) -> list[str]:

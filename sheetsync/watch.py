@@ -477,8 +477,7 @@ class Watcher:
                ("id", "image")]
         updates, append = own_updates(table, sheet, own, self.state.held)
         result = project.backend.update_own_columns(updates, sheet_layout, append=append)
-        if result.appended:
-            project.published_rows_added(append)
+        project.published_own_columns(updates, append if result.appended else append.iloc[:0])
         self.result.republished += 1
         self.state = replace(self.state, published_key=key)
         gone = int((updates["sync_status"] == GONE).sum())

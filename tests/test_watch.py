@@ -282,6 +282,13 @@ def test_watch_once_cli_pulls_republishes_and_writes_health(local: Project) -> N
     assert ".sheetsync-dropped" in after.at[a, "path"]  # own column republished
     health = json.loads((local.state / "watch-health.json").read_text())
     assert health["ok"] and health["cycles"] == 1
+    # The republished path is the new base of the pull's row check: the next edit goes through.
+    b = sheet["id"].iloc[3]
+    edit_workbook(workbook(local), {b: {"note": "next"}})
+    result = CliRunner().invoke(cli, args)
+    events = [json.loads(line)["event"] for line in result.output.splitlines()]
+    assert events == ["started", "pulling", "pulled", "stopped"], result.output
+    assert local.versions.load("latest").set_index("id").at[b, "note"] == "next"
 
 
 # ---- training, injected at the edge ----------------------------------------------------------
