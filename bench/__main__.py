@@ -1,7 +1,8 @@
 """Every benchmark, one after the other: ``python -m bench [--quick]``.
 
---quick leaves out the three that train the fixed model (bench_train, a few minutes;
-bench_review, 20+ minutes on 2 cores; bench_watch, a 30-minute soak of `sheetsync watch`).
+--quick leaves out the four that train the fixed model (bench_train, a few minutes; bench_review,
+20+ minutes on 2 cores; bench_review_human, 30+ minutes; bench_watch, a 30-minute soak of
+`sheetsync watch`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ QUICK = [("bench_loop", []), ("bench_local", []), ("bench_google", ["--rows", "1
          ("bench_push_writes", []), ("bench_read_extent", []),
          ("bench_publish", [])]
 MODEL = [("bench_train", ["--epochs", "3"]), ("bench_review", ["--flip", "0.05", "0.10"]),
-         ("bench_watch", ["--minutes", "30"])]
+         ("bench_review_human", []), ("bench_watch", ["--minutes", "30"])]
 
 
 def main(argv: list[str]) -> int:

@@ -23,8 +23,8 @@ if TYPE_CHECKING:  # the results module imports pandas: only when a command runs
     from .dataset import SkippedFile
     from .results import PredictionSource, Result
 
-# TensorFlow's C++ logging (CUDA probing, oneDNN notices) is noise for people at a terminal.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# TensorFlow's logging (absl, CUDA probing, oneDNN notices) is noise for people at a terminal:
+# sheetsync._quiet drops it unless --verbose / SHEETSYNC_VERBOSE=1 asks for it.
 
 
 @contextmanager
@@ -42,9 +42,10 @@ def _errors() -> Iterator[None]:
 
 
 def _project(ctx: click.Context) -> Any:
+    from .config import find_project
     from .project import Project
 
-    return Project.open(ctx.obj["dir"])
+    return Project.open(find_project(ctx.obj["dir"], given=ctx.obj["given"]))
 
 
 def _show(result: Any) -> None:
@@ -52,6 +53,13 @@ def _show(result: Any) -> None:
         click.echo(f"Warning: {w}", err=True)
     if result.lines:
         click.echo(str(result))
+    step = next_step(result)
+    if step:
+        click.echo(f"next: {step}")
+
+
+def _echo_lines(lines: list[str]) -> None:
+    click.echo("\n".join(lines))
 
 
 # ---- words for results ---------------------------------------------------------------------
@@ -102,11 +110,50 @@ def describe(result: Result) -> list[str]:
     return words(result)
 
 
+def next_step(result: Result) -> str | None:
+    """The command that obviously comes next, with why (None where nothing obvious does)."""
+    name = type(result).__name__
+    r: Any = result
+    if name == "InitResult":
+        return "sheetsync train (a first score and predictions), then sheetsync push"
+    if name == "TrainOutcome":
+        return "sheetsync push, or sheetsync predict first for out-of-sample review columns"
+    if name == "PredictResult":
+        return "sheetsync push (rows ordered by the out-of-sample scores)"
+    if name == "PushResult":
+        return f"edit label / split / action / note in {r.sheet}, then sheetsync pull"
+    if name == "PullResult" and r.edited:
+        return "sheetsync pull (without --dry-run)" if r.dry_run else (
+            f"sheetsync train (a score for {r.version.name}), then sheetsync push")
+    if name == "CheckoutResult" and r.version is not None:
+        return f"sheetsync train (a score for {r.version.name}), then sheetsync push"
+    if name == "StatusResult" and r.sheet is not None:
+        return "sheetsync pull" if r.pending else None if r.pushed else "sheetsync push"
+    return None
+
+
 def _init_lines(r: Any) -> list[str]:
     return [f"wrote {r.config_path}",
             f"dataset {r.root}: {r.images} images, classes {', '.join(r.classes)}, splits "
             f"{', '.join(r.splits)}" + (f", test folder {r.test_dir}" if r.test_dir else ""),
-            f"recorded {r.version.name}" if r.version else "no change"]
+            f"recorded {r.version.name}" if r.version else "no change",
+            *_unreadable_lines(r.unreadable)]
+
+
+def _unreadable_lines(unreadable: dict[str, str]) -> list[str]:
+    """Every file the model cannot read, by name, all at once (said when scanning)."""
+    if not unreadable:
+        return []
+    return [f"{len(unreadable)} image(s) the model cannot read (flagged 'unreadable' in the "
+            "sheet, excluded from training):",
+            *[f"  {p}: {why}" for p, why in sorted(unreadable.items())]]
+
+
+def _excluded_lines(excluded: list[str]) -> list[str]:
+    """One line naming the files left out of training because the model cannot read them."""
+    if not excluded:
+        return []
+    return [f"excluded {len(excluded)} unreadable image(s) from training: {', '.join(excluded)}"]
 
 
 def _push_lines(r: Any) -> list[str]:
@@ -117,7 +164,20 @@ def _push_lines(r: Any) -> list[str]:
         lines += _publish_lines(r.images)
     lines += [f"pushed {r.rows} rows of {r.version.name} to {r.sheet}",
               f"predictions: {_source_text(r.predictions)}"]
-    return lines + _usage_lines(r.usage)
+    return lines + _review_lines(r.model, r.summary) + _usage_lines(r.usage)
+
+
+def _review_lines(model: Any, summary: Any) -> list[str]:
+    """The model and the summary, in the words of the sheet's info line."""
+    from ._reviewsheet import model_text, summary_text
+
+    out = [f"model: {model_text(model)}"] if model is not None else []
+    if summary is not None:
+        out.append(f"summary: {summary_text(summary)}")
+        if summary.unreadable_paths:
+            out.append("unreadable (flagged in the sheet, excluded from training): "
+                       + ", ".join(summary.unreadable_paths))
+    return out
 
 
 def _publish_lines(r: Any) -> list[str]:
@@ -175,9 +235,9 @@ def _changes_text(changes: pd.DataFrame, n_moves: int) -> str:
 
 def _train_lines(r: Any) -> list[str]:
     row = r.score
-    lines = [f"trained on {r.version.name}: best val accuracy {row['best_val_accuracy']}"
+    lines = [*_excluded_lines(r.excluded), f"trained on {r.version.name}: best val accuracy {row['best_val_accuracy']}"
              + (f", test accuracy {row['test_accuracy']}" if r.has_test else "")
-             + f" ({row['epochs']} epochs, {row['seconds']} s)"]
+             + f" ({row['epochs']} epochs, {_duration(row['seconds'])})"]
     if r.sheet:
         lines += [f"score row written to {r.sheet} (scores)", *_usage_lines(r.usage)]
     if r.charts:
@@ -185,8 +245,17 @@ def _train_lines(r: Any) -> list[str]:
     return lines
 
 
+def _duration(seconds: Any) -> str:
+    from ._bars import duration
+
+    try:
+        return duration(float(seconds))
+    except (TypeError, ValueError):
+        return f"{seconds} s"
+
+
 def _predict_lines(r: Any) -> list[str]:
-    return [f"out-of-sample probabilities for {r.images} images of {r.version.name} "
+    return [*_excluded_lines(r.excluded), f"out-of-sample probabilities for {r.images} images of {r.version.name} "
             f"({r.folds} folds x {r.epochs} epochs); `sheetsync push` uses them"]
 
 
@@ -212,9 +281,9 @@ def _checkout_lines(r: Any) -> list[str]:
 
 
 def _scores_lines(r: Any) -> list[str]:
-    if not len(r.table):
-        return ["no score rows yet: run `sheetsync train`"]
-    return [r.table.to_string(index=False), *([f"chart: {r.chart}"] if r.chart else [])]
+    from ._tables import scores_lines
+
+    return [*scores_lines(r.table), *([f"chart: {r.chart}"] if r.chart else [])]
 
 
 def _usage_lines(usage: str) -> list[str]:
@@ -229,20 +298,15 @@ _WORDS: dict[str, Callable[[Any], list[str]]] = {
 }
 
 
-def _epoch_printer() -> Callable[[int, int, dict[str, float]], None]:
-    def show(epoch: int, total: int, logs: dict[str, float]) -> None:
-        metrics = "  ".join(f"{k} {v:.4f}" for k, v in logs.items())
-        click.echo(f"epoch {epoch}/{total}  {metrics}", err=True)
-
-    return show
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("-C", "--project", "project_dir", default=".", type=click.Path(file_okay=False),
-              help="Project folder holding sheetsync.toml (default: current folder).")
+@click.option("-C", "--project", "project_dir", default=None, type=click.Path(),
+              help="Project folder holding sheetsync.toml (default: the current folder or the "
+                   "nearest folder above it that has one).")
+@click.option("-v", "--verbose", is_flag=True,
+              help="Show TensorFlow's own log lines (also SHEETSYNC_VERBOSE=1).")
 @click.version_option(package_name="sheetsync")
 @click.pass_context
-def cli(ctx: click.Context, project_dir: str) -> None:
+def cli(ctx: click.Context, project_dir: str | None, verbose: bool) -> None:
     """Fix an image dataset together in a shared spreadsheet.
 
     \b
@@ -252,7 +316,9 @@ def cli(ctx: click.Context, project_dir: str) -> None:
         sheetsync push              # then edit the sheet
         sheetsync pull && sheetsync train
     """
-    ctx.obj = {"dir": Path(project_dir)}
+    if verbose:
+        os.environ["SHEETSYNC_VERBOSE"] = "1"
+    ctx.obj = {"dir": Path(project_dir or "."), "given": project_dir is not None}
 
 
 @cli.command()
@@ -291,9 +357,17 @@ def train(ctx: click.Context, epochs: int | None, seed: int | None, precision: s
 
     Example: sheetsync train --epochs 10
     """
+    from ._bars import TrainBars
+
+    bars = TrainBars()
     with _errors():
-        _show(_project(ctx).train(epochs=epochs, seed=seed, precision=precision,
-                                  jit_compile=jit_compile, on_epoch=_epoch_printer()))
+        try:
+            result = _project(ctx).train(
+                epochs=epochs, seed=seed, precision=precision, jit_compile=jit_compile,
+                on_epoch=bars.epoch, on_decode=bars.decoded, on_first_epoch=bars.compiling)
+        finally:
+            bars.close()
+        _show(result)
 
 
 @cli.command()
@@ -305,11 +379,18 @@ def predict(ctx: click.Context, folds: int | None, epochs: int | None) -> None:
 
     Example: sheetsync predict --folds 4 --epochs 20
     """
-    def on_fold(message: str) -> None:
-        click.echo(message, err=True)
+    from ._bars import TrainBars
 
+    bars = TrainBars()
     with _errors():
-        _show(_project(ctx).predict(folds=folds, epochs=epochs, on_fold=on_fold))
+        project = _project(ctx)
+        jit = project.config.train.jit_compile
+        try:
+            result = project.predict(folds=folds, epochs=epochs,
+                                     on_fold=lambda message: bars.fold(message, jit))
+        finally:
+            bars.close()
+        _show(result)
 
 
 @cli.command()
@@ -362,7 +443,9 @@ def pull(ctx: click.Context, dry_run: bool) -> None:
         result = _project(ctx).pull(dry_run=dry_run)
         _show(result)
         if result.dry_run and result.edited and len(result.changes):
-            click.echo(result.changes.to_string(index=False))
+            from ._tables import diff_lines
+
+            _echo_lines(diff_lines(result.changes, result.base.name, "the sheet")[1:])
 
 
 @cli.command()
@@ -386,9 +469,14 @@ def diff(ctx: click.Context, a: str, b: str) -> None:
 
     Example: sheetsync diff v1 v2
     """
+    from ._tables import diff_lines
+
     with _errors():
-        changes = _project(ctx).diff(a, b)
-        click.echo(changes.to_string(index=False) if len(changes) else "no differences")
+        project = _project(ctx)
+        changes = project.diff(a, b)
+        after = project.versions.load(b)
+        paths = dict(zip(after["id"].astype(str), after["path"].astype(str), strict=True))
+        _echo_lines(diff_lines(changes, a, b, paths))
 
 
 @cli.command()
@@ -398,9 +486,11 @@ def log(ctx: click.Context) -> None:
 
     Example: sheetsync log
     """
+    from ._tables import log_lines
+
     with _errors():
-        table = _project(ctx).log()
-        click.echo(table.to_string(index=False) if len(table) else "no versions yet")
+        project = _project(ctx)
+        _echo_lines(log_lines(project.log(), [*project.config.splits, "dropped", "images"]))
 
 
 @cli.command()

@@ -25,7 +25,7 @@ BACKENDS = ("local", "google")
 class LocalConfig:
     path: str = "sheetsync.xlsx"
     thumbnails: bool = True  # off for very large sheets: pictures cost time and size
-    thumb_size: int = 48
+    thumb_size: int = 112  # px: a handwritten numeral is readable at 100% zoom
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,10 @@ class ReviewConfig:
     folds: int = 4
     epochs: int = 20
     order: str = "combined"
+    # Folds train on class-preserving variants (flips that keep the numeral, small rotations and
+    # shifts: sheetsync._augment) and keep training dynamics (snapshots every quarter of epochs).
+    augment: bool = True
+    snapshots: bool = True
 
 
 @dataclass(frozen=True)
@@ -187,3 +191,21 @@ def _relative(path: Path, base: Path) -> str:
         return path.resolve().relative_to(base.resolve()).as_posix()
     except ValueError:
         return str(path)
+
+
+def find_project(start: Path | str, given: bool = False) -> Path:
+    """The folder holding ``sheetsync.toml``: ``start`` or the nearest folder above it, as git
+    finds ``.git``. ``given``: ``start`` came from ``-C``, so a missing folder is named as such.
+    """
+    start = Path(start)
+    if not start.exists():
+        what = f"-C {start}" if given else str(start)
+        raise ConfigError(f"{what}: no such folder")
+    if not start.is_dir():
+        raise ConfigError(f"{start} is not a folder")
+    here = start.resolve()
+    for folder in (here, *here.parents):
+        if (folder / CONFIG_NAME).is_file():
+            return folder
+    raise ConfigError(f"no {CONFIG_NAME} in {here} or any folder above it: "
+                      "run `sheetsync init DATA_ROOT` first")

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 import pandas as pd
 
+from ._imagecheck import ImageChecks
 from .errors import DatasetError, UnsafePathError
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
@@ -197,6 +198,8 @@ class ScanResult:
     moved: list[str]
     modified: list[str]
     skipped: list[SkippedFile] = field(default_factory=list)  # files left out, and why
+    # What the model sees of every image (sheetsync._imagecheck), filled in after a scan.
+    images: ImageChecks = field(default_factory=ImageChecks)
 
     @property
     def changed(self) -> bool:

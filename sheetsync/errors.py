@@ -59,7 +59,7 @@ class UnsafePathError(DatasetError):
 
 @dataclass(frozen=True)
 class Problem:
-    """One bad cell or row: ``row`` is the 1-based sheet row (header is row 1)."""
+    """One bad cell or row: ``row`` is the 1-based sheet row (the header's, for a header problem)."""
 
     row: int | None
     column: str | None

@@ -1,15 +1,17 @@
 """What training, prediction and review read, built from a manifest (pure but for file reads).
 
 * :func:`items_of`: the manifest as the items training and prediction take (id, file, hash, ...);
+* :func:`usable`: those items without the files the model cannot read (sheetsync._imagecheck);
 * :func:`test_items`: the test folder (``label_book``), hashed through a cache;
 * :func:`review_inputs`: push's review signals from the freshest stored predictions;
+* :func:`model_behind`: the model behind those predictions, for the sheet's info line;
 * :func:`score_row`: the row ``train`` appends to the score history;
 * :func:`counts_table`: images per class and split (``status``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ._reviewsheet import ModelInfo, model_info
 from .dataset import HashCache, _files_in, safe_join
 from .errors import DatasetError, TrainingError
 from .results import PredictionSource
@@ -33,6 +36,15 @@ def items_of(manifest: pd.DataFrame, root: Path) -> pd.DataFrame:
         "split": manifest["split"].astype(str),
         "action": manifest["action"].astype(str),
     }).reset_index(drop=True)
+
+
+def usable(items: pd.DataFrame, manifest: pd.DataFrame, unusable: Collection[str]) -> pd.DataFrame:
+    """``items`` without the files (``unusable``: paths) the model cannot read."""
+    if not unusable:
+        return items
+    bad = set(unusable)
+    ids = set(manifest.loc[manifest["path"].astype(str).isin(bad), "id"].astype(str))
+    return items[~items["id"].isin(ids)]
 
 
 def train_val(items: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -60,8 +72,12 @@ def test_items(test_dir: Path | None, classes: Sequence[str], cache: HashCache) 
 
 
 def review_inputs(items: pd.DataFrame, classes: Sequence[str], stored: StoredPredictions | None,
-                  current: int) -> tuple[pd.DataFrame, PredictionSource]:
-    """Review signals from the freshest predictions, and where they come from."""
+                  current: int, *, oos_dir: Path | None = None
+                  ) -> tuple[pd.DataFrame, PredictionSource]:
+    """Review signals from the freshest predictions, and where they come from. With ``oos_dir``,
+    the last out-of-sample run there stands in for its probabilities when it scored exactly the
+    same images (its embeddings, folds and training dynamics feed the neighbour and dynamics
+    signals)."""
     from .review import review_signals
 
     if stored is None:
@@ -70,12 +86,57 @@ def review_inputs(items: pd.DataFrame, classes: Sequence[str], stored: StoredPre
     probs = stored.probs
     # Images added since those predictions have none: score the rest, keep all rows.
     scored = items[items["id"].isin(probs.index)]
-    signals = review_signals(scored, probs, classes, class_distance=stored.distance)
+    run = _rich_oos(oos_dir, stored.kind, scored) if oos_dir is not None else None
+    signals = review_signals(scored, run if run is not None else probs, classes,
+                             class_distance=stored.distance)
     unscored = items[~items["id"].isin(probs.index)]
     if len(unscored):
         signals = pd.concat([signals, review_signals(unscored, None, classes,
                                                      find_duplicates=False)])
     return signals, PredictionSource(stored.kind, stored.version, current)
+
+
+def _rich_oos(oos_dir: Path, kind: str, scored: pd.DataFrame) -> Any:
+    """The last out-of-sample run itself when it scored exactly these images, else None."""
+    from .review import latest_out_of_sample
+
+    oos = latest_out_of_sample(oos_dir) if kind == "oos" else None
+    if oos is None or set(oos.probs.index) != set(scored["id"].astype(str)):
+        return None
+    return oos
+
+
+def model_behind(stored: StoredPredictions | None, manifest: pd.DataFrame, current: int,
+                 scores: pd.DataFrame, oos_dir: Path) -> ModelInfo:
+    """The model behind push's predictions: kind, version, epochs, accuracy, how weak."""
+    labels = manifest.set_index("id")["label"]
+    if stored is None:
+        return model_info("none", None, None, labels, current=current)
+    epochs, val = _model_figures(stored.kind, stored.version, scores, oos_dir)
+    kind = "out-of-sample" if stored.kind == "oos" else "in-sample"
+    return model_info(kind, stored.version, stored.probs, labels, current=current, epochs=epochs,
+                      val_accuracy=val)
+
+
+def _model_figures(kind: str, version: int, scores: pd.DataFrame,
+                   oos_dir: Path) -> tuple[int | None, float | None]:
+    """(epochs, best validation accuracy) of the model behind the predictions, if known."""
+    if kind == "oos":
+        from .review import latest_out_of_sample
+
+        oos = latest_out_of_sample(oos_dir)
+        settings = getattr(oos, "settings", None) or {}
+        return settings.get("epochs"), None  # OOS accuracy is computed from the probabilities
+    if not len(scores) or "version" not in scores.columns:
+        return None, None
+    rows = scores[scores["version"].astype(str) == str(version)]
+    if not len(rows):
+        return None, None
+    last = rows.iloc[-1]
+    try:
+        return int(float(last.get("epochs", ""))), float(last.get("best_val_accuracy", ""))
+    except ValueError:
+        return None, None
 
 
 def class_distances(items: pd.DataFrame, pred: Any, classes: Sequence[str]) -> np.ndarray:

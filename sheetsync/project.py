@@ -19,13 +19,16 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from . import journal as jr
+from ._imagecheck import check_images
 from ._progress import Progress, tqdm_progress
+from ._reviewsheet import ReviewSheet, review_sheet, with_image_notes
 from .config import CONFIG_NAME, Config
 from .dataset import ScanResult, SkippedFile, detect_layout, order_classes, safe_join, scan
 from .errors import BackendError, ConfigError, SheetValidationError, UnpulledEditsError
@@ -34,10 +37,12 @@ from .inputs import (
     counts_table,
     embedding_map,
     items_of,
+    model_behind,
     review_inputs,
     score_row,
     test_items,
     train_val,
+    usable,
 )
 from .pullcheck import published_columns
 from .results import (
@@ -57,7 +62,7 @@ from .rows import EDITABLE, build_table, extra_columns, layout
 from .sheets import Backend, SheetLayout, open_backend
 from .store import StateStore
 from .sync import plan_checkout, plan_pull, unpulled_edits
-from .versions import VersionInfo, counts_of, diff_manifests
+from .versions import VersionInfo, counts_of, diff_manifests, now_iso
 
 if TYPE_CHECKING:
     from ._gcs import Bucket
@@ -97,10 +102,11 @@ class Project:
         config.save()
         project = cls(config, **kwargs)
         with project._locked():
-            manifest, info, _ = project._refresh()
+            manifest, info, scanned = project._refresh()
         test = config.test_dir.name if config.test_dir else None
         return project, InitResult(config.path, config.root, len(manifest), list(config.classes),
-                                   list(config.splits), test, info, skipped=project.skipped)
+                                   list(config.splits), test, info, skipped=project.skipped,
+                                   unreadable=scanned.images.unusable)
 
     @property
     def backend(self) -> Backend:
@@ -155,7 +161,13 @@ class Project:
         if latest is None or result.changed:
             message = "init" if latest is None else f"scan: {result.summary()}"
             latest = self.versions.record(result.manifest, message)
+        # Every file decoded once (cached by hash): a bad one is named now, not mid-command.
+        result.images = check_images(self.config.root, result.manifest, self.store.imagecheck_cache)
         return result.manifest, latest, result
+
+    def _items(self, manifest: pd.DataFrame, scanned: ScanResult) -> pd.DataFrame:
+        """The images training, prediction and review read: not the files the model cannot."""
+        return usable(items_of(manifest, self.config.root), manifest, scanned.images.unusable)
 
     def _exists(self, rel: str) -> bool:
         return safe_join(self.config.root, rel).exists()
@@ -171,7 +183,7 @@ class Project:
 
     def push(self, *, force: bool = False, order: str | None = None) -> PushResult:
         with self._locked():
-            manifest, info, _ = self._refresh()
+            manifest, info, scanned = self._refresh()
             sheet = self.backend.read_table()
             edits = self._pending_edits(sheet, self.store.read_published())
             if edits and not force:
@@ -185,32 +197,41 @@ class Project:
             workbook_backup = self.backup_workbook() if backup else None
             # Every image a row will point at is in the bucket before the sheet is written.
             images = self._publish_images(manifest) if self.config.backend == "google" else None
-            items = items_of(manifest, self.config.root)
-            signals, source = review_inputs(items, self.config.classes,
-                                            self.store.latest_predictions(info.version), info.version)
-            ids = self._review_order(signals, manifest, order)
-            table = build_table(manifest, signals, self._url_builder(manifest), ids)
-            self.backend.write_table(table, layout(self.config.classes, self.config.splits,
-                                                   extra_columns(manifest)))
+            table, sheet_layout, source, review = self._review(manifest, info, scanned, order)
+            self.backend.write_table(table, sheet_layout)
             self._save_published(table, info)
             return PushResult(len(table), info, self.backend.describe(), source, sheet_backup,
                               workbook_backup, self._usage(wrote=True), images,
+                              model=review.model, summary=review.summary,
                               recovered=self.recovered, skipped=self.skipped)
 
-    def review_table(self) -> tuple[pd.DataFrame, VersionInfo, PredictionSource]:
-        """The rows a push would write now (review order), their version, and where the
-        predictions come from; used by ``sheetsync watch`` to republish its own columns."""
-        with self._locked():
-            manifest, info, _ = self._refresh()
-            items = items_of(manifest, self.config.root)
-            signals, source = review_inputs(items, self.config.classes,
-                                            self.store.latest_predictions(info.version), info.version)
-            ids = self._review_order(signals, manifest, None)
-            return build_table(manifest, signals, self._url_for, ids), info, source
+    def _review(self, manifest: pd.DataFrame, info: VersionInfo, scanned: ScanResult,
+                order: str | None) -> tuple[pd.DataFrame, SheetLayout, PredictionSource, ReviewSheet]:
+        """The rows a push writes (review order), the review sheet's layout (info line,
+        highlighted rows), where the predictions come from, and the review sheet."""
+        stored = self.store.latest_predictions(info.version)
+        signals, source = review_inputs(self._items(manifest, scanned), self.config.classes,
+                                        stored, info.version, oos_dir=self.store.oos_dir)
+        ids = self._review_order(signals, manifest, order)
+        table = with_image_notes(build_table(manifest, signals, self._url_builder(manifest),
+                                             ids), scanned.images)
+        review = self._review_sheet(table, signals, manifest, info, scanned)
+        flagged_ids = frozenset(table["id"].iloc[list(review.flagged)].astype(str))
+        sheet_layout = replace(
+            layout(self.config.classes, self.config.splits, extra_columns(manifest)),
+            flagged=review.flagged, info=review.info, flagged_ids=flagged_ids)
+        return table, sheet_layout, source, review
 
-    def sheet_layout(self, table: pd.DataFrame) -> SheetLayout:
-        """The data sheet's layout for ``table`` (its columns people added included)."""
-        return layout(self.config.classes, self.config.splits, extra_columns(table))
+    def review_table(self) -> tuple[pd.DataFrame, SheetLayout, VersionInfo, PredictionSource]:
+        """The rows a push would write now (review order), the layout it would write them with
+        (info line, highlighted rows), their version, and where the predictions come from;
+        used by ``sheetsync watch`` to republish its own columns as a push would show them."""
+        with self._locked():
+            manifest, info, scanned = self._refresh()
+            if self.config.backend == "google":
+                self._publish_images(manifest)  # appended rows link to published images
+            table, sheet_layout, source, _ = self._review(manifest, info, scanned, None)
+            return table, sheet_layout, info, source
 
     def published_own_columns(self, updates: pd.DataFrame, appended: pd.DataFrame) -> None:
         """What a republish wrote joins what was last published: the read-only cells of
@@ -232,6 +253,14 @@ class Project:
             info = self.versions.latest()
             self.store.save_published(out.fillna("").astype(str), info.version if info else 0,
                                       self.backend.describe())
+
+    def _review_sheet(self, table: pd.DataFrame, signals: pd.DataFrame, manifest: pd.DataFrame,
+                      info: VersionInfo, scanned: ScanResult) -> ReviewSheet:
+        """The sheet's info line, highlighted rows and summary (sheetsync._reviewsheet)."""
+        model = model_behind(self.store.latest_predictions(info.version), manifest, info.version,
+                             self.scores.read(), self.store.oos_dir)
+        return review_sheet(table, signals, manifest, model, version=info.name,
+                            pushed_at=now_iso(), unreadable=sorted(scanned.images.unusable))
 
     def _pending_edits(self, sheet: pd.DataFrame | None, published: pd.DataFrame | None) -> list[str]:
         if sheet is None or not len(sheet):
@@ -369,12 +398,13 @@ class Project:
 
     def train(self, *, epochs: int | None = None, seed: int | None = None,
               precision: str | None = None, jit_compile: bool | None = None,
-              on_epoch: Any = None) -> TrainOutcome:
+              on_epoch: Any = None, on_decode: Any = None,
+              on_first_epoch: Any = None) -> TrainOutcome:
         from . import train as training
 
         with self._locked():
-            manifest, info, _ = self._refresh()
-            items = items_of(manifest, self.config.root)
+            manifest, info, scanned = self._refresh()
+            items = self._items(manifest, scanned)
             tr, va = train_val(items)
             test = test_items(self.config.test_dir, self.config.classes, self.store.test_hash_cache())
             cfg, weights = self.config.train, self.store.weights_path(info.version)
@@ -383,12 +413,13 @@ class Project:
                 epochs=epochs or cfg.epochs, seed=cfg.seed if seed is None else seed,
                 batch_size=cfg.batch_size, precision=precision or cfg.precision,
                 jit_compile=cfg.jit_compile if jit_compile is None else jit_compile,
-                cache_dir=self.store.decode_cache, progress=on_epoch)
+                cache_dir=self.store.decode_cache, progress=on_epoch, decode_progress=on_decode,
+                on_first_epoch=on_first_epoch)
             emb_map = self._predict_in_sample(weights, items, info)
             row = score_row(info, items, tr, va, test, result)
             self.scores.append(row)
             outcome = TrainOutcome(info, row, test is not None, None, recovered=self.recovered,
-                                   skipped=self.skipped)
+                                   skipped=self.skipped, excluded=sorted(scanned.images.unusable))
             self._publish_score(outcome)
             chart = self.chart()
             outcome.charts = [chart, *([emb_map] if emb_map else [])] if chart else []
@@ -416,11 +447,11 @@ class Project:
     def predict(self, *, folds: int | None = None, epochs: int | None = None,
                 on_fold: Any = None) -> PredictResult:
         """Out-of-sample probabilities for every kept train/val image (k-fold)."""
-        from .review import out_of_sample
+        from .review import out_of_sample, snapshot_epochs
 
         with self._locked():
-            manifest, info, _ = self._refresh()
-            items = items_of(manifest, self.config.root)
+            manifest, info, scanned = self._refresh()
+            items = self._items(manifest, scanned)
             keep = items[(items["action"] == "keep") & items["split"].isin(["train", "val"])]
             cfg, train_cfg = self.config.review, self.config.train
             folds, epochs = folds or cfg.folds, epochs or cfg.epochs
@@ -428,13 +459,14 @@ class Project:
                 keep.reset_index(drop=True), self.config.classes, folds=folds, epochs=epochs,
                 seed=train_cfg.seed, work_dir=self.store.oos_dir, cache_dir=self.store.decode_cache,
                 progress=on_fold, batch_size=train_cfg.batch_size, precision=train_cfg.precision,
-                jit_compile=train_cfg.jit_compile)
+                jit_compile=train_cfg.jit_compile, augment=cfg.augment,
+                snapshots=snapshot_epochs(epochs) if cfg.snapshots else ())
             ids = list(oos.probs.index)
             self.store.save_predictions(info.version, "oos", ids, list(self.config.classes),
                                         oos.probs.to_numpy(), oos.embeddings.loc[ids].to_numpy(),
                                         oos.class_distance.loc[ids].to_numpy())
             return PredictResult(info, len(ids), folds, epochs, recovered=self.recovered,
-                                 skipped=self.skipped)
+                                 skipped=self.skipped, excluded=sorted(scanned.images.unusable))
 
     # ---- status, log, diff, checkout, scores -----------------------------------------------
 

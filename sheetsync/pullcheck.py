@@ -28,8 +28,9 @@ MAX_CELL_TEXT = 32_767
 # the same set openpyxl refuses, kept here so the rule does not hang on a library detail.
 CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 # Read-only columns a push writes and a pull compares with what was published for the id.
+# (``suggestion``: the review's suggested fix, read-only like the other signal columns.)
 CHECKED_COLUMNS = ("path", "url", "predicted", "confidence", "margin", "loss", "issue_score",
-                   "suspected", "duplicate_of", "outlier", "why")
+                   "suspected", "duplicate_of", "outlier", "why", "suggestion")
 
 
 def cell_text_problem(text: str) -> str | None:
@@ -43,9 +44,10 @@ def cell_text_problem(text: str) -> str | None:
     return None
 
 
-def cell_problems(cells: pd.DataFrame) -> list[Problem]:
-    """Every cell (and header) of ``cells`` that a push could not write; index = sheet row."""
-    problems = [Problem(1, str(name), f"header: {why}") for name in cells.columns
+def cell_problems(cells: pd.DataFrame, header_row: int = 1) -> list[Problem]:
+    """Every cell (and header) of ``cells`` that a push could not write; index = sheet row;
+    ``header_row``: the header's sheet row."""
+    problems = [Problem(header_row, str(name), f"header: {why}") for name in cells.columns
                 if (why := cell_text_problem(str(name)))]
     for name in cells.columns:
         column = cells[name].astype(str)
@@ -67,9 +69,10 @@ def column_letter(number: int) -> str:
     return out
 
 
-def headerless_problems(sheet: pd.DataFrame, headerless: Mapping[str, int]) -> list[Problem]:
+def headerless_problems(sheet: pd.DataFrame, headerless: Mapping[str, int],
+                        header_row: int = 1) -> list[Problem]:
     """A problem per non-empty cell under a blank header; ``headerless``: frame column ->
-    1-based sheet column (as the backend reported it)."""
+    1-based sheet column (as the backend reported it); ``header_row``: the header's sheet row."""
     problems = []
     for name, number in headerless.items():
         if name not in sheet.columns:
@@ -81,7 +84,8 @@ def headerless_problems(sheet: pd.DataFrame, headerless: Mapping[str, int]) -> l
             shown = text if len(text) <= 40 else text[:37] + "..."
             problems.append(Problem(int(row), None, f"cell {letter}{row} holds {shown!r} but column "
                                                     f"{letter} has no header: give the column a "
-                                                    f"header in row 1, or clear the cell"))
+                                                    f"header in row {header_row}, or clear "
+                                                    f"the cell"))
     return problems
 
 

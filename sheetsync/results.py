@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from ._reviewsheet import ModelInfo, PushSummary
 from .dataset import SkippedFile
 from .errors import Problem
 from .journal import Move, Recovery
@@ -56,6 +57,7 @@ class InitResult(Result):
     splits: list[str]
     test_dir: str | None
     version: VersionInfo | None
+    unreadable: dict[str, str] = field(default_factory=dict)  # path -> why the model cannot read it
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,8 @@ class PushResult(Result):
     workbook_backup: Path | None = None
     usage: str = ""
     images: PublishResult | None = None  # the images published before the sheet was written
+    model: ModelInfo | None = None  # the model behind the review columns (also in the info line)
+    summary: PushSummary | None = None  # counts over the pushed rows (also in the info line)
 
 
 @dataclass
@@ -131,6 +135,7 @@ class TrainOutcome(Result):
     sheet_error: str | None = None
     usage: str = ""
     charts: list[Path] = field(default_factory=list)
+    excluded: list[str] = field(default_factory=list)  # unreadable files left out of training
 
 
 @dataclass
@@ -139,6 +144,7 @@ class PredictResult(Result):
     images: int
     folds: int
     epochs: int
+    excluded: list[str] = field(default_factory=list)  # unreadable files left out
 
 
 @dataclass

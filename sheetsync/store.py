@@ -14,6 +14,7 @@ No other module builds a path under the state folder; each asks the store. Layou
     cache/                        decoded image tensors by file hash (sheetsync.decode)
     oos/                          cross-validation work folder (resumable folds)
     hashes.json, hashes-test.json file hash caches of the dataset and of the test folder
+    imagecheck.json               what each image is to the model, by file hash (sheetsync._imagecheck)
     charts/                       embedding maps
     watch.lock                    held (flock, with its pid) while `sheetsync watch` runs
     watch-state.json              the watcher's planner state (edits seen, quiet clock, held rows)
@@ -77,6 +78,7 @@ class StateStore:
         self.watch_state = state_dir / "watch-state.json"
         self.watch_health = state_dir / "watch-health.json"
         self.uploaded_path = state_dir / "uploaded.txt"
+        self.imagecheck_cache = state_dir / "imagecheck.json"
 
     # ---- the lock --------------------------------------------------------------------------
 

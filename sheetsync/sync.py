@@ -22,7 +22,7 @@ from .errors import Problem
 from .journal import Move, plan_locations
 from .pullcheck import cell_problems, headerless_problems, published_columns, rekeyed_problems
 from .rows import CORE, EDITABLE, REQUIRED, extra_columns
-from .sheets.base import headerless_columns
+from .sheets.base import header_row_of, headerless_columns
 from .versions import diff_manifests
 
 _ACTION_ALIASES = {"": "keep", "keep": "keep", "drop": "drop"}
@@ -55,8 +55,9 @@ def normalise_header(sheet: pd.DataFrame) -> tuple[dict[str, str], list[Problem]
     seen: dict[str, str] = {}
     core = {c.casefold(): c for c in CORE}
     # Columns with data under a blank header: refused cell by cell (never a column of their own).
+    head = header_row_of(sheet)  # 2 below the info line
     headerless = headerless_columns(sheet)
-    problems += headerless_problems(sheet, headerless)
+    problems += headerless_problems(sheet, headerless, head)
     for raw in sheet.columns:
         if raw in headerless:
             continue
@@ -64,17 +65,17 @@ def normalise_header(sheet: pd.DataFrame) -> tuple[dict[str, str], list[Problem]
         key = text.casefold()
         if not text:
             if (sheet[raw].astype(str).str.strip() != "").any():
-                problems.append(Problem(1, None, "a column holds data but has no header"))
+                problems.append(Problem(head, None, "a column holds data but has no header"))
             continue
         name = core.get(key, text)
         if name in seen:
-            problems.append(Problem(1, text, f"header {text!r} appears twice"))
+            problems.append(Problem(head, text, f"header {text!r} appears twice"))
             continue
         seen[name] = raw
         mapping[raw] = name
     for name in REQUIRED:
         if name not in seen:
-            problems.append(Problem(1, name, f"header {name!r} is missing (renamed or removed?); "
+            problems.append(Problem(head, name, f"header {name!r} is missing (renamed or removed?); "
                                              f"restore it to pull"))
     return mapping, problems
 
@@ -113,7 +114,7 @@ def plan_pull(
     current = manifest.set_index("id", drop=False)
     ids = cells["id"].str.strip()
     # Cells no push could write back, and rows whose id was moved apart from the row.
-    problems += cell_problems(cells) + rekeyed_problems(ids, cells, published)
+    problems += cell_problems(cells, header_row_of(sheet)) + rekeyed_problems(ids, cells, published)
     rows = pd.Series(cells.index.astype(int), index=cells.index)
     bad = pd.Series(False, index=cells.index)
 

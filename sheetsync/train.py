@@ -45,9 +45,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from ._quiet import quiet_tensorflow
 from .decode import load_images
 from .errors import TrainingError
 from .model import build_model, compile_model, embedding_model
+
+# TensorFlow's start-up lines (absl, oneDNN, CUDA probing) are dropped before it is imported.
+quiet_tensorflow()
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras
@@ -59,6 +63,7 @@ STEPS_PER_EXECUTION = 32
 EVAL_BATCH = 256
 
 ProgressFn = Callable[[int, int, dict[str, float]], None]
+DecodeFn = Callable[[str, int, int], None]  # (which split, images decoded, images to decode)
 
 
 @dataclass
@@ -83,6 +88,8 @@ class Prediction:
     ids: list[str]
     probs: np.ndarray
     embeddings: np.ndarray
+    # (S, n, C) softmax after the epochs asked for in fit_predict(snapshots=...), in epoch order.
+    snapshots: np.ndarray | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -275,19 +282,27 @@ def train_model(
     jit_compile: bool = False,
     cache_dir: Path | None = None,
     progress: ProgressFn | None = None,
+    decode_progress: DecodeFn | None = None,
+    on_first_epoch: Callable[[bool, int], None] | None = None,
 ) -> TrainResult:
     """Train the fixed model; save the best weights by validation accuracy to ``weights_path``
-    and evaluate them on ``test``. ``progress(epoch, epochs, logs)`` is called after each epoch.
+    and evaluate them on ``test``. ``progress(epoch, epochs, logs)`` is called after each epoch,
+    ``decode_progress(split, done, todo)`` while images not in the cache are decoded, and
+    ``on_first_epoch(jit_compile, epochs)`` before the first epoch (which compiles the model).
     """
     classes = _check_run(classes, train, epochs, "the training split is empty: nothing to train on")
     if len(val) == 0:
         raise TrainingError("the validation split is empty: best weights are chosen on it")
     start = time.perf_counter()
-    xt, yt = _arrays(train, "train", classes, cache_dir)
-    xv, yv = _arrays(val, "val", classes, cache_dir)
-    test_arrays = (
-        _arrays(test, "test", classes, cache_dir) if test is not None and len(test) else None
-    )
+
+    def arrays(df: pd.DataFrame, what: str) -> tuple[np.ndarray, np.ndarray]:
+        tell = None if decode_progress is None else (
+            lambda done, todo: decode_progress(what, done, todo))
+        return _arrays(df, what, classes, cache_dir, tell)
+
+    xt, yt = arrays(train, "train")
+    xv, yv = arrays(val, "val")
+    test_arrays = arrays(test, "test") if test is not None and len(test) else None
 
     trainer = _trainer(
         xt,
@@ -301,6 +316,8 @@ def train_model(
     model, evaluator = trainer.model, trainer.evaluator
     best: dict[str, Any] = {"acc": -1.0, "epoch": 0, "weights": None}
     history: dict[str, list[float]] = {}
+    if on_first_epoch is not None:
+        on_first_epoch(jit_compile, epochs)
     for epoch in range(1, epochs + 1):
         t0 = time.perf_counter()
         logs = trainer.run_epoch()
@@ -469,9 +486,13 @@ def fit_predict(
     jit_compile: bool = False,
     cache_dir: Path | None = None,
     progress: ProgressFn | None = None,
+    augment: Callable[[Any], Any] | None = None,
+    snapshots: Sequence[int] = (),
 ) -> Prediction:
     """Train on ``train`` for exactly ``epochs`` epochs (no validation: the last weights are
-    used) and predict ``predict_items``. Cross-validation builds on this."""
+    used) and predict ``predict_items``. Cross-validation builds on this. ``augment`` maps the
+    batched training ``tf.data.Dataset`` (see :mod:`sheetsync._augment`). ``snapshots``: epochs
+    after which ``predict_items`` are also scored (training dynamics; one inference pass each)."""
     classes = _check_run(classes, train, epochs, "nothing to train on: the training items are empty")
     xt, yt = _arrays(train, "train", classes, cache_dir)
     xp = _images(predict_items, "items to predict", cache_dir)
@@ -485,11 +506,20 @@ def fit_predict(
         precision=precision,
         jit_compile=jit_compile,
     )
+    if augment is not None:
+        trainer.ds = augment(trainer.ds)
+    snaps: list[np.ndarray] = []
     for epoch in range(1, epochs + 1):
         logs = trainer.run_epoch()
         if progress is not None:
             progress(epoch, epochs, logs)
+        if epoch in snapshots and epoch != epochs:
+            snaps.append(_softmax(trainer.evaluator.run(xp)[1]))
     embs, logits = trainer.evaluator.run(xp)
+    probs = _softmax(logits)
+    if epochs in snapshots:
+        snaps.append(probs)
     return Prediction(
-        ids=[str(i) for i in predict_items["id"]], probs=_softmax(logits), embeddings=embs
+        ids=[str(i) for i in predict_items["id"]], probs=probs, embeddings=embs,
+        snapshots=np.stack(snaps) if snaps else None,
     )

@@ -446,8 +446,10 @@ class Watcher:
         """Say in the sheet why rows wait (and clear the rows fixed since); nothing else."""
         ids = sorted(set(messages) | set(before))
         updates = pd.DataFrame({"sync_status": [messages.get(i, "") for i in ids]}, index=ids)
-        result = self.project.backend.update_own_columns(
-            updates, self.project.sheet_layout(pd.DataFrame()))
+        # The layout a push would write now: a workbook is rebuilt with its info line and
+        # highlighted rows as a push makes them.
+        _, sheet_layout, _, _ = self.project.review_table()
+        result = self.project.backend.update_own_columns(updates, sheet_layout)
         self.emit("status", f"sync_status written on {result.updated} row(s)", ids=ids)
 
     def do_train(self, reason: str) -> None:
@@ -471,8 +473,7 @@ class Watcher:
         if sheet is None or "id" not in sheet.columns:
             raise BackendError(f"{project.backend.describe()} has no data sheet with an id "
                                "column; run `sheetsync push`")
-        table, info, source = project.review_table()
-        sheet_layout = project.sheet_layout(table)
+        table, sheet_layout, info, source = project.review_table()
         own = [c.name for c in sheet_layout.columns if not c.editable and c.name not in
                ("id", "image")]
         updates, append = own_updates(table, sheet, own, self.state.held)

@@ -31,6 +31,7 @@ from sheetsync.errors import (
 )
 from sheetsync.project import Project
 from sheetsync.publish import object_bytes, object_name
+from sheetsync.sheets.base import INFO_PREFIX
 from sheetsync.sheets.google import GoogleBackend
 
 try:
@@ -102,12 +103,24 @@ def sheet(api: SheetsStandin, project: Project):
     return standin_client(api, token_credentials(api, ALICE)).open_by_key(sid).worksheet("data")
 
 
+def table_values(ws, **kwargs) -> tuple[int, list[str], list[list[str]]]:
+    """(sheet row of the header, header, data rows): the info line above the header skipped."""
+    values = ws.get_all_values(**kwargs)
+    at = next(i for i, row in enumerate(values) if row and not row[0].startswith(INFO_PREFIX))
+    return at + 1, values[at], values[at + 1:]
+
+
+def sheet_ids(ws) -> list[str]:
+    """The id column, wherever the layout puts it."""
+    _, header, rows = table_values(ws)
+    return [row[header.index("id")] for row in rows]
+
+
 def image_urls(ws) -> dict[str, str]:
     """id -> the URL inside each row's =IMAGE formula."""
-    values = ws.get_all_values(value_render_option="FORMULA")
-    header = values[0]
+    _, header, rows = table_values(ws, value_render_option="FORMULA")
     out = {}
-    for row in values[1:]:
+    for row in rows:
         cells = dict(zip(header, row, strict=False))
         assert cells["image"].startswith('=IMAGE("'), cells["image"]
         out[cells["id"]] = cells["image"][len('=IMAGE("'):-2]
@@ -186,11 +199,10 @@ def test_pull_that_moves_100_files_uploads_nothing_and_urls_still_resolve(api, g
     project = open_project(api, proj)
     project.push()
     ws = sheet(api, project)
-    values = ws.get_all_values()
-    header = values[0]
+    at, header, rows = table_values(ws)
     col = {name: chr(ord("A") + header.index(name)) for name in ("label", "split")}
     updates = []
-    for r, row in enumerate(values[1:101], start=2):  # 100 rows: relabel or move to val
+    for r, row in enumerate(rows[:100], start=at + 1):  # 100 rows: relabel or move to val
         if r % 2:
             new = {"i": "ii", "ii": "iii", "iii": "i"}[row[header.index("label")]]
             updates.append({"range": f"{col['label']}{r}", "values": [[new]]})
@@ -222,7 +234,7 @@ def test_a_new_image_is_uploaded_before_its_row_appears(api, gcs, proj: Path, tm
 
     def look_at_the_sheet(seen) -> None:
         if seen.method == "POST" and seen.path.startswith("/upload/"):
-            rows_during_upload.append(sheet(api, project).col_values(1))
+            rows_during_upload.append(sheet_ids(sheet(api, project)))
 
     gcs.on_request = look_at_the_sheet
     gcs.reset_log()
@@ -231,7 +243,7 @@ def test_a_new_image_is_uploaded_before_its_row_appears(api, gcs, proj: Path, tm
     gcs.on_request = None
     new_id = project.versions.load("latest").set_index("path").at["train/iii/new.png", "id"]
     assert len(rows_during_upload) == 1 and new_id not in rows_during_upload[0]
-    assert new_id in sheet(api, project).col_values(1)
+    assert new_id in sheet_ids(sheet(api, project))
     assert f"sheetsync/{sha(new_file)}.png" in gcs.objects(BUCKET)
 
 
@@ -479,19 +491,18 @@ def test_pushes_that_change_the_urls_agree_with_the_pull_row_check(api, gcs, pro
         urls = image_urls(ws)
         assert urls != first and set(urls) == set(first)
         first = urls
-        values = ws.get_all_values()
-        header = values[0]
+        at, header, rows = table_values(ws)
         col = {n: chr(ord("A") + header.index(n)) for n in ("label", "url")}
-        new = {"i": "ii", "ii": "iii", "iii": "i"}[values[1][header.index("label")]]
-        ws.update_acell(f"{col['label']}2", new)
+        new = {"i": "ii", "ii": "iii", "iii": "i"}[rows[0][header.index("label")]]
+        ws.update_acell(f"{col['label']}{at + 1}", new)
         result = open_project(api, proj).pull()
         assert result.edited == 1 and result.version is not None, str(result)
 
     ws = sheet(api, project)
-    values = ws.get_all_values()
-    url = values[0].index("url")
+    at, header, rows = table_values(ws)
+    url = header.index("url")
     # Another row's url (not the byte-identical copy's: that one shares the object and URL).
-    other = next(row[url] for row in values[2:] if row[url] != values[1][url])
-    ws.update_acell(f"{chr(ord('A') + url)}2", other)
+    other = next(row[url] for row in rows[1:] if row[url] != rows[0][url])
+    ws.update_acell(f"{chr(ord('A') + url)}{at + 1}", other)
     with pytest.raises(SheetValidationError, match="was published with url"):
         open_project(api, proj).pull()

@@ -21,6 +21,7 @@ from sheetsync.config import Config
 from sheetsync.errors import SheetValidationError
 from sheetsync.project import Project
 from sheetsync.rows import CORE
+from sheetsync.sheets.local import header_row
 
 try:
     from tests._sheets_standin import SheetsStandin
@@ -57,7 +58,7 @@ def refused(project: Project) -> list[str]:
 
 
 def column_of(ws, name: str) -> int:
-    return [c.value for c in ws[1]].index(name) + 1
+    return [c.value for c in ws[header_row(ws)]].index(name) + 1  # the header is below the info line
 
 
 # -- case 1: rows re-keyed ------------------------------------------------------------------
@@ -66,9 +67,9 @@ def column_of(ws, name: str) -> int:
 def test_sorting_the_id_column_alone_is_refused_naming_the_rows(project: Project) -> None:
     wb = load_workbook(workbook(project))
     ws = wb["data"]
-    col = column_of(ws, "id")
-    ids = [ws.cell(r, col).value for r in range(2, ws.max_row + 1)]
-    for r, id_ in enumerate(sorted(ids, reverse=True), start=2):  # "sort selection only"
+    col, first = column_of(ws, "id"), header_row(ws) + 1
+    ids = [ws.cell(r, col).value for r in range(first, ws.max_row + 1)]
+    for r, id_ in enumerate(sorted(ids, reverse=True), start=first):  # "sort selection only"
         ws.cell(r, col).value = id_
     wb.save(workbook(project))
     moved = sum(a != b for a, b in zip(ids, sorted(ids, reverse=True), strict=True))
@@ -92,14 +93,15 @@ def test_swapping_two_ids_is_refused_naming_both_rows(project: Project) -> None:
 def test_a_whole_row_sort_and_cleared_read_only_cells_still_pull(project: Project) -> None:
     wb = load_workbook(workbook(project))
     ws = wb["data"]
-    rows = [[c.value for c in r] for r in ws.iter_rows(min_row=2)]
+    first = header_row(ws) + 1
+    rows = [[c.value for c in r] for r in ws.iter_rows(min_row=first)]
     label, why = column_of(ws, "label") - 1, column_of(ws, "why")
     rows.sort(key=lambda r: str(r[label]), reverse=True)  # every column moves together
-    for r, values in enumerate(rows, start=2):
+    for r, values in enumerate(rows, start=first):
         for c, v in enumerate(values, start=1):
             ws.cell(r, c).value = v
-    ws.cell(2, why).value = None  # clearing a read-only cell is no re-keying
-    ws.cell(2, column_of(ws, "note")).value = "checked"
+    ws.cell(first, why).value = None  # clearing a read-only cell is no re-keying
+    ws.cell(first, column_of(ws, "note")).value = "checked"
     wb.save(workbook(project))
     assert "recorded v2" in str(project.pull())
     assert "checked" in set(project.versions.load("v2")["note"])
@@ -153,8 +155,9 @@ def test_data_in_a_column_without_header_is_refused_naming_the_cell(project: Pro
     letter = ws.cell(5, ws.max_column).column_letter
     wb.save(workbook(project))
     problems = refused(project)
+    # The header is row 2, below the info line: that is the row to give the column a header in.
     assert problems == [f"row 5: cell {letter}5 holds 'stray' but column {letter} has no header: "
-                        f"give the column a header in row 1, or clear the cell"]
+                        f"give the column a header in row 2, or clear the cell"]
 
 
 # -- the same on Google Sheets --------------------------------------------------------------
@@ -185,10 +188,11 @@ def gproject(api: SheetsStandin, data_root: Path, tmp_path: Path) -> Project:
 def test_google_rekeyed_rows_bad_cells_and_headerless_data_are_refused(api, gproject) -> None:
     ws = collaborator(api, gproject)
     values = ws.get_all_values()
-    header = values[0]
-    ids = [r[0] for r in values[1:]]
-    ws.update_cell(3, 1, ids[3])  # swap the ids of rows 3 and 5
-    ws.update_cell(5, 1, ids[1])
+    header = values[1]  # row 2, below the info line
+    id_col = header.index("id") + 1
+    ids = {r: v[id_col - 1] for r, v in enumerate(values, start=1)}  # sheet row -> id
+    ws.update_cell(3, id_col, ids[5])  # swap the ids of rows 3 and 5
+    ws.update_cell(5, id_col, ids[3])
     ws.update_cell(4, header.index("note") + 1, "y" * 40_000)
     ws.update_cell(6, header.index("note") + 1, "tab\tok but bell\x07 not")
     ws.add_cols(2)
@@ -196,7 +200,7 @@ def test_google_rekeyed_rows_bad_cells_and_headerless_data_are_refused(api, gpro
     problems = refused(gproject)
     letter = chr(ord("A") + len(header) + 1)
     assert problems == [f"row 7: cell {letter}7 holds 'stray' but column {letter} has no header: "
-                        f"give the column a header in row 1, or clear the cell"]
+                        f"give the column a header in row 2, or clear the cell"]
     ws.update_cell(7, len(header) + 2, "")
     problems = refused(gproject)
     assert [p.split(":")[0] for p in problems] == [
@@ -236,7 +240,7 @@ def test_a_stray_value_at_the_last_row_is_refused_without_reading_a_million_rows
     frame = project.backend.read_table()
     assert frame is not None and len(frame) == 20  # 19 images, the stray row; not 1,048,575
     assert frame.index[-1] == 1_048_576 and frame.loc[1_048_576, "note"] == "stray"
-    assert frame.index[:19].tolist() == list(range(2, 21))
+    assert frame.index[:19].tolist() == list(range(3, 22))  # below the info line and header
     problems = refused(project)
     assert problems == ["row 1048576, column 'id': the row has no id (rows cannot be added in the "
                         "sheet; add image files to the folders instead)"]
@@ -273,16 +277,17 @@ def test_google_a_note_typed_as_a_formula_is_pulled_as_its_value(api, gproject) 
     the sheet's behaviour, unchanged by sheetsync; the test pins what the README states.)"""
     ws = collaborator(api, gproject)
     values = ws.get_all_values()
-    note = values[0].index("note") + 1
-    formula_id, text_id = values[1][0], values[2][0]
-    ws.update_cell(2, note, "=1+1")  # typed in the browser: USER_ENTERED, a formula
-    ws.update_cell(3, note, "'=1+1")  # with the apostrophe: text
+    header = values[1]  # row 2, below the info line
+    note, id_col = header.index("note") + 1, header.index("id")
+    formula_id, text_id = values[2][id_col], values[3][id_col]
+    ws.update_cell(3, note, "=1+1")  # typed in the browser: USER_ENTERED, a formula
+    ws.update_cell(4, note, "'=1+1")  # with the apostrophe: text
     gproject.pull()
     notes = gproject.versions.load("latest").set_index("id")["note"]
     assert (notes[formula_id], notes[text_id]) == ("2", "=1+1")
     open_project(api, gproject.config.project_dir).push()
     pushed = collaborator(api, gproject).get_all_values(value_render_option="FORMULA")
-    after = {r[0]: r[note - 1] for r in pushed[1:]}
+    after = {r[id_col]: r[note - 1] for r in pushed[2:]}
     assert (after[formula_id], after[text_id]) == ("2", "=1+1")
 
 
@@ -293,15 +298,14 @@ def test_a_stray_value_in_the_last_column_is_refused_naming_the_cell(project: Pr
     ws.cell(1_048_576, 16_384).value = "far corner"
     wb.save(workbook(project))
     frame = project.backend.read_table()
-    # every pushed column and the stray one, not 1,048,575 x 16,384
-    assert frame is not None and frame.shape == (20, len(CORE) + 1)
+    assert frame is not None and frame.shape == (20, len(CORE) + 1)  # not 1,048,575 x 16,384
     assert frame.loc[6, "column 16384"] == "far right"
     problems = refused(project)
     assert problems == [
         "row 6: cell XFD6 holds 'far right' but column XFD has no header: give the column a "
-        "header in row 1, or clear the cell",
+        "header in row 2, or clear the cell",
         "row 1048576: cell XFD1048576 holds 'far corner' but column XFD has no header: give "
-        "the column a header in row 1, or clear the cell"]
+        "the column a header in row 2, or clear the cell"]
 
 
 def test_compact_columns_renames_used_columns_in_order() -> None:

@@ -27,8 +27,9 @@ from sheetsync.config import Config
 from sheetsync.errors import BackendError, WatchError
 from sheetsync.project import Project
 from sheetsync.results import TrainOutcome
+from sheetsync.sheets.base import INFO_PREFIX
 from sheetsync.sheets.google import GoogleBackend
-from sheetsync.sheets.local import LocalBackend
+from sheetsync.sheets.local import LocalBackend, header_row
 from sheetsync.versions import now_iso
 from sheetsync.watch import (
     GONE,
@@ -118,8 +119,9 @@ def edit_workbook(path: Path, changes: dict[str, dict[str, object]]) -> None:
     """Type into cells by id and save, as a person in a spreadsheet program would."""
     wb = load_workbook(path)
     ws = wb["data"]
-    header = [c.value for c in ws[1]]
-    for r in range(2, ws.max_row + 1):
+    head = header_row(ws)  # 2 below the review sheet's info line
+    header = [c.value for c in ws[head]]
+    for r in range(head + 1, ws.max_row + 1):
         for column, value in changes.get(ws.cell(r, header.index("id") + 1).value, {}).items():
             ws.cell(r, header.index(column) + 1).value = value
     wb.save(path)
@@ -129,10 +131,11 @@ def sort_workbook(path: Path, column: str, reverse: bool = True) -> None:
     """Sort every data row by one column, as a person would."""
     wb = load_workbook(path)
     ws = wb["data"]
-    header = [c.value for c in ws[1]]
-    rows = [[c.value for c in r] for r in ws.iter_rows(min_row=2)]
+    head = header_row(ws)  # 2 below the review sheet's info line
+    header = [c.value for c in ws[head]]
+    rows = [[c.value for c in r] for r in ws.iter_rows(min_row=head + 1)]
     rows.sort(key=lambda r: str(r[header.index(column)] or ""), reverse=reverse)
-    for r, values in enumerate(rows, start=2):
+    for r, values in enumerate(rows, start=head + 1):
         for c, v in enumerate(values, start=1):
             ws.cell(r, c).value = v
     wb.save(path)
@@ -168,8 +171,8 @@ def test_workbook_own_columns_survive_a_sort_and_a_save_between_read_and_write(l
     ids = list(local.backend.read_table()["id"])
     edit_workbook(path, {ids[1]: {"label": "iii", "note": "Alice"}})
     backend = SortingBackend(path, root=local.config.root)
-    table, _, _ = local.review_table()
-    result = backend.update_own_columns(updates_for(ids), local.sheet_layout(table))
+    _, sheet_layout, _, _ = local.review_table()
+    result = backend.update_own_columns(updates_for(ids), sheet_layout)
     assert result.repairs == 1  # the save meanwhile made it start again from the new file
     after = sheet_by_id(backend)
     assert list(backend.read_table()["id"]) == sorted(ids, reverse=True)  # their sort kept
@@ -187,7 +190,7 @@ def test_workbook_is_never_written_while_a_program_holds_its_lock(local: Project
     lock = path.with_name(f".~lock.{path.name}#")
     lock.write_text("alice")
     with pytest.raises(WorkbookLockedError):
-        local.backend.update_own_columns(updates_for(["x"]), local.sheet_layout(pd.DataFrame()))
+        local.backend.update_own_columns(updates_for(["x"]), local.review_table()[1])
     assert path.read_bytes() == before
 
 
@@ -397,9 +400,10 @@ def alice(api: SheetsStandin, project: Project) -> Any:
 
 def type_cells(ws: Any, changes: dict[str, dict[str, str]]) -> None:
     values = ws.get_all_values()
-    header = values[0]
-    for r, row in enumerate(values[1:], start=2):
-        for column, value in changes.get(row[0], {}).items():
+    head = 2 if values and values[0][0].startswith(INFO_PREFIX) else 1  # below the info line
+    header = values[head - 1]
+    for r, row in enumerate(values[head:], start=head + 1):
+        for column, value in changes.get(row[header.index("id")], {}).items():
             ws.update_cell(r, header.index(column) + 1, value)
 
 
@@ -413,8 +417,8 @@ def test_google_own_columns_repaired_after_a_sort_between_write_and_read_back(
     api.before_next("values:batchUpdate", lambda a: a.sort_rows(sid, "data", header.index("path"),
                                                                 descending=True))
     api.reset_counts()
-    table, _, _ = google.review_table()
-    result = google.backend.update_own_columns(updates_for(ids), google.sheet_layout(table))
+    _, sheet_layout, _, _ = google.review_table()
+    result = google.backend.update_own_columns(updates_for(ids), sheet_layout)
     assert result.repairs == 1 and result.updated == len(ids)
     assert (api.reads, api.writes) == (4, 2)  # read, write, read ids; read, write, read ids
     after = sheet_by_id(google.backend)

@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from .base import cell_text
+from .base import INFO_PREFIX, cell_text
 
 
 def column_letters(index: int) -> str:
@@ -29,20 +29,28 @@ def column_letters(index: int) -> str:
     return out
 
 
-def header_positions(values: Sequence[Sequence[Any]]) -> dict[str, int]:
-    """Column name (trimmed, as written) -> 0-based column; the first of a duplicated name."""
+def header_row(values: Sequence[Sequence[Any]]) -> int:
+    """The 1-based sheet row of the header: 2 below sheetsync's info line, else 1."""
+    first = values[0][0] if values and values[0] else ""
+    return 2 if cell_text(first).startswith(INFO_PREFIX) else 1
+
+
+def header_positions(values: Sequence[Sequence[Any]], head: int = 1) -> dict[str, int]:
+    """Column name (trimmed, as written) -> 0-based column; the first of a duplicated name
+    (``head``: the header's 1-based sheet row)."""
     out: dict[str, int] = {}
-    for c, v in enumerate(values[0] if values else []):
+    for c, v in enumerate(values[head - 1] if len(values) >= head else []):
         name = cell_text(v).strip()
         if name and name not in out:
             out[name] = c
     return out
 
 
-def ids_by_row(values: Sequence[Sequence[Any]], id_col: int) -> dict[int, str]:
-    """1-based sheet row -> id text, for every data row with an id."""
+def ids_by_row(values: Sequence[Sequence[Any]], id_col: int, head: int = 1) -> dict[int, str]:
+    """1-based sheet row -> id text, for every data row (below the header row ``head``) with
+    an id."""
     out: dict[int, str] = {}
-    for r, row in enumerate(values[1:], start=2):
+    for r, row in enumerate(values[head:], start=head + 1):
         text = cell_text(row[id_col]).strip() if id_col < len(row) else ""
         if text:
             out[r] = text
@@ -85,6 +93,14 @@ def own_ranges(title: str, header: Mapping[str, int], rows: Mapping[int, str],
         out.append({"range": f"{quoted}!{letter}{first}:{letter}{last}",
                     "majorDimension": "COLUMNS", "values": [column]})
     return out
+
+
+def info_range(title: str, info: str) -> list[dict[str, Any]]:
+    """The info line's cell (A1; its merge and format stay), or nothing without a line."""
+    if not info:
+        return []
+    quoted = "'" + title.replace("'", "''") + "'"
+    return [{"range": f"{quoted}!A1", "majorDimension": "ROWS", "values": [[info]]}]
 
 
 def batches(ranges: list[dict[str, Any]], budget: int) -> list[list[dict[str, Any]]]:

@@ -17,13 +17,19 @@ The contract:
   sheet does not exist yet. Validation of what people typed is not the backend's job. A column
   with data under a blank header is named ``column N`` (N: its 1-based sheet column) and listed
   by :func:`mark_headerless`, so that validation can refuse it, naming the cell.
+  With ``layout.info`` the sheet starts with an info line (row 1, text starting with
+  :data:`INFO_PREFIX`) and the header is row 2: ``read_table`` skips that line, and the index
+  stays the sheet row (the first data row is then 3).
 * ``update_own_columns(updates, layout, append=...)`` writes only sheetsync's own (not
   editable) columns of rows already in the sheet, matched by their ``id`` cell in a read taken
   inside the call, appends whole rows for ids the sheet does not hold yet, and reads the id
   column back after writing: if people sorted or moved rows meanwhile it writes again (at most
   a few times) so that every value sits on its id's row. Cells people edit (editable columns,
   their own columns) are never written for existing rows; a ``None`` in ``updates`` leaves
-  that cell as it is (NaN or ``""`` empties it). Returns an :class:`OwnUpdate`.
+  that cell as it is (NaN or ``""`` empties it). Returns an :class:`OwnUpdate`. Rows are
+  found below the header wherever it is (row 2 under an info line); with ``layout.info`` the
+  info line is rewritten too, and ``layout.flagged_ids`` says which rows the review flags (a
+  backend that rebuilds the sheet highlights those rows, wherever they now are).
 * ``append_score(row)`` appends one row to the ``scores`` sheet (creating it, with a header,
   when missing; new keys extend the header); ``read_scores()`` returns it as a DataFrame of str.
 """
@@ -41,6 +47,7 @@ import pandas as pd
 ColumnKind = Literal["text", "number", "image", "choice"]
 
 DATA_SHEET = "data"
+INFO_PREFIX = "sheetsync · "
 SCORES_SHEET = "scores"
 
 
@@ -54,6 +61,8 @@ class Column:
     choices: tuple[str, ...] = ()
     width: int | None = None
     note: str = ""  # shown as the header's comment/tooltip
+    # Spreadsheet number format of a number column ("0.00", "0%"); "" = the program's default.
+    number_format: str = ""
 
 
 @dataclass(frozen=True)
@@ -64,6 +73,22 @@ class SheetLayout:
     # Rows whose values in these two columns differ (both non-empty) are highlighted.
     highlight_mismatch: tuple[str, str] | None = ("label", "predicted")
     extra: Mapping[str, object] = field(default_factory=dict)
+    # Rows (0-based positions in the table written) the review flags: highlighted. The
+    # highlight is a cell style, so it follows the row when people sort.
+    flagged: tuple[int, ...] = ()
+    # The header and every column up to and including this one stay in view when scrolling.
+    freeze_through: str | None = None
+    # Print / PDF: landscape, fit to the page width, the header repeated on every page.
+    print_landscape: bool = True
+    # A line above the header (version, model, summary); must start with INFO_PREFIX.
+    info: str = ""
+    # The flagged rows by id, for writes that keep the sheet's own row order
+    # (update_own_columns); ``flagged`` holds their positions in a table written whole.
+    flagged_ids: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        if self.info and not self.info.startswith(INFO_PREFIX):
+            raise ValueError(f"the info line must start with {INFO_PREFIX!r}")
 
     def column(self, name: str) -> Column:
         for c in self.columns:
@@ -182,6 +207,16 @@ class Backend(ABC):
         return ""
 
 
+def skip_info(rows: list[list[str]]) -> tuple[list[list[str]], int]:
+    """``rows`` without a leading info line, and the sheet row number of the header.
+
+    Row 1 is the info line when its first cell starts with :data:`INFO_PREFIX` (anything
+    typed beside it in row 1 is outside the table and is not read)."""
+    if rows and rows[0] and rows[0][0].startswith(INFO_PREFIX):
+        return rows[1:], 2
+    return rows, 1
+
+
 _HEADERLESS = "sheetsync.headerless"
 
 
@@ -194,6 +229,20 @@ def mark_headerless(frame: pd.DataFrame, columns: Mapping[str, int]) -> pd.DataF
 def headerless_columns(frame: pd.DataFrame) -> dict[str, int]:
     """The columns :func:`mark_headerless` recorded (empty for a frame from elsewhere)."""
     return dict(frame.attrs.get(_HEADERLESS, {}))
+
+
+_HEADER_ROW = "sheetsync.header_row"
+
+
+def mark_header_row(frame: pd.DataFrame, row: int) -> pd.DataFrame:
+    """Record the 1-based sheet row of ``frame``'s header (2 below an info line)."""
+    frame.attrs[_HEADER_ROW] = int(row)
+    return frame
+
+
+def header_row_of(frame: pd.DataFrame) -> int:
+    """The row :func:`mark_header_row` recorded (1 for a frame from elsewhere)."""
+    return int(frame.attrs.get(_HEADER_ROW, 1))
 
 
 def cell_text(value: object) -> str:

@@ -48,6 +48,7 @@ import time
 import warnings
 import zipfile
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -79,15 +80,18 @@ from ._xlsx_package import (
 )
 from .base import (
     DATA_SHEET,
+    INFO_PREFIX,
     SCORES_SHEET,
     Backend,
     OwnUpdate,
     SheetLayout,
     cell_text,
+    mark_header_row,
     mark_headerless,
     merge_own_columns,
     own_columns_check,
     row_positions,
+    skip_info,
 )
 
 _READ_ERRORS = (
@@ -124,7 +128,7 @@ class LocalBackend(Backend):
         root: Path,
         *,
         thumbnails: bool = True,
-        thumb_size: int = 48,
+        thumb_size: int = 112,
         force: bool = False,
     ):
         if thumb_size < 8:
@@ -174,6 +178,7 @@ class LocalBackend(Backend):
             scores = wb.create_sheet(SCORES_SHEET, index + 1)
             scores.row_dimensions[1].font = HEADER_FONT
             scores.freeze_panes = "A2"
+        _fit_header_widths(wb[SCORES_SHEET])
         writer = DataSheetWriter(
             ws,
             table,
@@ -215,11 +220,17 @@ class LocalBackend(Backend):
             if sheet is None or "id" not in sheet.columns:
                 raise BackendError(f"{self.path} has no data sheet with an id column: push first")
             table, result = merge_own_columns(sheet, updates, append)
+            # The review sheet as a push makes it: the info line, and the flagged rows
+            # highlighted wherever they now are (this rebuild keeps the sheet's row order).
+            ids = table["id"].astype(str).str.strip().tolist()
+            rebuilt = replace(layout, flagged=tuple(
+                i for i, id_ in enumerate(ids) if id_ in layout.flagged_ids))
             try:
-                self.write_table(table, layout, force=force, unchanged_since=before)
+                self.write_table(table, rebuilt, force=force, unchanged_since=before)
             except WorkbookChangedError:
                 continue
-            written = row_positions(table.set_axis(pd.RangeIndex(2, len(table) + 2)))
+            first = 3 if layout.info else 2  # the first data row, below the info line if any
+            written = row_positions(table.set_axis(pd.RangeIndex(first, len(table) + first)))
             if row_positions(self.read_table()) == written:
                 return OwnUpdate(result.updated, result.appended, attempt, result.not_found,
                                  result.missing_columns)
@@ -253,6 +264,7 @@ class LocalBackend(Backend):
                 store(ws.cell(row=target, column=col), values[name])
         if ws.freeze_panes is None:
             ws.freeze_panes = "A2"
+        _fit_header_widths(ws)
         self._save(self._workbook_bytes(wb), force)
 
     def read_scores(self) -> pd.DataFrame:
@@ -368,6 +380,7 @@ class LocalBackend(Backend):
             ],
         )
         sheet = append_row(package.parts[part], target, cells, head)
+        sheet = _widen_new_columns(sheet, first_new, new)
         dimension = f'<dimension ref="A1:{get_column_letter(max(1, len(header)))}{target}"/>'
         sheet = re.sub(rb"<dimension\b[^>]*/>", dimension.encode(), sheet, count=1)
         return _with_part(package, part, sheet)
@@ -410,6 +423,12 @@ class LocalBackend(Backend):
             raise
 
 
+def header_row(ws: Worksheet) -> int:
+    """The data sheet's header row in an openpyxl worksheet: 2 under an info line, else 1."""
+    first = ws.cell(row=1, column=1).value
+    return 2 if isinstance(first, str) and first.startswith(INFO_PREFIX) else 1
+
+
 def _previous_thumbnails(package: Package | None) -> dict[tuple[str, str], images.Thumbnail]:
     """Thumbnails in the old data sheet, by (image file name, stamp), for reuse.
 
@@ -426,6 +445,29 @@ def _previous_thumbnails(package: Package | None) -> dict[tuple[str, str], image
         if found is not None:
             out[(posixpath.basename(description), found[0])] = found[1]
     return out
+
+
+def _widen_new_columns(sheet_xml: bytes, first: int, names: list[str]) -> bytes:
+    """Columns ``first``.. (1-based) as wide as their new headers, unless widths are set."""
+    if not names:
+        return sheet_xml
+    text = sheet_xml.decode("utf-8")
+    spans = [(int(a), int(b)) for a, b in re.findall(r'<col\b[^>]*\bmin="(\d+)"[^>]*\bmax="(\d+)"', text)]
+    cols = "".join(
+        f'<col min="{c}" max="{c}" width="{min(40, len(name) + 3)}" customWidth="1"/>'
+        for c, name in enumerate(names, start=first)
+        if not any(lo <= c <= hi for lo, hi in spans)
+    )
+    if not cols:
+        return sheet_xml
+    if "</cols>" in text:
+        text = text.replace("</cols>", cols + "</cols>", 1)
+    elif "<sheetData" in text:
+        at = text.index("<sheetData")
+        text = text[:at] + f"<cols>{cols}</cols>" + text[at:]
+    else:
+        return sheet_xml
+    return text.encode("utf-8")
 
 
 def _row_style(sheet_xml: bytes, row: int) -> str | None:
@@ -534,8 +576,11 @@ def _rows_to_frame(rows: list[list[str]], numbers: list[int] | None = None,
     ``rows[.][c]`` (default: ``i + 1`` and ``c + 1``, a dense read)."""
     while rows and not any(rows[-1]):
         rows.pop()
+    rows, head = skip_info(rows)  # head: the sheet row of the header (2 below an info line)
+    if numbers is not None:
+        numbers = numbers[head - 1:]
     if not rows:
-        return pd.DataFrame(dtype=str)
+        return mark_header_row(pd.DataFrame(dtype=str), head)
     header = rows[0]
     width = max(len(r) for r in rows)
     used = [any(len(r) > c and r[c] for r in rows[1:]) for c in range(width)]
@@ -543,8 +588,10 @@ def _rows_to_frame(rows: list[list[str]], numbers: list[int] | None = None,
     number = (lambda c: c + 1) if columns is None else columns.__getitem__  # noqa: E731
     names = [header[c] if c < len(header) and header[c] else f"column {number(c)}" for c in keep]
     body = [[r[c] if c < len(r) else "" for c in keep] for r in rows[1:]]
-    index = pd.RangeIndex(2, len(body) + 2) if numbers is None else pd.Index(numbers[1:len(body) + 1])
+    index = (pd.RangeIndex(head + 1, len(body) + head + 1) if numbers is None
+             else pd.Index(numbers[1:len(body) + 1]))
     frame = pd.DataFrame(body, columns=names, index=index, dtype=str)
+    mark_header_row(frame, head if numbers is None else numbers[0])
     return mark_headerless(frame, {f"column {number(c)}": number(c) for c in keep
                                    if c >= len(header) or not header[c]})
 
@@ -554,6 +601,13 @@ def _header_of(ws: Worksheet) -> list[str]:
     while header and header[-1] == "":
         header.pop()
     return header
+
+
+def _fit_header_widths(ws: Worksheet) -> None:
+    """Columns at least as wide as their header, so no header is cut off (scores sheet)."""
+    for col, name in enumerate(_header_of(ws), start=1):
+        dim = ws.column_dimensions[get_column_letter(col)]
+        dim.width = max(dim.width or 0, min(40, len(name) + 3))
 
 
 def _last_used_row(ws: Worksheet) -> int:
@@ -579,4 +633,4 @@ def _select_only(wb: Workbook, ws: Worksheet) -> None:
     wb.active = wb.worksheets.index(ws)
 
 
-__all__ = ["LocalBackend", "WorkbookChangedError", "WorkbookLockedError"]
+__all__ = ["LocalBackend", "WorkbookChangedError", "WorkbookLockedError", "header_row"]
