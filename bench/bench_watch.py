@@ -175,7 +175,8 @@ def soak(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 action = watcher.cycle()
             except SheetsyncError as e:
                 action = "error"
-                events.append(Event("", "error", str(e)))
+                events.append(Event("", "error", {"error": type(e).__name__, "detail": str(e),
+                                                  "delay": args.interval}))
             cycles += 1
             if team.stop.is_set() and action == "idle":
                 break

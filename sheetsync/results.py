@@ -173,3 +173,17 @@ class CheckoutResult(Result):
 class ScoresResult(Result):
     table: pd.DataFrame
     chart: Path | None
+
+
+@dataclass
+class WatchResult(Result):
+    """What ``sheetsync watch`` did before it stopped."""
+
+    cycles: int = 0
+    pulls: int = 0
+    trainings: int = 0
+    republished: int = 0
+    errors: int = 0
+    last_error: str = ""
+    abandoned_training: bool = False
+    once: bool = False  # one cycle was asked for (``--once``)

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import pandas as pd
 
 from .errors import BackendError, Problem, SheetsyncError, WatchError
+from .results import WatchResult
 
 if TYPE_CHECKING:
     from .project import Project
@@ -80,16 +81,27 @@ class WatchState:
 @dataclass(frozen=True)
 class Plan:
     action: Action
-    reason: str
     state: WatchState
+    edits: int = 0  # edited cells seen
+    left: float = 0.0  # "wait": seconds until they have been quiet long enough
+    version: int = 0  # "train": the version with no score row
+    key: str = ""  # "republish": what the sheet's own columns should show
 
 
 @dataclass(frozen=True)
 class Event:
+    """One thing the watcher did or saw: its name and typed fields; the words people read
+    are made in :mod:`sheetsync.cli` (:func:`sheetsync.cli.watch_event_text`)."""
+
     time: str
     event: str
-    message: str
     data: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def message(self) -> str:
+        from .cli import watch_event_text
+
+        return watch_event_text(self)
 
     def text(self) -> str:
         return f"{self.time} {self.event}: {self.message}"
@@ -97,17 +109,6 @@ class Event:
     def json(self) -> str:
         return json.dumps({"time": self.time, "event": self.event, "message": self.message,
                            **self.data}, default=str)
-
-
-@dataclass
-class WatchResult:
-    cycles: int = 0
-    pulls: int = 0
-    trainings: int = 0
-    republished: int = 0
-    errors: int = 0
-    last_error: str = ""
-    abandoned_training: bool = False
 
 
 # ---- pure planning ---------------------------------------------------------------------
@@ -121,15 +122,13 @@ def plan(state: WatchState, seen: Observation, now: float, settings: WatchSettin
     if edits and edits != state.attempted:
         left = settings.quiet - (now - state.changed_at)
         if left > 0:
-            return Plan("wait", f"{len(edits)} edited cell(s); pulling after {left:.0f} s "
-                                f"without a change", state)
-        return Plan("pull", f"{len(edits)} edited cell(s) unchanged for {settings.quiet:.0f} s",
-                    replace(state, attempted=edits))
+            return Plan("wait", state, edits=len(edits), left=left)
+        return Plan("pull", replace(state, attempted=edits), edits=len(edits))
     if settings.train and not seen.trained:
-        return Plan("train", f"v{seen.version} has no score row", state)
+        return Plan("train", state, version=seen.version)
     if seen.published_key != state.published_key:
-        return Plan("republish", f"the sheet does not show {seen.published_key} yet", state)
-    return Plan("idle", "in step", state)
+        return Plan("republish", state, key=seen.published_key)
+    return Plan("idle", state)
 
 
 def edit_cells(sheet: pd.DataFrame | None, published: pd.DataFrame | None) -> frozenset[tuple[str, str, str]]:
@@ -278,15 +277,15 @@ class Watcher:
                                                                   on_epoch=on_epoch))
         self.store = project.store
         self.state = self._load_state()
-        self.result = WatchResult()
+        self.result = WatchResult(once=settings.once)
         self.stop = _Stop()
         self.sheet: pd.DataFrame | None = None
         self._stamp: object = None
 
     # -- events and files
 
-    def emit(self, event: str, message: str, **data: Any) -> None:
-        self.log(Event(_now_iso(), event, message, data))
+    def emit(self, event: str, **data: Any) -> None:
+        self.log(Event(_now_iso(), event, data))
 
     def _load_state(self) -> WatchState:
         path = self.store.watch_state
@@ -321,9 +320,8 @@ class Watcher:
 
     def run(self) -> WatchResult:
         with watcher_lock(self.store.watch_lock), self._signals():
-            self.emit("started", f"watching {self.project.backend.describe()} every "
-                                 f"{self.settings.interval:g} s (quiet period "
-                                 f"{self.settings.quiet:g} s)")
+            self.emit("started", sheet=self.project.backend.describe(),
+                      interval=self.settings.interval, quiet=self.settings.quiet)
             errors = 0
             while not self.stop.requested:
                 delay = self.settings.interval
@@ -334,8 +332,7 @@ class Watcher:
                     self._health()
                 except _Abandon:
                     self.result.abandoned_training = True
-                    self.emit("training-abandoned", "stopped during a training; no score row "
-                                                    "written, it runs again at the next start")
+                    self.emit("training-abandoned")
                     break
                 except SheetsyncError as e:
                     errors += 1
@@ -344,13 +341,13 @@ class Watcher:
                     delay = min(self.settings.interval * 2 ** min(errors, 10),
                                 self.settings.max_backoff)
                     self.emit("retry" if isinstance(e, BackendError) else "error",
-                              f"{e} (next try in {delay:.0f} s)", error=type(e).__name__)
+                              error=type(e).__name__, detail=str(e), delay=delay)
                     self._health(str(e))
                 if self.settings.once:
                     break
                 self._sleep(delay)
-            self.emit("stopped", f"{self.result.cycles} cycle(s), {self.result.pulls} pull(s), "
-                                 f"{self.result.trainings} training(s)")
+            self.emit("stopped", cycles=self.result.cycles, pulls=self.result.pulls,
+                      trainings=self.result.trainings)
         return self.result
 
     @contextmanager
@@ -376,11 +373,11 @@ class Watcher:
         step = plan(self.state, seen, self.clock(), self.settings)
         self.state = step.state
         if step.action == "wait":
-            self.emit("waiting", step.reason, edits=len(seen.edits))
+            self.emit("waiting", edits=step.edits, left=step.left)
         elif step.action == "pull":
-            self.do_pull(step.reason)
+            self.do_pull(step)
         elif step.action == "train":
-            self.do_train(step.reason)
+            self.do_train(step)
         elif step.action == "republish":
             self.do_republish(seen.published_key)
         self._save_state()
@@ -391,7 +388,7 @@ class Watcher:
         if self._stale():
             self.sheet = project.backend.read_table()
             if self.sheet is None:
-                self.emit("push", "the sheet has no data yet: pushing every row")
+                self.emit("push")  # the sheet has no data yet
                 project.push()
                 self.sheet = project.backend.read_table()
         latest = project.versions.latest()
@@ -417,24 +414,22 @@ class Watcher:
         self._stamp = stamp
         return changed
 
-    def do_pull(self, reason: str) -> None:
+    def do_pull(self, step: Plan) -> None:
         assert self.sheet is not None
-        self.emit("pulling", reason)
+        self.emit("pulling", edits=step.edits, quiet=self.settings.quiet)
         result = self.project.pull(sheet=self.sheet, hold_invalid=True)
         for w in result.warnings:
-            self.emit("warning", w)
+            self.emit("warning", text=w)
         held = list(result.held)
         messages = status_messages(held, self.sheet)
         if held:
-            self.emit("validation", f"{len(held)} problem(s); their rows are held back, the "
-                                    f"others applied: " + "; ".join(map(str, held[:5])),
-                      problems=[str(p) for p in held])
+            self.emit("validation", problems=[str(p) for p in held])
         if result.version is not None:
             self.result.pulls += 1
-            self.emit("pulled", f"recorded {result.version.name} ({result.edited} row(s) edited)",
-                      version=result.version.version)
+            self.emit("pulled", version=result.version.version, name=result.version.name,
+                      edited=result.edited)
         else:
-            self.emit("pulled", "nothing to apply")
+            self.emit("pulled", version=None)
         # Edits left (the held rows') count as attempted until someone changes them again.
         left = tuple(sorted(edit_cells(self.sheet, self.project.store.read_published())))
         if messages != self.state.held:
@@ -450,22 +445,19 @@ class Watcher:
         # highlighted rows as a push makes them.
         _, sheet_layout, _, _ = self.project.review_table()
         result = self.project.backend.update_own_columns(updates, sheet_layout)
-        self.emit("status", f"sync_status written on {result.updated} row(s)", ids=ids)
+        self.emit("status", rows=result.updated, ids=ids)
 
-    def do_train(self, reason: str) -> None:
+    def do_train(self, step: Plan) -> None:
         def on_epoch(epoch: int, total: int, logs: dict[str, float]) -> None:
             if self.stop.requested:
                 raise _Abandon()
 
-        self.emit("training", reason)
+        self.emit("training", version=step.version)
         outcome = self.trainer(on_epoch)
         self.result.trainings += 1
-        score = dict(outcome.score)
-        self.emit("trained", f"v{score.get('version', '?')}: best val accuracy "
-                             f"{score.get('best_val_accuracy', '?')}, test accuracy "
-                             f"{score.get('test_accuracy', '?') or '-'}", score=score)
+        self.emit("trained", score=dict(outcome.score))
         if outcome.sheet_error:
-            self.emit("warning", f"score row kept locally only: {outcome.sheet_error}")
+            self.emit("score-local", detail=outcome.sheet_error)  # kept locally only
 
     def do_republish(self, key: str) -> None:
         project = self.project
@@ -482,21 +474,10 @@ class Watcher:
         self.result.republished += 1
         self.state = replace(self.state, published_key=key)
         gone = int((updates["sync_status"] == GONE).sum())
-        self.emit("republished", f"{result.updated} row(s) updated, {result.appended} added, "
-                                 f"{gone} marked gone, {result.repairs} repair(s) after rows "
-                                 f"moved; predictions: {_source_text(source)}",
-                  **asdict(result))
+        self.emit("republished", **asdict(result), gone=gone, predictions=asdict(source))
         if result.missing_columns:
-            self.emit("warning", f"the sheet lacks sheetsync column(s) "
-                                 f"{', '.join(result.missing_columns)}: `sheetsync push` adds them")
+            self.emit("missing-columns", columns=list(result.missing_columns))
         self._stamp = None
-
-
-def _source_text(source: Any) -> str:
-    if source.kind is None:
-        return "none yet"
-    kind = "out-of-sample" if source.kind == "oos" else "in-sample"
-    return f"{kind} for v{source.version}" + (" (stale)" if source.stale else "")
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
