@@ -194,6 +194,42 @@ def test_workbook_is_never_written_while_a_program_holds_its_lock(local: Project
     assert path.read_bytes() == before
 
 
+FLAG_RGB = "FFFFE699"  # the review's highlight (as in test_reviewscreen)
+
+
+def test_workbook_republish_keeps_the_review_sheet_layout_a_push_makes(
+        data_root: Path, tmp_path: Path, blank_png: Path) -> None:
+    import shutil
+
+    shutil.copy(blank_png, data_root / "train" / "i" / "blank.png")  # a row the review flags
+    project, _ = Project.init(data_root, tmp_path / "proj", progress=no_progress)
+    project.push()
+    path = workbook(project)
+    sort_workbook(path, "path")  # the flagged row is elsewhere now
+    ids = list(project.backend.read_table()["id"])
+    _, sheet_layout, _, _ = project.review_table()
+    result = project.backend.update_own_columns(updates_for(ids), sheet_layout)
+    assert result.updated == len(ids) and result.repairs == 0
+    ws = load_workbook(path)["data"]
+    assert header_row(ws) == 2 and ws["A1"].value == sheet_layout.info
+    assert ws["A1"].value.startswith(INFO_PREFIX) and "1 blank" in ws["A1"].value
+    assert [str(r) for r in ws.merged_cells.ranges] == ["A1:H1"]
+    assert ws.freeze_panes == "C3" and ws.print_title_rows == "$1:$2"
+    header = [c.value for c in ws[2]]
+    col = {name: i + 1 for i, name in enumerate(header)}
+    letter = {name: ws.cell(2, c).column_letter for name, c in col.items()}
+    assert [ws.cell(r, col["id"]).value for r in range(3, ws.max_row + 1)] == ids  # order kept
+    assert ws[f"{letter['confidence']}3"].number_format == "0%"
+    url = ws.cell(3, col["url"])
+    assert url.hyperlink is not None and url.hyperlink.target == url.value
+    flagged = [r for r in range(3, ws.max_row + 1)
+               if ws.cell(r, col["label"]).fill.fgColor.rgb == FLAG_RGB]
+    assert [ws.cell(r, col["path"]).value for r in flagged] == ["train/i/blank.png"]
+    after = sheet_by_id(project.backend)
+    for i in ids:
+        assert (after.at[i, "predicted"], after.at[i, "why"]) == (f"p-{i}", f"w-{i}")
+
+
 def run_once(project: Project, **settings: Any) -> list[Event]:
     events: list[Event] = []
     fresh = Project.open(project.config.project_dir, progress=no_progress)
@@ -283,7 +319,7 @@ def test_watch_once_cli_pulls_republishes_and_writes_health(local: Project) -> N
     after = sheet_by_id(local.backend)
     assert (after.at[a, "action"], after.at[a, "note"]) == ("drop", "blurry")
     assert ".sheetsync-dropped" in after.at[a, "path"]  # own column republished
-    health = json.loads((local.state / "watch-health.json").read_text())
+    health = json.loads(local.store.watch_health.read_text())
     assert health["ok"] and health["cycles"] == 1
     # The republished path is the new base of the pull's row check: the next edit goes through.
     b = sheet["id"].iloc[3]
@@ -427,6 +463,24 @@ def test_google_own_columns_repaired_after_a_sort_between_write_and_read_back(
         assert (after.at[i, "predicted"], after.at[i, "why"]) == (f"p-{i}", f"w-{i}")
     paths = google.backend.read_table()["path"].tolist()
     assert paths == sorted(paths, reverse=True)  # their order kept
+
+
+def test_google_own_columns_land_below_the_info_line(api: SheetsStandin, google: Project) -> None:
+    sid = google.backend.spreadsheet_id
+    before = api.values(sid, "data", "FORMULA")
+    assert str(before[0][0]).startswith(INFO_PREFIX)
+    ids = list(google.backend.read_table()["id"])
+    _, sheet_layout, _, _ = google.review_table()
+    result = google.backend.update_own_columns(updates_for(ids), sheet_layout)
+    assert result.updated == len(ids) and result.not_found == ()
+    values = api.values(sid, "data", "FORMULA")
+    assert values[0][0] == sheet_layout.info and values[1] == before[1]  # info line, header
+    header = values[1]
+    for row in values[2:]:
+        i = row[header.index("id")]
+        assert (row[header.index("predicted")], row[header.index("why")]) == (f"p-{i}", f"w-{i}")
+    assert api.sheet(sid, "data").merges == [{"r0": 0, "r1": 1, "c0": 0,
+                                             "c1": header.index("note") + 1}]
 
 
 def test_google_watch_rides_out_429_and_503_bursts(api: SheetsStandin, google: Project) -> None:
@@ -598,12 +652,12 @@ def test_run_turns_a_quota_burst_into_a_retry_event_and_an_unhealthy_health_file
     assert [e.event for e in events] == ["started", "retry", "stopped"]
     assert "kept failing" in events[1].message and "next try in" in events[1].message
     assert events[1].data["error"] == "QuotaError"
-    health = json.loads((project.state / "watch-health.json").read_text())
+    health = json.loads(project.store.watch_health.read_text())
     assert health["ok"] is False and health["last_error"] == result.last_error
     events.clear()
     Watcher(project, WatchSettings(once=True, train=False), events.append).run()
     assert [e.event for e in events] == ["started", "republished", "stopped"]
-    assert json.loads((project.state / "watch-health.json").read_text())["ok"] is True
+    assert json.loads(project.store.watch_health.read_text())["ok"] is True
 
 
 @pytest.mark.slow
