@@ -364,11 +364,22 @@ def watch_event_text(event: Any) -> str:
     return words(event.data)
 
 
+def _report_lines(r: Any) -> list[str]:
+    lines = [f"wrote {r.path} ({r.size_bytes / 1e6:.1f} MB, v{r.version}, {r.n_shown} of "
+             f"{r.n_images} images drawn, {r.seconds:.1f} s)",
+             f"split coverage: {r.coverage.verdict}",
+             *(f"  {f.title}: {f.count}" for f in r.findings)]
+    if r.map_csv:
+        lines.append("map_x, map_y and cluster go into the sheet with the next `sheetsync push`")
+    return lines
+
+
 _WORDS: dict[str, Callable[[Any], list[str]]] = {
     "InitResult": _init_lines, "PushResult": _push_lines, "PullResult": _pull_lines,
     "TrainOutcome": _train_lines, "PredictResult": _predict_lines, "StatusResult": _status_lines,
     "CheckoutResult": _checkout_lines, "ScoresResult": _scores_lines,
-    "PublishResult": _publish_lines, "WatchResult": _watch_lines,
+    "PublishResult": _publish_lines, "ReportResult": _report_lines,
+    "WatchResult": _watch_lines,
 }
 
 
@@ -424,9 +435,11 @@ def init(ctx: click.Context, data_root: str, backend: str, classes: str | None,
 @click.option("--seed", type=int, help="Override the configured seed.")
 @click.option("--precision", type=click.Choice(["float32", "mixed_bfloat16"]))
 @click.option("--xla/--no-xla", "jit_compile", default=None, help="Compile with XLA.")
+@click.option("--repeats", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Train with this many seeds; the score row records their spread.")
 @click.pass_context
 def train(ctx: click.Context, epochs: int | None, seed: int | None, precision: str | None,
-          jit_compile: bool | None) -> None:
+          jit_compile: bool | None, repeats: int) -> None:
     """Train the fixed model on the current version; write a score row.
 
     Example: sheetsync train --epochs 10
@@ -438,7 +451,7 @@ def train(ctx: click.Context, epochs: int | None, seed: int | None, precision: s
         try:
             result = _project(ctx).train(
                 epochs=epochs, seed=seed, precision=precision, jit_compile=jit_compile,
-                on_epoch=bars.epoch, on_decode=bars.decoded, on_first_epoch=bars.compiling)
+                on_epoch=bars.epoch, on_decode=bars.decoded, on_first_epoch=bars.compiling, repeats=repeats)
         finally:
             bars.close()
         _show(result)
@@ -621,6 +634,22 @@ def watch(ctx: click.Context, interval: float, quiet: float, epochs: int | None,
         step = None if as_json else next_step(result)  # --json: only event lines
         if step:
             click.echo(f"next: {step}")
+
+
+@cli.command()
+@click.option("-o", "--output", type=click.Path(dir_okay=False),
+              help="Where to write the page (default: sheetsync-report.html in the project).")
+@click.option("--max-points", type=click.IntRange(min=100), help="Most images drawn on the map "
+              "(default 5000; statistics always use every image).")
+@click.pass_context
+def report(ctx: click.Context, output: str | None, max_points: int | None) -> None:
+    """Write one self-contained HTML page: embedding map, split coverage, dataset summary,
+    errors per class and the score history with intervals.
+
+    Example: sheetsync report -o report.html
+    """
+    with _errors():
+        _show(_project(ctx).report(out=Path(output) if output else None, max_points=max_points))
 
 
 def main() -> None:

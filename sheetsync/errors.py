@@ -27,7 +27,8 @@ them into one line on stderr and the exit code they carry, never a traceback::
     │   ├── NotPublicError     a published URL is not readable without signing in
     │   └── UploadQuotaError   Cloud Storage kept refusing with 429/5xx after retries
     ├── TrainingError          the model cannot be trained or has not been trained yet
-    └── WatchError             another watcher runs, or a bad watch setting
+    ├── WatchError             another watcher runs, or a bad watch setting
+    └── ReportError            the report's optional extra is missing, or nothing is trained yet
 """
 
 from __future__ import annotations
@@ -169,3 +170,7 @@ class TrainingError(SheetsyncError):
 
 class WatchError(SheetsyncError):
     """Another watcher runs on this project, or a watch setting is unusable."""
+
+
+class ReportError(SheetsyncError):
+    """The report cannot be built: its optional extra is missing, or nothing is trained yet."""

@@ -5,7 +5,10 @@
 * :func:`test_items`: the test folder (``label_book``), hashed through a cache;
 * :func:`review_inputs`: push's review signals from the freshest stored predictions;
 * :func:`model_behind`: the model behind those predictions, for the sheet's info line;
-* :func:`score_row`: the row ``train`` appends to the score history;
+* :func:`score_row`: the row ``train`` appends to the score history, with
+  :func:`score_intervals` (bootstrap intervals, the val set's digest) and :func:`repeat_fields`
+  (``train --repeats``);
+* :func:`with_map`: the report's map columns (map_x, map_y, cluster) joined to review signals;
 * :func:`counts_table`: images per class and split (``status``).
 """
 
@@ -170,6 +173,50 @@ def score_row(info: VersionInfo, items: pd.DataFrame, tr: pd.DataFrame, va: pd.D
         "epochs": result.epochs, "best_epoch": result.best_epoch,
         "seed": result.seed, "seconds": round(float(result.seconds), 1),
     }
+
+
+def test_predictions(test: pd.DataFrame, probs: np.ndarray, classes: Sequence[str],
+                     root: Path) -> pd.DataFrame:
+    """The test images' labels and predictions (file relative to the dataset root)."""
+    import os
+
+    return pd.DataFrame({"file": [os.path.relpath(f, root) for f in test["file"]],
+                         "label": test["label"].to_numpy(),
+                         "predicted": np.asarray(classes)[probs.argmax(axis=1)]})
+
+
+def score_intervals(items: pd.DataFrame, probs: np.ndarray, classes: Sequence[str],
+                    test: pd.DataFrame | None) -> dict[str, object]:
+    """Score-row fields: 95% bootstrap intervals of val accuracy (from ``probs``, rows in
+    ``items`` order) and of test accuracy (``test``: label, predicted), and the val set's digest."""
+    from ._bootstrap import score_fields, set_digest
+
+    predicted = np.asarray(classes)[probs.argmax(axis=1)]
+    val = ((items["split"] == "val") & (items["action"] == "keep")).to_numpy()
+    fields = score_fields("val", predicted[val] == items["label"].to_numpy()[val])
+    fields["val_set"] = set_digest(items["id"][val], items["label"][val])
+    if test is None:
+        return {**fields, **score_fields("test", [])}
+    return {**fields, **score_fields("test", test["predicted"].to_numpy() == test["label"].to_numpy())}
+
+
+def repeat_fields(runs: Sequence[Any], has_test: bool) -> dict[str, object]:
+    """Score-row fields of ``train --repeats N``: the spread of the runs' scores."""
+    from ._bootstrap import repeat_spread
+
+    out: dict[str, object] = {"repeats": len(runs), "val_repeat_sd": round(
+        repeat_spread([r.best_val_accuracy for r in runs]), 4)}
+    if has_test:
+        out["test_repeat_sd"] = round(repeat_spread([float(r.test_accuracy) for r in runs]), 4)
+    return out
+
+
+def with_map(signals: pd.DataFrame, found: pd.DataFrame | None) -> pd.DataFrame:
+    """The report's map columns (map_x, map_y, cluster; ``found`` indexed by id) joined to the
+    review signals."""
+    if found is None:
+        return signals
+    return signals.join(found[["map_x", "map_y", "cluster"]], how="left")
 
 
 def counts_table(manifest: pd.DataFrame, classes: Any, splits: Any) -> pd.DataFrame:

@@ -38,11 +38,15 @@ from .inputs import (
     embedding_map,
     items_of,
     model_behind,
+    repeat_fields,
     review_inputs,
+    score_intervals,
     score_row,
     test_items,
+    test_predictions,
     train_val,
     usable,
+    with_map,
 )
 from .pullcheck import published_columns
 from .results import (
@@ -54,6 +58,7 @@ from .results import (
     PublishResult,
     PullResult,
     PushResult,
+    ReportResult,
     ScoresResult,
     StatusResult,
     TrainOutcome,
@@ -69,7 +74,7 @@ if TYPE_CHECKING:
 
 # The old name of a command's result; every result has ``lines``, ``warnings`` and ``str()``.
 Report = (PushResult | PullResult | StatusResult | CheckoutResult | TrainOutcome | PredictResult
-          | PublishResult)
+          | PublishResult | ReportResult)
 
 
 class Project:
@@ -212,6 +217,7 @@ class Project:
         stored = self.store.latest_predictions(info.version)
         signals, source = review_inputs(self._items(manifest, scanned), self.config.classes,
                                         stored, info.version, oos_dir=self.store.oos_dir)
+        signals = with_map(signals, self.store.latest_map(info.version))
         ids = self._review_order(signals, manifest, order)
         table = with_image_notes(build_table(manifest, signals, self._url_builder(manifest),
                                              ids), scanned.images)
@@ -399,7 +405,7 @@ class Project:
     def train(self, *, epochs: int | None = None, seed: int | None = None,
               precision: str | None = None, jit_compile: bool | None = None,
               on_epoch: Any = None, on_decode: Any = None,
-              on_first_epoch: Any = None) -> TrainOutcome:
+              on_first_epoch: Any = None, repeats: int = 1) -> TrainOutcome:
         from . import train as training
 
         with self._locked():
@@ -408,15 +414,19 @@ class Project:
             tr, va = train_val(items)
             test = test_items(self.config.test_dir, self.config.classes, self.store.test_hash_cache())
             cfg, weights = self.config.train, self.store.weights_path(info.version)
+            settings: dict[str, Any] = {
+                "epochs": epochs or cfg.epochs, "batch_size": cfg.batch_size,
+                "precision": precision or cfg.precision,
+                "jit_compile": cfg.jit_compile if jit_compile is None else jit_compile}
             result = training.train_model(
                 tr, va, self.config.classes, weights_path=weights, test=test,
-                epochs=epochs or cfg.epochs, seed=cfg.seed if seed is None else seed,
-                batch_size=cfg.batch_size, precision=precision or cfg.precision,
-                jit_compile=cfg.jit_compile if jit_compile is None else jit_compile,
-                cache_dir=self.store.decode_cache, progress=on_epoch, decode_progress=on_decode,
-                on_first_epoch=on_first_epoch)
-            emb_map = self._predict_in_sample(weights, items, info)
-            row = score_row(info, items, tr, va, test, result)
+                seed=cfg.seed if seed is None else seed, cache_dir=self.store.decode_cache,
+                progress=on_epoch, decode_progress=on_decode, on_first_epoch=on_first_epoch,
+                **settings)
+            emb_map, probs = self._predict_in_sample(weights, items, info)
+            row = {**score_row(info, items, tr, va, test, result),
+                   **self._score_intervals(info.version, items, probs, test, weights),
+                   **self._repeat_runs(repeats, tr, va, test, result, settings)}
             self.scores.append(row)
             outcome = TrainOutcome(info, row, test is not None, None, recovered=self.recovered,
                                    skipped=self.skipped, excluded=sorted(scanned.images.unusable))
@@ -425,15 +435,48 @@ class Project:
             outcome.charts = [chart, *([emb_map] if emb_map else [])] if chart else []
             return outcome
 
-    def _predict_in_sample(self, weights: Path, items: pd.DataFrame, info: VersionInfo) -> Path | None:
-        """Predictions of the model just trained (push's fallback) and its embedding map."""
+    def _score_intervals(self, version: int, items: pd.DataFrame, probs: Any,
+                         test: pd.DataFrame | None, weights: Path) -> dict[str, object]:
+        """Bootstrap intervals of val and test accuracy under the best weights; the test
+        predictions are kept for the report."""
+        from . import train as training
+
+        classes = list(self.config.classes)
+        test_pred = None
+        if test is not None:
+            tp = training.predict(weights, test.assign(id=test["file"]), classes,
+                                  cache_dir=self.store.decode_cache)
+            test_pred = test_predictions(test, tp.probs, classes, self.config.root)
+            self.store.save_test_predictions(version, test_pred)
+        return score_intervals(items, probs, classes, test_pred)
+
+    def _repeat_runs(self, repeats: int, tr: pd.DataFrame, va: pd.DataFrame,
+                     test: pd.DataFrame | None, first: Any, settings: dict[str, Any]) -> dict[str, object]:
+        """``train --repeats N``: N-1 more seeds; the spread of their scores (score row)."""
+        if repeats <= 1:
+            return {}
+        from . import train as training
+
+        runs = [first]
+        with self.store.scratch() as tmp:
+            for k in range(1, repeats):
+                runs.append(training.train_model(
+                    tr, va, self.config.classes, weights_path=tmp / f"repeat{k}.weights.h5",
+                    test=test, seed=first.seed + k, cache_dir=self.store.decode_cache, **settings))
+        return repeat_fields(runs, test is not None)
+
+    def _predict_in_sample(self, weights: Path, items: pd.DataFrame,
+                           info: VersionInfo) -> tuple[Path | None, Any]:
+        """Predictions of the model just trained (push's fallback), its embedding map and the
+        probabilities."""
         from . import train as training
 
         classes = list(self.config.classes)
         pred = training.predict(weights, items, classes, cache_dir=self.store.decode_cache)
         self.store.save_predictions(info.version, "insample", list(items["id"]), classes,
                                     pred.probs, pred.embeddings, class_distances(items, pred, classes))
-        return embedding_map(items, pred, classes, info, self.store.embedding_chart(info.version))
+        return (embedding_map(items, pred, classes, info, self.store.embedding_chart(info.version)),
+                pred.probs)
 
     def _publish_score(self, outcome: TrainOutcome) -> None:
         try:
@@ -467,6 +510,20 @@ class Project:
                                         oos.class_distance.loc[ids].to_numpy())
             return PredictResult(info, len(ids), folds, epochs, recovered=self.recovered,
                                  skipped=self.skipped, excluded=sorted(scanned.images.unusable))
+
+    # ---- report ----------------------------------------------------------------------------
+
+    def report(self, *, out: Path | None = None, max_points: int | None = None) -> ReportResult:
+        """`sheetsync report`: the HTML page of :mod:`sheetsync.report`."""
+        from .report import MAX_POINTS, build_report, require_extra
+
+        require_extra()  # before the lock and the scan: a missing extra is a one-line answer
+        with self._locked():
+            manifest, info, _ = self._refresh()
+            result = build_report(self, manifest, info, out=out,
+                                  max_points=max_points or MAX_POINTS)
+            result.recovered, result.skipped = self.recovered, self.skipped
+            return result
 
     # ---- status, log, diff, checkout, scores -----------------------------------------------
 

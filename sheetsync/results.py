@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -21,6 +21,10 @@ from .dataset import SkippedFile
 from .errors import Problem
 from .journal import Move, Recovery
 from .versions import VersionInfo
+
+if TYPE_CHECKING:
+    from ._coverage import Coverage
+    from ._summary import Finding
 
 
 @dataclass
@@ -187,3 +191,18 @@ class WatchResult(Result):
     last_error: str = ""
     abandoned_training: bool = False
     once: bool = False  # one cycle was asked for (``--once``)
+
+
+@dataclass
+class ReportResult(Result):
+    """The page ``sheetsync report`` wrote (sheetsync.report)."""
+
+    path: Path
+    version: int  # the trained version whose embeddings are mapped
+    n_images: int
+    n_shown: int  # images drawn on the map (at most max_points)
+    coverage: Coverage
+    findings: list[Finding]
+    seconds: float
+    size_bytes: int
+    map_csv: Path | None = None  # the map columns kept for the next push (None: not kept)

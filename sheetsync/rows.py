@@ -10,18 +10,21 @@ from .dataset import ACTIONS, MANIFEST_COLUMNS
 from .sheets.base import Column, ColumnKind, SheetLayout
 
 EDITABLE = ("split", "label", "action", "note")
+# Filled by `sheetsync report` (the embedding map): position and region of each image.
+MAP_COLUMNS = ("map_x", "map_y", "cluster")
 SIGNAL_COLUMNS = ("predicted", "confidence", "margin", "loss", "issue_score", "suspected",
-                  "duplicate_of", "outlier", "why")
+                  "duplicate_of", "outlier", "why", *MAP_COLUMNS)
 # Filled by the review (another module): a suggested fix in words, e.g. "relabel → iv", "drop?".
 SUGGESTION = "suggestion"
 # Written by ``sheetsync watch``: why an edit on this row waits, or that its image is gone.
 SYNC_STATUS = "sync_status"
-NUMERIC_SIGNALS = ("confidence", "margin", "loss", "issue_score", "outlier")
+NUMERIC_SIGNALS = ("confidence", "margin", "loss", "issue_score", "outlier", *MAP_COLUMNS)
 # Sheet order, for the work: what a reviewer looks at and edits first (picture, label, what to
-# do, why), then the rest; the identifiers last. Columns people add go before ``TAIL``.
+# do, why), then the rest (the report's map columns last of them); the identifiers last.
+# Columns people add go before ``TAIL``.
 HEAD = ("image", "label", "action", SUGGESTION, "why", "confidence", "split", "note",
         "predicted", "suspected", "issue_score", "margin", "loss", "outlier", "duplicate_of",
-        SYNC_STATUS)
+        SYNC_STATUS, *MAP_COLUMNS)
 TAIL = ("id", "path", "url")
 CORE = (*HEAD, *TAIL)
 # The header and every column through this one stay in view when scrolling sideways.
@@ -55,13 +58,17 @@ _NOTES = {
     "why": "Why this row is near the top, and what the model sees for odd images.",
     SYNC_STATUS: "Written by `sheetsync watch`: why an edit on this row is not applied yet, "
                  "or that its image is gone.",
+    "map_x": "Position on the report's embedding map (UMAP 1; `sheetsync report`).",
+    "map_y": "Position on the report's embedding map (UMAP 2; `sheetsync report`).",
+    "cluster": "Region of the embedding map (`sheetsync report`); filter to see one region.",
 }
 _WIDTHS = {"id": 12, "path": 36, "url": 24, "split": 7, "label": 8, "action": 7,
            "note": 24, "why": 44, SUGGESTION: 16, "duplicate_of": 14, "predicted": 9,
            "suspected": 9, "confidence": 9, "issue_score": 10, "margin": 8, "loss": 7,
-           "outlier": 8, SYNC_STATUS: 30}
+           "outlier": 8, SYNC_STATUS: 30, "map_x": 8, "map_y": 8, "cluster": 8}
 _FORMATS = {"confidence": "0%", "margin": "+0.00;-0.00;0.00", "loss": "0.00",
-            "issue_score": "0.00", "outlier": "0.00"}
+            "issue_score": "0.00", "outlier": "0.00", "map_x": "0.000", "map_y": "0.000",
+            "cluster": "0"}
 
 
 def extra_columns(manifest: pd.DataFrame) -> list[str]:

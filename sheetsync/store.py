@@ -9,6 +9,7 @@ No other module builds a path under the state folder; each asks the store. Layou
     published.csv, .json          what the last push wrote to the sheet (the base of a pull's merge)
     published.pending.csv         staged by a pull, committed once its files are in place
     predictions/vNNNN-KIND*.csv   probabilities, class distances and embeddings (.npz) per version
+    predictions/vNNNN-test.csv    the test images' labels and predictions (train; the report)
     backups/                      the sheet's content (csv) and the workbook before a forced push
     models/vNNNN.weights.h5       trained weights per version
     cache/                        decoded image tensors by file hash (sheetsync.decode)
@@ -20,6 +21,8 @@ No other module builds a path under the state folder; each asks the store. Layou
     watch-state.json              the watcher's planner state (edits seen, quiet clock, held rows)
     watch-health.json             last cycle, counts, last error: for a supervisor
     uploaded.txt                  objects known to be in the [publish] bucket (sheetsync.publish)
+    report/                       the report's UMAP cache and map-vNNNN.csv (the sheet's map columns)
+    tmp-*/                        scratch folders of one command (train --repeats), removed after
 
 Usage::
 
@@ -33,6 +36,7 @@ from __future__ import annotations
 import fcntl
 import json
 import shutil
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -78,6 +82,7 @@ class StateStore:
         self.watch_state = state_dir / "watch-state.json"
         self.watch_health = state_dir / "watch-health.json"
         self.uploaded_path = state_dir / "uploaded.txt"
+        self.report_cache = state_dir / "report"  # UMAP coordinates by content (sheetsync.report)
         self.imagecheck_cache = state_dir / "imagecheck.json"
 
     # ---- the lock --------------------------------------------------------------------------
@@ -92,6 +97,13 @@ class StateStore:
             except BlockingIOError:
                 raise SheetsyncError("another sheetsync command is running on this project") from None
             yield
+
+    @contextmanager
+    def scratch(self) -> Iterator[Path]:
+        """A scratch folder inside the state folder, removed afterwards."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=self.dir, prefix="tmp-") as d:
+            yield Path(d)
 
     # ---- versions, scores, hash caches -----------------------------------------------------
 
@@ -181,8 +193,52 @@ class StateStore:
                                              _read_frame(dist) if dist.exists() else None)
         return None
 
+    def read_predictions(self, version: int, kind: str) -> pd.DataFrame | None:
+        """The probabilities ``kind`` of ``version`` (index id, columns classes), or None."""
+        path = self._prediction_path(version, kind)
+        return _read_frame(path) if path.exists() else None
+
+    def embeddings_path(self, version: int) -> Path:
+        """The embeddings (ids, embeddings) a ``train`` of ``version`` left."""
+        return self._prediction_path(version, "insample").with_suffix(".npz")
+
+    def trained_version(self, upto: int) -> int | None:
+        """The latest version up to ``upto`` that a ``train`` left embeddings for."""
+        return next((v for v in range(upto, 0, -1) if self.embeddings_path(v).exists()), None)
+
+    def save_test_predictions(self, version: int, table: pd.DataFrame) -> Path:
+        path = self._prediction_path(version, "test")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_csv_atomic(table, path)
+        return path
+
+    def read_test_predictions(self, version: int) -> pd.DataFrame | None:
+        """The test images' file, label and predicted of ``version``, or None."""
+        path = self._prediction_path(version, "test")
+        return pd.read_csv(path, dtype=str, keep_default_na=False) if path.exists() else None
+
     def _prediction_path(self, version: int, kind: str) -> Path:
         return self.dir / "predictions" / f"v{version:04d}-{kind}.csv"
+
+    # ---- the report's map ------------------------------------------------------------------
+
+    def save_map(self, version: int, table: pd.DataFrame) -> Path:
+        """``map-vNNNN.csv`` (id, map_x, map_y, cluster): the sheet's map columns."""
+        path = self._map_path(version)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_csv_atomic(table, path)
+        return path
+
+    def latest_map(self, upto: int) -> pd.DataFrame | None:
+        """The newest map columns up to version ``upto`` (index id), or None."""
+        for v in range(upto, 0, -1):
+            path = self._map_path(v)
+            if path.exists():
+                return _read_frame(path)
+        return None
+
+    def _map_path(self, version: int) -> Path:
+        return self.report_cache / f"map-v{version:04d}.csv"
 
 
 def _distance_path(path: Path) -> Path:
