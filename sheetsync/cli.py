@@ -127,6 +127,10 @@ def next_step(result: Result) -> str | None:
             f"sheetsync train (a score for {r.version.name}), then sheetsync push")
     if name == "CheckoutResult" and r.version is not None:
         return f"sheetsync train (a score for {r.version.name}), then sheetsync push"
+    if name == "WatchResult":
+        if r.abandoned_training:
+            return "sheetsync watch (the interrupted training runs again first)"
+        return "sheetsync watch (without --once) to keep the sheet in step" if r.once else None
     if name == "StatusResult" and r.sheet is not None:
         return "sheetsync pull" if r.pending else None if r.pushed else "sheetsync push"
     return None
@@ -290,6 +294,76 @@ def _usage_lines(usage: str) -> list[str]:
     return [f"sheet: {usage}"] if usage else []
 
 
+def _watch_lines(r: Any) -> list[str]:
+    return [f"{r.cycles} cycle(s), {r.pulls} pull(s), {r.trainings} training(s), "
+            f"{r.republished} republish(es), {r.errors} error(s)"
+            + (f"; last error: {r.last_error}" if r.last_error else "")]
+
+
+def _republished_text(d: dict[str, Any]) -> str:
+    from .results import PredictionSource
+
+    source = PredictionSource(**d["predictions"])
+    kind = ("none yet" if source.kind is None else
+            ("out-of-sample" if source.kind == "oos" else "in-sample") + f" for v{source.version}"
+            + (" (stale)" if source.stale else ""))
+    return (f"{d['updated']} row(s) updated, {d['appended']} added, {d['gone']} marked gone, "
+            f"{d['repairs']} repair(s) after rows moved; predictions: {kind}")
+
+
+def _pulled_text(d: dict[str, Any]) -> str:
+    if d.get("version") is None:
+        return "nothing to apply"
+    return f"recorded {d['name']} ({d['edited']} row(s) edited)"
+
+
+def _trained_text(d: dict[str, Any]) -> str:
+    score = d.get("score", {})
+    return (f"v{score.get('version', '?')}: best val accuracy "
+            f"{score.get('best_val_accuracy', '?')}, test accuracy "
+            f"{score.get('test_accuracy', '?') or '-'}")
+
+
+def _validation_text(d: dict[str, Any]) -> str:
+    problems = d.get("problems", [])
+    return (f"{len(problems)} problem(s); their rows are held back, the others applied: "
+            + "; ".join(problems[:5]))
+
+
+_WATCH_WORDS: dict[str, Callable[[dict[str, Any]], str]] = {
+    "started": lambda d: (f"watching {d['sheet']} every {d['interval']:g} s "
+                          f"(quiet period {d['quiet']:g} s)"),
+    "training-abandoned": lambda d: ("stopped during a training; no score row written, it runs "
+                                     "again at the next start"),
+    "retry": lambda d: f"{d['detail']} (next try in {d['delay']:.0f} s)",
+    "error": lambda d: f"{d['detail']} (next try in {d['delay']:.0f} s)",
+    "stopped": lambda d: (f"{d['cycles']} cycle(s), {d['pulls']} pull(s), "
+                          f"{d['trainings']} training(s)"),
+    "waiting": lambda d: (f"{d['edits']} edited cell(s); pulling after {d['left']:.0f} s "
+                          "without a change"),
+    "push": lambda d: "the sheet has no data yet: pushing every row",
+    "pulling": lambda d: f"{d['edits']} edited cell(s) unchanged for {d['quiet']:.0f} s",
+    "warning": lambda d: str(d["text"]),
+    "validation": _validation_text,
+    "pulled": _pulled_text,
+    "status": lambda d: f"sync_status written on {d['rows']} row(s)",
+    "training": lambda d: f"v{d['version']} has no score row",
+    "trained": _trained_text,
+    "score-local": lambda d: f"score row kept locally only: {d['detail']}",
+    "republished": _republished_text,
+    "missing-columns": lambda d: (f"the sheet lacks sheetsync column(s) {', '.join(d['columns'])}:"
+                                  " `sheetsync push` adds them"),
+}
+
+
+def watch_event_text(event: Any) -> str:
+    """What one ``sheetsync watch`` event says to people (:class:`sheetsync.watch.Event`)."""
+    words = _WATCH_WORDS.get(event.event)
+    if words is None:
+        raise TypeError(f"no words for the watch event {event.event!r}")
+    return words(event.data)
+
+
 def _report_lines(r: Any) -> list[str]:
     lines = [f"wrote {r.path} ({r.size_bytes / 1e6:.1f} MB, v{r.version}, {r.n_shown} of "
              f"{r.n_images} images drawn, {r.seconds:.1f} s)",
@@ -305,6 +379,7 @@ _WORDS: dict[str, Callable[[Any], list[str]]] = {
     "TrainOutcome": _train_lines, "PredictResult": _predict_lines, "StatusResult": _status_lines,
     "CheckoutResult": _checkout_lines, "ScoresResult": _scores_lines,
     "PublishResult": _publish_lines, "ReportResult": _report_lines,
+    "WatchResult": _watch_lines,
 }
 
 
@@ -526,6 +601,39 @@ def scores(ctx: click.Context) -> None:
     """
     with _errors():
         click.echo(str(_project(ctx).score_table()))
+
+
+@cli.command()
+@click.option("--interval", type=float, default=10.0, show_default=True,
+              help="Seconds between polls of the sheet.")
+@click.option("--quiet", type=float, default=30.0, show_default=True,
+              help="Seconds an edit must stay unchanged before it is pulled.")
+@click.option("--epochs", type=click.IntRange(min=1), help="Epochs per retraining.")
+@click.option("--no-train", is_flag=True, help="Pull and republish only; never train.")
+@click.option("--once", is_flag=True, help="Run one cycle and exit (cron, CI).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per event line.")
+@click.pass_context
+def watch(ctx: click.Context, interval: float, quiet: float, epochs: int | None, no_train: bool,
+          once: bool, as_json: bool) -> None:
+    """Keep the sheet, folders and scores in step while people edit (a service).
+
+    Polls the sheet, pulls edits once they settle, retrains, republishes sheetsync's own
+    columns (never a cell people edit). Stops cleanly on SIGTERM or Ctrl-C.
+
+    Example: sheetsync watch --interval 10 --quiet 30 --epochs 5
+    """
+    from .watch import WatchSettings, run
+
+    def show(event: Any) -> None:
+        click.echo(event.json() if as_json else event.text())
+
+    with _errors():
+        settings = WatchSettings(interval=interval, quiet=quiet, train=not no_train,
+                                 epochs=epochs, once=once)
+        result = run(_project(ctx), settings, log=show)
+        step = None if as_json else next_step(result)  # --json: only event lines
+        if step:
+            click.echo(f"next: {step}")
 
 
 @cli.command()

@@ -15,6 +15,7 @@ them into one line on stderr and the exit code they carry, never a traceback::
     │   └── MoveError          the system refused a rename (permissions, a file where a folder goes)
     ├── BackendError           the spreadsheet backend failed
     │   ├── WorkbookLockedError the workbook is open in a spreadsheet program
+    │   ├── WorkbookChangedError the workbook was saved meanwhile; not replaced
     │   ├── PackageError       the .xlsx package is not laid out as expected
     │   ├── SheetsRequestError a request Google refused that no retry can fix
     │   ├── AuthError          credentials missing, malformed or refused
@@ -26,6 +27,7 @@ them into one line on stderr and the exit code they carry, never a traceback::
     │   ├── NotPublicError     a published URL is not readable without signing in
     │   └── UploadQuotaError   Cloud Storage kept refusing with 429/5xx after retries
     ├── TrainingError          the model cannot be trained or has not been trained yet
+    ├── WatchError             another watcher runs, or a bad watch setting
     └── ReportError            the report's optional extra is missing, or nothing is trained yet
 """
 
@@ -114,6 +116,10 @@ class WorkbookLockedError(BackendError):
     """The workbook is open in a spreadsheet program; writing would lose its unsaved edits."""
 
 
+class WorkbookChangedError(BackendError):
+    """The workbook was saved by someone else while sheetsync was writing it; nothing replaced."""
+
+
 class PackageError(BackendError):
     """The .xlsx package is not laid out as expected (the caller falls back or reports)."""
 
@@ -160,6 +166,10 @@ class UploadQuotaError(PublishError):
 
 class TrainingError(SheetsyncError):
     """The model cannot be trained, or no trained model exists yet."""
+
+
+class WatchError(SheetsyncError):
+    """Another watcher runs on this project, or a watch setting is unusable."""
 
 
 class ReportError(SheetsyncError):

@@ -52,6 +52,7 @@ from .pullcheck import published_columns
 from .results import (
     CheckoutResult,
     InitResult,
+    PredictionSource,
     PredictResult,
     PrunePlan,
     PublishResult,
@@ -63,7 +64,7 @@ from .results import (
     TrainOutcome,
 )
 from .rows import EDITABLE, build_table, extra_columns, layout
-from .sheets import Backend, open_backend
+from .sheets import Backend, SheetLayout, open_backend
 from .store import StateStore
 from .sync import plan_checkout, plan_pull, unpulled_edits
 from .versions import VersionInfo, counts_of, diff_manifests, now_iso
@@ -123,6 +124,9 @@ class Project:
     @contextmanager
     def _locked(self) -> Iterator[None]:
         """One sheetsync command at a time per project; finishes interrupted moves first."""
+        from .watch import refuse_if_watched
+
+        refuse_if_watched(self.store.watch_lock)
         with self.store.lock():
             self.recovered = jr.recover(self._journal, self._record)
             yield
@@ -198,22 +202,63 @@ class Project:
             workbook_backup = self.backup_workbook() if backup else None
             # Every image a row will point at is in the bucket before the sheet is written.
             images = self._publish_images(manifest) if self.config.backend == "google" else None
-            stored = self.store.latest_predictions(info.version)
-            signals, source = review_inputs(self._items(manifest, scanned), self.config.classes,
-                                            stored, info.version, oos_dir=self.store.oos_dir)
-            signals = with_map(signals, self.store.latest_map(info.version))
-            ids = self._review_order(signals, manifest, order)
-            table = with_image_notes(build_table(manifest, signals, self._url_builder(manifest),
-                                                 ids), scanned.images)
-            review = self._review_sheet(table, signals, manifest, info, scanned)
-            self.backend.write_table(table, replace(
-                layout(self.config.classes, self.config.splits, extra_columns(manifest)),
-                flagged=review.flagged, info=review.info))
+            table, sheet_layout, source, review = self._review(manifest, info, scanned, order)
+            self.backend.write_table(table, sheet_layout)
             self._save_published(table, info)
             return PushResult(len(table), info, self.backend.describe(), source, sheet_backup,
                               workbook_backup, self._usage(wrote=True), images,
                               model=review.model, summary=review.summary,
                               recovered=self.recovered, skipped=self.skipped)
+
+    def _review(self, manifest: pd.DataFrame, info: VersionInfo, scanned: ScanResult,
+                order: str | None) -> tuple[pd.DataFrame, SheetLayout, PredictionSource, ReviewSheet]:
+        """The rows a push writes (review order), the review sheet's layout (info line,
+        highlighted rows), where the predictions come from, and the review sheet."""
+        stored = self.store.latest_predictions(info.version)
+        signals, source = review_inputs(self._items(manifest, scanned), self.config.classes,
+                                        stored, info.version, oos_dir=self.store.oos_dir)
+        signals = with_map(signals, self.store.latest_map(info.version))
+        ids = self._review_order(signals, manifest, order)
+        table = with_image_notes(build_table(manifest, signals, self._url_builder(manifest),
+                                             ids), scanned.images)
+        review = self._review_sheet(table, signals, manifest, info, scanned)
+        flagged_ids = frozenset(table["id"].iloc[list(review.flagged)].astype(str))
+        sheet_layout = replace(
+            layout(self.config.classes, self.config.splits, extra_columns(manifest)),
+            flagged=review.flagged, info=review.info, flagged_ids=flagged_ids)
+        return table, sheet_layout, source, review
+
+    def review_table(self) -> tuple[pd.DataFrame, SheetLayout, VersionInfo, PredictionSource]:
+        """The rows a push would write now (review order), the layout it would write them with
+        (info line, highlighted rows), their version, and where the predictions come from;
+        used by ``sheetsync watch`` to republish its own columns as a push would show them."""
+        with self._locked():
+            manifest, info, scanned = self._refresh()
+            if self.config.backend == "google":
+                self._publish_images(manifest)  # appended rows link to published images
+            table, sheet_layout, source, _ = self._review(manifest, info, scanned, None)
+            return table, sheet_layout, info, source
+
+    def published_own_columns(self, updates: pd.DataFrame, appended: pd.DataFrame) -> None:
+        """What a republish wrote joins what was last published: the read-only cells of
+        existing rows (the pull's row check compares them) and whole appended rows."""
+        with self._locked():
+            published = self.store.read_published()
+            if published is None:
+                return
+            shown = published.set_index("id", drop=False)
+            for name in published_columns(shown.columns):
+                if name not in updates.columns:
+                    continue
+                col = updates[name]
+                col = col[col.notna() & col.index.isin(shown.index)]  # None: left as it was
+                shown.loc[col.index, name] = col.astype(str)
+            rows = appended.reindex(columns=shown.columns).astype(object).fillna("").astype(str)
+            rows = rows[~rows["id"].isin(shown.index)]
+            out = pd.concat([shown.reset_index(drop=True), rows], ignore_index=True)
+            info = self.versions.latest()
+            self.store.save_published(out.fillna("").astype(str), info.version if info else 0,
+                                      self.backend.describe())
 
     def _review_sheet(self, table: pd.DataFrame, signals: pd.DataFrame, manifest: pd.DataFrame,
                       info: VersionInfo, scanned: ScanResult) -> ReviewSheet:
@@ -317,10 +362,13 @@ class Project:
 
     # ---- pull ------------------------------------------------------------------------------
 
-    def pull(self, *, dry_run: bool = False) -> PullResult:
+    def pull(self, *, dry_run: bool = False, sheet: pd.DataFrame | None = None,
+             hold_invalid: bool = False) -> PullResult:
+        """``sheet``: a read already taken (the watcher's); ``hold_invalid``: apply the valid
+        rows and hold back rows with problems (``result.held``) instead of refusing."""
         with self._locked():
             manifest, info, _ = self._refresh()
-            sheet = self.backend.read_table()
+            sheet = self.backend.read_table() if sheet is None else sheet
             if sheet is None:
                 raise BackendError(f"nothing to pull: {self.backend.describe()} has no data sheet "
                                    f"(run `sheetsync push` first)")
@@ -328,12 +376,22 @@ class Project:
             known = set(published["id"]) if published is not None else set()
             plan = plan_pull(sheet, manifest, published, self.config.classes, self.config.splits,
                              known, exists=self._exists)
+            held = []
+            if plan.problems and hold_invalid and all(p.row and p.row > 1 for p in plan.problems):
+                # Rows with a problem wait for a fix; the other rows' edits go through.
+                held = plan.problems
+                sheet = sheet.drop(index=sorted({p.row for p in held if p.row}), errors="ignore")
+                plan = plan_pull(sheet, manifest, published, self.config.classes,
+                                 self.config.splits, known, exists=self._exists)
+                # Held rows are not "images without a row": that warning would mislead.
+                plan.warnings = [w for w in plan.warnings if "have no row" not in w]
             if plan.problems:
                 raise SheetValidationError(plan.problems)
             assert plan.changes is not None and plan.new_manifest is not None
             result = PullResult(info, len(plan.edited), plan.changes, plan.moves, dry_run,
                                 recovered=self.recovered, skipped=self.skipped,
                                 notices=plan.warnings)
+            result.held = held
             if not plan.edited or dry_run:
                 result.usage = "" if plan.edited else self._usage()
                 return result

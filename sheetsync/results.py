@@ -18,6 +18,7 @@ import pandas as pd
 
 from ._reviewsheet import ModelInfo, PushSummary
 from .dataset import SkippedFile
+from .errors import Problem
 from .journal import Move, Recovery
 from .versions import VersionInfo
 
@@ -126,6 +127,7 @@ class PullResult(Result):
     dry_run: bool = False
     version: VersionInfo | None = None  # recorded by the pull (None: nothing to pull, dry run)
     usage: str = ""
+    held: list[Problem] = field(default_factory=list)  # rows held back (pull(hold_invalid=True))
 
 
 @dataclass
@@ -175,6 +177,20 @@ class CheckoutResult(Result):
 class ScoresResult(Result):
     table: pd.DataFrame
     chart: Path | None
+
+
+@dataclass
+class WatchResult(Result):
+    """What ``sheetsync watch`` did before it stopped."""
+
+    cycles: int = 0
+    pulls: int = 0
+    trainings: int = 0
+    republished: int = 0
+    errors: int = 0
+    last_error: str = ""
+    abandoned_training: bool = False
+    once: bool = False  # one cycle was asked for (``--once``)
 
 
 @dataclass

@@ -16,13 +16,15 @@ SIGNAL_COLUMNS = ("predicted", "confidence", "margin", "loss", "issue_score", "s
                   "duplicate_of", "outlier", "why", *MAP_COLUMNS)
 # Filled by the review (another module): a suggested fix in words, e.g. "relabel → iv", "drop?".
 SUGGESTION = "suggestion"
+# Written by ``sheetsync watch``: why an edit on this row waits, or that its image is gone.
+SYNC_STATUS = "sync_status"
 NUMERIC_SIGNALS = ("confidence", "margin", "loss", "issue_score", "outlier", *MAP_COLUMNS)
 # Sheet order, for the work: what a reviewer looks at and edits first (picture, label, what to
 # do, why), then the rest (the report's map columns last of them); the identifiers last.
 # Columns people add go before ``TAIL``.
 HEAD = ("image", "label", "action", SUGGESTION, "why", "confidence", "split", "note",
         "predicted", "suspected", "issue_score", "margin", "loss", "outlier", "duplicate_of",
-        *MAP_COLUMNS)
+        SYNC_STATUS, *MAP_COLUMNS)
 TAIL = ("id", "path", "url")
 CORE = (*HEAD, *TAIL)
 # The header and every column through this one stay in view when scrolling sideways.
@@ -54,6 +56,8 @@ _NOTES = {
     "duplicate_of": "Ids of identical or near-identical images.",
     "outlier": "How far the image is from its class (1 = typical, above 2.5 = far).",
     "why": "Why this row is near the top, and what the model sees for odd images.",
+    SYNC_STATUS: "Written by `sheetsync watch`: why an edit on this row is not applied yet, "
+                 "or that its image is gone.",
     "map_x": "Position on the report's embedding map (UMAP 1; `sheetsync report`).",
     "map_y": "Position on the report's embedding map (UMAP 2; `sheetsync report`).",
     "cluster": "Region of the embedding map (`sheetsync report`); filter to see one region.",
@@ -61,7 +65,7 @@ _NOTES = {
 _WIDTHS = {"id": 12, "path": 36, "url": 24, "split": 7, "label": 8, "action": 7,
            "note": 24, "why": 44, SUGGESTION: 16, "duplicate_of": 14, "predicted": 9,
            "suspected": 9, "confidence": 9, "issue_score": 10, "margin": 8, "loss": 7,
-           "outlier": 8, "map_x": 8, "map_y": 8, "cluster": 8}
+           "outlier": 8, SYNC_STATUS: 30, "map_x": 8, "map_y": 8, "cluster": 8}
 _FORMATS = {"confidence": "0%", "margin": "+0.00;-0.00;0.00", "loss": "0.00",
             "issue_score": "0.00", "outlier": "0.00", "map_x": "0.000", "map_y": "0.000",
             "cluster": "0"}
@@ -104,7 +108,7 @@ def build_table(
         "split": m["split"], "label": m["label"], "action": m["action"],
         "note": m["note"].fillna(""),
     }, index=m.index)
-    for name in (*SIGNAL_COLUMNS, SUGGESTION):
+    for name in (*SIGNAL_COLUMNS, SUGGESTION, SYNC_STATUS):
         if signals is not None and name in signals.columns:
             col = signals[name].reindex(m.index)
             fixed[name] = col if name in NUMERIC_SIGNALS else col.fillna("").astype(str)

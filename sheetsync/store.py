@@ -17,6 +17,9 @@ No other module builds a path under the state folder; each asks the store. Layou
     hashes.json, hashes-test.json file hash caches of the dataset and of the test folder
     imagecheck.json               what each image is to the model, by file hash (sheetsync._imagecheck)
     charts/                       embedding maps
+    watch.lock                    held (flock, with its pid) while `sheetsync watch` runs
+    watch-state.json              the watcher's planner state (edits seen, quiet clock, held rows)
+    watch-health.json             last cycle, counts, last error: for a supervisor
     uploaded.txt                  objects known to be in the [publish] bucket (sheetsync.publish)
     report/                       the report's UMAP cache and map-vNNNN.csv (the sheet's map columns)
     tmp-*/                        scratch folders of one command (train --repeats), removed after
@@ -74,6 +77,10 @@ class StateStore:
         self.scores_chart = state_dir / "scores.png"
         self.decode_cache = state_dir / "cache"
         self.oos_dir = state_dir / "oos"
+        # sheetsync watch: its lock (held while it runs), planner state, health for supervisors
+        self.watch_lock = state_dir / "watch.lock"
+        self.watch_state = state_dir / "watch-state.json"
+        self.watch_health = state_dir / "watch-health.json"
         self.uploaded_path = state_dir / "uploaded.txt"
         self.report_cache = state_dir / "report"  # UMAP coordinates by content (sheetsync.report)
         self.imagecheck_cache = state_dir / "imagecheck.json"

@@ -307,6 +307,7 @@ class SheetsStandin:
         self.public_keys: dict[str, tuple[str, str]] = {}  # client_email -> (key id, PEM)
         self.tokens: dict[str, str] = {}  # access token -> identity
         self.faults: deque[tuple[Any, float]] = deque()
+        self.hooks: list[tuple[str, Any]] = []  # (method + path substring, callable) run once
         self.lock = threading.RLock()
         self.latency = latency
         self.reset_counts()
@@ -377,6 +378,25 @@ class SheetsStandin:
         with self.lock:
             self.write_faults = [after, n, fault]
 
+    def before_next(self, match: str, fn: Any) -> None:
+        """Run ``fn(api)`` once, just before the next request whose ``"METHOD path"`` contains
+        ``match`` is applied: a collaborator acting between two requests of a client."""
+        with self.lock:
+            self.hooks.append((match, fn))
+
+    def sort_rows(self, sid: str, title: str, column: int, descending: bool = False) -> None:
+        """Sort every data row of a worksheet by a column, as a person would in the UI (the
+        rows below the header, which is row 2 under sheetsync's info line)."""
+        with self.lock:
+            sheet = self.sheet(sid, title)
+            assert sheet is not None
+            first = sheet.get(0, 0)
+            start = 2 if isinstance(first, str) and first.startswith("sheetsync · ") else 1
+            _sort_range(self.books[sid], {"range": {"sheetId": sheet.sheet_id,
+                                                    "startRowIndex": start},
+                                          "sortSpecs": [{"dimensionIndex": column, "sortOrder":
+                                                         "DESCENDING" if descending else "ASCENDING"}]})
+
     def reset_counts(self) -> None:
         self.reads = self.writes = self.token_requests = self.faulted = self.side_requests = 0
         self.bytes_in = self.bytes_out = self.largest_body = 0
@@ -424,6 +444,12 @@ class SheetsStandin:
             fault = self.faults.popleft() if self.faults else None
             if fault is None and kind == "write":
                 fault = self._write_fault()
+            key = f"{method} {parts.path}"
+            hook = next((h for h in self.hooks if h[0] in key), None)
+            if hook is not None:
+                self.hooks.remove(hook)
+        if hook is not None:
+            hook[1](self)
         if fault is not None:
             self.faulted += 1
             what, delay = fault

@@ -20,6 +20,16 @@ The contract:
   With ``layout.info`` the sheet starts with an info line (row 1, text starting with
   :data:`INFO_PREFIX`) and the header is row 2: ``read_table`` skips that line, and the index
   stays the sheet row (the first data row is then 3).
+* ``update_own_columns(updates, layout, append=...)`` writes only sheetsync's own (not
+  editable) columns of rows already in the sheet, matched by their ``id`` cell in a read taken
+  inside the call, appends whole rows for ids the sheet does not hold yet, and reads the id
+  column back after writing: if people sorted or moved rows meanwhile it writes again (at most
+  a few times) so that every value sits on its id's row. Cells people edit (editable columns,
+  their own columns) are never written for existing rows; a ``None`` in ``updates`` leaves
+  that cell as it is (NaN or ``""`` empties it). Returns an :class:`OwnUpdate`. Rows are
+  found below the header wherever it is (row 2 under an info line); with ``layout.info`` the
+  info line is rewritten too, and ``layout.flagged_ids`` says which rows the review flags (a
+  backend that rebuilds the sheet highlights those rows, wherever they now are).
 * ``append_score(row)`` appends one row to the ``scores`` sheet (creating it, with a header,
   when missing; new keys extend the header); ``read_scores()`` returns it as a DataFrame of str.
 """
@@ -72,6 +82,9 @@ class SheetLayout:
     print_landscape: bool = True
     # A line above the header (version, model, summary); must start with INFO_PREFIX.
     info: str = ""
+    # The flagged rows by id, for writes that keep the sheet's own row order
+    # (update_own_columns); ``flagged`` holds their positions in a table written whole.
+    flagged_ids: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         if self.info and not self.info.startswith(INFO_PREFIX):
@@ -87,6 +100,74 @@ class SheetLayout:
     @property
     def editable(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.columns if c.editable)
+
+
+@dataclass(frozen=True)
+class OwnUpdate:
+    """What :meth:`Backend.update_own_columns` did."""
+
+    updated: int  # existing rows whose own columns were written
+    appended: int  # whole rows added at the end
+    repairs: int  # rewrites because the rows moved between the read and the write
+    not_found: tuple[str, ...] = ()  # ids in ``updates`` with no row in the sheet
+    missing_columns: tuple[str, ...] = ()  # own columns the sheet's header lacks (not written)
+
+
+class OrderChangedError(Exception):
+    """Rows kept moving while their own columns were written (internal; becomes BackendError)."""
+
+
+def own_columns_check(updates: pd.DataFrame, layout: SheetLayout) -> None:
+    """Refuse (a bug, not bad input) to write a column people edit through the own-column path."""
+    bad = [c for c in updates.columns if layout.column(str(c)).editable]
+    if bad:
+        raise ValueError(f"update_own_columns may not write editable columns {bad}")
+
+
+def row_positions(sheet: pd.DataFrame | None) -> dict[str, int]:
+    """id -> 1-based sheet row of a read table (first row wins for a duplicated id)."""
+    if sheet is None or "id" not in sheet.columns:
+        return {}
+    out: dict[str, int] = {}
+    for row, value in zip(sheet.index, sheet["id"], strict=True):
+        key = str(value).strip()
+        if key and key not in out:
+            out[key] = int(row)
+    return out
+
+
+def merge_own_columns(sheet: pd.DataFrame, updates: pd.DataFrame,
+                      append: pd.DataFrame | None) -> tuple[pd.DataFrame, OwnUpdate]:
+    """The whole sheet as a table with ``updates`` put into its own columns (pure).
+
+    ``sheet`` is a read (index = sheet row, cells str); rows keep their order and every cell
+    people edit keeps the value read; rows of ``append`` whose id has no row are added at the end.
+    """
+    positions = row_positions(sheet)
+    table = sheet.copy()
+    present = [c for c in updates.columns if c in table.columns]
+    found = [i for i in updates.index if str(i) in positions]
+    rows = [positions[str(i)] for i in found]
+    for name in present:
+        column = table[name].astype(object)
+        for row, id_ in zip(rows, found, strict=True):
+            value = updates.at[id_, name]
+            if value is not None:  # None: leave the cell as it is
+                column[row] = value
+        table[name] = column
+    appended = 0
+    if append is not None and len(append):
+        new = append[~append["id"].astype(str).isin(positions)]
+        if len(new):
+            extra = new.reindex(columns=table.columns).astype(object).where(new.reindex(
+                columns=table.columns).notna(), "")
+            table = pd.concat([table, extra], ignore_index=True)
+            appended = len(new)
+    result = OwnUpdate(
+        updated=len(found), appended=appended, repairs=0,
+        not_found=tuple(str(i) for i in updates.index if str(i) not in positions),
+        missing_columns=tuple(str(c) for c in updates.columns if c not in table.columns))
+    return table.reset_index(drop=True), result
 
 
 class Backend(ABC):
@@ -113,6 +194,13 @@ class Backend(ABC):
     @abstractmethod
     def read_scores(self) -> pd.DataFrame:
         """The scores sheet as a DataFrame of str (empty when there is none)."""
+
+    def update_own_columns(self, updates: pd.DataFrame, layout: SheetLayout, *,
+                           append: pd.DataFrame | None = None) -> OwnUpdate:
+        """Write ``updates`` (index = id, columns = sheetsync's own columns) into the rows
+        holding those ids, append ``append`` rows (table rows, as for ``write_table``) whose id
+        has no row yet; never write a cell people edit. See the module docstring."""
+        raise NotImplementedError(f"{type(self).__name__} cannot update its own columns")
 
     def usage(self) -> str:
         """What the last operations cost (requests, bytes); empty when not meaningful."""

@@ -34,15 +34,18 @@ from gspread.utils import extract_id_from_url
 from ..errors import BackendError, ConfigError
 from ..pullcheck import cell_text_problem
 from . import _google_cells as cells
+from . import _google_own as own
 from ._google_http import MAX_PAYLOAD, SheetsHTTP, SheetsRequestError, Usage, dumps
 from .base import (
     DATA_SHEET,
     SCORES_SHEET,
     Backend,
+    OwnUpdate,
     SheetLayout,
     cell_text,
     mark_header_row,
     mark_headerless,
+    own_columns_check,
     skip_info,
 )
 
@@ -55,6 +58,8 @@ _META_FIELDS = (
     "sheets(properties(sheetId,title,index,gridProperties(rowCount,columnCount)),"
     "protectedRanges(protectedRangeId,description,range),conditionalFormats(ranges))"
 )
+# Rewrites of update_own_columns when people keep re-sorting between its write and read-back.
+_OWN_ATTEMPTS = 4
 _READ = {
     "majorDimension": "ROWS",
     "valueRenderOption": "UNFORMATTED_VALUE",  # numbers as numbers, text as written
@@ -207,6 +212,66 @@ class GoogleBackend(Backend):
                               "pasteType": "PASTE_NORMAL"}}
         # Values before the structure: pasting also copies the staging tab's (plain) formats.
         self._batch([*before, copy, *structure, {"deleteSheet": {"sheetId": staging}}])
+
+    def update_own_columns(self, updates: pd.DataFrame, layout: SheetLayout, *,
+                           append: pd.DataFrame | None = None) -> OwnUpdate:
+        """Targeted RAW ranges for sheetsync's columns only, then the id column read back.
+
+        Per attempt: 1 read (the whole worksheet), 1 write (``values.batchUpdate``; one more
+        per ~2 MB of values), 1 read (the id column); the first attempt adds 1 read (sheet ids)
+        and 1 write (``appendCells``) when there are new rows."""
+        own_columns_check(updates, layout)
+        appended = 0
+        for attempt in range(_OWN_ATTEMPTS):
+            values = self._read_values(self.worksheet) or []
+            head = own.header_row(values)  # 2 below the review sheet's info line
+            header = own.header_positions(values, head)
+            if "id" not in header:
+                raise BackendError(f"{self.describe()} has no data sheet with an id column: "
+                                   "push first")
+            rows = own.ids_by_row(values, header["id"], head)
+            ranges = own.own_ranges(self.worksheet, header, rows, updates)
+            # The info line (version, model, summary) says what the columns now show.
+            info = own.info_range(self.worksheet, layout.info) if head == 2 and ranges else []
+            for batch in own.batches([*ranges, *info], MAX_PAYLOAD - 1000):
+                self.http.call("write", "POST", "/values:batchUpdate",
+                               body={"valueInputOption": "RAW", "data": batch})
+            if attempt == 0:
+                appended = self._append_rows(values[head - 1], set(rows.values()), append,
+                                             layout)
+            expected = {r: i for r, i in rows.items() if i in set(map(str, updates.index))}
+            if not ranges or not own.moved(expected, self._read_ids(header["id"], head)):
+                found = set(rows.values())
+                return OwnUpdate(
+                    updated=len(expected), appended=appended, repairs=attempt,
+                    not_found=tuple(str(i) for i in updates.index if str(i) not in found),
+                    missing_columns=tuple(str(c) for c in updates.columns if str(c) not in header))
+        raise BackendError(f"rows of {self.describe()} kept moving while sheetsync wrote its "
+                           f"columns ({_OWN_ATTEMPTS} attempts); no cell people edit was "
+                           "written, try again")
+
+    def _read_ids(self, id_col: int, head: int) -> dict[int, str]:
+        letter = own.column_letters(id_col)
+        column = self._read_values(self.worksheet, cells=f"{letter}:{letter}") or []
+        return own.ids_by_row([list(r[:1]) for r in column], 0, head)
+
+    def _append_rows(self, header_cells: list[Any], present: set[str],
+                     append: pd.DataFrame | None, layout: SheetLayout) -> int:
+        """Whole rows, in the sheet's column order, for ids with no row yet (one appendCells)."""
+        if append is None or not len(append):
+            return 0
+        new = append[~append["id"].astype(str).isin(present)]
+        if not len(new):
+            return 0
+        names = [cell_text(v).strip() for v in header_cells]
+        frame = new.reindex(columns=[n if n in new.columns else "" for n in names])
+        frame.columns = [n or f"column {i + 1}" for i, n in enumerate(names)]
+        frame = frame.astype(object).where(frame.notna(), "")
+        meta = self._sheets()
+        sheet_id = meta[self.worksheet]["properties"]["sheetId"]
+        self._batch([{"appendCells": {"sheetId": sheet_id, "rows": cells.table_rows(frame, layout),
+                                      "fields": "userEnteredValue"}}])
+        return len(new)
 
     def append_score(self, row: Mapping[str, object]) -> None:
         meta = self._sheets()

@@ -48,6 +48,7 @@ import time
 import warnings
 import zipfile
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -56,7 +57,7 @@ from openpyxl.utils import column_index_from_string, get_column_letter
 from openpyxl.utils.exceptions import InvalidFileException
 from openpyxl.worksheet.worksheet import Worksheet
 
-from ..errors import BackendError, WorkbookLockedError
+from ..errors import BackendError, WorkbookChangedError, WorkbookLockedError
 from . import _xlsx_images as images
 from ._xlsx_datasheet import (
     HEADER_FONT,
@@ -82,10 +83,14 @@ from .base import (
     INFO_PREFIX,
     SCORES_SHEET,
     Backend,
+    OwnUpdate,
     SheetLayout,
     cell_text,
     mark_header_row,
     mark_headerless,
+    merge_own_columns,
+    own_columns_check,
+    row_positions,
     skip_info,
 )
 
@@ -97,6 +102,19 @@ _READ_ERRORS = (
     OSError,
     ValueError,
 )
+
+
+# Attempts of update_own_columns when people keep saving the workbook while it writes.
+_OWN_ATTEMPTS = 4
+
+
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    """What tells one saved version of a file from the next (None when absent)."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
 class LocalBackend(Backend):
@@ -140,9 +158,13 @@ class LocalBackend(Backend):
             return _read_sheet(wb[DATA_SHEET])
 
     def write_table(
-        self, table: pd.DataFrame, layout: SheetLayout, *, force: bool | None = None
+        self, table: pd.DataFrame, layout: SheetLayout, *, force: bool | None = None,
+        unchanged_since: tuple[int, int, int] | None = None,
     ) -> None:
-        """Replace the data sheet; ``force`` overrides the open-in-a-program check."""
+        """Replace the data sheet; ``force`` overrides the open-in-a-program check.
+
+        ``unchanged_since`` (a :func:`_stamp`): replace the file only if it is still that
+        saved version, else raise :class:`WorkbookChangedError` (a save made meanwhile wins)."""
         started = time.perf_counter()
         self._check_unlocked(force)
         old = self._read_package()
@@ -174,12 +196,46 @@ class LocalBackend(Backend):
         rows, pictures, missing = writer.rows(package.parts[part])
         package.parts[part] = replace_sheet_data(package.parts[part], rows, writer.dimension)
         package.add_pictures(part, pictures)
-        self._save(package.to_bytes(), force)
+        self._save(package.to_bytes(), force, unchanged_since)
         self._usage = (
             f"wrote {len(table)} rows, {len(pictures)} thumbnails"
             + (f" ({missing} images unreadable)" if missing else "")
             + f", {self.path.stat().st_size / 1e6:.1f} MB in {time.perf_counter() - started:.1f} s"
         )
+
+    def update_own_columns(self, updates: pd.DataFrame, layout: SheetLayout, *,
+                           append: pd.DataFrame | None = None,
+                           force: bool | None = None) -> OwnUpdate:
+        """Rewrite the workbook from one read of it with only sheetsync's columns changed.
+
+        A workbook is one file, so its cells people edit are carried over value for value
+        from the very saved version that was read; the file is replaced only if it is still
+        that version (a save made meanwhile makes it start again) and never while a program
+        holds its lock file."""
+        own_columns_check(updates, layout)
+        for attempt in range(_OWN_ATTEMPTS):
+            self._check_unlocked(force)
+            before = _stamp(self.path)
+            sheet = self.read_table()
+            if sheet is None or "id" not in sheet.columns:
+                raise BackendError(f"{self.path} has no data sheet with an id column: push first")
+            table, result = merge_own_columns(sheet, updates, append)
+            # The review sheet as a push makes it: the info line, and the flagged rows
+            # highlighted wherever they now are (this rebuild keeps the sheet's row order).
+            ids = table["id"].astype(str).str.strip().tolist()
+            rebuilt = replace(layout, flagged=tuple(
+                i for i, id_ in enumerate(ids) if id_ in layout.flagged_ids))
+            try:
+                self.write_table(table, rebuilt, force=force, unchanged_since=before)
+            except WorkbookChangedError:
+                continue
+            first = 3 if layout.info else 2  # the first data row, below the info line if any
+            written = row_positions(table.set_axis(pd.RangeIndex(first, len(table) + first)))
+            if row_positions(self.read_table()) == written:
+                return OwnUpdate(result.updated, result.appended, attempt, result.not_found,
+                                 result.missing_columns)
+        raise WorkbookChangedError(f"{self.path} kept changing while sheetsync wrote its columns "
+                                   f"({_OWN_ATTEMPTS} attempts); nothing lost, try again")
 
     def append_score(self, row: Mapping[str, object], *, force: bool | None = None) -> None:
         """Append ``row`` to the scores sheet; new keys extend its header."""
@@ -337,7 +393,8 @@ class LocalBackend(Backend):
             raise BackendError(f"could not write {self.path}: {e}") from None
         return buf.getvalue()
 
-    def _save(self, data: bytes, force: bool | None) -> None:
+    def _save(self, data: bytes, force: bool | None,
+              unchanged_since: tuple[int, int, int] | None = None) -> None:
         """Write to a temporary file beside the workbook, then atomically replace it."""
         folder = self.path.parent
         folder.mkdir(parents=True, exist_ok=True)
@@ -352,8 +409,10 @@ class LocalBackend(Backend):
                     os.chmod(tmp, self.path.stat().st_mode & 0o7777)
             # A person may have opened the workbook while we were writing.
             self._check_unlocked(force)
+            if unchanged_since is not None and _stamp(self.path) != unchanged_since:
+                raise WorkbookChangedError(f"{self.path} was saved by someone else meanwhile")
             os.replace(tmp, self.path)
-        except WorkbookLockedError:
+        except (WorkbookLockedError, WorkbookChangedError):
             tmp.unlink(missing_ok=True)
             raise
         except OSError as e:
@@ -574,4 +633,4 @@ def _select_only(wb: Workbook, ws: Worksheet) -> None:
     wb.active = wb.worksheets.index(ws)
 
 
-__all__ = ["LocalBackend", "WorkbookLockedError", "header_row"]
+__all__ = ["LocalBackend", "WorkbookChangedError", "WorkbookLockedError", "header_row"]
