@@ -225,6 +225,45 @@ def scores(ctx: click.Context) -> None:
             click.echo(f"chart: {chart}")
 
 
+@cli.command()
+@click.option("--budget", type=int, help="Derived images to add (default: fill train+val up to [augment] cap).")
+@click.option("--seed", type=int, help="Seed for the transform parameters (default: [augment] seed).")
+@click.option("--splits", help="Comma-separated splits to augment (default: train; val stays comparable).")
+@click.option("--families", help="Comma-separated transform families to use (default: all in the table).")
+@click.option("--dry-run", is_flag=True, help="Print the plan, write nothing.")
+@click.pass_context
+def augment(ctx: click.Context, budget: int | None, seed: int | None, splits: str | None,
+            families: str | None, dry_run: bool) -> None:
+    """Derived images (flips, rotations, composed numerals...) as rows the team can veto.
+
+    Example: sheetsync augment --dry-run && sheetsync augment && sheetsync push
+    """
+    def show_plan(plan: Any) -> None:
+        click.echo(f"plan: {len(plan.variants)} derived image(s), budget {plan.budget}; "
+                   f"priorities: {plan.priorities.source}")
+        if plan.variants:
+            click.echo(plan.table().to_string())
+        for note in plan.notes:
+            click.echo(f"  {note}")
+
+    with _errors():
+        result = _project(ctx).augment(
+            budget=budget, seed=seed, dry_run=dry_run, on_plan=show_plan,
+            splits=splits.split(",") if splits else None,
+            families=families.split(",") if families else None)
+        for line in result.skipped[:20]:
+            click.echo(f"skipped: {line}", err=True)
+        if len(result.skipped) > 20:
+            click.echo(f"skipped: ... and {len(result.skipped) - 20} more", err=True)
+        if dry_run:
+            click.echo("dry run: nothing written")
+        elif result.version is not None:
+            click.echo(f"wrote {result.written} derived image(s), rebuilt {result.rebuilt}, in "
+                       f"{result.seconds:.1f} s; recorded v{result.version} (`sheetsync push` shows them)")
+        else:
+            click.echo("nothing to add: the budget is spent")
+
+
 def main() -> None:
     cli(prog_name="sheetsync")
 

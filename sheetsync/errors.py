@@ -18,7 +18,8 @@ them into one line on stderr and the exit code they carry, never a traceback::
     │   ├── AuthError          credentials missing, malformed or refused
     │   ├── SheetNotFoundError the spreadsheet does not exist or is not shared with us
     │   └── QuotaError         the backend kept refusing with 429/5xx after retries
-    └── TrainingError          the model cannot be trained or has not been trained yet
+    ├── TrainingError          the model cannot be trained or has not been trained yet
+    └── AugmentError           a derived image cannot be planned or built (sheetsync.augment)
 """
 
 from __future__ import annotations
@@ -108,3 +109,7 @@ class QuotaError(BackendError):
 
 class TrainingError(SheetsyncError):
     """The model cannot be trained, or no trained model exists yet."""
+
+
+class AugmentError(SheetsyncError):
+    """A derived image cannot be planned or built (e.g. its strokes are not found)."""

@@ -115,6 +115,9 @@ class Project:
         test = test_dir if test_dir is not None else found_test
         if test:
             raw["test_dir"] = test
+        from .augment import default_table
+
+        raw["augment"] = {"transforms": default_table(raw["classes"])}
         config = Config.from_dict(raw, project_dir)
         missing = set(found_classes) - set(config.classes)
         if missing:
@@ -280,11 +283,12 @@ class Project:
 
     def _review_order(self, signals: pd.DataFrame, manifest: pd.DataFrame,
                       order: str | None) -> list[str]:
+        from .augment import derived_last
         from .review import review_order
 
         paths = manifest.set_index("id")["path"].astype(str)
-        return list(review_order(signals, order or self.config.review.order,
-                                 seed=self.config.train.seed, paths=paths))
+        return derived_last(list(review_order(signals, order or self.config.review.order,
+                                              seed=self.config.train.seed, paths=paths)), manifest)
 
     def _signals(self, manifest: pd.DataFrame, info: VersionInfo) -> tuple[pd.DataFrame, str]:
         """Review signals from the freshest predictions, saying where they come from."""
@@ -365,6 +369,8 @@ class Project:
             if plan.problems:
                 raise SheetValidationError(plan.problems)
             report.warnings += plan.warnings
+            plan.manifest, followed = self._follow_sources(manifest, plan)
+            report.lines += followed
             changes = diff_manifests(manifest, plan.manifest)
             if not plan.edited:
                 report.lines.append(f"nothing to pull: the sheet matches {info.name}")
@@ -392,6 +398,13 @@ class Project:
             report.data.update(version=new_info.version)
             self._add_usage(report)
             return report
+
+    def _follow_sources(self, manifest: pd.DataFrame, plan: Any) -> tuple[pd.DataFrame, list[str]]:
+        """Derived images follow a relabelled or dropped source (sheetsync.augment)."""
+        from .augment import class_table, follow_sources
+
+        table = class_table(self.config.augment.transforms, self.config.classes)
+        return follow_sources(manifest, plan.manifest, plan.edited, table)
 
     def _plan_moves(self, manifest: pd.DataFrame) -> tuple[list[jr.Move], pd.DataFrame]:
         root = self.config.root
@@ -457,6 +470,7 @@ class Project:
                 "version": info.version, "time": now_iso(),
                 "train": len(tr), "val": len(va), "dropped": int((items["action"] == "drop").sum()),
                 "test": 0 if test is None else len(test),
+                "derived": _derived_count(manifest, tr),
                 "best_val_accuracy": round(float(result.best_val_accuracy), 4),
                 "test_accuracy": "" if result.test_accuracy is None else round(float(result.test_accuracy), 4),
                 "epochs": result.epochs, "best_epoch": result.best_epoch,
@@ -539,6 +553,78 @@ class Project:
             return Report([f"out-of-sample probabilities for {len(ids)} images of {info.name} "
                            f"({folds or cfg.folds} folds x {epochs or cfg.epochs} epochs); "
                            f"`sheetsync push` uses them"])
+
+    # ---- augment ---------------------------------------------------------------------------
+
+    def augment(self, *, budget: int | None = None, seed: int | None = None,
+                dry_run: bool = False, splits: list[str] | None = None,
+                families: list[str] | None = None, on_plan: Any = None) -> Any:
+        """Derived images up to the budget (sheetsync.augment), committed as one journal batch."""
+        with self._locked():
+            manifest, info, _ = self._refresh()
+            return self._augment(manifest, info, budget, seed, dry_run, splits, families, on_plan)
+
+    def _augment(self, manifest: pd.DataFrame, info: VersionInfo, budget: int | None,
+                 seed: int | None, dry_run: bool, splits: list[str] | None,
+                 families: list[str] | None, on_plan: Any) -> Any:
+        import time
+
+        from . import augment as ag
+
+        started, cfg, root = time.perf_counter(), self.config.augment, self.config.root
+        table = ag.restrict(ag.class_table(cfg.transforms, self.config.classes), families)
+        lost = ag.lost_rows([self.versions.load(v.version) for v in self.versions.list()], manifest)
+        paths = dict(zip(manifest["id"].astype(str), manifest["path"].astype(str), strict=True))
+        pixels = ag.PixelCache(root, paths, cfg.max_side)
+        room = ag.budget_for(manifest, cfg.cap, budget, self.config.splits)
+        room -= int(((lost["action"] == "keep") & lost["split"].isin(self.config.splits)).sum()) if len(lost) else 0
+        plan = ag.plan_augment(
+            manifest, table, self.config.classes, budget=max(0, room),
+            seed=cfg.seed if seed is None else seed, splits=splits or cfg.splits,
+            priorities=self._augment_priorities(manifest, info),
+            spelled=ag.spell_sources(manifest, table, pixels, splits or cfg.splits))
+        result = ag.AugmentResult(plan, dry_run)
+        if on_plan is not None:
+            on_plan(plan)
+        if dry_run or (not plan.variants and not len(lost)):
+            return result
+        files, result.skipped = ag.stage_all(root, root / jr.STAGING / ag.NEW_FILES, plan, lost,
+                                             pixels, set(manifest["id"].astype(str)))
+        moves = jr.plan_moves([(f.row["id"], f.staged, f.row["path"], f.row["hash"]) for f in files],
+                              list(manifest["path"]), exists=lambda rel: safe_join(root, rel).exists())
+        dst = {m.id: m.dst for m in moves}
+        rows = pd.DataFrame([{**f.row, "path": dst[f.row["id"]]} for f in files])
+        new_manifest = pd.concat([manifest, rows], ignore_index=True).fillna("").astype(object)
+        version = self.versions.next_number()
+        self.versions.stage(new_manifest, version)
+        result.rebuilt = sum(1 for f in files if f.row["id"] in set(lost["id"]))
+        result.written = len(files) - result.rebuilt
+        after = {"version": version, "message": f"augment: {result.written} derived, "
+                                                f"{result.rebuilt} rebuilt", "published": ""}
+        journal = self._journal
+        journal.begin(moves, after)
+        jr.apply(journal, progress=lambda ms: self.progress(ms, "writing", len(moves)))
+        result.version = self._after_moves(after).version
+        journal.finish()
+        ag.clean_staging(root / jr.STAGING)
+        result.seconds = time.perf_counter() - started
+        return result
+
+    def _augment_priorities(self, manifest: pd.DataFrame, info: VersionInfo) -> Any:
+        from . import augment as ag
+
+        found = self._latest_predictions(info.version)
+        if found is None:
+            return None
+        kind, version, probs, distance = found
+        npz = self.state / "predictions" / f"v{version:04d}-{kind}.npz"
+        emb = None
+        if npz.exists():
+            with np.load(npz) as d:
+                emb = pd.DataFrame(d["embeddings"], index=d["ids"].astype(str))
+        return ag.priorities_from(manifest, self.config.classes, probs, distance, emb,
+                                  f"{'out-of-sample' if kind == 'oos' else 'in-sample'} "
+                                  f"predictions of v{version}")
 
     # ---- status, log, diff, checkout -------------------------------------------------------
 
@@ -630,6 +716,14 @@ class Project:
         dst.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(src, dst)
         return dst
+
+
+def _derived_count(manifest: pd.DataFrame, trained: pd.DataFrame) -> int:
+    """How many of the training images are derived (sheetsync augment)."""
+    if "source_id" not in manifest.columns:
+        return 0
+    derived = manifest.loc[manifest["source_id"].astype(str) != "", "id"]
+    return int(trained["id"].isin(derived).sum())
 
 
 def _read_frame(path: Path) -> pd.DataFrame:

@@ -13,7 +13,9 @@ EDITABLE = ("split", "label", "action", "note")
 SIGNAL_COLUMNS = ("predicted", "confidence", "margin", "loss", "issue_score", "suspected",
                   "duplicate_of", "outlier", "why")
 NUMERIC_SIGNALS = ("confidence", "margin", "loss", "issue_score", "outlier")
-CORE = ("id", "image", "path", "url", "split", "label", "action", "note", *SIGNAL_COLUMNS)
+# Filled for derived images only (sheetsync augment): the image it was made from, and how.
+DERIVED = ("source_id", "transform")
+CORE = ("id", "image", "path", "url", "split", "label", "action", "note", *SIGNAL_COLUMNS, *DERIVED)
 # Columns every sheet must keep: renaming or deleting one of these is an error on pull.
 REQUIRED = ("id", "path", "split", "label", "action", "note")
 
@@ -35,8 +37,10 @@ _NOTES = {
     "duplicate_of": "Ids of identical or near-identical images.",
     "outlier": "How far the image is from its class (higher = stranger).",
     "why": "Why this row is near the top.",
+    "source_id": "Derived image (sheetsync augment): the id of the image it was made from.",
+    "transform": "Derived image: the transform that made it (drop the row to veto it).",
 }
-_WIDTHS = {"id": 12, "image": 8, "path": 36, "url": 24, "split": 8, "label": 8, "action": 8,
+_WIDTHS = {"source_id": 12, "transform": 18, "id": 12, "image": 8, "path": 36, "url": 24, "split": 8, "label": 8, "action": 8,
            "note": 28, "why": 40, "duplicate_of": 14}
 
 
@@ -79,6 +83,8 @@ def build_table(
             table[name] = col if name in NUMERIC_SIGNALS else col.fillna("").astype(str)
         else:
             table[name] = float("nan") if name in NUMERIC_SIGNALS else ""
+    for name in DERIVED:
+        table[name] = m[name].fillna("").astype(str) if name in m.columns else ""
     for name in extra_columns(manifest):
         table[name] = m[name].fillna("")
     if order is not None:
