@@ -58,7 +58,11 @@ NEAR_DUPLICATE = 0.995
 
 def default_table(classes: Sequence[str]) -> dict[str, Any]:
     """The table ``init`` writes: Roman numerals get theirs, other datasets none."""
-    return dict(ROMAN_TABLE) if set(classes) <= set(ROMAN) else {}
+    if not set(classes) <= set(ROMAN):
+        return {}
+    have = set(classes)
+    return {f: ({k: v for k, v in m.items() if k in have and v in have} if isinstance(m, dict) else m)
+            for f, m in ROMAN_TABLE.items()}
 
 
 @dataclass(frozen=True)
@@ -241,13 +245,21 @@ def _plan_class(c: str, n: int, sources: pd.DataFrame, table: ClassTable, prio: 
         if fams and prio.weight.get(str(id_), 1.0) > 0:
             options[str(id_)] = (fams, str(split))
     quota = _quotas(n, {i: prio.weight.get(i, 1.0) for i in options},
-                    {i: 10**9 if set(f) & set(CONTINUOUS) else len(f) for i, (f, _) in options.items()})
+                    {i: _capacity(i, c, f, taken) for i, (f, _) in options.items()})
     out = []
     for id_, q in quota.items():
         fams, split = options[id_]
         for spec in _specs(id_, c, fams, q, seed, taken):
             out.append(Variant(id_, spec, c, split))
     return out
+
+
+def _capacity(source_id: str, target: str, fams: list[str], taken: set[tuple[str, str]]) -> int:
+    """How many new variants a source still has for ``target`` (flips, composition: one each)."""
+    if set(fams) & set(CONTINUOUS):
+        return 10**6
+    specs = [f"compose({target})" if f == "compose" else f for f in fams]
+    return sum((source_id, s) not in taken for s in specs)
 
 
 def _quotas(n: int, weight: dict[str, float], capacity: dict[str, int]) -> dict[str, int]:
