@@ -325,7 +325,8 @@ def build_png(source_pixels: np.ndarray, spec: str) -> bytes:
 
     out = apply_spec(source_pixels, spec)
     buf = io.BytesIO()
-    Image.fromarray(out).save(buf, format="PNG", optimize=False, compress_level=6)
+    # Level 1: ~3x faster to write than the default, files a little bigger; still lossless.
+    Image.fromarray(out).save(buf, format="PNG", optimize=False, compress_level=1)
     return buf.getvalue()
 
 

@@ -591,7 +591,8 @@ class Project:
         files, result.skipped = ag.stage_all(root, root / jr.STAGING / ag.NEW_FILES, plan, lost,
                                              pixels, set(manifest["id"].astype(str)))
         moves = jr.plan_moves([(f.row["id"], f.staged, f.row["path"], f.row["hash"]) for f in files],
-                              list(manifest["path"]), exists=lambda rel: safe_join(root, rel).exists())
+                              # Derived paths are built from config names and hex ids: plain.
+                              list(manifest["path"]), exists=lambda rel: (root / rel).exists())
         dst = {m.id: m.dst for m in moves}
         rows = pd.DataFrame([{**f.row, "path": dst[f.row["id"]]} for f in files])
         new_manifest = pd.concat([manifest, rows], ignore_index=True).fillna("").astype(object)
