@@ -8,6 +8,7 @@ left out each. Also prints the time augment takes to plan and write the derived 
 
     python -m bench.bench_augment --epochs 10                 # with/without only
     python -m bench.bench_augment --epochs 10 --ablation      # + one run per family group left out
+    python -m bench.bench_augment --sheets                    # push/pull at 10,000 rows, both backends
 """
 
 from __future__ import annotations
@@ -48,14 +49,58 @@ def load() -> str:
     return f"load average {one:.1f} (1 min), {five:.1f} (5 min) on {os.cpu_count()} CPUs"
 
 
+def sheets_at_cap(data: Path, work: Path) -> None:
+    """Push and pull an augmented project (10,000 rows) on both backends; seconds and usage."""
+    import dataclasses
+    import json
+
+    from sheetsync import Project
+    from sheetsync.config import Config
+    from sheetsync.sheets.google import GoogleBackend
+    from tests._sheets_standin import SheetsStandin, route
+
+    project = fresh_project(data, work, "sheets")
+    got = project.augment()
+    print(f"augment: {got.written} derived images in {got.seconds:.1f} s; "
+          f"{len(project.versions.load('latest'))} rows; {load()}", flush=True)
+    for name, fn in (("local push", project.push), ("local pull", project.pull)):
+        started = time.perf_counter()
+        lines = fn().lines
+        print(f"{name}: {time.perf_counter() - started:.1f} s; {lines[-1]}", flush=True)
+    with SheetsStandin() as api:
+        bot = "bench@team.iam.gserviceaccount.com"
+        sid = api.create_spreadsheet("labels", shared_with=[bot])
+        key = project.config.project_dir / "credentials.json"
+        key.write_text(json.dumps(api.service_account(bot)))
+        key.chmod(0o600)
+        config = dataclasses.replace(project.config, backend="google", google=dataclasses.replace(
+            project.config.google, spreadsheet=sid,
+            image_url_template="https://storage.googleapis.com/b/{path}"))
+        config.save()
+        config = Config.load(config.project_dir)
+        backend = GoogleBackend.from_config(config)
+        route(backend.client.http_client.session, api)
+        google = Project(config, progress=project.progress, backend=backend)
+        for name, fn in (("google push", lambda: google.push(force=True)), ("google pull", google.pull)):
+            started = time.perf_counter()
+            lines = fn().lines
+            print(f"{name}: {time.perf_counter() - started:.1f} s; {lines[-1]}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--ablation", action="store_true", help="also leave out each family group")
     ap.add_argument("--work", type=Path, help="keep the projects here (default: a temp folder)")
+    ap.add_argument("--sheets", action="store_true",
+                    help="only push/pull an augmented 10,000-row project on both backends")
     args = ap.parse_args(argv)
     from sheetsync._transforms import FAMILIES, GROUPS
+
+    if args.sheets:
+        sheets_at_cap(args.data, args.work or Path(tempfile.mkdtemp(prefix="bench-augment-")))
+        return 0
 
     print(f"bench_augment: {args.epochs} epochs per run, seed 123; {load()}", flush=True)
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-augment-"))

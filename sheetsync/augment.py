@@ -140,8 +140,10 @@ class AugmentPlan:
             return pd.DataFrame()
         df = pd.DataFrame({"class": [v.label for v in self.variants],
                            "family": [v.family for v in self.variants]})
+        from .dataset import order_classes
+
         out = pd.crosstab(df["class"], df["family"])
-        out = out[[f for f in FAMILIES if f in out.columns]]
+        out = out.loc[order_classes(out.index), [f for f in FAMILIES if f in out.columns]]
         out["total"] = out.sum(axis=1)
         out.loc["total"] = out.sum()
         return out

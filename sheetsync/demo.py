@@ -2,7 +2,8 @@
 
 It draws a small handwritten-looking Roman-numeral dataset (with a few deliberately wrong labels
 and one blank image), then runs init -> train -> push -> edits as a person would make them in
-the workbook -> pull -> train, and prints the score table.
+the workbook -> pull -> augment (40 derived images) -> train -> push (derived rows in the
+workbook), and prints the score table.
 """
 
 from __future__ import annotations
@@ -140,8 +141,13 @@ def run(folder: Path, epochs: int = 8) -> int:
     say(str(project.status()))
     say("== sheetsync pull")
     say(str(project.pull()))
+    say("== sheetsync augment --budget 40")
+    augmented = project.augment(budget=40, on_plan=lambda plan: say(plan.table().to_string()))
+    say(f"wrote {augmented.written} derived images; recorded v{augmented.version}")
     say(f"== sheetsync train --epochs {epochs}")
     say(str(project.train(epochs=epochs)))
+    say("== sheetsync push   (derived rows follow the originals, composed ones first)")
+    say(str(project.push()))
     say("== sheetsync log")
     say(project.log().to_string(index=False))
     say(f"\nworkbook: {workbook}\nscore chart: {project.state / 'scores.png'}")

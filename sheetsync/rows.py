@@ -40,7 +40,7 @@ _NOTES = {
     "source_id": "Derived image (sheetsync augment): the id of the image it was made from.",
     "transform": "Derived image: the transform that made it (drop the row to veto it).",
 }
-_WIDTHS = {"source_id": 12, "transform": 18, "id": 12, "image": 8, "path": 36, "url": 24, "split": 8, "label": 8, "action": 8,
+_WIDTHS = {"source_id": 13, "transform": 18, "id": 12, "image": 8, "path": 36, "url": 24, "split": 8, "label": 8, "action": 8,
            "note": 28, "why": 40, "duplicate_of": 14}
 
 
