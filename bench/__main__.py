@@ -1,7 +1,7 @@
 """Every benchmark, one after the other: ``python -m bench [--quick]``.
 
---quick leaves out the two that train the fixed model on the competition data (bench_train,
-a few minutes; bench_review, 20+ minutes on 2 cores).
+--quick leaves out the ones that use the competition data (bench_train, a few minutes;
+bench_review, 20+ minutes on 2 cores; bench_augment, a training pair at 10,000 images).
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import sys
 import time
 
 QUICK = [("bench_loop", []), ("bench_local", []), ("bench_google", ["--rows", "1000", "10000"])]
-MODEL = [("bench_train", ["--epochs", "3"]), ("bench_review", ["--flip", "0.05", "0.10"])]
+MODEL = [("bench_train", ["--epochs", "3"]), ("bench_review", ["--flip", "0.05", "0.10"]),
+         ("bench_augment", ["--sheets"]), ("bench_augment", ["--epochs", "10"])]
 
 
 def main(argv: list[str]) -> int:

@@ -149,6 +149,18 @@ class AugmentPlan:
         return out
 
 
+def check_settings(cap: int, max_side: int, seed: int, splits: Sequence[str],
+                   known_splits: Sequence[str]) -> None:
+    """ConfigError for ``[augment]`` values (or options) that cannot work."""
+    for name, value, low in (("cap", cap, 0), ("max_side", max_side, 8), ("seed", seed, 0)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise ConfigError(f"[augment] {name} must be a whole number >= {low}, not {value!r}")
+    unknown = [s for s in splits if s not in known_splits]
+    if not splits or unknown:
+        raise ConfigError(f"[augment] splits {unknown or list(splits)}: must be some of "
+                          f"{', '.join(known_splits)}")
+
+
 def budget_for(manifest: pd.DataFrame, cap: int, budget: int | None, splits: Sequence[str]) -> int:
     """How many derived images fit: the cap minus the kept train+val images, or ``budget``."""
     kept = manifest[(manifest["action"] == "keep") & manifest["split"].isin(list(splits))]
@@ -547,9 +559,15 @@ class PixelCache:
 
     def get(self, id_: str) -> np.ndarray:
         if id_ not in self._pixels:
-            from .dataset import safe_join
+            from PIL import UnidentifiedImageError
 
-            self._pixels[id_] = load_source(safe_join(self.root, self.paths[id_]), self.max_side)
+            from .dataset import safe_join
+            from .errors import AugmentError
+
+            try:
+                self._pixels[id_] = load_source(safe_join(self.root, self.paths[id_]), self.max_side)
+            except (OSError, ValueError, UnidentifiedImageError) as e:
+                raise AugmentError(f"{self.paths[id_]}: cannot read the image ({e})") from None
         return self._pixels[id_]
 
 
@@ -557,12 +575,19 @@ def spell_sources(manifest: pd.DataFrame, table: ClassTable, pixels: PixelCache,
                   splits: Sequence[str]) -> dict[str, str]:
     """id -> the glyphs read in each source that composition could use."""
     from ._compose import glyphs
+    from .errors import AugmentError
 
     if not table.compose:
         return {}
     src = _sources(manifest, splits)
-    src = src[[bool(targets_of(str(lab))) for lab in src["label"]]]
-    return {str(i): "".join(k for k, _, _ in glyphs(pixels.get(str(i)))) for i in src["id"]}
+    out = {}
+    for id_, label in zip(src["id"].astype(str), src["label"].astype(str), strict=True):
+        if targets_of(label):
+            try:
+                out[id_] = "".join(k for k, _, _ in glyphs(pixels.get(id_)))
+            except AugmentError:
+                continue  # unreadable: stage_all names it when a variant needs it
+    return out
 
 
 def stage_all(root: Any, staging: Any, plan: AugmentPlan, lost: pd.DataFrame, pixels: PixelCache,

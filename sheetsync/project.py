@@ -572,6 +572,10 @@ class Project:
         from . import augment as ag
 
         started, cfg, root = time.perf_counter(), self.config.augment, self.config.root
+        ag.check_settings(cfg.cap, cfg.max_side, cfg.seed if seed is None else seed,
+                          splits or cfg.splits, self.config.splits)
+        if budget is not None and budget < 0:
+            raise ConfigError(f"--budget must be 0 or more, not {budget}")
         table = ag.restrict(ag.class_table(cfg.transforms, self.config.classes), families)
         lost = ag.lost_rows([self.versions.load(v.version) for v in self.versions.list()], manifest)
         paths = dict(zip(manifest["id"].astype(str), manifest["path"].astype(str), strict=True))

@@ -298,3 +298,45 @@ def test_a_kill_during_augment_leaves_the_tree_as_before_or_after(
 def test_variant_family_comes_from_the_spec() -> None:
     assert Variant("s", "noise(0.050,12)", "i", "train").family == "noise"
     assert Variant("s", "compose(iii)", "iii", "train").family == "compose"
+
+
+def test_an_unreadable_source_is_named_and_skipped_not_a_traceback(project: Project) -> None:
+    root = project.config.root
+    broken = root / "train" / "iv" / "broken.png"
+    broken.write_bytes(b"not a png at all")
+    result = project.augment(budget=30, families=["rotate"])
+    assert any("train/iv/broken.png: cannot read the image" in s for s in result.skipped)
+    assert result.written == 30 - len(result.skipped)
+    assert broken.read_bytes() == b"not a png at all"
+
+
+@pytest.mark.parametrize("setting, message", [("cap = 10000", "cap = -1"),
+                                              ('splits = [\n    "train",\n]', 'splits = ["test"]')])
+def test_bad_augment_settings_are_one_clear_error(project: Project, setting: str,
+                                                   message: str) -> None:
+    text = project.config.path.read_text()
+    assert setting in text
+    project.config.path.write_text(text.replace(setting, message))
+    with pytest.raises(ConfigError, match=r"\[augment\]"):
+        Project.open(project.config.project_dir).augment(budget=3)
+
+
+def test_cli_prints_the_plan_and_dry_run_stops_there(project: Project) -> None:
+    from click.testing import CliRunner
+
+    from sheetsync.cli import cli
+
+    root = project.config.root
+    before = tree(root)
+    run = CliRunner().invoke(cli, ["-C", str(project.config.project_dir), "augment",
+                                   "--budget", "12", "--dry-run"])
+    assert run.exit_code == 0, run.output
+    assert "plan: 12 derived image(s), budget 12" in run.output
+    assert "dry run: nothing written" in run.output and tree(root) == before
+    bad = CliRunner().invoke(cli, ["-C", str(project.config.project_dir), "augment",
+                                   "--families", "twirl"])
+    assert bad.exit_code == 1 and "unknown transform famil" in bad.output
+    assert "Traceback" not in bad.output
+    done = CliRunner().invoke(cli, ["-C", str(project.config.project_dir), "augment",
+                                    "--budget", "4"])
+    assert done.exit_code == 0 and "wrote 4 derived image(s)" in done.output
