@@ -29,6 +29,7 @@ FLOOR = 0.12  # validation accuracy points above the run without augmentation (i
 def fresh_project(data: Path, work: Path, name: str):
     from sheetsync import Project
 
+    shutil.rmtree(work / name, ignore_errors=True)
     root = work / name / "data"
     for split in ("train", "val", "label_book"):
         shutil.copytree(data / split, root / split)
@@ -60,8 +61,10 @@ def sheets_at_cap(data: Path, work: Path) -> None:
     from tests._sheets_standin import SheetsStandin, route
 
     project = fresh_project(data, work, "sheets")
+    cpu = time.process_time()
     got = project.augment()
-    print(f"augment: {got.written} derived images in {got.seconds:.1f} s; "
+    print(f"augment: {got.written} derived images in {got.seconds:.1f} s "
+          f"({time.process_time() - cpu:.1f} s CPU); "
           f"{len(project.versions.load('latest'))} rows; {load()}", flush=True)
     for name, fn in (("local push", project.push), ("local pull", project.pull)):
         started = time.perf_counter()
@@ -93,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--ablation", action="store_true", help="also leave out each family group")
     ap.add_argument("--work", type=Path, help="keep the projects here (default: a temp folder)")
+    ap.add_argument("--reuse-baseline", action="store_true",
+                    help="take the run without augment from an earlier run in --work (said so)")
     ap.add_argument("--sheets", action="store_true",
                     help="only push/pull an augmented 10,000-row project on both backends")
     args = ap.parse_args(argv)
@@ -104,9 +109,23 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"bench_augment: {args.epochs} epochs per run, seed 123; {load()}", flush=True)
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-augment-"))
-    base = fresh_project(args.data, work, "baseline")
-    results = {"without augment": train(base, args.epochs)}
-    print(f"without augment: {results['without augment']}; {load()}", flush=True)
+    if args.reuse_baseline and (work / "baseline" / ".sheetsync" / "scores.csv").exists():
+        from sheetsync import Project
+
+        base = Project.open(work / "baseline")
+        row = base.scores.read().iloc[-1]
+        if int(row["epochs"]) != args.epochs:
+            raise SystemExit(f"the baseline in {work} ran {row['epochs']} epochs, not {args.epochs}")
+        results = {"without augment": {"val": float(row["best_val_accuracy"]),
+                                       "label_book": float(row["test_accuracy"]),
+                                       "train": int(row["train"]), "derived": 0,
+                                       "train_s": float(row["seconds"])}}
+        print(f"without augment: REUSED from {work / 'baseline'} (an earlier run of this "
+              f"script): {results['without augment']}", flush=True)
+    else:
+        base = fresh_project(args.data, work, "baseline")
+        results = {"without augment": train(base, args.epochs)}
+        print(f"without augment: {results['without augment']}; {load()}", flush=True)
     runs = [("with augment (all families)", None)]
     if args.ablation:
         runs += [(f"without {g}", [f for f in FAMILIES if f not in fams]) for g, fams in GROUPS.items()]

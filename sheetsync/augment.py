@@ -401,7 +401,7 @@ def near_duplicates(manifest: pd.DataFrame, embeddings: pd.DataFrame | None,
     for _, group in train.groupby("label"):
         ids = sorted(set(group["id"].astype(str)) & set(embeddings.index))
         e = embeddings.loc[ids].to_numpy(dtype=np.float64)
-        e /= np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
+        e = e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
         sim = np.triu(e @ e.T, k=1)
         later = np.nonzero((sim > threshold).any(axis=0))[0]
         out += [ids[j] for j in later]

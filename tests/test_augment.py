@@ -340,3 +340,27 @@ def test_cli_prints_the_plan_and_dry_run_stops_there(project: Project) -> None:
     done = CliRunner().invoke(cli, ["-C", str(project.config.project_dir), "augment",
                                     "--budget", "4"])
     assert done.exit_code == 0 and "wrote 4 derived image(s)" in done.output
+
+
+def test_saved_predictions_steer_the_plan(project: Project) -> None:
+    """Weak classes get more, near-duplicates (same embedding) none: from the saved files."""
+    m = project.versions.load("latest")
+    ids = list(m["id"])
+    labels = list(m["label"])
+    rng = np.random.default_rng(0)
+    probs = np.full((len(ids), len(CLASSES)), 0.02)
+    for k, lab in enumerate(labels):
+        # The model gets every 'ii' wrong (says 'i'), the rest right.
+        probs[k, CLASSES.index("i" if lab == "ii" else lab)] = 0.9
+    emb = rng.normal(size=(len(ids), 8))
+    twins = m[(m["label"] == "iii") & (m["split"] == "train")]["id"].iloc[:2].tolist()
+    emb[ids.index(twins[1])] = emb[ids.index(twins[0])]
+    project._save_predictions(1, "insample", ids, probs, emb, np.ones_like(probs))
+    result = project.augment(budget=60, dry_run=True, families=["rotate"])
+    prio = result.plan.priorities
+    assert prio.source == "in-sample predictions of v1"
+    assert prio.class_accuracy["ii"] == 0.0 and prio.class_accuracy["i"] == 1.0
+    assert prio.weight[max(twins)] == 0.0 and prio.weight[min(twins)] > 0
+    per_class = result.plan.table()["total"]
+    assert per_class["ii"] > 2 * per_class["i"]
+    assert max(twins) not in {v.source_id for v in result.plan.variants}
