@@ -403,6 +403,8 @@ class Project:
         """Derived images follow a relabelled or dropped source (sheetsync.augment)."""
         from .augment import class_table, follow_sources
 
+        if "source_id" not in manifest.columns or not (manifest["source_id"] != "").any():
+            return plan.manifest, []  # nothing derived: the table does not matter
         table = class_table(self.config.augment.transforms, self.config.classes)
         return follow_sources(manifest, plan.manifest, plan.edited, table)
 
