@@ -133,11 +133,11 @@ def main(argv: list[str] | None = None) -> int:
         project = fresh_project(args.data, work, name.replace(" ", "_").replace("/", "-"))
         # The baseline's predictions steer the budget, as `train` then `augment` would.
         shutil.copytree(base.state / "predictions", project.state / "predictions")
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         got = project.augment(families=families)
-        gen_s = time.perf_counter() - started
+        gen_s, gen_cpu = time.perf_counter() - started, time.process_time() - cpu
         results[name] = {**train(project, args.epochs), "generated": got.written,
-                         "generate_s": round(gen_s, 1)}
+                         "generate_s": f"{gen_s:.1f} ({gen_cpu:.1f} CPU)"}
         print(f"{name}: {results[name]}; {load()}", flush=True)
     ref = results["without augment"]
     print("\n| run | train images (derived) | val accuracy | vs without | label_book accuracy | "
