@@ -564,6 +564,7 @@ class Project:
         """Derived images up to the budget (sheetsync.augment), committed as one journal batch."""
         with self._locked():
             manifest, info, _ = self._refresh()
+            assert info is not None  # _refresh records a version when there is none
             return self._augment(manifest, info, budget, seed, dry_run, splits, families, on_plan)
 
     def _augment(self, manifest: pd.DataFrame, info: VersionInfo, budget: int | None,
