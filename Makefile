@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install demo test test-all lint bench bench-quick clean
+.PHONY: install demo test test-all lint bench bench-quick screenshot clean
 
 install: $(VENV)/.installed
 
@@ -25,12 +25,17 @@ test-all: install
 
 lint: install
 	$(PY) -m ruff check sheetsync tests bench
+	$(PY) -m mypy sheetsync
 
 bench: install
 	$(PY) -m bench
 
 bench-quick: install
 	$(PY) -m bench --quick
+
+# docs/workbook.png: the pushed workbook as LibreOffice Calc shows it at 100% (needs soffice).
+screenshot: install
+	$(PY) docs/screenshot.py
 
 clean:
 	rm -rf $(VENV) demo-run bench-out .pytest_cache

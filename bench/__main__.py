@@ -1,7 +1,9 @@
 """Every benchmark, one after the other: ``python -m bench [--quick]``.
 
---quick leaves out the ones that use the competition data (bench_train, a few minutes;
-bench_review, 20+ minutes on 2 cores; bench_augment, a training pair at 10,000 images).
+--quick leaves out the ones that train the fixed model on the competition data (bench_train,
+a few minutes; bench_review, 20+ minutes on 2 cores; bench_review_human, 30+ minutes;
+bench_augment, a training pair at 10,000 images) and bench_report (UMAP of 100,000 points,
+minutes).
 """
 
 from __future__ import annotations
@@ -10,8 +12,11 @@ import importlib
 import sys
 import time
 
-QUICK = [("bench_loop", []), ("bench_local", []), ("bench_google", ["--rows", "1000", "10000"])]
+QUICK = [("bench_loop", []), ("bench_local", []), ("bench_google", ["--rows", "1000", "10000"]),
+         ("bench_push_writes", []), ("bench_read_extent", []),
+         ("bench_publish", [])]
 MODEL = [("bench_train", ["--epochs", "3"]), ("bench_review", ["--flip", "0.05", "0.10"]),
+         ("bench_review_human", []), ("bench_report", ["10000", "100000"]),
          ("bench_augment", ["--sheets"]), ("bench_augment", ["--epochs", "10"])]
 
 

@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, families in runs:
         project = fresh_project(args.data, work, name.replace(" ", "_").replace("/", "-"))
         # The baseline's predictions steer the budget, as `train` then `augment` would.
-        shutil.copytree(base.state / "predictions", project.state / "predictions")
+        shutil.copytree(base.store.predictions_dir, project.store.predictions_dir)
         started, cpu = time.perf_counter(), time.process_time()
         got = project.augment(families=families)
         gen_s, gen_cpu = time.perf_counter() - started, time.process_time() - cpu

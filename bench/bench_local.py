@@ -41,7 +41,7 @@ def bench(label: str, table: pd.DataFrame, root: Path, work: Path) -> None:
 
     base_write = timed(lambda: table.to_excel(naive, sheet_name="data", index=False))
     base_read = timed(lambda: pd.read_excel(naive, sheet_name="data", dtype=str))
-    thumbs = timed(lambda: [images.render_thumbnail(root / p, 48) for p in table["path"]])
+    thumbs = timed(lambda: [images.render_thumbnail(root / p, b.thumb_size) for p in table["path"]])
     first = timed(lambda: b.write_table(table, layout))
     size = book.stat().st_size
     again = timed(lambda: b.write_table(table, layout))

@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> None:
         t_pull, report = timed(project.pull)
         _, peak_pull = tracemalloc.get_traced_memory()
         tracemalloc.stop()
-        moves = report.data.get("moves", [])
+        moves = report.moves
 
         # Baseline: the same renames, bare, on an identical copy of the tree.
         def bare_moves() -> None:

@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> None:
     import numpy as np
     import tensorflow as tf
 
-    from sheetsync import train as T
+    from sheetsync import decode
 
     train, val = items(args.data, "train"), items(args.data, "val")
     print(
@@ -130,18 +130,18 @@ def main(argv: list[str] | None = None) -> None:
     files = pd_col(train, "file") + pd_col(val, "file")
     hashes = pd_col(train, "hash") + pd_col(val, "hash")
     t = time.perf_counter()
-    T.load_images(files, hashes, cache)
+    decode.load_images(files, hashes, cache)
     cold = time.perf_counter() - t
     t = time.perf_counter()
-    T.load_images(files, hashes, cache)
+    decode.load_images(files, hashes, cache)
     warm = time.perf_counter() - t
     print(
         f"image cache: cold (decode + write) {cold:.2f} s, warm (read) {warm:.2f} s "
         f"for {len(files)} images"
     )
 
-    xt = T.load_images(pd_col(train, "file"), pd_col(train, "hash"), cache)
-    xv = T.load_images(pd_col(val, "file"), pd_col(val, "hash"), cache)
+    xt = decode.load_images(pd_col(train, "file"), pd_col(train, "hash"), cache)
+    xv = decode.load_images(pd_col(val, "file"), pd_col(val, "hash"), cache)
     eye = np.eye(len(CLASSES), dtype=np.float32)
     yt = eye[[CLASSES.index(c) for c in train["label"]]]
     yv = eye[[CLASSES.index(c) for c in val["label"]]]

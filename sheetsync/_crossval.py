@@ -80,7 +80,7 @@ def read_fold_map(path: Path) -> dict[str, int]:
         return {}  # absent or damaged: the folds are dealt afresh
 
 
-def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
+def write_atomic(path: Path, write: Callable[[Path], object]) -> None:
     # Write next to the target and rename: an interrupted run never leaves half a file behind.
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -98,6 +98,12 @@ class FoldResult:
     probs: np.ndarray  # (m, C)
     embeddings: np.ndarray  # (m, D)
     class_distance: np.ndarray  # (m, C), in units of each class's typical spread
+    # With snapshots (training dynamics): the held-out rows' probabilities averaged over the
+    # snapshot epochs, and the training rows' mean margin (given-label probability minus the
+    # largest other) over those epochs: a label the model learns late or never is in doubt.
+    snapshot_probs: np.ndarray | None = None  # (m, C)
+    train_ids: np.ndarray | None = None  # (t,) str
+    train_margin: np.ndarray | None = None  # (t,)
 
     def save(self, path: Path) -> None:
         def write(tmp: Path) -> None:
@@ -109,9 +115,16 @@ class FoldResult:
                     probs=self.probs,
                     embeddings=self.embeddings,
                     class_distance=self.class_distance,
+                    **self._extras(),  # type: ignore[arg-type]
                 )
 
         write_atomic(path, write)
+
+    def _extras(self) -> dict[str, np.ndarray]:
+        if self.snapshot_probs is None or self.train_ids is None or self.train_margin is None:
+            return {}
+        return {"snapshot_probs": self.snapshot_probs, "train_ids": self.train_ids.astype(str),
+                "train_margin": self.train_margin}
 
     @classmethod
     def load(cls, path: Path) -> FoldResult | None:
@@ -119,7 +132,9 @@ class FoldResult:
             with np.load(path, allow_pickle=False) as z:
                 if int(z["format"]) != FOLD_FORMAT:
                     return None
-                return cls(z["ids"], z["probs"], z["embeddings"], z["class_distance"])
+                extra = [z[k] if k in z.files else None
+                         for k in ("snapshot_probs", "train_ids", "train_margin")]
+                return cls(z["ids"], z["probs"], z["embeddings"], z["class_distance"], *extra)
         except (OSError, ValueError, KeyError):
             return None  # missing or damaged (e.g. killed mid-write elsewhere): recompute
 
@@ -191,4 +206,13 @@ def run_fold(
     labels = items["label"].astype(str).map(index).to_numpy(dtype=int)
     dist = class_distances(emb, probs, labels, ~held, len(classes))
     ids = items["id"].astype(str).to_numpy()
-    return FoldResult(ids[held], probs[held], emb[held], dist[held])
+    snaps = getattr(pred, "snapshots", None)
+    if snaps is None:
+        return FoldResult(ids[held], probs[held], emb[held], dist[held])
+    snaps = np.asarray(snaps, dtype=np.float64)
+    mine = snaps[:, np.arange(len(items)), labels]  # (S, n) given-label probability
+    other = snaps.copy()
+    other[:, np.arange(len(items)), labels] = -np.inf
+    margin = (mine - other.max(axis=2)).mean(axis=0)
+    return FoldResult(ids[held], probs[held], emb[held], dist[held],
+                      snaps[:, held].mean(axis=0), ids[~held], margin[~held])

@@ -24,10 +24,10 @@ from __future__ import annotations
 import hashlib
 import io
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -43,6 +43,10 @@ from ._transforms import (
     variant_rng,
 )
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .config import Config
+    from .journal import Move
 
 DERIVED_COLUMNS = ("source_id", "transform")
 ROMAN = ("i", "ii", "iii", "iv", "v", "vi", "vii", "viii", "ix", "x")
@@ -124,7 +128,17 @@ class Priorities:
 
     class_accuracy: dict[str, float] = field(default_factory=dict)
     weight: dict[str, float] = field(default_factory=dict)  # per source id; 0 = near-duplicate
-    source: str = "none (no predictions yet: every class and image weighs the same)"
+    kind: str = ""  # the predictions they come from: "oos", "insample", or "" (none yet: all weigh the same)
+    version: int | None = None  # the version those predictions were made for
+
+
+@dataclass(frozen=True)
+class Shortfall:
+    """A class that got fewer derived images than its share (not enough sources)."""
+
+    label: str
+    planned: int
+    wanted: int
 
 
 @dataclass
@@ -132,7 +146,7 @@ class AugmentPlan:
     budget: int
     variants: list[Variant]
     priorities: Priorities
-    notes: list[str] = field(default_factory=list)
+    short: list[Shortfall] = field(default_factory=list)
 
     def table(self) -> pd.DataFrame:
         """Derived images planned per class (rows) and transform family (columns)."""
@@ -205,13 +219,13 @@ def plan_augment(
     sources = _sources(manifest, splits)
     per_class = _apportion(budget, {c: _class_weight(prio, c) for c in classes})
     variants: list[Variant] = []
-    notes: list[str] = []
+    short: list[Shortfall] = []
     for c in classes:
         got = _plan_class(c, per_class[c], sources, table, prio, seed, taken, spelled or {})
         if len(got) < per_class[c]:
-            notes.append(f"{c}: {len(got)} of {per_class[c]} planned (not enough sources)")
+            short.append(Shortfall(c, len(got), per_class[c]))
         variants += got
-    return AugmentPlan(budget, _sheet_order(variants), prio, notes)
+    return AugmentPlan(budget, _sheet_order(variants), prio, short)
 
 
 def _sources(manifest: pd.DataFrame, splits: Sequence[str]) -> pd.DataFrame:
@@ -364,7 +378,7 @@ def load_source(path: Any, max_side: int) -> np.ndarray:
 
 def priorities_from(manifest: pd.DataFrame, classes: Sequence[str], probs: pd.DataFrame,
                     distance: pd.DataFrame | None, embeddings: pd.DataFrame | None,
-                    what: str) -> Priorities:
+                    kind: str, version: int) -> Priorities:
     """Class accuracy on val; per source: near the boundary or far out weighs more, duplicates 0."""
     m = manifest.set_index("id", drop=False)
     ids = m.index.intersection(probs.index)
@@ -388,7 +402,7 @@ def priorities_from(manifest: pd.DataFrame, classes: Sequence[str], probs: pd.Da
     out = dict(zip(map(str, ids), weight.round(4).tolist(), strict=True))
     for id_ in near_duplicates(manifest, embeddings):
         out[id_] = 0.0
-    return Priorities(acc, out, what)
+    return Priorities(acc, out, kind, version)
 
 
 def near_duplicates(manifest: pd.DataFrame, embeddings: pd.DataFrame | None,
@@ -410,9 +424,22 @@ def near_duplicates(manifest: pd.DataFrame, embeddings: pd.DataFrame | None,
 
 # ---- derived rows follow their source on pull -------------------------------------------------
 
+@dataclass(frozen=True)
+class Followed:
+    """A derived row that followed its edited source in a pull; ``note``: what its note cell
+    now says about it (the sheet shows it to the team)."""
+
+    id: str
+    source_id: str
+    transform: str
+    action: str  # the derived row's action and label now
+    label: str
+    note: str
+
+
 def follow_sources(before: pd.DataFrame, merged: pd.DataFrame, edited: Sequence[str],
-                   table: ClassTable) -> tuple[pd.DataFrame, list[str]]:
-    """Derived rows of relabelled or dropped sources follow them (pure); lines saying so.
+                   table: ClassTable) -> tuple[pd.DataFrame, list[Followed]]:
+    """Derived rows of relabelled or dropped sources follow them (pure), and which did.
 
     A derived row people edited themselves in the same pull keeps their edit.
     """
@@ -421,7 +448,7 @@ def follow_sources(before: pd.DataFrame, merged: pd.DataFrame, edited: Sequence[
     out = merged.set_index("id", drop=False)
     old = before.set_index("id")
     human = set(edited)
-    said: list[str] = []
+    said: list[Followed] = []
     derived = out[(out["source_id"].astype(str) != "") & ~out.index.isin(list(human))]
     for id_, src, spec in zip(derived.index, derived["source_id"], derived["transform"], strict=True):
         if src not in out.index or src not in old.index or src not in human:
@@ -436,7 +463,7 @@ def follow_sources(before: pd.DataFrame, merged: pd.DataFrame, edited: Sequence[
         out.at[id_, "action"], out.at[id_, "label"] = action, label
         note = str(out.at[id_, "note"])
         out.at[id_, "note"] = f"{note} [{text}]".strip()
-        said.append(f"derived {id_} ({spec}): {text}")
+        said.append(Followed(str(id_), str(src), str(spec), action, label, text))
     return out.reset_index(drop=True), said
 
 
@@ -478,17 +505,16 @@ def derived_last(order: Sequence[str], manifest: pd.DataFrame) -> list[str]:
 NEW_FILES = "new"  # under the journal's staging folder: outside the tree until the batch commits
 
 
-@dataclass
-class AugmentResult:
-    """What ``augment`` planned and did."""
+@dataclass(frozen=True)
+class Unbuilt:
+    """A derived image augment could not make: ``reason`` "source_gone" or "bytes_differ" (a
+    lost file to rebuild), or "unreadable" (``detail``: the error, naming the file)."""
 
-    plan: AugmentPlan
-    dry_run: bool = False
-    written: int = 0
-    rebuilt: int = 0
-    skipped: list[str] = field(default_factory=list)
-    version: int | None = None
-    seconds: float = 0.0
+    source_id: str
+    transform: str
+    reason: str
+    id: str = ""  # the derived id, for a lost one to rebuild
+    detail: str = ""
 
 
 @dataclass(frozen=True)
@@ -524,11 +550,11 @@ def stage_variant(root: Any, pixels: np.ndarray, variant: Variant, taken_ids: se
 
 
 def stage_rebuild(root: Any, pixels: np.ndarray, row: Mapping[str, Any],
-                  staging: Any) -> NewFile | str:
-    """Rebuild a lost derived file; a line saying why not when the bytes would differ."""
+                  staging: Any) -> NewFile | Unbuilt:
+    """Rebuild a lost derived file; why not when the bytes would differ."""
     data = build_png(pixels, str(row["transform"]))
     if hashlib.sha256(data).hexdigest() != row["hash"]:
-        return f"derived {row['id']} ({row['transform']}): rebuilt bytes differ; not restored"
+        return Unbuilt(str(row["source_id"]), str(row["transform"]), "bytes_differ", str(row["id"]))
     _write(staging / f"{row['id']}.png", data)
     keep = {k: str(v) for k, v in row.items()}
     return NewFile(f"{staging.relative_to(root).as_posix()}/{row['id']}.png", keep)
@@ -591,8 +617,8 @@ def spell_sources(manifest: pd.DataFrame, table: ClassTable, pixels: PixelCache,
 
 
 def stage_all(root: Any, staging: Any, plan: AugmentPlan, lost: pd.DataFrame, pixels: PixelCache,
-              taken_ids: set[str]) -> tuple[list[NewFile], list[str]]:
-    """Every planned and lost derived image, written under ``staging``; lines for those skipped."""
+              taken_ids: set[str]) -> tuple[list[NewFile], list[Unbuilt]]:
+    """Every planned and lost derived image, written under ``staging``; and those skipped."""
     import shutil
 
     from .errors import AugmentError
@@ -601,18 +627,19 @@ def stage_all(root: Any, staging: Any, plan: AugmentPlan, lost: pd.DataFrame, pi
     staging.mkdir(parents=True)
     taken = set(taken_ids) | set(lost["id"].astype(str)) if len(lost) else set(taken_ids)
     files: list[NewFile] = []
-    skipped: list[str] = []
+    skipped: list[Unbuilt] = []
     for row in (dict(zip(map(str, r), r.values(), strict=True)) for r in lost.to_dict("records")):
         if str(row["source_id"]) not in pixels:
-            skipped.append(f"derived {row['id']}: its source {row['source_id']} is gone; not rebuilt")
+            skipped.append(Unbuilt(str(row["source_id"]), str(row["transform"]), "source_gone",
+                                   str(row["id"])))
             continue
         got = stage_rebuild(root, pixels.get(str(row["source_id"])), row, staging)
-        (skipped.append(got) if isinstance(got, str) else files.append(got))
+        (skipped.append(got) if isinstance(got, Unbuilt) else files.append(got))
     for v in plan.variants:
         try:
             files.append(stage_variant(root, pixels.get(v.source_id), v, taken, staging))
         except AugmentError as e:
-            skipped.append(f"{v.source_id} {v.spec}: {e}")
+            skipped.append(Unbuilt(v.source_id, v.spec, "unreadable", detail=str(e)))
     return files, skipped
 
 
@@ -623,3 +650,59 @@ def clean_staging(staging: Any) -> None:
             folder.rmdir()
         except OSError:
             pass
+
+
+# ---- one run, for Project.augment ----------------------------------------------------------------
+
+@dataclass
+class Prepared:
+    """What one ``augment`` run plans: the plan, the lost derived rows to rebuild, the pixels."""
+
+    plan: AugmentPlan
+    lost: pd.DataFrame
+    pixels: PixelCache
+
+
+def prepare(config: Config, manifest: pd.DataFrame, history: Sequence[pd.DataFrame], *,
+            budget: int | None, seed: int | None, splits: Sequence[str] | None,
+            families: Sequence[str] | None, priorities: Priorities | None) -> Prepared:
+    """Check the settings and plan the run (reads the source pixels composition needs)."""
+    cfg = config.augment
+    seed = cfg.seed if seed is None else seed
+    splits = list(splits or cfg.splits)
+    check_settings(cfg.cap, cfg.max_side, seed, splits, config.splits)
+    if budget is not None and budget < 0:
+        raise ConfigError(f"--budget must be 0 or more, not {budget}")
+    table = restrict(class_table(cfg.transforms, config.classes), families)
+    lost = lost_rows(history, manifest)
+    paths = dict(zip(manifest["id"].astype(str), manifest["path"].astype(str), strict=True))
+    pixels = PixelCache(config.root, paths, cfg.max_side)
+    room = budget_for(manifest, cfg.cap, budget, config.splits)
+    if len(lost):
+        room -= int(((lost["action"] == "keep") & lost["split"].isin(config.splits)).sum())
+    plan = plan_augment(manifest, table, config.classes, budget=max(0, room), seed=seed,
+                        splits=splits, priorities=priorities,
+                        spelled=spell_sources(manifest, table, pixels, splits))
+    return Prepared(plan, lost, pixels)
+
+
+def plan_commit(manifest: pd.DataFrame, files: Sequence[NewFile],
+                exists: Callable[[str], bool]) -> tuple[list[Move], pd.DataFrame]:
+    """The moves from the staging folder to each file's place, and the manifest with the new
+    rows (pure)."""
+    from .journal import plan_moves
+
+    # Derived paths are built from config names and hex ids: plain.
+    moves = plan_moves([(f.row["id"], f.staged, f.row["path"], f.row["hash"]) for f in files],
+                       list(manifest["path"]), exists=exists)
+    dst = {m.id: m.dst for m in moves}
+    rows = pd.DataFrame([{**f.row, "path": dst[f.row["id"]]} for f in files])
+    return moves, pd.concat([manifest, rows], ignore_index=True).fillna("").astype(object)
+
+
+def discard_staged(staging: Any) -> None:
+    """Remove the new files of a run refused before its journal was written."""
+    import shutil
+
+    shutil.rmtree(staging / NEW_FILES, ignore_errors=True)
+    clean_staging(staging)

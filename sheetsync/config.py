@@ -25,7 +25,7 @@ BACKENDS = ("local", "google")
 class LocalConfig:
     path: str = "sheetsync.xlsx"
     thumbnails: bool = True  # off for very large sheets: pictures cost time and size
-    thumb_size: int = 48
+    thumb_size: int = 112  # px: a handwritten numeral is readable at 100% zoom
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,19 @@ class GoogleConfig:
     image_url_template: str = ""
     timeout: float = 60.0
     max_retries: int = 5
+
+
+@dataclass(frozen=True)
+class PublishConfig:
+    """Where ``push`` uploads the images (sheetsync.publish); no bucket = template only."""
+
+    bucket: str = ""  # a Cloud Storage bucket; empty: [google] image_url_template only
+    prefix: str = "sheetsync"  # objects are <prefix>/<sha256>.<ext>
+    thumbnails: int = 0  # 0: originals; N: PNGs downscaled to at most N px (e.g. 256)
+    workers: int = 8  # parallel uploads
+    max_retries: int = 5  # per object, on 408/429/5xx and connection errors
+    endpoint: str = ""  # Cloud Storage API root; empty = Google's (set for an emulator)
+    check_public: bool = True  # anonymous HEAD of one published URL after uploading
 
 
 @dataclass(frozen=True)
@@ -53,6 +66,10 @@ class ReviewConfig:
     folds: int = 4
     epochs: int = 20
     order: str = "combined"
+    # Folds train on class-preserving variants (flips that keep the numeral, small rotations and
+    # shifts: sheetsync._augment) and keep training dynamics (snapshots every quarter of epochs).
+    augment: bool = True
+    snapshots: bool = True
 
 
 @dataclass(frozen=True)
@@ -79,6 +96,7 @@ class Config:
     state_dir: Path = Path(".sheetsync")
     local: LocalConfig = field(default_factory=LocalConfig)
     google: GoogleConfig = field(default_factory=GoogleConfig)
+    publish: PublishConfig = field(default_factory=PublishConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     review: ReviewConfig = field(default_factory=ReviewConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -109,7 +127,7 @@ class Config:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], project_dir: Path) -> Config:
-        def section(name: str, kind: type) -> Any:
+        def section(name: str, kind: Any) -> Any:  # kind: a dataclass
             value = raw.get(name, {})
             if not isinstance(value, dict):
                 raise ConfigError(f"[{name}] must be a table")
@@ -144,6 +162,7 @@ class Config:
             backend=backend,
             local=section("local", LocalConfig),
             google=section("google", GoogleConfig),
+            publish=section("publish", PublishConfig),
             train=section("train", TrainConfig),
             review=section("review", ReviewConfig),
             augment=section("augment", AugmentConfig),
@@ -166,7 +185,7 @@ class Config:
         if self.test_dir is not None:
             out["test_dir"] = _relative(self.test_dir, self.root)
         out["state_dir"] = _relative(self.state_dir, self.project_dir)
-        for name in ("local", "google", "train", "review", "augment"):
+        for name in ("local", "google", "publish", "train", "review", "augment"):
             out[name] = asdict(getattr(self, name))
         return out
 
@@ -185,3 +204,21 @@ def _relative(path: Path, base: Path) -> str:
         return path.resolve().relative_to(base.resolve()).as_posix()
     except ValueError:
         return str(path)
+
+
+def find_project(start: Path | str, given: bool = False) -> Path:
+    """The folder holding ``sheetsync.toml``: ``start`` or the nearest folder above it, as git
+    finds ``.git``. ``given``: ``start`` came from ``-C``, so a missing folder is named as such.
+    """
+    start = Path(start)
+    if not start.exists():
+        what = f"-C {start}" if given else str(start)
+        raise ConfigError(f"{what}: no such folder")
+    if not start.is_dir():
+        raise ConfigError(f"{start} is not a folder")
+    here = start.resolve()
+    for folder in (here, *here.parents):
+        if (folder / CONFIG_NAME).is_file():
+            return folder
+    raise ConfigError(f"no {CONFIG_NAME} in {here} or any folder above it: "
+                      "run `sheetsync init DATA_ROOT` first")

@@ -11,12 +11,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Any, Literal
 
 import pandas as pd
 
+from ._imagecheck import ImageChecks
 from .errors import DatasetError, UnsafePathError
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
@@ -71,8 +74,42 @@ def safe_join(root: Path, rel: str) -> Path:
     return full
 
 
-def walk_images(root: Path, splits: Iterable[str], classes: Iterable[str]) -> Iterator[FileEntry]:
-    """Every image file under the training folders and the quarantine, in a stable order."""
+# Control characters: some no spreadsheet cell can hold, none belongs in a file name.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+# Why a file name is unusable (worded by sheetsync.cli): backslash, control character, not UTF-8.
+SkipReason = Literal["backslash", "control", "not-utf8"]
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    """An image file the scan left out because sheetsync cannot use its name."""
+
+    path: str  # relative to the root, as found
+    reason: SkipReason
+
+
+def unusable_name(name: str) -> SkipReason | None:
+    """Why sheetsync cannot use a file name, or None.
+
+    Decided once, when scanning: a name every later step (the sheet's path cell, safe_join,
+    training) could not take is skipped and reported by name, never half accepted."""
+    if "\\" in name:
+        return "backslash"  # common in zips made on Windows
+    if _CONTROL.search(name):
+        return "control"
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return "not-utf8"
+    return None
+
+
+def walk_images(root: Path, splits: Iterable[str], classes: Iterable[str],
+                skipped: list[SkippedFile] | None = None) -> Iterator[FileEntry]:
+    """Every image file under the training folders and the quarantine, in a stable order;
+    images whose name cannot be used are left out and listed in ``skipped``."""
     class_set = set(classes)
     for base, action in ((root, "keep"), (root / QUARANTINE, "drop")):
         for split in splits:
@@ -87,10 +124,11 @@ def walk_images(root: Path, splits: Iterable[str], classes: Iterable[str]) -> It
                         f"{class_dir}: folder {class_dir.name!r} is not one of the classes in "
                         f"sheetsync.toml ({', '.join(class_set)})"
                     )
-                yield from _files_in(root, class_dir, split, class_dir.name, action)
+                yield from _files_in(root, class_dir, split, class_dir.name, action, skipped)
 
 
-def _files_in(root: Path, folder: Path, split: str, label: str, action: str) -> Iterator[FileEntry]:
+def _files_in(root: Path, folder: Path, split: str, label: str, action: str,
+              skipped: list[SkippedFile] | None = None) -> Iterator[FileEntry]:
     with os.scandir(folder) as it:
         entries = sorted(it, key=lambda e: e.name)
     for e in entries:
@@ -98,8 +136,13 @@ def _files_in(root: Path, folder: Path, split: str, label: str, action: str) -> 
             continue
         if Path(e.name).suffix.lower() not in IMAGE_SUFFIXES:
             continue
-        st = e.stat(follow_symlinks=False)
         rel = location(split, label, action, e.name)
+        why = unusable_name(e.name)
+        if why is not None:
+            if skipped is not None:
+                skipped.append(SkippedFile(rel, why))
+            continue
+        st = e.stat(follow_symlinks=False)
         yield FileEntry(rel, split, label, action, st.st_size, st.st_mtime_ns)
 
 
@@ -154,6 +197,9 @@ class ScanResult:
     removed: list[str]
     moved: list[str]
     modified: list[str]
+    skipped: list[SkippedFile] = field(default_factory=list)  # files left out, and why
+    # What the model sees of every image (sheetsync._imagecheck), filled in after a scan.
+    images: ImageChecks = field(default_factory=ImageChecks)
 
     @property
     def changed(self) -> bool:
@@ -178,10 +224,13 @@ def scan(
     if not root.is_dir():
         raise DatasetError(f"dataset root {root} does not exist or is not a folder")
     cache = hash_cache or HashCache(None)
-    files = list(walk_images(root, splits, classes))
+    skipped: list[SkippedFile] = []
+    files = list(walk_images(root, splits, classes, skipped))
     hashed = [(f, cache.get(root, f)) for f in (progress(files) if progress else files)]
     prev = previous if previous is not None else empty_manifest()
-    return reconcile(prev, hashed)
+    result = reconcile(prev, hashed)
+    result.skipped = skipped
+    return result
 
 
 def reconcile(previous: pd.DataFrame, hashed: list[tuple[FileEntry, str]]) -> ScanResult:
@@ -190,19 +239,22 @@ def reconcile(previous: pd.DataFrame, hashed: list[tuple[FileEntry, str]]) -> Sc
     on_disk = {f.path for f, _ in hashed}
     # Rows whose file vanished from its path may have moved: match them by content.
     vanished: dict[str, list[int]] = {}
-    for i, (p, h) in enumerate(zip(previous["path"], previous["hash"], strict=True)):
+    for k, (p, h) in enumerate(zip(previous["path"], previous["hash"], strict=True)):
         if p not in on_disk:
-            vanished.setdefault(str(h), []).append(i)
+            vanished.setdefault(str(h), []).append(k)
     taken = set(previous["id"].astype(str))
     records = previous.to_dict("records")
-    rows: list[dict[str, object]] = []
+    rows: list[dict[Any, object]] = []
     used: set[int] = set()
-    added, moved, modified = [], [], []
+    added: list[str] = []
+    moved: list[str] = []
+    modified: list[str] = []
     for f, digest in hashed:
         i = by_path.get(f.path)
         if i is None and vanished.get(digest):
             i = vanished[digest].pop(0)
             moved.append(str(records[i]["id"]))
+        row: dict[Any, object]
         if i is not None:
             used.add(i)
             row = dict(records[i])

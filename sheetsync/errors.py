@@ -5,20 +5,28 @@ them into one line on stderr and the exit code they carry, never a traceback::
 
     SheetsyncError
     ├── ConfigError            sheetsync.toml missing or malformed
-    │   └── UnknownOrderError  no such review order (sheetsync.review)
+    │   └── UnknownOrderError  no such review order
     ├── DatasetError           the folder tree does not look like <root>/<split>/<class>/<file>
     │   └── UnsafePathError    a computed path would leave the dataset root
     ├── SheetValidationError   the sheet holds bad cells (carries every problem found)
     ├── UnpulledEditsError     push would overwrite edits that were never pulled
     ├── VersionError           unknown version, or nothing to diff/check out
     ├── JournalError           an interrupted move could be neither completed nor rolled back
+    │   └── MoveError          the system refused a rename (permissions, a file where a folder goes)
     ├── BackendError           the spreadsheet backend failed
-    │   ├── WorkbookLockedError the workbook is open in a spreadsheet program (sheets.local)
-    │   ├── SheetsRequestError a request Google refused that no retry can fix (sheets._google_http)
+    │   ├── WorkbookLockedError the workbook is open in a spreadsheet program
+    │   ├── PackageError       the .xlsx package is not laid out as expected
+    │   ├── SheetsRequestError a request Google refused that no retry can fix
     │   ├── AuthError          credentials missing, malformed or refused
     │   ├── SheetNotFoundError the spreadsheet does not exist or is not shared with us
     │   └── QuotaError         the backend kept refusing with 429/5xx after retries
+    ├── PublishError           publishing images to Cloud Storage failed (sheetsync.publish)
+    │   ├── BucketNotFoundError the bucket does not exist
+    │   ├── BucketPermissionError the account may not list, write or delete objects there
+    │   ├── NotPublicError     a published URL is not readable without signing in
+    │   └── UploadQuotaError   Cloud Storage kept refusing with 429/5xx after retries
     ├── TrainingError          the model cannot be trained or has not been trained yet
+    ├── ReportError            the report's optional extra is missing, or nothing is trained yet
     └── AugmentError           a derived image cannot be planned or built (sheetsync.augment)
 """
 
@@ -37,6 +45,10 @@ class ConfigError(SheetsyncError):
     """The project file is missing or malformed."""
 
 
+class UnknownOrderError(ConfigError):
+    """The review order named in the config or on the command line does not exist."""
+
+
 class DatasetError(SheetsyncError):
     """The dataset folder is not laid out as <root>/<split>/<class>/<file>."""
 
@@ -47,7 +59,7 @@ class UnsafePathError(DatasetError):
 
 @dataclass(frozen=True)
 class Problem:
-    """One bad cell or row: ``row`` is the 1-based sheet row (header is row 1)."""
+    """One bad cell or row: ``row`` is the 1-based sheet row (the header's, for a header problem)."""
 
     row: int | None
     column: str | None
@@ -91,8 +103,28 @@ class JournalError(SheetsyncError):
     """An interrupted move could be neither completed nor rolled back."""
 
 
+class MoveError(JournalError):
+    """The operating system refused to move a file (the batch is rolled back or finished)."""
+
+
 class BackendError(SheetsyncError):
     """The spreadsheet backend failed."""
+
+
+class WorkbookLockedError(BackendError):
+    """The workbook is open in a spreadsheet program; writing would lose its unsaved edits."""
+
+
+class PackageError(BackendError):
+    """The .xlsx package is not laid out as expected (the caller falls back or reports)."""
+
+
+class SheetsRequestError(BackendError):
+    """Google Sheets refused a request for a reason retrying cannot fix (a 400, mostly)."""
+
+    def __init__(self, code: int, status: str, message: str):
+        self.code, self.status, self.api_message = code, status, message
+        super().__init__(f"Google Sheets refused the request ({code} {status}): {message}")
 
 
 class AuthError(BackendError):
@@ -107,8 +139,32 @@ class QuotaError(BackendError):
     """The backend kept refusing (429/5xx) after bounded retries."""
 
 
+class PublishError(SheetsyncError):
+    """Publishing the images to Cloud Storage failed; the sheet was not written."""
+
+
+class BucketNotFoundError(PublishError):
+    """The configured bucket does not exist."""
+
+
+class BucketPermissionError(PublishError):
+    """The account may not list, write or delete objects in the bucket."""
+
+
+class NotPublicError(PublishError):
+    """A published image URL cannot be read anonymously, so ``=IMAGE`` would show nothing."""
+
+
+class UploadQuotaError(PublishError):
+    """Cloud Storage kept refusing (429/5xx) after bounded retries."""
+
+
 class TrainingError(SheetsyncError):
     """The model cannot be trained, or no trained model exists yet."""
+
+
+class ReportError(SheetsyncError):
+    """The report cannot be built: its optional extra is missing, or nothing is trained yet."""
 
 
 class AugmentError(SheetsyncError):

@@ -6,6 +6,30 @@ chains (a file moving into a place another file is leaving) safe without orderin
 journal, written and fsynced before the first rename, lists every move; at any moment each file
 is at exactly one of its three places, so the next run can always finish the job
 (:func:`complete`), or put everything back (:func:`roll_back`).
+
+The commit protocol, one for every command that moves or creates files (:func:`carry_out`):
+
+1. **plan** (pure, the caller): the moves (:func:`plan_moves`, :func:`plan_locations`) and a
+   :class:`Commit`: the version to record and the ``(staged, final)`` files it makes real;
+2. **stage**: the caller's ``stage()`` writes every staged file (nothing is final yet);
+3. **begin**: the journal, holding the moves and the commit, is written durably;
+4. **apply**: both phases of renames;
+5. **commit**: each staged file replaces its final one, then ``record(commit)`` (the version
+   index);
+6. **finish**: the journal is removed.
+
+Every path (sources, destinations, staging names, and the staging folder itself) is validated
+before anything is staged. A refusal before step 3 removes the staged files. An OS error during
+step 4 (an unwritable folder, a file where a folder should be) rolls the batch back at once and
+stops with one line; if it cannot be rolled back, the journal stays for the next command. A
+crash after step 3 is finished by :func:`recover` (or rolled back, staged files removed, when
+the files cannot all be found or moved).
+
+How another command plugs in (``augment``, which creates files): create the new images in a
+folder of its own inside the root, plan moves from there to their destinations, stage the new
+manifest with ``VersionStore.stage``, and call :func:`carry_out` with a ``Commit`` listing the
+staged manifest; a crash then ends with every new image either in place and recorded, or back
+in the work folder and not recorded.
 """
 
 from __future__ import annotations
@@ -13,13 +37,17 @@ from __future__ import annotations
 import json
 import os
 import signal
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, TypeVar
 
-from .dataset import hash_file, safe_join
-from .errors import JournalError
+import pandas as pd
+
+from .dataset import hash_file, location, safe_join
+from .errors import JournalError, MoveError, UnsafePathError
+
+T = TypeVar("T")
 
 STAGING = ".sheetsync-staging"
 
@@ -58,6 +86,62 @@ def plan_moves(
     return moves
 
 
+@dataclass(frozen=True)
+class Commit:
+    """What a batch makes real once every file is in place; the journal keeps it until then.
+
+    ``files``: ``(staged, final)`` absolute paths; each staged file replaces its final one at
+    commit (a staged file already gone was committed before a crash).
+    """
+
+    version: int = 0
+    message: str = ""
+    files: tuple[tuple[str, str], ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"version": self.version, "message": self.message,
+                "files": [list(pair) for pair in self.files]}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Commit:
+        files = tuple((str(a), str(b)) for a, b in data.get("files", ()))
+        return cls(int(data.get("version", 0)), str(data.get("message", "")), files)
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """What recovery did with an interrupted batch: completed it, or rolled it back (why)."""
+
+    completed: bool
+    version: int
+    reason: str = ""
+
+
+def plan_locations(manifest: pd.DataFrame,
+                   exists: Callable[[str], bool] = lambda _: False) -> tuple[list[Move], pd.DataFrame]:
+    """Moves that put every image where its split/label/action say, and the manifest after."""
+    wanted = [location(s, lab, a, PurePosixPath(p).name) for s, lab, a, p in zip(
+        manifest["split"], manifest["label"], manifest["action"], manifest["path"], strict=True)]
+    moving = [(i, p, w, h) for i, p, w, h in zip(
+        manifest["id"], manifest["path"], wanted, manifest["hash"], strict=True) if p != w]
+    staying = [p for p, w in zip(manifest["path"], wanted, strict=True) if p == w]
+    moves = plan_moves(moving, staying, exists=exists)
+    dst = {m.id: m.dst for m in moves}
+    out = manifest.copy()
+    out["path"] = [dst.get(i, p) for i, p in zip(out["id"], out["path"], strict=True)]
+    return moves, out
+
+
+def staging_folder(root: Path) -> Path:
+    """The staging folder under ``root``, refused when it is a link or a file (a link could
+    lead outside the root); a command that creates files (augment) writes them there first."""
+    staging = root / STAGING
+    if staging.is_symlink() or (staging.exists() and not staging.is_dir()):
+        raise UnsafePathError(f"{staging} is a link or a file, not sheetsync's staging folder "
+                              f"(a link could lead outside the dataset root): remove it")
+    return staging
+
+
 def _staging(move: Move) -> str:
     return f"{STAGING}/{move.id}{PurePosixPath(move.src).suffix}"
 
@@ -79,30 +163,123 @@ class Journal:
         except (OSError, json.JSONDecodeError) as e:
             raise JournalError(f"journal {self.path} cannot be read ({e}); move it aside to continue") from None
 
-    def begin(self, moves: list[Move], after: dict[str, Any]) -> None:
-        for m in moves:  # validate every path before the journal exists
-            safe_join(self.root, m.src), safe_join(self.root, m.dst)
-        data = {"root": str(self.root), "moves": [asdict(m) for m in moves], "after": after}
+    def begin(self, moves: list[Move], after: Commit | Mapping[str, Any]) -> None:
+        self.validate(moves)
+        commit = after if isinstance(after, Commit) else Commit.from_json(after)
+        data = {"root": str(self.root), "moves": [asdict(m) for m in moves],
+                "commit": commit.to_json()}
         _write_durably(self.path, json.dumps(data, indent=1))
+
+    def validate(self, moves: list[Move]) -> None:
+        """Every path of every move inside the root, before anything is written."""
+        if moves:
+            staging_folder(self.root)
+        for m in moves:
+            safe_join(self.root, m.src), safe_join(self.root, m.dst), safe_join(self.root, _staging(m))
 
     def moves(self) -> list[Move]:
         return [Move(**m) for m in self.load()["moves"]]
 
-    def after(self) -> dict[str, Any]:
-        return dict(self.load()["after"])
+    def commit(self) -> Commit:
+        data = self.load()
+        if "commit" in data:
+            return Commit.from_json(data["commit"])
+        # A journal written before the commit record existed: {version, message, published}.
+        after = data.get("after", {})
+        published = str(after.get("published") or "")
+        files = ((published, str(Path(published).with_name("published.csv"))),) if published else ()
+        return Commit(int(after.get("version", 0)), str(after.get("message", "")), files)
 
     def finish(self) -> None:
         self.path.unlink(missing_ok=True)
         _fsync_dir(self.path.parent)
         staging = self.root / STAGING
-        if staging.is_dir() and not any(staging.iterdir()):
+        if staging.is_dir() and not staging.is_symlink() and not any(staging.iterdir()):
             staging.rmdir()
+
+
+def carry_out(journal: Journal, moves: list[Move], commit: Commit, stage: Callable[[], None],
+              record: Callable[[Commit], T],
+              progress: Callable[[Iterable[Move]], Iterable[Move]] | None = None) -> T:
+    """The whole protocol (see the module docstring): stage, begin, apply, commit, finish."""
+    journal.validate(moves)
+    try:
+        stage()
+        journal.begin(moves, commit)
+    except OSError as e:
+        if journal.pending:  # written after all: recovery needs the staged files
+            raise
+        discard(commit)  # refused before the journal: nothing may be left behind
+        raise JournalError(f"could not write the state files ({e}); nothing was changed") from None
+    except BaseException:
+        if not journal.pending:
+            discard(commit)
+        raise
+    try:
+        apply(journal, progress)
+    except MoveError as e:
+        _abandon(journal, commit, e)
+    return _commit(journal, record)
+
+
+def _abandon(journal: Journal, commit: Commit, error: MoveError) -> None:
+    """Put every file back after an OS error mid-apply; the journal stays if that fails too."""
+    try:
+        roll_back(journal)
+    except JournalError as again:
+        raise JournalError(f"{error}; rolling back failed too ({again}): the next sheetsync "
+                           f"command tries again (see {journal.path})") from None
+    discard(commit)
+    journal.finish()
+    raise MoveError(f"{error}; everything was rolled back, nothing changed") from None
+
+
+def recover(journal: Journal, record: Callable[[Commit], object]) -> Recovery | None:
+    """Complete (or, failing that, roll back) a batch a crash interrupted; None when idle."""
+    if not journal.pending:
+        return None
+    commit = journal.commit()
+    try:
+        complete(journal)
+    except JournalError as e:
+        try:
+            roll_back(journal)
+        except JournalError as again:
+            # Neither way works: keep the journal so that nothing is forgotten.
+            raise JournalError(f"an interrupted pull can be neither completed ({e}) nor "
+                               f"rolled back ({again}); see {journal.path}") from None
+        discard(commit)
+        journal.finish()
+        return Recovery(False, commit.version, str(e))
+    _commit(journal, record)
+    return Recovery(True, commit.version)
+
+
+def discard(commit: Commit) -> None:
+    """Remove the staged files of a batch that will not be committed."""
+    for staged, _ in commit.files:
+        path = Path(staged)
+        if path.is_file() or path.is_symlink():
+            path.unlink()
+
+
+def _commit(journal: Journal, record: Callable[[Commit], T]) -> T:
+    commit = journal.commit()
+    for staged, final in commit.files:
+        if Path(staged).exists():  # idempotent: recovery may repeat a commit
+            os.replace(staged, final)
+    result = record(commit)
+    journal.finish()
+    return result
 
 
 def apply(journal: Journal, progress: Callable[[Iterable[Move]], Iterable[Move]] | None = None) -> None:
     """Carry out every move of the journal (both phases)."""
     moves = journal.moves()
-    (journal.root / STAGING).mkdir(exist_ok=True)
+    try:
+        (journal.root / STAGING).mkdir(exist_ok=True)
+    except OSError as e:
+        raise MoveError(f"could not make the staging folder {STAGING}: {e.strerror or e}") from None
     fault_after = int(os.environ.get("SHEETSYNC_FAULT_AFTER_RENAMES", "0") or 0)
     done = 0
     for phase in (0, 1):
@@ -152,18 +329,30 @@ def _locate(root: Path, m: Move) -> str:
     for name, rel in (("src", m.src), ("dst", m.dst)):
         path = safe_join(root, rel)
         # Mid-swap both ends hold files: the content hash says which one is ours.
-        if path.exists() and (not m.hash or hash_file(path) == m.hash):
+        if path.is_file() and (not m.hash or _digest(path) == m.hash):
             return name
     raise JournalError(f"image {m.id} is at none of {m.src}, {_staging(m)}, {m.dst}; "
                        f"the journal {STAGING!r} cannot finish it")
 
 
+def _digest(path: Path) -> str:
+    try:
+        return hash_file(path)
+    except OSError as e:
+        raise MoveError(f"cannot read {path}: {e.strerror or e}") from None
+
+
 def _rename(root: Path, src: str, dst: str) -> None:
     a, b = safe_join(root, src), safe_join(root, dst)
-    if b.exists():
+    if b.exists() or b.is_symlink():
         raise JournalError(f"refusing to overwrite {dst} while moving {src}")
-    b.parent.mkdir(parents=True, exist_ok=True)
-    os.rename(a, b)
+    try:
+        b.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(a, b)
+    except OSError as e:
+        # Permissions, a file where a folder should be, a full disk: say which move, in one line.
+        where = f" ({e.filename})" if e.filename else ""
+        raise MoveError(f"could not move {src} to {dst}: {e.strerror or e}{where}") from None
 
 
 def _write_durably(path: Path, text: str) -> None:

@@ -27,14 +27,22 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import _crossval, _duplicates
+from . import _crossval, _duplicates, _evidence, _picture
+from . import _neighbours as nbr
 from . import _signals as sig
-from .errors import ConfigError, TrainingError
+from .errors import TrainingError, UnknownOrderError
 
-ORDERS = ("combined", "issue", "confidence", "loss", "margin", "random", "path")
+ORDERS = ("combined", "issue", "confidence", "loss", "margin", "random", "path", "classic")
 SIGNAL_COLUMNS = (
-    "predicted", "confidence", "margin", "loss", "issue_score", "suspected",
+    "predicted", "confidence", "margin", "loss", "issue_score", "suspected", "suggestion",
     "duplicate_of", "outlier", "blank", "why", "priority",
+)
+# The evidence behind ``priority`` and ``suggestion`` (see :mod:`sheetsync._evidence`); NaN where
+# it cannot be had (no embeddings: no neighbours; no snapshots: no training margin; one run: no
+# seed disagreement). ``classic_priority`` is the order before issue 9 (``order = "classic"``).
+EVIDENCE_COLUMNS = (
+    "knn_agreement", "knn_class", "isolation", "max_prob", "far_all", "seed_disagreement",
+    "train_margin", *_picture.COLUMNS, "classic_priority",
 )
 ITEM_COLUMNS = ("id", "file", "hash", "label")
 
@@ -42,10 +50,10 @@ ITEM_COLUMNS = ("id", "file", "hash", "label")
 WEIGHTS: Mapping[str, float] = {"duplicate": 0.05}
 # Outlier distances (in units of a class's typical spread) from which an image is "far".
 FAR = 2.5
-
-
-class UnknownOrderError(ConfigError):
-    """The review order named in the config or on the command line does not exist."""
+# Runs whose probabilities differ by this much (total variation) disagree about an image.
+DISAGREE = 0.3
+# A picture whose frame is this much covered by ink is probably cut off.
+BORDER = 0.05
 
 
 # ----------------------------------------------------------------------------- out-of-sample
@@ -69,6 +77,10 @@ class OutOfSample:
     seconds: float = 0.0
     settings: Mapping[str, Any] = field(default_factory=dict)
     items_digest: str = ""  # what it was computed on: compare with items_digest(items) for staleness
+    # With snapshots: held-out probabilities averaged over the snapshot epochs (index = id,
+    # columns = classes), and each image's mean training margin over the folds that trained on it.
+    snapshot_probs: pd.DataFrame | None = None
+    train_margin: pd.Series | None = None
 
     def save(self, path: Path) -> None:
         """Write to one .npz file (atomically)."""
@@ -82,9 +94,15 @@ class OutOfSample:
                          embeddings=self.embeddings.to_numpy(),
                          class_distance=self.class_distance.to_numpy(),
                          fold=self.fold.reindex(self.probs.index).to_numpy(dtype=int),
-                         meta=np.array(meta))
+                         meta=np.array(meta), **self._extras())  # type: ignore[arg-type]
 
         _crossval.write_atomic(Path(path), write)
+
+    def _extras(self) -> dict[str, np.ndarray]:
+        if self.snapshot_probs is None or self.train_margin is None:
+            return {}
+        return {"snapshot_probs": self.snapshot_probs.loc[self.probs.index].to_numpy(),
+                "train_margin": self.train_margin.reindex(self.probs.index).to_numpy(dtype=float)}
 
     @classmethod
     def load(cls, path: Path) -> OutOfSample | None:
@@ -94,7 +112,12 @@ class OutOfSample:
                 meta = json.loads(str(z["meta"]))
                 ids = pd.Index(z["ids"].astype(str), name="id")
                 classes = meta["classes"]
+                snap = (pd.DataFrame(z["snapshot_probs"], index=ids, columns=classes)
+                        if "snapshot_probs" in z.files else None)
+                margin = (pd.Series(z["train_margin"], index=ids, name="train_margin")
+                          if "train_margin" in z.files else None)
                 return cls(
+                    snapshot_probs=snap, train_margin=margin,
                     probs=pd.DataFrame(z["probs"], index=ids, columns=classes),
                     embeddings=pd.DataFrame(z["embeddings"], index=ids),
                     class_distance=pd.DataFrame(z["class_distance"], index=ids, columns=classes),
@@ -163,6 +186,8 @@ def out_of_sample(
     cache_dir: Path | None = None,
     fit_predict: Callable[..., Any] | None = None,
     progress: Callable[[str], None] | None = None,
+    augment: bool = False,
+    snapshots: Sequence[int] = (),
     **fit_options: Any,
 ) -> OutOfSample:
     """Score every image with the fold model that did not train on it (stratified k-fold).
@@ -172,26 +197,39 @@ def out_of_sample(
     unchanged is reused. ``fit_predict`` defaults to :func:`sheetsync.train.fit_predict`;
     ``fit_options`` (batch_size, precision, jit_compile) are passed on to it.
     ``progress(message)`` hears about each fold (started, reused, done) and each epoch.
+    ``augment`` trains the folds on class-preserving variants (:mod:`sheetsync._augment`).
+    ``snapshots`` (epochs) also keep training dynamics: :attr:`OutOfSample.snapshot_probs` and
+    :attr:`OutOfSample.train_margin`.
     """
     start = time.perf_counter()
     items = _check_items(items, classes)
     if fit_predict is None:
-        from .train import fit_predict as default_fit_predict  # TensorFlow: only when training
+        # TensorFlow: only when training
+        from . import _augment
+        from .train import fit_predict as default_fit_predict
 
-        fit_predict = default_fit_predict
+        fit_predict = _augment.fit_predict if augment else default_fit_predict
+    if augment:
+        from ._augment import SETTINGS as augment_settings
+
+        fit_options = {**fit_options, "augment_settings": augment_settings}
+    if snapshots:
+        fit_options = {**fit_options, "snapshots": sorted(int(e) for e in snapshots)}
     say = progress or (lambda message: None)
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
 
     map_path = _crossval.fold_map_path(work_dir, folds, seed)
     fold_of = _crossval.assign_folds(items, folds, seed, _crossval.read_fold_map(map_path))
-    merged = {**_crossval.read_fold_map(map_path), **fold_of.to_dict()}
+    merged = {**_crossval.read_fold_map(map_path), **{str(k): int(v) for k, v in fold_of.items()}}
     _crossval.write_atomic(
         map_path, lambda p: p.write_text(pd.Series(merged).to_json(), encoding="utf-8")
     )
 
     settings = {"epochs": epochs, "seed": seed, **fit_options}
-    fit_kwargs: dict[str, Any] = {"epochs": epochs, "seed": seed, "cache_dir": cache_dir, **fit_options}
+    # The augmentation settings name the fold results (their key), they are not an argument.
+    passed = {k: v for k, v in fit_options.items() if k != "augment_settings"}
+    fit_kwargs: dict[str, Any] = {"epochs": epochs, "seed": seed, "cache_dir": cache_dir, **passed}
     results: list[_crossval.FoldResult] = []
     reused: list[int] = []
     for f in range(folds):
@@ -228,13 +266,35 @@ def out_of_sample(
     width = max(e.shape[1] for e in emb_parts)
     embeddings = frame(np.concatenate(emb_parts), range(width))
     dist = frame(np.concatenate([r.class_distance for r in results]), classes)
+    snap, margin = _dynamics(results, frame, order, classes)
     oos = OutOfSample(
         probs=probs, embeddings=embeddings, class_distance=dist, fold=fold_of,
         reused=tuple(reused), seconds=time.perf_counter() - start, settings=settings,
-        items_digest=items_digest(items),
+        items_digest=items_digest(items), snapshot_probs=snap, train_margin=margin,
     )
     oos.save(work_dir / LATEST)
     return oos
+
+
+def snapshot_epochs(epochs: int) -> tuple[int, ...]:
+    """Snapshot epochs for training dynamics: each quarter of the run (the last epoch included)."""
+    return tuple(sorted({max(1, round(epochs * q / 4)) for q in range(1, 5)}))
+
+
+def _dynamics(
+    results: Sequence[_crossval.FoldResult], frame: Callable[..., pd.DataFrame], order: pd.Index,
+    classes: Sequence[str],
+) -> tuple[pd.DataFrame | None, pd.Series | None]:
+    """Snapshot probabilities of the held-out rows and mean training margins, when every fold
+    kept them (a fold cached without snapshots has none)."""
+    if any(r.snapshot_probs is None or r.train_ids is None or r.train_margin is None for r in results):
+        return None, None
+    snap = frame(np.concatenate([r.snapshot_probs for r in results]), classes)
+    series: list[pd.Series] = [pd.Series(r.train_margin, index=np.asarray(r.train_ids).astype(str))
+                               for r in results]
+    parts = pd.concat(series)
+    margin = parts.groupby(level=0).mean().reindex(order).rename("train_margin")
+    return snap, margin
 
 
 # ----------------------------------------------------------------------------- signals
@@ -262,7 +322,7 @@ def priority(signals: pd.DataFrame, weights: Mapping[str, float] = WEIGHTS) -> p
     issue = signals["issue_score"].astype(float).fillna(0.0)
     blank = signals["blank"].astype(bool).astype(float)
     conflict = signals.get("duplicate_conflict", pd.Series(False, index=signals.index)).astype(float)
-    base = np.maximum(issue, np.maximum(blank, conflict))
+    base = pd.Series(np.maximum(issue, np.maximum(blank, conflict)), index=signals.index)
     copy = (signals["duplicate_of"].astype(str) != "").astype(float)
     return (base + weights.get("duplicate", 0.0) * copy).rename("priority")
 
@@ -276,14 +336,15 @@ def why(signals: pd.DataFrame, labels: pd.Series, probs: pd.DataFrame | None,
     """A short reason per row, strongest first, e.g. 'model says vii (0.91); label ii has 0.03'."""
     out: list[str] = []
     label_of = labels.astype(str)
-    for i, row in signals.iterrows():
+    for key, row in signals.iterrows():
+        i = str(key)
         parts: list[str] = []
         if row["blank"]:
             parts.append("blank image")
         if probs is not None and pd.notna(row["confidence"]):
             pred = row["predicted"]
             if pred != label_of[i]:
-                parts.append(f"model says {pred} ({_fmt(probs.at[i, pred])}); "
+                parts.append(f"model says {pred} ({_fmt(float(probs[pred][i]))}); "
                              f"label {label_of[i]} has {_fmt(row['confidence'])}")
             elif row["confidence"] < 0.5:
                 parts.append(f"model unsure: label {label_of[i]} has {_fmt(row['confidence'])}")
@@ -298,11 +359,36 @@ def why(signals: pd.DataFrame, labels: pd.Series, probs: pd.DataFrame | None,
                     parts.append(f"same picture as {other}{where}")
         if pd.notna(row["outlier"]) and row["outlier"] >= FAR:
             parts.append(f"far from class {label_of[i]} ({row['outlier']:.1f}x usual)")
+        parts.extend(_evidence_why(row, label_of[i]))
         if not parts and pd.notna(row["issue_score"]) and row["issue_score"] >= 0.3:
             # The softmax agrees with the label but the embedding space does not.
             parts.append(f"issue score {row['issue_score']:.2f}: the image sits with another class")
         out.append("; ".join(parts))
     return pd.Series(out, index=signals.index, name="why", dtype=str)
+
+
+def _evidence_why(row: pd.Series, label: str) -> list[str]:
+    """The evidence signals that fired for one row, in words."""
+    parts: list[str] = []
+    agree = row.get("knn_agreement", np.nan)
+    if pd.notna(agree) and agree < 0.5 and row.get("knn_class", "") not in ("", label):
+        parts.append(f"neighbours are {row['knn_class']} ({agree:.0%} share label {label})")
+    margin = row.get("train_margin", np.nan)
+    if pd.notna(margin) and margin < 0:
+        parts.append(f"never learned in training (margin {margin:.2f})")
+    best = row.get("max_prob", np.nan)
+    if pd.notna(best) and best < 0.5:
+        parts.append(f"no class above 0.5 (best {best:.2f})")
+    far = row.get("far_all", np.nan)
+    if pd.notna(far) and far >= FAR:
+        parts.append(f"far from every class ({far:.1f}x usual)")
+    tv = row.get("seed_disagreement", np.nan)
+    if pd.notna(tv) and tv >= DISAGREE:
+        parts.append(f"fold seeds disagree ({tv:.2f})")
+    border = row.get("border_ink", np.nan)
+    if pd.notna(border) and border >= BORDER:
+        parts.append(f"ink runs off the edge ({border:.0%} of the frame)")
+    return parts
 
 
 def _doubt_probs(
@@ -329,9 +415,46 @@ def _doubt_probs(
     return doubt
 
 
+def ensemble_probs(runs: Sequence[OutOfSample]) -> pd.DataFrame:
+    """The mean over runs (fold seeds) of each run's held-out probabilities, the mean over the
+    snapshot epochs where a run kept them (a temporal ensemble: steadier than the last epoch)."""
+    frames = [r.snapshot_probs if r.snapshot_probs is not None else r.probs for r in runs]
+    index = frames[0].index
+    return sig.ensemble(*[f.loc[index] for f in frames])
+
+
+def _run_evidence(
+    runs: Sequence[OutOfSample], labels: pd.Series, classes: Sequence[str]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(evidence columns, neighbours' vote per class) from the runs' embeddings, distances and
+    dynamics, each averaged over the runs (every run has its own fold models and spaces)."""
+    ev = pd.DataFrame(index=labels.index)
+    votes, agree, iso = [], [], []
+    for r in runs:
+        nb = nbr.neighbours(r.embeddings.loc[labels.index], r.fold)
+        votes.append(nbr.knn_vote(nb, labels, classes))
+        agree.append(nbr.knn_agreement(nb, labels, classes))
+        iso.append(nbr.isolation(nb))
+    vote = sig.ensemble(*votes)
+    ev["knn_agreement"] = pd.concat(agree, axis=1).mean(axis=1)
+    ev["knn_class"] = vote.idxmax(axis=1)
+    ev["isolation"] = pd.concat(iso, axis=1).mean(axis=1)
+    ev["far_all"] = pd.concat([r.class_distance.loc[labels.index].min(axis=1) for r in runs], axis=1).mean(axis=1)
+    if len(runs) > 1:
+        # Total variation between each run's probabilities and their mean: runs that disagree.
+        mean = ensemble_probs(runs).loc[labels.index].to_numpy()
+        tv = [0.5 * np.abs(f.loc[labels.index].to_numpy() - mean).sum(axis=1)
+              for f in (r.snapshot_probs if r.snapshot_probs is not None else r.probs for r in runs)]
+        ev["seed_disagreement"] = np.mean(tv, axis=0)
+    margins = [r.train_margin for r in runs if r.train_margin is not None]
+    if margins:
+        ev["train_margin"] = pd.concat([m.reindex(labels.index) for m in margins], axis=1).mean(axis=1)
+    return ev, vote
+
+
 def review_signals(
     items: pd.DataFrame,
-    probs: pd.DataFrame | OutOfSample | None,
+    probs: pd.DataFrame | OutOfSample | Sequence[OutOfSample] | None,
     classes: Sequence[str],
     *,
     class_distance: pd.DataFrame | None = None,
@@ -340,16 +463,25 @@ def review_signals(
 ) -> pd.DataFrame:
     """The review columns, one row per item (index = id), in :data:`SIGNAL_COLUMNS` order.
 
-    ``probs`` is an :class:`OutOfSample` (its class distances are used for ``outlier``), a
-    probability frame (index = id, columns = classes), or None when no model exists yet. Rows
-    without probabilities (no model yet, or images added since it ran) keep empty model columns
-    and an empty priority unless they are blank or a copy under another label.
+    ``probs`` is an :class:`OutOfSample` (its class distances are used for ``outlier``, its
+    embeddings for the neighbours), several (fold seeds: averaged, and their disagreement is a
+    signal), a probability frame (index = id, columns = classes), or None when no model exists
+    yet. Rows without probabilities (no model yet, or images added since it ran) keep empty
+    model columns and an empty priority unless they are blank or a copy under another label.
     """
     items = items.reset_index(drop=True).copy()
     items["id"] = items["id"].astype(str)
+    runs: list[OutOfSample] = []
     if isinstance(probs, OutOfSample):
-        class_distance = probs.class_distance if class_distance is None else class_distance
-        probs = probs.probs
+        runs = [probs]
+    elif isinstance(probs, list | tuple):
+        runs = list(probs)
+    if runs:
+        if class_distance is None:
+            class_distance = sig.ensemble(*[r.class_distance.loc[runs[0].probs.index] for r in runs])
+    pf: pd.DataFrame | None = (
+        ensemble_probs(runs) if runs else probs if isinstance(probs, pd.DataFrame) else None
+    )
     index = pd.Index(items["id"], name="id")
     labels = pd.Series(items["label"].astype(str).to_numpy(), index=index)
     bad = labels[~labels.isin(list(classes))]
@@ -359,20 +491,20 @@ def review_signals(
     out["predicted"], out["suspected"] = "", ""
     for c in ("confidence", "margin", "loss", "issue_score"):
         out[c] = np.nan
-    if probs is not None:
-        probs = probs.copy()
-        probs.index = probs.index.astype(str)
+    if pf is not None:
+        pf = pf.copy()
+        pf.index = pf.index.astype(str)
         # Images the model has not scored yet (new since it ran) keep empty model columns.
-        scored = index[index.isin(probs.index)]
-        probs = probs.loc[scored, list(classes)].astype(float)
+        scored = index[index.isin(pf.index)]
+        pf = pf.loc[scored, list(classes)].astype(float)
         given = labels.loc[scored]
         if len(scored):
-            doubt = _doubt_probs(probs, class_distance, classes)
+            doubt = _doubt_probs(pf, class_distance, classes)
             issues = sig.label_issues(doubt, given)
-            out.loc[scored, "predicted"] = sig.predicted(probs)
-            out.loc[scored, "confidence"] = sig.confidence(probs, given)
-            out.loc[scored, "margin"] = sig.margin(probs, given)
-            out.loc[scored, "loss"] = sig.loss(probs, given)
+            out.loc[scored, "predicted"] = sig.predicted(pf)
+            out.loc[scored, "confidence"] = sig.confidence(pf, given)
+            out.loc[scored, "margin"] = sig.margin(pf, given)
+            out.loc[scored, "loss"] = sig.loss(pf, given)
             out.loc[scored, "issue_score"] = sig.issue_score(doubt, given)
             out.loc[scored, "suspected"] = sig.suspected(doubt, given, issues)
     if find_duplicates and len(items):
@@ -381,7 +513,7 @@ def review_signals(
     else:
         out["duplicate_of"], out["blank"] = "", False
     out["duplicate_conflict"] = [
-        any(labels[o] != labels[i] for o in str(d).split()) for i, d in out["duplicate_of"].items()
+        any(labels[o] != labels[str(i)] for o in str(d).split()) for i, d in out["duplicate_of"].items()
     ]
     out["outlier"] = np.nan
     if class_distance is not None:
@@ -389,12 +521,42 @@ def review_signals(
         cd.index = cd.index.astype(str)
         known = index[index.isin(cd.index)]
         out.loc[known, "outlier"] = sig.outlier(cd.loc[known, list(classes)], labels.loc[known])
-    out["priority"] = priority(out, weights)
+    classic = priority(out, weights)
     # Without a model score only blank images and conflicting copies say anything.
-    out["priority"] = out["priority"].where(out["confidence"].notna() | (out["priority"] >= 1))
+    out["classic_priority"] = classic.where(out["confidence"].notna() | (classic >= 1))
+    vote = _add_evidence(out, items, runs, pf, labels, classes, find_duplicates)
+    flags = (out["blank"].astype(bool) | out["duplicate_conflict"].astype(bool)).astype(float)
+    copy = (out["duplicate_of"].astype(str) != "").astype(float)
+    views = _evidence.combine(out)
+    out["suggestion"] = _evidence.suggestion(pf, vote, labels, out["blank"], views)
+    combined = np.maximum(views.fillna(0.0), _evidence.TOP * flags)
+    combined = combined + weights.get("duplicate", 0.0) * copy
+    out["priority"] = pd.Series(combined, index=out.index).where(out["confidence"].notna() | (flags > 0))
     splits = items.set_index("id")["split"].astype(str) if "split" in items.columns else None
-    out["why"] = why(out, labels, probs, splits)
-    return out[list(SIGNAL_COLUMNS) + ["duplicate_conflict"]]
+    out["why"] = why(out, labels, pf, splits)
+    return out[list(SIGNAL_COLUMNS) + ["duplicate_conflict", *EVIDENCE_COLUMNS]]
+
+
+def _add_evidence(
+    out: pd.DataFrame, items: pd.DataFrame, runs: Sequence[OutOfSample], probs: pd.DataFrame | None,
+    labels: pd.Series, classes: Sequence[str], pictures: bool,
+) -> pd.DataFrame | None:
+    """Fill the :data:`EVIDENCE_COLUMNS` of ``out`` in place; returns the neighbours' vote."""
+    for c in EVIDENCE_COLUMNS:
+        if c not in out.columns:
+            out[c] = "" if c == "knn_class" else np.nan
+    out["max_prob"] = probs.max(axis=1).reindex(out.index) if probs is not None else np.nan
+    vote = None
+    scored = [r for r in runs if labels.index.isin(r.probs.index).all()]
+    if scored and len(scored) == len(runs):
+        ev, vote = _run_evidence(runs, labels, classes)
+        for c in ev.columns:
+            out[c] = ev[c]
+    if pictures and len(items):
+        pic = _picture.picture_stats(items["file"].astype(str), items["id"].astype(str))
+        for c in _picture.COLUMNS:
+            out[c] = pic[c]
+    return vote
 
 
 # ----------------------------------------------------------------------------- order
@@ -415,10 +577,11 @@ def review_order(
         rng = np.random.default_rng(seed)
         return ids[rng.permutation(len(ids))]
     if order == "path":
-        key = (paths.astype(str).reindex(ids) if paths is not None else pd.Series(ids, index=ids))
-        return pd.Index(key.sort_values(kind="stable").index, name="id")
+        by_path = (paths.astype(str).reindex(ids) if paths is not None else pd.Series(ids, index=ids))
+        return pd.Index(by_path.sort_values(kind="stable").index, name="id")
     column, descending = {
         "combined": ("priority", True),
+        "classic": ("classic_priority", True),
         "issue": ("issue_score", True),
         "confidence": ("confidence", False),
         "loss": ("loss", True),

@@ -7,41 +7,70 @@ from collections.abc import Callable, Sequence
 import pandas as pd
 
 from .dataset import ACTIONS, MANIFEST_COLUMNS
-from .sheets.base import Column, SheetLayout
+from .sheets.base import Column, ColumnKind, SheetLayout
 
 EDITABLE = ("split", "label", "action", "note")
+# Filled by `sheetsync report` (the embedding map): position and region of each image.
+MAP_COLUMNS = ("map_x", "map_y", "cluster")
 SIGNAL_COLUMNS = ("predicted", "confidence", "margin", "loss", "issue_score", "suspected",
-                  "duplicate_of", "outlier", "why")
-NUMERIC_SIGNALS = ("confidence", "margin", "loss", "issue_score", "outlier")
+                  "duplicate_of", "outlier", "why", *MAP_COLUMNS)
+# Filled by the review (another module): a suggested fix in words, e.g. "relabel → iv", "drop?".
+SUGGESTION = "suggestion"
+NUMERIC_SIGNALS = ("confidence", "margin", "loss", "issue_score", "outlier", *MAP_COLUMNS)
 # Filled for derived images only (sheetsync augment): the image it was made from, and how.
 DERIVED = ("source_id", "transform")
-CORE = ("id", "image", "path", "url", "split", "label", "action", "note", *SIGNAL_COLUMNS, *DERIVED)
+# Sheet order, for the work: what a reviewer looks at and edits first (picture, label, what to
+# do, why), then the rest (the derived-image columns, then the report's map columns last of
+# them); the identifiers last.
+# Columns people add go before ``TAIL``.
+HEAD = ("image", "label", "action", SUGGESTION, "why", "confidence", "split", "note",
+        "predicted", "suspected", "issue_score", "margin", "loss", "outlier", "duplicate_of",
+        *DERIVED, *MAP_COLUMNS)
+TAIL = ("id", "path", "url")
+CORE = (*HEAD, *TAIL)
+# The header and every column through this one stay in view when scrolling sideways.
+FREEZE_THROUGH = "label"
 # Columns every sheet must keep: renaming or deleting one of these is an error on pull.
 REQUIRED = ("id", "path", "split", "label", "action", "note")
 
 _NOTES = {
-    "id": "Stable id of the image; do not edit.",
-    "image": "Thumbnail.",
+    "id": "Stable id of the image (survives moves and re-sorting); do not edit.",
+    "image": "Thumbnail; click it to open the full image.",
     "path": "Where the image is now, relative to the dataset root.",
-    "url": "Link to the image file.",
-    "split": "Edit: which split the image belongs to.",
-    "label": "Edit: the correct class.",
-    "action": "Edit: keep, or drop to take the image out of training (it is kept aside, not deleted).",
+    "url": "Link to the full image; click to open it.",
+    "split": "Edit: which split the image belongs to (train / val ...).",
+    "label": "Edit: the correct class. sheetsync moves the file on `pull`.",
+    "action": "Edit: keep, or drop to take the image out of training (it is kept aside, "
+              "not deleted).",
+    SUGGESTION: "What the review suggests doing with this row (e.g. relabel → iv, drop?); "
+                "empty when it suggests nothing. Apply it by editing label / action.",
     "note": "Edit: free text for the team.",
-    "predicted": "The model's class (out-of-sample when `sheetsync predict` ran).",
-    "confidence": "The model's probability for the given label.",
-    "margin": "Probability of the given label minus the best other class; negative = the model disagrees.",
-    "loss": "Cross-entropy of the given label.",
+    "predicted": "The model's class (out-of-sample when `sheetsync predict` ran; the info "
+                 "line above the header says which model).",
+    "confidence": "The model's probability for the given label (0-100%).",
+    "margin": "Probability of the given label minus the best other class; negative = the "
+              "model disagrees.",
+    "loss": "Cross-entropy of the given label (higher = the model disagrees more).",
     "issue_score": "How likely the label is wrong (0..1, cleanlab).",
-    "suspected": "The class the label probably should be.",
+    "suspected": "The class the label probably should be, for the labels cleanlab flags as "
+                 "likely wrong (those rows are highlighted).",
     "duplicate_of": "Ids of identical or near-identical images.",
-    "outlier": "How far the image is from its class (higher = stranger).",
-    "why": "Why this row is near the top.",
+    "outlier": "How far the image is from its class (1 = typical, above 2.5 = far).",
+    "why": "Why this row is near the top, and what the model sees for odd images.",
+    "map_x": "Position on the report's embedding map (UMAP 1; `sheetsync report`).",
+    "map_y": "Position on the report's embedding map (UMAP 2; `sheetsync report`).",
+    "cluster": "Region of the embedding map (`sheetsync report`); filter to see one region.",
     "source_id": "Derived image (sheetsync augment): the id of the image it was made from.",
     "transform": "Derived image: the transform that made it (drop the row to veto it).",
 }
-_WIDTHS = {"source_id": 13, "transform": 18, "id": 12, "image": 8, "path": 36, "url": 24, "split": 8, "label": 8, "action": 8,
-           "note": 28, "why": 40, "duplicate_of": 14}
+_WIDTHS = {"id": 12, "path": 36, "url": 24, "split": 7, "label": 8, "action": 7,
+           "note": 24, "why": 44, SUGGESTION: 16, "duplicate_of": 14, "predicted": 9,
+           "suspected": 9, "confidence": 9, "issue_score": 10, "margin": 8, "loss": 7,
+           "outlier": 8, "map_x": 8, "map_y": 8, "cluster": 8,
+           "source_id": 13, "transform": 18}
+_FORMATS = {"confidence": "0%", "margin": "+0.00;-0.00;0.00", "loss": "0.00",
+            "issue_score": "0.00", "outlier": "0.00", "map_x": "0.000", "map_y": "0.000",
+            "cluster": "0"}
 
 
 def extra_columns(manifest: pd.DataFrame) -> list[str]:
@@ -51,14 +80,18 @@ def extra_columns(manifest: pd.DataFrame) -> list[str]:
 
 def layout(classes: Sequence[str], splits: Sequence[str], extras: Sequence[str] = ()) -> SheetLayout:
     choices = {"split": tuple(splits), "label": tuple(classes), "action": ACTIONS}
-    cols = []
-    for name in CORE:
-        kind = "image" if name == "image" else "number" if name in NUMERIC_SIGNALS else (
-            "choice" if name in choices else "text")
-        cols.append(Column(name, kind, editable=name in EDITABLE, choices=choices.get(name, ()),
-                           width=_WIDTHS.get(name), note=_NOTES.get(name, "")))
+    cols = [_column(name, choices) for name in HEAD]
     cols += [Column(name, "text", editable=True) for name in extras]
-    return SheetLayout(tuple(cols))
+    cols += [_column(name, choices) for name in TAIL]
+    return SheetLayout(tuple(cols), highlight_mismatch=None, freeze_through=FREEZE_THROUGH)
+
+
+def _column(name: str, choices: dict[str, tuple[str, ...]]) -> Column:
+    kind: ColumnKind = "image" if name == "image" else "number" if name in NUMERIC_SIGNALS else (
+        "choice" if name in choices else "text")
+    return Column(name, kind, editable=name in EDITABLE, choices=choices.get(name, ()),
+                  width=_WIDTHS.get(name), note=_NOTES.get(name, ""),
+                  number_format=_FORMATS.get(name, ""))
 
 
 def build_table(
@@ -69,7 +102,7 @@ def build_table(
 ) -> pd.DataFrame:
     """One row per image, columns in sheet order, rows in review order (``order`` = ids)."""
     m = manifest.set_index("id", drop=False)
-    table = pd.DataFrame({
+    fixed = pd.DataFrame({
         "id": m["id"].astype(str),
         "image": "",
         "path": m["path"].astype(str),
@@ -77,16 +110,16 @@ def build_table(
         "split": m["split"], "label": m["label"], "action": m["action"],
         "note": m["note"].fillna(""),
     }, index=m.index)
-    for name in SIGNAL_COLUMNS:
+    for name in (*SIGNAL_COLUMNS, SUGGESTION):
         if signals is not None and name in signals.columns:
             col = signals[name].reindex(m.index)
-            table[name] = col if name in NUMERIC_SIGNALS else col.fillna("").astype(str)
+            fixed[name] = col if name in NUMERIC_SIGNALS else col.fillna("").astype(str)
         else:
-            table[name] = float("nan") if name in NUMERIC_SIGNALS else ""
+            fixed[name] = float("nan") if name in NUMERIC_SIGNALS else ""
     for name in DERIVED:
-        table[name] = m[name].fillna("").astype(str) if name in m.columns else ""
-    for name in extra_columns(manifest):
-        table[name] = m[name].fillna("")
+        fixed[name] = m[name].fillna("").astype(str) if name in m.columns else ""
+    extras = extra_columns(manifest)
+    table = pd.concat([fixed[list(HEAD)], m[extras].fillna(""), fixed[list(TAIL)]], axis=1)
     if order is not None:
         ordered = [i for i in order if i in table.index]
         rest = table.index.difference(pd.Index(ordered), sort=False)

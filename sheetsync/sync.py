@@ -1,7 +1,9 @@
-"""Pure logic of a pull: validate the sheet, merge its edits into the manifest.
+"""Pure logic of a pull (and of a checkout): validate the sheet, merge its edits, plan the moves.
 
 Every cell is untrusted input. Nothing here touches a file: :func:`plan_pull` returns either the
-new manifest or every problem found, each naming its sheet row and column.
+whole plan of a pull (merged manifest, moves, the manifest after them, what the sheet shows
+afterwards) or every problem found, each naming its sheet row and column. The sheet is parsed
+once.
 
 The merge is three-way, per cell: *base* is what the last push published, *theirs* is the sheet,
 *ours* is the manifest now (the folders may have changed since the push). A cell people did not
@@ -12,12 +14,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from .dataset import ACTIONS
 from .errors import Problem
-from .rows import CORE, EDITABLE, REQUIRED
+from .journal import Move, plan_locations
+from .pullcheck import cell_problems, headerless_problems, published_columns, rekeyed_problems
+from .rows import CORE, EDITABLE, REQUIRED, extra_columns
+from .sheets.base import header_row_of, headerless_columns
+from .versions import diff_manifests
+
+if TYPE_CHECKING:
+    from .augment import ClassTable, Followed
 
 _ACTION_ALIASES = {"": "keep", "keep": "keep", "drop": "drop"}
 
@@ -28,6 +38,19 @@ class PullPlan:
     edited: list[str]  # ids with at least one changed cell
     problems: list[Problem] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    changes: pd.DataFrame | None = None  # diff of the manifest before -> merged (per id, field)
+    moves: list[Move] = field(default_factory=list)
+    new_manifest: pd.DataFrame | None = None  # merged, with the paths after the moves
+    shown: pd.DataFrame | None = None  # what the sheet shows afterwards (the next merge base)
+    followed: list[Followed] = field(default_factory=list)  # derived rows that followed their source
+
+
+@dataclass
+class CheckoutPlan:
+    moves: list[Move]
+    new_manifest: pd.DataFrame
+    changes: pd.DataFrame  # diff of the manifest now -> after the checkout
+    gone: list[str]  # ids of the target version no longer on disk
 
 
 def normalise_header(sheet: pd.DataFrame) -> tuple[dict[str, str], list[Problem]]:
@@ -36,22 +59,28 @@ def normalise_header(sheet: pd.DataFrame) -> tuple[dict[str, str], list[Problem]
     mapping: dict[str, str] = {}
     seen: dict[str, str] = {}
     core = {c.casefold(): c for c in CORE}
+    # Columns with data under a blank header: refused cell by cell (never a column of their own).
+    head = header_row_of(sheet)  # 2 below the info line
+    headerless = headerless_columns(sheet)
+    problems += headerless_problems(sheet, headerless, head)
     for raw in sheet.columns:
+        if raw in headerless:
+            continue
         text = str(raw).strip()
         key = text.casefold()
         if not text:
             if (sheet[raw].astype(str).str.strip() != "").any():
-                problems.append(Problem(1, None, "a column holds data but has no header"))
+                problems.append(Problem(head, None, "a column holds data but has no header"))
             continue
         name = core.get(key, text)
         if name in seen:
-            problems.append(Problem(1, text, f"header {text!r} appears twice"))
+            problems.append(Problem(head, text, f"header {text!r} appears twice"))
             continue
         seen[name] = raw
         mapping[raw] = name
     for name in REQUIRED:
         if name not in seen:
-            problems.append(Problem(1, name, f"header {name!r} is missing (renamed or removed?); "
+            problems.append(Problem(head, name, f"header {name!r} is missing (renamed or removed?); "
                                              f"restore it to pull"))
     return mapping, problems
 
@@ -76,8 +105,15 @@ def plan_pull(
     classes: Sequence[str],
     splits: Sequence[str],
     known_ids: set[str] | None = None,
+    exists: Callable[[str], bool] = lambda _: False,
+    derived: ClassTable | None = None,
 ) -> PullPlan:
-    """Validate ``sheet`` and merge its edits into ``manifest`` (all frames of str)."""
+    """Validate ``sheet``, merge its edits into ``manifest`` (all frames of str), plan the moves.
+
+    ``exists(rel)`` tells whether a path under the root holds a file (never overwritten).
+    ``derived``: the augment class table when the manifest has derived rows; they then follow
+    a relabelled or dropped source (:func:`sheetsync.augment.follow_sources`) in the plan.
+    """
     mapping, problems = normalise_header(sheet)
     if problems:
         return PullPlan(manifest, [], problems)
@@ -85,6 +121,8 @@ def plan_pull(
     extras = [c for c in cells.columns if c not in CORE]
     current = manifest.set_index("id", drop=False)
     ids = cells["id"].str.strip()
+    # Cells no push could write back, and rows whose id was moved apart from the row.
+    problems += cell_problems(cells, header_row_of(sheet)) + rekeyed_problems(ids, cells, published)
     rows = pd.Series(cells.index.astype(int), index=cells.index)
     bad = pd.Series(False, index=cells.index)
 
@@ -124,11 +162,46 @@ def plan_pull(
     merged, edited, merge_problems = _merge(theirs, current, published, rows[good].set_axis(ids[good]))
     problems += merge_problems
     warnings: list[str] = []
-    missing = current.index.difference(ids, sort=False)
+    missing = current.index.difference(pd.Index(ids), sort=False)
     if len(missing) and not problems:
         warnings.append(f"{len(missing)} image(s) have no row in the sheet; left unchanged "
                         f"(e.g. {', '.join(map(str, missing[:3]))})")
-    return PullPlan(merged.reset_index(drop=True), edited, problems, warnings)
+    plan = PullPlan(merged.reset_index(drop=True), edited, problems, warnings)
+    if derived is not None and not problems:
+        from .augment import follow_sources
+
+        plan.manifest, plan.followed = follow_sources(manifest, plan.manifest, edited, derived)
+    if not problems:
+        plan.changes = diff_manifests(manifest, plan.manifest)
+        plan.moves, plan.new_manifest = plan_locations(plan.manifest, exists)
+        plan.shown = _shown(theirs, cells[good], published)
+    return plan
+
+
+def _shown(theirs: pd.DataFrame, cells: pd.DataFrame, published: pd.DataFrame | None) -> pd.DataFrame:
+    """What the sheet shows after the pull (cells as normalised, and the read-only cells the
+    row check compares), so the next push sees no unpulled edit; rows the sheet lacks keep
+    what was published. ``cells`` holds the rows of ``theirs``, in its order."""
+    cols = [*EDITABLE, *[c for c in cells.columns if c in extra_columns(cells)]]
+    read_only = cells[published_columns(cells.columns)].set_axis(theirs.index)
+    shown = pd.concat([theirs[cols], read_only], axis=1).rename_axis("id").reset_index()
+    if published is not None:
+        rest = published[~published["id"].isin(shown["id"])]
+        shown = pd.concat([shown, rest], ignore_index=True)
+    return shown.fillna("").astype(str)
+
+
+def plan_checkout(manifest: pd.DataFrame, target: pd.DataFrame,
+                  exists: Callable[[str], bool] = lambda _: False) -> CheckoutPlan:
+    """Put every image still on disk back where version ``target`` had it (moves planned)."""
+    wanted = target.set_index("id")
+    merged = manifest.set_index("id", drop=False).copy()
+    common = merged.index.intersection(wanted.index)
+    for name in ("split", "label", "action", "note"):
+        merged.loc[common, name] = wanted.loc[common, name]
+    gone = [str(i) for i in wanted.index.difference(merged.index)]
+    moves, new_manifest = plan_locations(merged.reset_index(drop=True), exists)
+    return CheckoutPlan(moves, new_manifest, diff_manifests(manifest, new_manifest), gone)
 
 
 def _choices(values: pd.Series, choices: Sequence[str]) -> pd.Series:

@@ -4,8 +4,7 @@ The model and its recipe are the competition's (see :mod:`sheetsync.model`): bat
 seed 123, a reshuffle every epoch, best weights by validation accuracy. Everything around it is
 made fast:
 
-* each image is decoded and resized once, exactly as ``image_dataset_from_directory`` does it,
-  and the float32 tensor is cached on disk keyed by the file's sha256, so after a ``pull`` only
+* each image is decoded once and cached (:mod:`sheetsync.decode`), so after a ``pull`` only
   new or changed images are decoded again;
 * training reads in-memory arrays through ``tf.data`` (shuffle, batch, prefetch), runs several
   steps per call (``steps_per_execution``), validates in its own traced inference pass at batch
@@ -46,22 +45,25 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from .errors import DatasetError, TrainingError
-from .model import IMAGE_SIZE, build_model, compile_model, embedding_model
+from ._quiet import quiet_tensorflow
+from .decode import load_images
+from .errors import TrainingError
+from .model import build_model, compile_model, embedding_model
+
+# TensorFlow's start-up lines (absl, oneDNN, CUDA probing) are dropped before it is imported.
+quiet_tensorflow()
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras
 
 PRECISIONS = ("float32", "mixed_bfloat16")
-# Bumped whenever the decoded tensor for the same bytes could change (size, resize method).
-CACHE_FORMAT = f"img{IMAGE_SIZE[0]}x{IMAGE_SIZE[1]}-bilinear-f32-v1"
 # Several training steps per call into TensorFlow: the model is tiny, so per-step Python and
 # dispatch overhead is a large share of an epoch. Only callback granularity changes.
 STEPS_PER_EXECUTION = 32
 EVAL_BATCH = 256
-DECODE_BATCH = 64
 
 ProgressFn = Callable[[int, int, dict[str, float]], None]
+DecodeFn = Callable[[str, int, int], None]  # (which split, images decoded, images to decode)
 
 
 @dataclass
@@ -86,129 +88,8 @@ class Prediction:
     ids: list[str]
     probs: np.ndarray
     embeddings: np.ndarray
-
-
-# ---------------------------------------------------------------------------------------------
-# Images
-
-
-_decoded = 0  # images decoded from files by this process (the tests count cache misses)
-
-
-def decoded_count() -> int:
-    """How many image files this process has decoded so far (cache hits do not count)."""
-    return _decoded
-
-
-def load_images(
-    files: Sequence[str | Path],
-    hashes: Sequence[str],
-    cache_dir: Path | None,
-    progress: Callable[[int, int], None] | None = None,
-) -> np.ndarray:
-    """The images as an (n, 32, 32, 3) float32 array, pixel-identical to what
-    ``image_dataset_from_directory(image_size=(32, 32))`` yields (decode as RGB, bilinear resize,
-    aspect ratio not kept).
-
-    With ``cache_dir``, each decoded tensor is stored as ``<cache_dir>/<format>/<hh>/<hash>.npy``
-    and never decoded again while the file's hash is unchanged. ``progress(done, todo)`` reports
-    the images that actually had to be decoded.
-    """
-    files = [str(f) for f in files]
-    hashes = [str(h) for h in hashes]
-    if len(files) != len(hashes):
-        raise ValueError("files and hashes differ in length")
-    out = np.empty((len(files), *IMAGE_SIZE, 3), np.float32)
-    store = Path(cache_dir) / CACHE_FORMAT if cache_dir is not None else None
-
-    # Identical bytes decode identically: decode each hash once.
-    todo: dict[str, str] = {}
-    for i, (f, h) in enumerate(zip(files, hashes, strict=True)):
-        if store is not None and h not in todo:
-            try:
-                out[i] = np.load(_cache_file(store, h), allow_pickle=False)
-                continue
-            except (FileNotFoundError, ValueError, OSError):
-                pass  # missing or torn entry: decode again
-        todo.setdefault(h, f)
-
-    decoded: dict[str, np.ndarray] = {}
-    if todo:
-        decoded = _decode_files(list(todo.values()), progress)
-        decoded = dict(zip(todo.keys(), decoded.values(), strict=True))
-        if store is not None:
-            for h, arr in decoded.items():
-                _write_atomic(_cache_file(store, h), arr)
-    for i, h in enumerate(hashes):
-        if h in decoded:
-            out[i] = decoded[h]
-    return out
-
-
-def _cache_file(store: Path, h: str) -> Path:
-    if not h or "/" in h or "\\" in h or h.startswith("."):
-        raise ValueError(f"not a file hash: {h!r}")
-    return store / h[:2] / f"{h}.npy"
-
-
-def _write_atomic(path: Path, arr: np.ndarray) -> None:
-    # Write-then-rename, so an interrupted run never leaves a torn cache entry behind.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.save(fh, arr, allow_pickle=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _decode_one(path):
-    import tensorflow as tf
-
-    # The same three ops keras.utils.image_dataset_from_directory runs (its _load_image_tf).
-    img = tf.io.read_file(path)
-    img = tf.image.decode_image(img, channels=3, expand_animations=False)
-    img = tf.image.resize(img, IMAGE_SIZE, method="bilinear")
-    img.set_shape((*IMAGE_SIZE, 3))
-    return img
-
-
-def _decode_files(
-    files: list[str], progress: Callable[[int, int], None] | None
-) -> dict[str, np.ndarray]:
-    """Decode ``files`` in parallel with tf.data; returns {file: array} in ``files`` order."""
-    global _decoded
-    import tensorflow as tf
-
-    for f in files:
-        if not os.path.isfile(f):
-            raise DatasetError(f"image file not found: {f}")
-    ds = (
-        tf.data.Dataset.from_tensor_slices(files)
-        .map(_decode_one, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        .batch(DECODE_BATCH)
-        .prefetch(tf.data.AUTOTUNE)
-    )
-    out: dict[str, np.ndarray] = {}
-    try:
-        for batch in ds:
-            arr = batch.numpy()
-            for f, a in zip(files[len(out) : len(out) + len(arr)], arr, strict=True):
-                out[f] = a
-            _decoded += len(arr)
-            if progress is not None:
-                progress(len(out), len(files))
-    except tf.errors.OpError:
-        # tf.data does not say which file failed: find it, to name it.
-        for f in files[len(out) :]:
-            try:
-                _decode_one(tf.constant(f))
-            except tf.errors.OpError as e:
-                raise DatasetError(f"cannot decode image {f}: {e.message}") from None
-        raise
-    return out
+    # (S, n, C) softmax after the epochs asked for in fit_predict(snapshots=...), in epoch order.
+    snapshots: np.ndarray | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -241,7 +122,26 @@ def _check_classes(classes: Sequence[str]) -> list[str]:
     return classes
 
 
-def _arrays(df: pd.DataFrame, what: str, classes, cache_dir, progress=None):
+def _check_run(classes: Sequence[str], train: pd.DataFrame, epochs: int, empty: str) -> list[str]:
+    """The set-up checks every training run shares (train_model and fit_predict)."""
+    checked = _check_classes(classes)
+    if len(train) == 0:
+        raise TrainingError(empty)
+    if epochs < 1:
+        raise TrainingError(f"epochs must be at least 1, got {epochs}")
+    return checked
+
+
+def _images(items: pd.DataFrame, what: str, cache_dir: Path | None) -> np.ndarray:
+    """Decoded images of ``items`` (columns id, file, hash) for prediction."""
+    for col in ("id", "file", "hash"):
+        if col not in items.columns:
+            raise TrainingError(f"{what} lack column {col!r}")
+    return load_images(list(items["file"]), list(items["hash"]), cache_dir)
+
+
+def _arrays(df: pd.DataFrame, what: str, classes: Sequence[str], cache_dir: Path | None,
+            progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
     y = _check_frame(df, what, classes)
     x = load_images(list(df["file"]), list(df["hash"]), cache_dir, progress)
     return x, np.eye(len(classes), dtype=np.float32)[y]
@@ -382,23 +282,27 @@ def train_model(
     jit_compile: bool = False,
     cache_dir: Path | None = None,
     progress: ProgressFn | None = None,
+    decode_progress: DecodeFn | None = None,
+    on_first_epoch: Callable[[bool, int], None] | None = None,
 ) -> TrainResult:
     """Train the fixed model; save the best weights by validation accuracy to ``weights_path``
-    and evaluate them on ``test``. ``progress(epoch, epochs, logs)`` is called after each epoch.
+    and evaluate them on ``test``. ``progress(epoch, epochs, logs)`` is called after each epoch,
+    ``decode_progress(split, done, todo)`` while images not in the cache are decoded, and
+    ``on_first_epoch(jit_compile, epochs)`` before the first epoch (which compiles the model).
     """
-    classes = _check_classes(classes)
-    if len(train) == 0:
-        raise TrainingError("the training split is empty: nothing to train on")
+    classes = _check_run(classes, train, epochs, "the training split is empty: nothing to train on")
     if len(val) == 0:
         raise TrainingError("the validation split is empty: best weights are chosen on it")
-    if epochs < 1:
-        raise TrainingError(f"epochs must be at least 1, got {epochs}")
     start = time.perf_counter()
-    xt, yt = _arrays(train, "train", classes, cache_dir)
-    xv, yv = _arrays(val, "val", classes, cache_dir)
-    test_arrays = (
-        _arrays(test, "test", classes, cache_dir) if test is not None and len(test) else None
-    )
+
+    def arrays(df: pd.DataFrame, what: str) -> tuple[np.ndarray, np.ndarray]:
+        tell = None if decode_progress is None else (
+            lambda done, todo: decode_progress(what, done, todo))
+        return _arrays(df, what, classes, cache_dir, tell)
+
+    xt, yt = arrays(train, "train")
+    xv, yv = arrays(val, "val")
+    test_arrays = arrays(test, "test") if test is not None and len(test) else None
 
     trainer = _trainer(
         xt,
@@ -412,6 +316,8 @@ def train_model(
     model, evaluator = trainer.model, trainer.evaluator
     best: dict[str, Any] = {"acc": -1.0, "epoch": 0, "weights": None}
     history: dict[str, list[float]] = {}
+    if on_first_epoch is not None:
+        on_first_epoch(jit_compile, epochs)
     for epoch in range(1, epochs + 1):
         t0 = time.perf_counter()
         logs = trainer.run_epoch()
@@ -554,10 +460,7 @@ def predict(
 ) -> Prediction:
     """Softmax probabilities and 256-d embeddings of ``items`` under the saved weights."""
     classes = _check_classes(classes)
-    for col in ("id", "file", "hash"):
-        if col not in items.columns:
-            raise TrainingError(f"items lack column {col!r}")
-    x = load_images(list(items["file"]), list(items["hash"]), cache_dir)
+    x = _images(items, "items", cache_dir)
     model, evaluator = _inference_model(len(classes))
     try:
         _load_weights(model, weights_path)
@@ -583,19 +486,16 @@ def fit_predict(
     jit_compile: bool = False,
     cache_dir: Path | None = None,
     progress: ProgressFn | None = None,
+    augment: Callable[[Any], Any] | None = None,
+    snapshots: Sequence[int] = (),
 ) -> Prediction:
     """Train on ``train`` for exactly ``epochs`` epochs (no validation: the last weights are
-    used) and predict ``predict_items``. Cross-validation builds on this."""
-    classes = _check_classes(classes)
-    if len(train) == 0:
-        raise TrainingError("nothing to train on: the training items are empty")
-    if epochs < 1:
-        raise TrainingError(f"epochs must be at least 1, got {epochs}")
+    used) and predict ``predict_items``. Cross-validation builds on this. ``augment`` maps the
+    batched training ``tf.data.Dataset`` (see :mod:`sheetsync._augment`). ``snapshots``: epochs
+    after which ``predict_items`` are also scored (training dynamics; one inference pass each)."""
+    classes = _check_run(classes, train, epochs, "nothing to train on: the training items are empty")
     xt, yt = _arrays(train, "train", classes, cache_dir)
-    for col in ("id", "file", "hash"):
-        if col not in predict_items.columns:
-            raise TrainingError(f"items to predict lack column {col!r}")
-    xp = load_images(list(predict_items["file"]), list(predict_items["hash"]), cache_dir)
+    xp = _images(predict_items, "items to predict", cache_dir)
 
     trainer = _trainer(
         xt,
@@ -606,11 +506,20 @@ def fit_predict(
         precision=precision,
         jit_compile=jit_compile,
     )
+    if augment is not None:
+        trainer.ds = augment(trainer.ds)
+    snaps: list[np.ndarray] = []
     for epoch in range(1, epochs + 1):
         logs = trainer.run_epoch()
         if progress is not None:
             progress(epoch, epochs, logs)
+        if epoch in snapshots and epoch != epochs:
+            snaps.append(_softmax(trainer.evaluator.run(xp)[1]))
     embs, logits = trainer.evaluator.run(xp)
+    probs = _softmax(logits)
+    if epochs in snapshots:
+        snaps.append(probs)
     return Prediction(
-        ids=[str(i) for i in predict_items["id"]], probs=_softmax(logits), embeddings=embs
+        ids=[str(i) for i in predict_items["id"]], probs=probs, embeddings=embs,
+        snapshots=np.stack(snaps) if snaps else None,
     )

@@ -1,6 +1,6 @@
 """Dataset versions (manifests), their history, diffs between them, and score history.
 
-Layout inside the state folder::
+Layout inside the state folder (the paths come from :mod:`sheetsync.store`)::
 
     versions/v0001.csv   the manifest of version 1 (id, hash, path, split, label, action, note, ...)
     versions.json        [{version, time, message, counts}, ...]
@@ -35,10 +35,14 @@ def read_csv_text(path: Path) -> pd.DataFrame:
 
 def write_csv_atomic(df: pd.DataFrame, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    df.to_csv(tmp, index=False)
-    with tmp.open("rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        df.to_csv(tmp, index=False)
+        with tmp.open("rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a failed write leaves nothing behind
+        raise
 
 
 @dataclass(frozen=True)
@@ -62,9 +66,9 @@ def counts_of(manifest: pd.DataFrame) -> dict[str, int]:
 
 
 class VersionStore:
-    def __init__(self, state_dir: Path):
-        self.dir = state_dir / "versions"
-        self.index_path = state_dir / "versions.json"
+    def __init__(self, folder: Path, index_path: Path):
+        self.dir = folder  # the state store (sheetsync.store) says where
+        self.index_path = index_path
 
     def list(self) -> list[VersionInfo]:
         if not self.index_path.exists():
@@ -101,17 +105,20 @@ class VersionStore:
         latest = self.latest()
         return 1 if latest is None else latest.version + 1
 
+    def pending_path(self, version: int) -> Path:
+        return self.dir / f"v{version:04d}.pending.csv"
+
     def stage(self, manifest: pd.DataFrame, version: int) -> Path:
         """Write a manifest for a version that is not recorded yet (see :meth:`commit`)."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        path = self.dir / f"v{version:04d}.pending.csv"
+        path = self.pending_path(version)
         columns = list(dict.fromkeys([*MANIFEST_COLUMNS, *manifest.columns]))
         write_csv_atomic(manifest[columns], path)
         return path
 
     def commit(self, version: int, message: str) -> VersionInfo:
         """Record a staged manifest as a version; idempotent, so recovery can repeat it."""
-        pending = self.dir / f"v{version:04d}.pending.csv"
+        pending = self.pending_path(version)
         final = self.manifest_path(version)
         if pending.exists():
             os.replace(pending, final)
@@ -141,20 +148,28 @@ def diff_manifests(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
     for id_ in a_.index.difference(b_.index, sort=False):
         rows.append({"id": id_, "change": "removed", "field": "", "before": a_.at[id_, "path"], "after": ""})
     common = a_.index.intersection(b_.index, sort=False)
-    for field in DIFF_FIELDS:
-        if field not in a_.columns or field not in b_.columns:
+    # Columns people added in the sheet count too; a column one side lacks reads as empty.
+    own = [c for c in dict.fromkeys([*a_.columns, *b_.columns]) if c not in MANIFEST_COLUMNS]
+    for field in (*DIFF_FIELDS, *own):
+        if field in DIFF_FIELDS and (field not in a_.columns or field not in b_.columns):
             continue
-        before = a_.loc[common, field].astype(str)
-        after = b_.loc[common, field].astype(str)
+        before = _column(a_, field, common)
+        after = _column(b_, field, common)
         for id_ in common[(before != after).to_numpy()]:
             rows.append({"id": id_, "change": "changed", "field": field,
                          "before": before[id_], "after": after[id_]})
     return pd.DataFrame(rows, columns=["id", "change", "field", "before", "after"])
 
 
+def _column(df: pd.DataFrame, name: str, ids: pd.Index) -> pd.Series:
+    if name not in df.columns:
+        return pd.Series("", index=ids)
+    return df.loc[ids, name].astype(str)
+
+
 class ScoreHistory:
-    def __init__(self, state_dir: Path):
-        self.path = state_dir / "scores.csv"
+    def __init__(self, path: Path):
+        self.path = path
 
     def read(self) -> pd.DataFrame:
         return read_csv_text(self.path) if self.path.exists() else pd.DataFrame()

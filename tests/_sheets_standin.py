@@ -5,10 +5,12 @@ No maintained emulator exists, so the tests start this one: a threaded HTTP serv
 it: Google-shaped JSON errors, bearer tokens checked, sharing (403) and unknown ids (404),
 ``majorDimension``, FORMATTED/UNFORMATTED/FORMULA render options, trimming of trailing empty
 cells, "exceeds grid limits" 400s, ``valueInputOption`` RAW vs USER_ENTERED parsing, and
-atomic ``spreadsheets.batchUpdate`` (all requests apply or none). It counts requests and bytes
-and injects 429/5xx/timeouts for the next N requests. Simplifications: ``spreadsheets.get``
+atomic ``spreadsheets.batchUpdate`` (all requests apply or none; ``copyPaste`` included). It
+counts requests and bytes and injects 429/5xx/timeouts for the next N requests
+(:meth:`SheetsStandin.fail_next`) or for the writes after the next K (:meth:`~SheetsStandin.fail_writes`). Simplifications: ``spreadsheets.get``
 ignores ``fields``/``includeGridData`` (it returns all metadata, no grid data), formulas are not
-evaluated beyond ``=IMAGE`` (no value) and plain arithmetic, and formats are not stored.
+evaluated beyond ``=IMAGE`` (no value) and plain arithmetic, and formats are recorded per cell
+but not rendered.
 
 The real gspread client is routed here by :func:`route`, which mounts a ``requests`` adapter
 that rewrites ``https://sheets.googleapis.com`` (and the Drive and OAuth hosts) to this server;
@@ -88,12 +90,16 @@ class Sheet:
     validation: list[dict[str, Any]] = field(default_factory=list)
     basic_filter: dict[str, Any] | None = None
     dimensions: list[dict[str, Any]] = field(default_factory=list)
+    # userEnteredFormat per cell, merged field by field as the requests' field masks say.
+    formats: dict[tuple[int, int], dict[str, Any]] = field(default_factory=dict)
+    merges: list[dict[str, Any]] = field(default_factory=list)
 
     def clone(self) -> Sheet:
         # Cheap copy-on-apply: cell values are immutable, so copying the row lists suffices.
         twin = copy.copy(self)
         twin.cells = [list(r) for r in self.cells]
-        for name in ("notes", "protected", "conditional", "validation", "dimensions", "basic_filter"):
+        for name in ("notes", "protected", "conditional", "validation", "dimensions", "basic_filter",
+                     "formats", "merges"):
             setattr(twin, name, copy.deepcopy(getattr(self, name)))
         return twin
 
@@ -365,10 +371,26 @@ class SheetsStandin:
         with self.lock:
             self.faults.extend([(fault, delay)] * n)
 
+    def fail_writes(self, after: int, n: int, fault: int = 429) -> None:
+        """Let the next ``after`` write requests through, then fail the ``n`` writes after them
+        with HTTP ``fault`` (reads pass): e.g. the second write of a push, past its retries."""
+        with self.lock:
+            self.write_faults = [after, n, fault]
+
     def reset_counts(self) -> None:
         self.reads = self.writes = self.token_requests = self.faulted = self.side_requests = 0
         self.bytes_in = self.bytes_out = self.largest_body = 0
         self.log: list[tuple[str, str, int]] = []
+
+    def _write_fault(self) -> tuple[Any, float] | None:
+        pending = getattr(self, "write_faults", None)
+        if not pending or pending[1] <= 0:
+            return None
+        if pending[0] > 0:
+            pending[0] -= 1
+            return None
+        pending[1] -= 1
+        return (pending[2], 0.0)
 
     # inspection
     def sheet(self, sid: str, title: str) -> Sheet | None:
@@ -400,6 +422,8 @@ class SheetsStandin:
             self.largest_body = max(self.largest_body, len(body))
             self.log.append((method, parts.path, len(body)))
             fault = self.faults.popleft() if self.faults else None
+            if fault is None and kind == "write":
+                fault = self._write_fault()
         if fault is not None:
             self.faulted += 1
             what, delay = fault
@@ -640,6 +664,38 @@ def _grid_range(book: Spreadsheet, rng: dict[str, Any]) -> tuple[Sheet, int, int
     return sheet, r0, r1, c0, c1
 
 
+def _copy_paste(book: Spreadsheet, args: dict[str, Any]) -> None:
+    """copyPaste (PASTE_NORMAL): values and notes of the source range at the destination's
+    top-left corner, within one spreadsheet. As in Sheets, a destination smaller than the
+    source still receives the whole source, and a larger one gets the source repeated
+    (formula text is copied unchanged, as for absolute refs). The recorded cell formats are
+    pasted too, as PASTE_NORMAL does (values, formulas, formats); merges are not."""
+    if args.get("pasteType", "PASTE_NORMAL") != "PASTE_NORMAL":
+        raise ApiError(400, "the stand-in only implements pasteType PASTE_NORMAL")
+    src, r0, r1, c0, c1 = _grid_range(book, args.get("source", {}))
+    dst, d0, d1, e0, e1 = _grid_range(book, args.get("destination", {}))
+    h, w = r1 - r0, c1 - c0
+    if not h or not w:
+        return
+    height, width = max(h, d1 - d0), max(w, e1 - e0)
+    if d0 + height > dst.rows or e0 + width > dst.cols:
+        raise ApiError(400, f"Range ({dst.title}) exceeds grid limits. "
+                            f"Max rows: {dst.rows}, max columns: {dst.cols}")
+    values = [[src.get(r0 + r % h, c0 + c % w) for c in range(width)] for r in range(height)]
+    notes = {(d0 + r, e0 + c): src.notes[(r0 + r % h, c0 + c % w)] for r in range(height)
+             for c in range(width) if (r0 + r % h, c0 + c % w) in src.notes}
+    formats = {(d0 + r, e0 + c): copy.deepcopy(src.formats[(r0 + r % h, c0 + c % w)])
+               for r in range(height) for c in range(width)
+               if (r0 + r % h, c0 + c % w) in src.formats}
+    for r, row in enumerate(values):
+        for c, value in enumerate(row):
+            dst.put(d0 + r, e0 + c, value)
+            dst.notes.pop((d0 + r, e0 + c), None)
+            dst.formats.pop((d0 + r, e0 + c), None)
+    dst.notes.update(notes)
+    dst.formats.update(formats)
+
+
 def _fields(spec: str) -> set[str]:
     return {f.strip() for f in re.split(r"[,()/.]", spec or "") if f.strip()}
 
@@ -699,8 +755,9 @@ def _resize(sheet: Sheet, rows: int, cols: int) -> None:
 
 
 def _write_cells(sheet: Sheet, r0: int, c0: int, rows: list[dict[str, Any]], fields: set[str],
-                 r1: int, c1: int) -> None:
+                 r1: int, c1: int, mask: str = "") -> None:
     values, notes = bool(fields & {"*", "userEnteredValue"}), bool(fields & {"*", "note"})
+    fmt_paths = _format_paths(mask)
     for r in range(r0, r1):
         data = rows[r - r0].get("values", []) if r - r0 < len(rows) else []
         if c0 + len(data) > c1:
@@ -715,6 +772,58 @@ def _write_cells(sheet: Sheet, r0: int, c0: int, rows: list[dict[str, Any]], fie
                     sheet.notes[(r, c)] = str(cell["note"])
                 else:
                     sheet.notes.pop((r, c), None)
+            if fmt_paths:
+                _apply_format(sheet, r, c, cell.get("userEnteredFormat") or {}, fmt_paths)
+
+
+def _split_top(mask: str) -> list[str]:
+    out, depth, cur = [], 0, ""
+    for ch in mask:
+        if ch == "," and depth == 0:
+            out.append(cur.strip())
+            cur = ""
+            continue
+        depth += (ch == "(") - (ch == ")")
+        cur += ch
+    return [*out, cur.strip()] if cur.strip() else out
+
+
+def _format_paths(mask: str) -> list[tuple[str, ...]]:
+    """The userEnteredFormat sub-fields a field mask names ([()] = the whole format)."""
+    paths: list[tuple[str, ...]] = []
+    for item in _split_top(mask):
+        if item in ("*", "userEnteredFormat"):
+            paths.append(())
+        elif item.startswith("userEnteredFormat."):
+            paths.append(tuple(item[len("userEnteredFormat."):].split(".")))
+        elif item.startswith("userEnteredFormat(") and item.endswith(")"):
+            inner = item[len("userEnteredFormat("):-1]
+            paths += [tuple(p.split(".")) for p in _split_top(inner)]
+    return paths
+
+
+def _apply_format(sheet: Sheet, r: int, c: int, fmt: dict[str, Any],
+                  paths: list[tuple[str, ...]]) -> None:
+    """Set (or clear, when ``fmt`` lacks it) each masked sub-field of the cell's format."""
+    current = copy.deepcopy(sheet.formats.get((r, c), {}))
+    for path in paths:
+        if not path:
+            current = copy.deepcopy(fmt)
+            continue
+        src: Any = fmt
+        for key in path:
+            src = src.get(key) if isinstance(src, dict) else None
+        dst = current
+        for key in path[:-1]:
+            dst = dst.setdefault(key, {})
+        if src is None:
+            dst.pop(path[-1], None)
+        else:
+            dst[path[-1]] = copy.deepcopy(src)
+    if current:
+        sheet.formats[(r, c)] = current
+    else:
+        sheet.formats.pop((r, c), None)
 
 
 def _update_cells(book: Spreadsheet, args: dict[str, Any]) -> None:
@@ -735,7 +844,7 @@ def _update_cells(book: Spreadsheet, args: dict[str, Any]) -> None:
         if r1 > sheet.rows or c1 > sheet.cols:
             raise ApiError(400, f"Range ({sheet.title}) exceeds grid limits. "
                                 f"Max rows: {sheet.rows}, max columns: {sheet.cols}")
-    _write_cells(sheet, r0, c0, rows, fields, r1, c1)
+    _write_cells(sheet, r0, c0, rows, fields, r1, c1, args.get("fields", ""))
 
 
 def _append_cells(book: Spreadsheet, args: dict[str, Any]) -> None:
@@ -746,14 +855,30 @@ def _append_cells(book: Spreadsheet, args: dict[str, Any]) -> None:
     if width > sheet.cols:
         raise ApiError(400, f"Range ({sheet.title}) exceeds grid limits. Max columns: {sheet.cols}")
     sheet.rows = max(sheet.rows, start + len(rows))
-    _write_cells(sheet, start, 0, rows, _fields(args.get("fields", "*")), start + len(rows), width)
+    _write_cells(sheet, start, 0, rows, _fields(args.get("fields", "*")), start + len(rows), width,
+                 args.get("fields", "*"))
 
 
 def _repeat_cell(book: Spreadsheet, args: dict[str, Any]) -> None:
     sheet, r0, r1, c0, c1 = _grid_range(book, args.get("range", {}))
     cell = args.get("cell", {})
     rows = [{"values": [cell] * (c1 - c0)}] * (r1 - r0)
-    _write_cells(sheet, r0, c0, rows, _fields(args.get("fields", "")), r1, c1)
+    _write_cells(sheet, r0, c0, rows, _fields(args.get("fields", "")), r1, c1,
+                 args.get("fields", ""))
+
+
+def _merge_cells(book: Spreadsheet, args: dict[str, Any]) -> None:
+    sheet, r0, r1, c0, c1 = _grid_range(book, args.get("range", {}))
+    for m in sheet.merges:
+        if m["r0"] < r1 and r0 < m["r1"] and m["c0"] < c1 and c0 < m["c1"]:
+            raise ApiError(400, "You can't merge cells that overlap a merged range.")
+    sheet.merges.append({"r0": r0, "r1": r1, "c0": c0, "c1": c1})
+
+
+def _unmerge_cells(book: Spreadsheet, args: dict[str, Any]) -> None:
+    sheet, r0, r1, c0, c1 = _grid_range(book, args.get("range", {}))
+    sheet.merges = [m for m in sheet.merges
+                    if not (r0 <= m["r0"] and m["r1"] <= r1 and c0 <= m["c0"] and m["c1"] <= c1)]
 
 
 def _set_data_validation(book: Spreadsheet, args: dict[str, Any]) -> None:
@@ -915,6 +1040,8 @@ _REQUESTS = {
     "updateCells": _update_cells,
     "appendCells": _append_cells,
     "repeatCell": _repeat_cell,
+    "mergeCells": _merge_cells,
+    "unmergeCells": _unmerge_cells,
     "setDataValidation": _set_data_validation,
     "addProtectedRange": _add_protected_range,
     "deleteProtectedRange": _delete_protected_range,
@@ -927,6 +1054,7 @@ _REQUESTS = {
     "appendDimension": _append_dimension,
     "deleteDimension": _delete_dimension,
     "sortRange": _sort_range,
+    "copyPaste": _copy_paste,
 }
 
 

@@ -25,6 +25,7 @@ from sheetsync.augment import (
     follow_sources,
     plan_augment,
 )
+from sheetsync.cli import augment_plan_lines
 from sheetsync.dataset import QUARANTINE
 from sheetsync.errors import AugmentError, ConfigError
 from sheetsync.project import Project
@@ -305,8 +306,8 @@ def test_an_unreadable_source_is_named_and_skipped_not_a_traceback(project: Proj
     broken = root / "train" / "iv" / "broken.png"
     broken.write_bytes(b"not a png at all")
     result = project.augment(budget=30, families=["rotate"])
-    assert any("train/iv/broken.png: cannot read the image" in s for s in result.skipped)
-    assert result.written == 30 - len(result.skipped)
+    assert any("train/iv/broken.png: cannot read the image" in s for s in result.warnings)
+    assert result.written == 30 - len(result.unbuilt)
     assert broken.read_bytes() == b"not a png at all"
 
 
@@ -355,12 +356,42 @@ def test_saved_predictions_steer_the_plan(project: Project) -> None:
     emb = rng.normal(size=(len(ids), 8))
     twins = m[(m["label"] == "iii") & (m["split"] == "train")]["id"].iloc[:2].tolist()
     emb[ids.index(twins[1])] = emb[ids.index(twins[0])]
-    project._save_predictions(1, "insample", ids, probs, emb, np.ones_like(probs))
+    project.store.save_predictions(1, "insample", ids, CLASSES, probs, emb, np.ones_like(probs))
     result = project.augment(budget=60, dry_run=True, families=["rotate"])
     prio = result.plan.priorities
-    assert prio.source == "in-sample predictions of v1"
+    assert (prio.kind, prio.version) == ("insample", 1)
+    assert "priorities: in-sample predictions of v1" in augment_plan_lines(result.plan)[0]
     assert prio.class_accuracy["ii"] == 0.0 and prio.class_accuracy["i"] == 1.0
     assert prio.weight[max(twins)] == 0.0 and prio.weight[min(twins)] > 0
     per_class = result.plan.table()["total"]
     assert per_class["ii"] > 2 * per_class["i"]
     assert max(twins) not in {v.source_id for v in result.plan.variants}
+
+
+def test_a_derived_rows_source_cells_are_read_only_like_the_other_published_cells(
+        project: Project) -> None:
+    """source_id / transform are compared with what was published (the row check of a pull)."""
+    from sheetsync.errors import SheetValidationError
+
+    project.augment(budget=4, families=["rotate"])
+    project.push()
+    d = derived(project)
+    a, b = d.index[:2]
+    edit(workbook(project), {a: {"source_id": d.at[b, "source_id"] + "x"}})
+    with pytest.raises(SheetValidationError, match="was published with source_id"):
+        project.pull()
+
+
+def test_a_linked_staging_folder_is_refused_before_any_image_is_written(
+        project: Project, tmp_path: Path) -> None:
+    """The journal's staging-folder check (a link could lead outside the root) holds for augment."""
+    from sheetsync.errors import UnsafePathError
+    from sheetsync.journal import STAGING
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (project.config.root / STAGING).symlink_to(outside, target_is_directory=True)
+    before = project.versions.latest()
+    with pytest.raises(UnsafePathError, match="staging folder"):
+        project.augment(budget=4, families=["rotate"])
+    assert list(outside.iterdir()) == [] and project.versions.latest() == before

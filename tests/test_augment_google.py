@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from test_google_loop import api, collaborator, edit, project  # noqa: F401 (fixtures)
+from test_google_loop import api, collaborator, edit, header_index, project  # noqa: F401 (fixtures)
 
 from sheetsync.project import Project
 
@@ -14,7 +14,8 @@ def test_derived_rows_round_trip_and_follow_their_source_in_google_sheets(
     m = project.versions.load("latest").set_index("id")
     d = m[m["source_id"] != ""]
     ws = collaborator(api, project)
-    rows = {r["id"]: r for r in ws.get_all_records(value_render_option="UNFORMATTED_VALUE")}
+    head = header_index(ws.get_all_values()) + 1  # below sheetsync's info line
+    rows = {r["id"]: r for r in ws.get_all_records(head=head, value_render_option="UNFORMATTED_VALUE")}
     for id_, row in d.iterrows():
         assert (rows[id_]["source_id"], rows[id_]["transform"]) == (row["source_id"], row["transform"])
     assert project.pull().lines[0].startswith("nothing to pull")

@@ -68,18 +68,21 @@ def test_errors_are_one_line_with_exit_codes(runner: CliRunner, tmp_path: Path) 
 def test_validation_error_exit_code_and_rows(runner: CliRunner, data_root: Path, tmp_path: Path) -> None:
     from openpyxl import load_workbook
 
+    from sheetsync.sheets.local import header_row
+
     proj = tmp_path / "proj"
     run(runner, proj, "init", str(data_root))
     run(runner, proj, "push")
     wb_path = proj / "sheetsync.xlsx"
     wb = load_workbook(wb_path)
     ws = wb["data"]
-    header = [c.value for c in ws[1]]
-    ws.cell(3, header.index("label") + 1).value = "cat"
+    head = header_row(ws)  # 2: an info line is row 1
+    header = [c.value for c in ws[head]]
+    ws.cell(head + 2, header.index("label") + 1).value = "cat"
     wb.save(wb_path)
     result = runner.invoke(cli, ["-C", str(proj), "pull"])
     assert result.exit_code == 3
-    assert "row 3, column 'label': 'cat' is not a class" in result.output
+    assert f"row {head + 2}, column 'label': 'cat' is not a class" in result.output
     result = runner.invoke(cli, ["-C", str(proj), "push"])
     assert result.exit_code == 4 and "never pulled" in result.output
 

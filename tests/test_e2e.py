@@ -35,9 +35,10 @@ def copy_slice(src: Path, dst: Path, per_class: dict[str, int]) -> None:
 def edit_in_libreoffice(book: Path, profile: Path, edits: dict[str, dict[str, str]]) -> None:
     """Type into cells by id with LibreOffice Calc, then let it save the .xlsx itself."""
     col = {name: i for i, name in enumerate(CORE)}
+    # Row 0 is the info line, row 1 the header (0-based, as the macro API counts).
     lines = ['  sh = doc.Sheets.getByName("data")',
-             "  For r = 1 To 20000",
-             "    id = sh.getCellByPosition(0, r).String",
+             "  For r = 2 To 20000",
+             f"    id = sh.getCellByPosition({col['id']}, r).String",
              '    If id = "" Then Exit For']
     for id_, cells in edits.items():
         for name, value in cells.items():

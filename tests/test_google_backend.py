@@ -4,6 +4,7 @@ to the local Sheets API stand-in in tests/_sheets_standin.py."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -13,8 +14,9 @@ import pandas as pd
 import pytest
 
 from sheetsync.config import Config
-from sheetsync.errors import AuthError, QuotaError, SheetNotFoundError
-from sheetsync.sheets.base import Column, SheetLayout
+from sheetsync.errors import AuthError, BackendError, QuotaError, SheetNotFoundError
+from sheetsync.sheets._google_cells import FLAG_COLOR
+from sheetsync.sheets.base import INFO_PREFIX, Column, SheetLayout
 from sheetsync.sheets.google import GoogleBackend
 
 try:
@@ -84,6 +86,7 @@ def key(api):
 def sheet_id(api):
     sid = api.create_spreadsheet("team labels", shared_with=[BOT, ALICE])
     api.faults.clear()
+    api.fail_writes(0, 0)
     api.reset_counts()
     return sid
 
@@ -141,8 +144,12 @@ def test_big_push_sends_one_write_per_2mb_and_stays_lossless(api, backend, sheet
     big.loc[2, "url"] = ""
     backend.write_table(big, LAYOUT)
     sent = backend.stats.bytes_sent
-    # Structure + thumbnails in one batchUpdate, then the values as RAW ranges of <= 2 MB.
-    assert 2_000_000 < sent < 3_000_000 and api.writes == 2  # typed cells alone would be ~6.6 MB
+    # Into a hidden staging tab: the thumbnails and the url links as typed cells (~1 MB each,
+    # together over the 2 MB a request may carry: two batchUpdates), the values as one RAW
+    # range (~1.1 MB); then one small batchUpdate copies them into the data tab with the
+    # structure. Measured: 4 writes, 3.15 MB.
+    assert 2_000_000 < sent < 3_300_000 and api.writes == 4  # typed cells alone would be ~6.6 MB
+    assert not [s.title for s in api.books[sheet_id].sheets if "staging" in s.title]
     assert api.largest_body <= 2_000_000
     frame = backend.read_table()
     assert frame["id"].tolist() == big["id"].tolist()
@@ -154,6 +161,68 @@ def test_big_push_sends_one_write_per_2mb_and_stays_lossless(api, backend, sheet
     sheet = api.sheet(sheet_id, "data")
     assert {c for row in sheet.cells for c, v in enumerate(row) if type(v).__name__ == "Formula"} == {1}
     assert len(stored[1]) == 9 and stored[2][9] == 0.5 and stored[4][9] == big["confidence"][3]
+
+
+def test_a_big_push_below_an_info_line_lands_where_a_small_one_does(api, backend, sheet_id):
+    """The staged path (hidden tab, then copyPaste) with the review sheet's layout: the info
+    line in row 1, the header in row 2, the rows from row 3 with their links and highlight."""
+    reviewed = dataclasses.replace(LAYOUT, info=f"{INFO_PREFIX}v9 pushed now\nmodel: none",
+                                   freeze_through="label", flagged=(0, 7999))
+    big = table(8000)
+    api.reset_counts()
+    backend.write_table(big, reviewed)
+    assert api.writes == 4  # staged, as in the test above: the info line adds no write
+    values = api.values(sheet_id, "data", "FORMULA")
+    names = [c.name for c in LAYOUT.columns]
+    assert values[0][0] == reviewed.info and values[1] == names and len(values) == 8002
+    col = {n: i for i, n in enumerate(names)}
+    assert [values[r][col["id"]] for r in (2, 8001)] == [big["id"].iloc[0], big["id"].iloc[-1]]
+    assert values[2][col["image"]] == f'=IMAGE("{big["url"].iloc[0]}")'
+    sheet = api.sheet(sheet_id, "data")
+    assert (sheet.frozen_rows, sheet.frozen_cols) == (2, col["label"] + 1)
+    assert sheet.merges == [{"r0": 0, "r1": 1, "c0": 0, "c1": col["note"] + 1}]
+    for r, i in ((2, 0), (8001, 7999)):  # the url links came through the paste
+        assert sheet.formats[(r, col["url"])]["textFormat"]["link"] == {"uri": big["url"].iloc[i]}
+    flagged = [r for r in range(8002) if sheet.formats.get((r, col["id"]), {}).get("backgroundColor") == FLAG_COLOR]
+    assert flagged == [2, 8001]
+    assert not [s.title for s in api.books[sheet_id].sheets if "staging" in s.title]
+    frame = backend.read_table()  # the info line is skipped; the index is the sheet row
+    assert frame.index[0] == 3 and frame["id"].tolist() == big["id"].tolist()
+
+
+def test_a_failed_write_of_a_big_push_never_leaves_the_data_tab_blank(api, make_backend, sheet_id):
+    """Issue 8 case 10: whichever write of a multi-write push fails (429 past the retries),
+    the data tab holds the previous push, whole, and the next push goes through."""
+    backend = make_backend(sheet_id, max_retries=1)
+    old, new = table(300, seed=1), table(2880, seed=2)
+    old["note"], new["note"] = "old push", "new push " * 80  # 2,880 rows over 2 MB
+    backend.write_table(old, LAYOUT)
+    before = api.values(sheet_id, "data", "FORMULA")
+    api.reset_counts()
+    backend.write_table(new, LAYOUT)
+    writes = api.writes
+    assert writes >= 2  # a multi-write push, else this test proves nothing
+    for ok in range(writes):  # let `ok` writes through, then fail the next ones past retries
+        backend.write_table(old, LAYOUT)
+        before = api.values(sheet_id, "data", "FORMULA")
+        api.fail_writes(ok, 2)  # 2 = the first try and its one retry
+        with pytest.raises(QuotaError):
+            backend.write_table(new, LAYOUT)
+        assert api.values(sheet_id, "data", "FORMULA") == before, f"write {ok + 1} failed"
+        api.fail_writes(0, 0)
+    backend.write_table(new, LAYOUT)  # a leftover staging tab does not get in the way
+    frame = backend.read_table()
+    assert frame["id"].tolist() == new["id"].tolist() and set(frame["note"]) == {"new push " * 80}
+    assert not [s.title for s in api.books[sheet_id].sheets if "staging" in s.title]
+
+
+def test_a_push_refuses_a_cell_no_spreadsheet_can_hold_before_any_write(api, backend):
+    bad = table(5)
+    bad.loc[3, "note"] = "bell\x07"
+    api.reset_counts()
+    with pytest.raises(BackendError, match=r"row 5, column 'note': holds the control character"):
+        backend.write_table(bad, LAYOUT)
+    assert api.writes == 0
 
 
 def test_pull_of_20000_rows_is_one_read(api, backend, sheet_id):

@@ -15,6 +15,7 @@ from sheetsync.config import Config
 from sheetsync.dataset import QUARANTINE
 from sheetsync.errors import UnpulledEditsError
 from sheetsync.project import Project
+from sheetsync.sheets.base import INFO_PREFIX
 from sheetsync.sheets.google import GoogleBackend
 
 try:
@@ -62,12 +63,18 @@ def collaborator(api: SheetsStandin, project: Project):
     return standin_client(api, token_credentials(api, ALICE)).open_by_key(sid).worksheet("data")
 
 
+def header_index(values: list[list[str]]) -> int:
+    """0-based row of the header: 1 under sheetsync's info line."""
+    return 1 if values and values[0] and values[0][0].startswith(INFO_PREFIX) else 0
+
+
 def edit(ws, changes: dict[str, dict[str, str]]) -> None:
     """Type into cells by id, as a person would (values parsed as typed in the UI)."""
     values = ws.get_all_values()
-    header = values[0]
-    for r, row in enumerate(values[1:], start=2):
-        for column, value in changes.get(row[0], {}).items():
+    head = header_index(values)
+    header = values[head]
+    for r, row in enumerate(values[head + 1:], start=head + 2):
+        for column, value in changes.get(row[header.index("id")], {}).items():
             ws.update_cell(r, header.index(column) + 1, value)
 
 
@@ -85,7 +92,9 @@ def test_push_edit_in_sheets_pull_rearranges_folders(api: SheetsStandin, project
     assert "3 requests (2 read, 1 write)" in str(report)
     ws = collaborator(api, project)
     values = ws.get_all_values(value_render_option="FORMULA")
-    first = dict(zip(values[0], values[1], strict=False))
+    head = header_index(values)
+    assert head == 1 and values[0][0].startswith(INFO_PREFIX)  # the info line is row 1
+    first = dict(zip(values[head], values[head + 1], strict=False))
     assert first["image"] == f'=IMAGE("{BUCKET.format(path=first["path"])}")'
 
     a, b, c = ids["train/i/img-0001.png"], ids["train/ii/img-0005.png"], ids["val/iii/img-0018.png"]

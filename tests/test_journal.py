@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import pytest
@@ -90,4 +91,19 @@ def test_journal_refuses_paths_outside_the_root(tmp_path: Path) -> None:
     journal = jr.Journal(tmp_path / "j.json", tmp_path)
     with pytest.raises(UnsafePathError):
         journal.begin([jr.Move("a", "train/i/x.png", "../x.png")], after={})
+    assert not journal.pending
+
+
+def test_a_journal_in_the_old_format_is_still_recovered(tmp_path: Path) -> None:
+    root, journal = _setup_swap(tmp_path)
+    pending = tmp_path / "published.pending.csv"
+    pending.write_text("id\n")
+    data = {"root": str(root), "moves": [vars(m) for m in journal.moves()],
+            "after": {"version": 2, "message": "pull: 3 row(s) edited", "published": str(pending)}}
+    journal.path.write_text(json.dumps(data))
+    recorded: list[jr.Commit] = []
+    assert jr.recover(journal, recorded.append) == jr.Recovery(True, 2)
+    assert recorded[0].version == 2 and recorded[0].message.startswith("pull")
+    assert (tmp_path / "published.csv").exists() and not pending.exists()
+    assert (root / "val/iii/z.png").read_bytes() == b"third"
     assert not journal.pending

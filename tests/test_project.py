@@ -15,6 +15,7 @@ from openpyxl import load_workbook
 from sheetsync.dataset import QUARANTINE
 from sheetsync.errors import SheetValidationError, UnpulledEditsError
 from sheetsync.project import Project
+from sheetsync.sheets.local import header_row
 
 
 def tree(root: Path) -> dict[str, str]:
@@ -26,13 +27,14 @@ def edit(workbook: Path, changes: dict[str, dict[str, object]]) -> None:
     """Change cells by id, as a person would in a spreadsheet program."""
     wb = load_workbook(workbook)
     ws = wb["data"]
-    header = [c.value for c in ws[1]]
-    for r in range(2, ws.max_row + 1):
+    head = header_row(ws)
+    header = [c.value for c in ws[head]]
+    for r in range(head + 1, ws.max_row + 1):
         id_ = ws.cell(r, header.index("id") + 1).value
         for column, value in changes.get(id_, {}).items():
             if column not in header:
                 header.append(column)
-                ws.cell(1, len(header)).value = column
+                ws.cell(head, len(header)).value = column
             cell = ws.cell(r, header.index(column) + 1)
             cell.value = value
             if isinstance(value, str) and value.startswith("="):
@@ -87,7 +89,9 @@ def test_push_edit_pull_rearranges_and_records_a_version(project: Project) -> No
 def test_identical_images_keep_separate_rows(project: Project) -> None:
     project.push()
     wb = load_workbook(workbook(project))
-    ids = [r[0].value for r in wb["data"].iter_rows(min_row=2)]
+    ws = wb["data"]
+    col = [c.value for c in ws[header_row(ws)]].index("id")
+    ids = [r[col].value for r in ws.iter_rows(min_row=header_row(ws) + 1)]
     assert len(ids) == len(set(ids)) == 19
 
 

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from _model_data import CLASSES, DCAI_CLASSES, dcai_or_skip, items_of, make_split
 
+from sheetsync import decode as D
 from sheetsync import train as T
 from sheetsync.errors import DatasetError, TrainingError
 
@@ -41,7 +42,7 @@ def _keras_images(split_dir: Path, classes) -> tuple[list[str], np.ndarray]:
 def test_load_images_is_pixel_identical_to_image_dataset_from_directory(data):
     paths, expected = _keras_images(data["root"] / "train", CLASSES)
     items = data["train"].set_index("file").loc[paths]
-    got = T.load_images(list(items.index), list(items["hash"]), cache_dir=None)
+    got = D.load_images(list(items.index), list(items["hash"]), cache_dir=None)
     assert got.dtype == np.float32 and got.shape == (len(paths), 32, 32, 3)
     assert np.array_equal(got, expected)  # exact, not approximately
 
@@ -49,36 +50,36 @@ def test_load_images_is_pixel_identical_to_image_dataset_from_directory(data):
 def test_cache_hit_decodes_nothing_and_survives_missing_files(tmp_path):
     items = make_split(tmp_path / "ds", "train", 3, seed=5)
     cache = tmp_path / "cache"
-    before = T.decoded_count()
+    before = D.decoded_count()
     seen = []
-    first = T.load_images(
+    first = D.load_images(
         items["file"], items["hash"], cache, progress=lambda d, n: seen.append((d, n))
     )
-    assert T.decoded_count() - before == len(items)
+    assert D.decoded_count() - before == len(items)
     assert seen[-1] == (len(items), len(items))
 
-    again = T.load_images(items["file"], items["hash"], cache)
-    assert T.decoded_count() - before == len(items)  # nothing decoded the second time
+    again = D.load_images(items["file"], items["hash"], cache)
+    assert D.decoded_count() - before == len(items)  # nothing decoded the second time
     assert np.array_equal(first, again)
 
     # Proof the files are not even read: delete them, the cache still serves every image.
     for f in items["file"]:
         Path(f).unlink()
-    assert np.array_equal(T.load_images(items["file"], items["hash"], cache), first)
+    assert np.array_equal(D.load_images(items["file"], items["hash"], cache), first)
 
 
 def test_identical_files_are_decoded_once_and_torn_entries_redone(tmp_path):
     items = make_split(tmp_path / "ds", "train", 2, seed=6)
     dup = items.iloc[[0, 0, 1]].reset_index(drop=True)
     cache = tmp_path / "cache"
-    before = T.decoded_count()
-    out = T.load_images(dup["file"], dup["hash"], cache)
-    assert T.decoded_count() - before == 2
+    before = D.decoded_count()
+    out = D.load_images(dup["file"], dup["hash"], cache)
+    assert D.decoded_count() - before == 2
     assert np.array_equal(out[0], out[1])
-    entry = next((cache / T.CACHE_FORMAT).rglob(f"{dup['hash'][0]}.npy"))
+    entry = next((cache / D.CACHE_FORMAT).rglob(f"{dup['hash'][0]}.npy"))
     entry.write_bytes(b"torn")
-    again = T.load_images(dup["file"], dup["hash"], cache)
-    assert T.decoded_count() - before == 3
+    again = D.load_images(dup["file"], dup["hash"], cache)
+    assert D.decoded_count() - before == 3
     assert np.array_equal(out, again)
 
 
@@ -86,9 +87,9 @@ def test_bad_image_files_are_named(tmp_path):
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"not a png at all")
     with pytest.raises(DatasetError, match="broken.png"):
-        T.load_images([bad], ["0" * 64], cache_dir=None)
+        D.load_images([bad], ["0" * 64], cache_dir=None)
     with pytest.raises(DatasetError, match="not found"):
-        T.load_images([tmp_path / "gone.png"], ["1" * 64], cache_dir=None)
+        D.load_images([tmp_path / "gone.png"], ["1" * 64], cache_dir=None)
 
 
 # --- training ----------------------------------------------------------------------------------
@@ -225,7 +226,7 @@ def test_real_pngs_match_image_dataset_from_directory():
     root = dcai_or_skip()
     paths, expected = _keras_images(root / "label_book", DCAI_CLASSES)
     items = items_of(root / "label_book", DCAI_CLASSES).set_index("file").loc[paths]
-    got = T.load_images(list(items.index), list(items["hash"]), cache_dir=None)
+    got = D.load_images(list(items.index), list(items["hash"]), cache_dir=None)
     assert np.array_equal(got, expected)
 
 

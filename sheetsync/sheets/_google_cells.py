@@ -10,14 +10,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 
 from .base import Column, SheetLayout, cell_text
 
-ROW_HEIGHT = 60  # px: room for a thumbnail
-IMAGE_WIDTH = 70
+ROW_HEIGHT = 118  # px: a 112 px thumbnail (=IMAGE fits and centres it in the cell) + padding
+IMAGE_WIDTH = 124
+INFO_HEIGHT = 96  # px: five lines of the info text
+FONT = "Calibri"  # the same single font as the workbook
+FLAG_COLOR = {"red": 1.0, "green": 0.9, "blue": 0.6}
+READONLY_COLOR = {"red": 0.95, "green": 0.95, "blue": 0.95}
+INFO_COLOR = {"red": 0.867, "green": 0.922, "blue": 0.969}
+LINKED = ("url",)  # text cells that are links to the full image
 PROTECT_NOTE = "sheetsync: written by `sheetsync push`; edits here are overwritten"
 MISMATCH_COLOR = {"red": 1.0, "green": 0.86, "blue": 0.86}
 
@@ -31,7 +37,7 @@ def plain(value: object) -> object:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     try:
-        if pd.isna(value):  # pd.NA, pd.NaT
+        if pd.isna(cast(Any, value)):  # pd.NA, pd.NaT
             return None
     except (TypeError, ValueError):
         pass
@@ -88,9 +94,24 @@ def score_cell(value: object) -> dict[str, Any]:
     return text_cell(v)
 
 
+def link_cell(value: object) -> dict[str, Any]:
+    """Text that is also a link (a public http(s) URL; anything else stays plain text)."""
+    cell = text_cell(value)
+    v = plain(value)
+    if cell and isinstance(v, str) and v.strip().lower().startswith(("http://", "https://")):
+        cell["userEnteredFormat"] = {"textFormat": {"link": {"uri": v.strip()}}}
+    return cell
+
+
+def header_offset(layout: SheetLayout) -> int:
+    """0-based index of the header row: 1 when an info line sits above it."""
+    return 1 if layout.info else 0
+
+
 def table_rows(table: pd.DataFrame, layout: SheetLayout) -> list[dict[str, Any]]:
     """One ``RowData`` per table row, typed per column kind."""
     kinds = [layout.column(str(name)).kind for name in table.columns]
+    linked = [str(name) in LINKED for name in table.columns]
     urls = table["url"].tolist() if "url" in table.columns else [None] * len(table)
     columns = [table.iloc[:, i].tolist() for i in range(table.shape[1])]
     out = []
@@ -102,6 +123,8 @@ def table_rows(table: pd.DataFrame, layout: SheetLayout) -> list[dict[str, Any]]
                 cells.append(image_cell(urls[r]))
             elif kind == "number":
                 cells.append(number_cell(value))
+            elif linked[c]:
+                cells.append(link_cell(value))
             else:
                 cells.append(text_cell(value))
         out.append({"values": cells})
@@ -140,37 +163,112 @@ def layout_requests(
     sheet_id: int, names: list[str], n_rows: int, layout: SheetLayout
 ) -> list[dict[str, Any]]:
     """Validation, protection, filter, highlight and sizes for a freshly written data sheet."""
-    total = n_rows + 1
+    head = header_offset(layout)
+    first = head + 1
+    total = n_rows + first
     width = len(names)
     reqs: list[dict[str, Any]] = []
     columns = [layout.column(n) for n in names]
     for c, col in enumerate(columns):
         if col.kind == "choice" and col.choices and n_rows:
             reqs.append({"setDataValidation": {
-                "range": grid(sheet_id, 1, total, c, c + 1),
+                "range": grid(sheet_id, first, total, c, c + 1),
                 "rule": {
                     "condition": {"type": "ONE_OF_LIST",
                                   "values": [{"userEnteredValue": ch} for ch in col.choices]},
                     "strict": True, "showCustomUi": True,
                 },
             }})
-    reqs.append(_protect(grid(sheet_id, 0, 1, 0, width)))
+    reqs.append(_protect(grid(sheet_id, 0, first, 0, width)))
     for c0, c1 in _runs([not col.editable for col in columns]):
         if n_rows:
-            reqs.append(_protect(grid(sheet_id, 1, total, c0, c1)))
-    reqs.append({"setBasicFilter": {"filter": {"range": grid(sheet_id, 0, total, 0, width)}}})
+            reqs.append(_protect(grid(sheet_id, first, total, c0, c1)))
+    reqs.append({"setBasicFilter": {"filter": {"range": grid(sheet_id, head, total, 0, width)}}})
     pair = layout.highlight_mismatch
     if pair and all(p in names for p in pair) and n_rows:
         a, b = (column_letter(names.index(p)) for p in pair)
-        formula = f'=AND(${a}2<>"",${b}2<>"",${a}2<>${b}2)'
+        r = first + 1
+        formula = f'=AND(${a}{r}<>"",${b}{r}<>"",${a}{r}<>${b}{r})'
         reqs.append({"addConditionalFormatRule": {"index": 0, "rule": {
-            "ranges": [grid(sheet_id, 1, total, 0, width)],
+            "ranges": [grid(sheet_id, first, total, 0, width)],
             "booleanRule": {
                 "condition": {"type": "CUSTOM_FORMULA", "values": [{"userEnteredValue": formula}]},
                 "format": {"backgroundColor": MISMATCH_COLOR},
             },
         }}})
-    reqs += _sizes(sheet_id, columns, n_rows)
+    reqs += _formats(sheet_id, columns, n_rows, layout)
+    reqs += _sizes(sheet_id, columns, n_rows, first)
+    if layout.info:
+        reqs += _info(sheet_id, layout, names)
+    return reqs
+
+
+def frozen_columns(names: list[str], layout: SheetLayout) -> int:
+    """How many columns stay in view: every column through ``layout.freeze_through``."""
+    through = layout.freeze_through
+    return names.index(through) + 1 if through in names else 0
+
+
+def _repeat(range_: Mapping[str, int], fmt: dict[str, Any], fields: str) -> dict[str, Any]:
+    return {"repeatCell": {"range": dict(range_), "cell": {"userEnteredFormat": fmt},
+                           "fields": fields}}
+
+
+def _formats(sheet_id: int, columns: list[Column], n_rows: int,
+             layout: SheetLayout) -> list[dict[str, Any]]:
+    """One font, grey read-only columns, number formats, centred cells, the flagged rows."""
+    first = header_offset(layout) + 1
+    total = n_rows + first
+    width = len(columns)
+    reqs = [_repeat(grid(sheet_id, 0, total, 0, width),
+                    {"textFormat": {"fontFamily": FONT}, "verticalAlignment": "MIDDLE"},
+                    "userEnteredFormat(textFormat.fontFamily,verticalAlignment)")]
+    if not n_rows:
+        return reqs
+    for c0, c1 in _runs([not col.editable for col in columns]):
+        reqs.append(_repeat(grid(sheet_id, first, total, c0, c1),
+                            {"backgroundColor": READONLY_COLOR},
+                            "userEnteredFormat.backgroundColor"))
+    for c, col in enumerate(columns):
+        if col.kind == "number" and col.number_format:
+            kind = "PERCENT" if col.number_format.endswith("%") else "NUMBER"
+            reqs.append(_repeat(grid(sheet_id, first, total, c, c + 1),
+                                {"numberFormat": {"type": kind, "pattern": col.number_format}},
+                                "userEnteredFormat.numberFormat"))
+        if col.kind == "image":
+            reqs.append(_repeat(grid(sheet_id, first, total, c, c + 1),
+                                {"horizontalAlignment": "CENTER"},
+                                "userEnteredFormat.horizontalAlignment"))
+        if col.name in ("why", "suggestion"):
+            reqs.append(_repeat(grid(sheet_id, first, total, c, c + 1),
+                                {"wrapStrategy": "WRAP"}, "userEnteredFormat.wrapStrategy"))
+    # The review's flagged rows; written after the row order, so they match the rows written.
+    flags = [False] * n_rows
+    for i in layout.flagged:
+        if 0 <= i < n_rows:
+            flags[i] = True
+    for r0, r1 in _runs(flags):
+        reqs.append(_repeat(grid(sheet_id, first + r0, first + r1, 0, width),
+                            {"backgroundColor": FLAG_COLOR}, "userEnteredFormat.backgroundColor"))
+    return reqs
+
+
+def _info(sheet_id: int, layout: SheetLayout, names: list[str]) -> list[dict[str, Any]]:
+    """The info line in row 1, merged over the columns through ``note`` and wrapped."""
+    span = names.index("note") + 1 if "note" in names else len(names)
+    reqs: list[dict[str, Any]] = [{"updateCells": {
+        "range": grid(sheet_id, 0, 1, 0, 1),
+        "rows": [{"values": [{
+            "userEnteredValue": {"stringValue": layout.info},
+            "userEnteredFormat": {"textFormat": {"bold": True, "fontFamily": FONT},
+                                  "backgroundColor": INFO_COLOR, "wrapStrategy": "WRAP",
+                                  "verticalAlignment": "MIDDLE"},
+        }]}],
+        "fields": "userEnteredValue,userEnteredFormat",
+    }}]
+    if span > 1:
+        reqs.append({"mergeCells": {"range": grid(sheet_id, 0, 1, 0, span), "mergeType": "MERGE_ALL"}})
+    reqs.append(_dimension(sheet_id, "ROWS", 0, 1, INFO_HEIGHT))
     return reqs
 
 
@@ -192,16 +290,23 @@ def _runs(flags: list[bool]) -> list[tuple[int, int]]:
     return runs
 
 
-def _sizes(sheet_id: int, columns: list[Column], n_rows: int) -> list[dict[str, Any]]:
+def _sizes(sheet_id: int, columns: list[Column], n_rows: int,
+           first: int = 1) -> list[dict[str, Any]]:
     reqs = []
     for c, col in enumerate(columns):
         # Column.width is in characters (as in the .xlsx backend); Sheets wants pixels.
-        px = IMAGE_WIDTH if col.kind == "image" else (col.width * 7 + 10 if col.width else None)
+        chars = max(col.width, len(col.name) + 3) if col.width else None
+        px = IMAGE_WIDTH if col.kind == "image" else (chars * 7 + 10 if chars else None)
         if px:
             reqs.append(_dimension(sheet_id, "COLUMNS", c, c + 1, px))
     if n_rows and any(col.kind == "image" for col in columns):
-        reqs.append(_dimension(sheet_id, "ROWS", 1, n_rows + 1, ROW_HEIGHT))
+        reqs.append(_dimension(sheet_id, "ROWS", first, n_rows + first, ROW_HEIGHT))
     return reqs
+
+
+def dimension(sheet_id: int, dim: str, start: int, end: int, px: int) -> dict[str, Any]:
+    """The size of rows or columns [start, end), in pixels."""
+    return _dimension(sheet_id, dim, start, end, px)
 
 
 def _dimension(sheet_id: int, dim: str, start: int, end: int, px: int) -> dict[str, Any]:

@@ -28,21 +28,13 @@ from google.auth import exceptions as gauth_exceptions
 from gspread.exceptions import APIError
 from gspread.urls import SPREADSHEETS_API_V4_BASE_URL
 
-from ..errors import AuthError, BackendError, QuotaError, SheetNotFoundError
+from ..errors import AuthError, BackendError, QuotaError, SheetNotFoundError, SheetsRequestError
 
 log = logging.getLogger("sheetsync.google")
 
 RETRY_CODES = frozenset({408, 429, 500, 502, 503, 504})
 # Google's advice: keep one request's payload under ~2 MB.
 MAX_PAYLOAD = 2_000_000
-
-
-class SheetsRequestError(BackendError):
-    """Google Sheets refused a request for a reason retrying cannot fix (a 400, mostly)."""
-
-    def __init__(self, code: int, status: str, message: str):
-        self.code, self.status, self.api_message = code, status, message
-        super().__init__(f"Google Sheets refused the request ({code} {status}): {message}")
 
 
 @dataclass

@@ -39,8 +39,19 @@ GREY_FILL = PatternFill(fill_type="solid", start_color="FFF2F2F2", end_color="FF
 READONLY_HEADER_FILL = PatternFill(fill_type="solid", start_color="FFD9D9D9", end_color="FFD9D9D9")
 EDITABLE_HEADER_FILL = PatternFill(fill_type="solid", start_color="FFE2EFDA", end_color="FFE2EFDA")
 MISMATCH_FILL = PatternFill(fill_type="solid", start_color="FFFCE4D6", end_color="FFFCE4D6")
-HEADER_FONT = Font(bold=True)
-READONLY_FONT = Font(color="FF595959")
+FLAG_FILL = PatternFill(fill_type="solid", start_color="FFFFE699", end_color="FFFFE699")
+# One font everywhere: without a name LibreOffice falls back to the theme's fonts, and the
+# read-only columns came out in Cambria, the rest in Calibri.
+FONT_NAME = "Calibri"
+BODY_FONT = Font(name=FONT_NAME, size=11)
+HEADER_FONT = Font(name=FONT_NAME, size=11, bold=True)
+READONLY_FONT = Font(name=FONT_NAME, size=11, color="FF595959")
+LINK_FONT = Font(name=FONT_NAME, size=11, color="FF0563C1", underline="single")
+WRAPPED = ("why", "suggestion")
+INFO_FONT = Font(name=FONT_NAME, size=11, bold=True, color="FF1F3864")
+INFO_FILL = PatternFill(fill_type="solid", start_color="FFDDEBF7", end_color="FFDDEBF7")
+INFO_HEIGHT = 72  # points: five lines of the info text
+INFO_THROUGH = "note"  # the info cell spans the columns through this one  # long text: wrapped inside the tall thumbnail rows
 HEADER_BORDER = Border(bottom=Side(style="thin", color="FF808080"))
 TEXT_FORMAT = "@"  # "Text": what people type into these cells stays text
 
@@ -72,21 +83,75 @@ class DataSheetWriter:
         self.names = [str(c) for c in table.columns]
         self.columns = [layout.column(n) for n in self.names]
         self.letters = [get_column_letter(i) for i in range(1, len(self.names) + 1)]
-        self.last_row = len(table) + 1
+        # With an info line, it is row 1 and the header row 2 (read_table skips the line).
+        self.head = 2 if layout.info else 1
+        self.first = self.head + 1
+        self.last_row = len(table) + self.head
         self.last_col = get_column_letter(max(1, len(self.names)))
         self.dimension = f"A1:{self.last_col}{self.last_row}"
+        self.filter_range = f"A{self.head}:{self.last_col}{self.last_row}"
 
     def prepare(self) -> None:
+        self._info()
         self._header()
         self._prototypes()
         self._dropdowns()
         self._highlight()
-        self.ws.freeze_panes = "B2"
-        self.ws.auto_filter.ref = self.dimension
+        self.ws.freeze_panes = self._freeze_cell()
+        self.ws.auto_filter.ref = self.filter_range
+        self._links()
+        self._print_setup()
+
+    def _freeze_cell(self) -> str:
+        """The header row, and every column through ``layout.freeze_through``."""
+        through = self.layout.freeze_through
+        col = self.names.index(through) + 2 if through in self.names else 2
+        return f"{get_column_letter(col)}{self.first}"
+
+    def _info(self) -> None:
+        """The info line: one wrapped cell over the first columns (through ``note``)."""
+        if not self.layout.info:
+            return
+        cell = self.ws.cell(row=1, column=1)
+        cell.value = checked_text(self.layout.info, where="info row")
+        cell.data_type = "s"
+        cell.font = INFO_FONT
+        cell.fill = INFO_FILL
+        cell.alignment = Alignment(vertical="center", wrap_text=True)
+        span = min(len(self.names), max(1, self._columns_through(INFO_THROUGH)))
+        if span > 1:
+            self.ws.merge_cells(start_row=1, start_column=1, end_row=1, end_column=span)
+        self.ws.row_dimensions[1].height = INFO_HEIGHT
+
+    def _columns_through(self, name: str) -> int:
+        return self.names.index(name) + 1 if name in self.names else len(self.names)
+
+    def _links(self) -> None:
+        """The url cells are hyperlinks: a click opens the full image."""
+        if "url" not in self.names:
+            return
+        col = self.names.index("url") + 1
+        for r, url in enumerate(self.table["url"], start=self.first):
+            text = as_text(url)
+            if text.startswith(("file:", "http:", "https:")):
+                self.ws.cell(row=r, column=col).hyperlink = text
+
+    def _print_setup(self) -> None:
+        """Print / PDF: landscape, one page wide, the header row on every page."""
+        if not self.layout.print_landscape:
+            return
+        setup = self.ws.page_setup
+        setup.orientation = "landscape"
+        setup.paperSize = self.ws.PAPERSIZE_A4
+        setup.fitToWidth = 1
+        setup.fitToHeight = 0  # as many pages down as it takes
+        self.ws.sheet_properties.pageSetUpPr.fitToPage = True
+        self.ws.print_title_rows = f"1:{self.head}"
+        self.ws.print_options.gridLines = True
 
     def _header(self) -> None:
         for col, (name, spec) in enumerate(zip(self.names, self.columns, strict=True), start=1):
-            cell = self.ws.cell(row=1, column=col)
+            cell = self.ws.cell(row=self.head, column=col)
             cell.value = checked_text(name, where=f"header {cell.coordinate}")
             cell.data_type = "s"
             cell.font = HEADER_FONT
@@ -107,7 +172,8 @@ class DataSheetWriter:
 
     def _width(self, index: int, spec: Column) -> float:
         if spec.width:
-            return spec.width
+            # Never narrower than the header and its filter button (about 2 characters).
+            return max(spec.width, len(spec.name) + 3)
         if spec.kind == "image":
             return images.cell_size_for(self.thumb_size)[0] if self.thumbnails else 8
         if spec.kind == "number":
@@ -117,42 +183,59 @@ class DataSheetWriter:
         return float(min(50, max(len(spec.name) + 3, longest + 2, 8)))
 
     def _prototypes(self) -> None:
+        # Plain and formula-looking text, then the same flagged: four rows after the header.
         for col, spec in enumerate(self.columns, start=1):
-            for row in (2, 3):
+            for k in range(4):
+                row = self.first + k
                 cell = self.ws.cell(row=row, column=col)
+                cell.font = BODY_FONT
                 if not spec.editable:
                     cell.fill = GREY_FILL
                     cell.font = READONLY_FONT
+                if k >= 2:
+                    cell.fill = FLAG_FILL
+                if spec.name == "url":
+                    cell.font = LINK_FONT
                 if spec.kind in ("text", "choice"):
                     cell.number_format = TEXT_FORMAT
-                if spec.kind == "image":
-                    cell.alignment = Alignment(horizontal="center", vertical="center")
+                elif spec.kind == "number" and spec.number_format:
+                    cell.number_format = spec.number_format
+                cell.alignment = Alignment(
+                    horizontal="center" if spec.kind == "image" else None,
+                    vertical="center",
+                    wrap_text=spec.name in WRAPPED,
+                )
                 # Row 3: spreadsheet programs then keep "=1+1" as text when people edit it.
-                cell.quotePrefix = row == 3
+                cell.quotePrefix = k in (1, 3)
 
     def rows(self, sheet_xml: bytes) -> tuple[Iterator[str], list[Picture], int]:
         """Row XML for the header and every data row, the thumbnails, the unreadable count."""
         written = sheet_rows(sheet_xml)
-        plain = [written[2][letter].get("s") for letter in self.letters]
-        quoted = [written[3][letter].get("s") for letter in self.letters]
-        header = _header_row_xml(sheet_xml)
+        styles = {
+            (flag, quote): [written[self.first + 2 * flag + quote][letter].get("s")
+                            for letter in self.letters]
+            for flag in (0, 1) for quote in (0, 1)
+        }
+        header = "".join(_row_xml_of(sheet_xml, r) for r in range(1, self.head + 1))
         values = self._values()  # validates every cell before anything is rendered
         pictures, missing, height = self._pictures()
+        flagged = set(self.layout.flagged)
 
         def generate() -> Iterator[str]:
             yield header
-            for r, row in enumerate(values, start=2):
+            for r, row in enumerate(values, start=self.first):
+                flag = int(r - self.first in flagged)
                 cells = []
                 for c, value in enumerate(row):
-                    formula_like = isinstance(value, str) and value[:1] in "=+-@"
-                    cells.append((self.letters[c], (quoted if formula_like else plain)[c], value))
+                    quote = int(isinstance(value, str) and value[:1] in "=+-@")
+                    cells.append((self.letters[c], styles[flag, quote][c], value))
                 yield row_xml(r, cells, height)
 
         return generate(), pictures, missing
 
     def _values(self) -> list[list[object]]:
         out = []
-        for r, row in enumerate(self.table.itertuples(index=False, name=None), start=2):
+        for r, row in enumerate(self.table.itertuples(index=False, name=None), start=self.first):
             cells: list[object] = []
             for c, (value, spec) in enumerate(zip(row, self.columns, strict=True)):
                 where = f"row {r}, column {self.names[c]!r}"
@@ -171,8 +254,9 @@ class DataSheetWriter:
             return [], 0, None
         box = self.thumb_size
         path_col = self.names.index("path")
+        links = self.table["url"].map(as_text).tolist() if "url" in self.names else None
         pictures, missing = [], 0
-        for r, rel in enumerate(self.table.iloc[:, path_col], start=2):
+        for r, rel in enumerate(self.table.iloc[:, path_col], start=self.first):
             rel_text = as_text(rel)
             source = images.safe_image_path(self.root, rel_text)
             stamp = None if source is None else images.stamp(source, box)
@@ -186,6 +270,7 @@ class DataSheetWriter:
                 missing += 1
                 continue
             name = images.picture_name(stamp, thumb)
+            x, y = images.centre_offsets(box, thumb)
             pictures.append(
                 Picture(
                     r,
@@ -196,6 +281,9 @@ class DataSheetWriter:
                     images.PADDING,
                     rel_text,
                     name,
+                    link=links[r - self.first] if links else "",
+                    offset_x=x,
+                    offset_y=y,
                 )
             )
         return pictures, missing, images.cell_size_for(box)[1]
@@ -233,7 +321,7 @@ class DataSheetWriter:
                 error=f"Choose a value from the list for {spec.name!r} (or leave it empty).",
             )
             letter = get_column_letter(col)
-            dv.add(f"{letter}2:{letter}{LAST_ROW}")
+            dv.add(f"{letter}{self.first}:{letter}{LAST_ROW}")
             self.ws.add_data_validation(dv)
 
     def _highlight(self) -> None:
@@ -246,16 +334,18 @@ class DataSheetWriter:
         ):
             return
         a, b = (get_column_letter(self.names.index(n) + 1) for n in pair)
-        rule = FormulaRule(formula=[f'AND(${a}2<>"",${b}2<>"",${a}2<>${b}2)'], fill=MISMATCH_FILL)
-        self.ws.conditional_formatting.add(f"A2:{self.last_col}{self.last_row}", rule)
+        f = self.first
+        rule = FormulaRule(formula=[f'AND(${a}{f}<>"",${b}{f}<>"",${a}{f}<>${b}{f})'],
+                           fill=MISMATCH_FILL)
+        self.ws.conditional_formatting.add(f"A{f}:{self.last_col}{self.last_row}", rule)
 
 
-def _header_row_xml(sheet_xml: bytes) -> str:
+def _row_xml_of(sheet_xml: bytes, row: int) -> str:
     text = sheet_xml.decode("utf-8")
-    start = text.find('<row r="1"')
+    start = text.find(f'<row r="{row}"')
     end = text.find("</row>", start)
     if start < 0 or end < 0:
-        raise PackageError("openpyxl wrote no header row")
+        raise PackageError(f"openpyxl wrote no row {row} (header)")
     return text[start : end + len("</row>")]
 
 

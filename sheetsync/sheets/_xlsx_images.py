@@ -82,9 +82,9 @@ def render_thumbnail(file: Path, box: int) -> Thumbnail | None:
         with Image.open(file) as im:
             full_w, full_h = im.size
             im.thumbnail((box, box))  # shrinks only; uses a fast reduce() first
-            im = _png_friendly(im)
+            png = _png_friendly(im)
             buf = io.BytesIO()
-            im.save(buf, format="PNG")
+            png.save(buf, format="PNG")
     except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError):
         return None
     if full_w <= 0 or full_h <= 0:
@@ -96,13 +96,23 @@ def render_thumbnail(file: Path, box: int) -> Thumbnail | None:
 
 
 def _png_friendly(im: Image.Image) -> Image.Image:
-    if im.mode in ("1", "L", "LA", "RGB", "RGBA"):
+    # Transparency is dropped, not composited: the model reads the colour channels as stored
+    # (sheetsync._imagecheck), and the thumbnail shows people what the model sees.
+    if im.mode in ("1", "L", "RGB"):
         return im
-    if im.mode == "P":
-        return im.convert("RGBA" if "transparency" in im.info else "RGB")
+    if im.mode == "LA":
+        return im.convert("L")
+    if im.mode in ("RGBA", "P", "PA"):
+        return im.convert("RGB")
     if im.mode.startswith("I"):  # 16/32-bit grey: scale down to 8 bits
         return im.point(lambda v: v / 256).convert("L")
     return im.convert("RGB")
+
+
+def centre_offsets(box: int, thumb: Thumbnail) -> tuple[int, int]:
+    """(x, y) pixels from the cell's top-left corner that centre ``thumb`` in its cell."""
+    # The cell is box + 2 * PADDING (+ about 6 px of width, see cell_size_for) wide and tall.
+    return PADDING + 3 + (box - thumb.width) // 2, PADDING + (box - thumb.height) // 2
 
 
 def cell_size_for(box: int) -> tuple[float, float]:

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
+from ..errors import PackageError
+
 NS_MAIN = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
 NS_R = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
 NS_PKG = "http://schemas.openxmlformats.org/package/2006/relationships"
@@ -31,6 +33,7 @@ NS_XDR = "http://schemas.openxmlformats.org/drawingml/2006/spreadsheetDrawing"
 NS_A = "http://schemas.openxmlformats.org/drawingml/2006/main"
 REL_DRAWING = NS_R + "/drawing"
 REL_IMAGE = NS_R + "/image"
+REL_HYPERLINK = NS_R + "/hyperlink"
 REL_OFFICE_DOC = NS_R + "/officeDocument"
 DRAWING_CT = "application/vnd.openxmlformats-officedocument.drawing+xml"
 EMU_PER_PIXEL = 9525
@@ -55,10 +58,6 @@ _AFTER_DRAWING = (
 )
 
 
-class PackageError(ValueError):
-    """The .xlsx package is not laid out as expected (the caller falls back or reports)."""
-
-
 @dataclass(frozen=True)
 class Picture:
     """A PNG shown inside cell (row, col) (both 1-based) at width x height pixels."""
@@ -71,6 +70,9 @@ class Picture:
     padding: int
     description: str = ""  # alt text: the image's path
     name: str = ""  # the shape's name: what the thumbnail was made from, to reuse it
+    link: str = ""  # opened on a click on the picture (the full image's URL)
+    offset_x: int | None = None  # pixels from the cell's left edge (default: padding)
+    offset_y: int | None = None
 
 
 class Package:
@@ -209,8 +211,14 @@ class Package:
             if rid is None:
                 rid = f"rId{len(media) + 1}"
                 media[pic.png] = rid
-            anchors.append(_anchor_xml(pic, n + 1, rid))
-        rels = []
+            link_rid = f"rIdLink{n}" if pic.link else ""
+            anchors.append(_anchor_xml(pic, n + 1, rid, link_rid))
+        rels = [
+            f'<Relationship Id="rIdLink{n}" Type="{REL_HYPERLINK}" '
+            f'Target="{escape_attr(pic.link)}" TargetMode="External"/>'
+            for n, pic in enumerate(pictures, start=1)
+            if pic.link
+        ]
         number = 0
         for png, rid in media.items():
             number += 1
@@ -369,9 +377,11 @@ def _row_spans(text: str) -> dict[int, tuple[int, int]]:
     return spans
 
 
-def _anchor_xml(pic: Picture, shape_id: int, rid: str) -> str:
+def _anchor_xml(pic: Picture, shape_id: int, rid: str, link_rid: str = "") -> str:
     col, row = pic.col - 1, pic.row - 1
-    x0, y0 = pic.padding * EMU_PER_PIXEL, pic.padding * EMU_PER_PIXEL
+    x0 = (pic.padding if pic.offset_x is None else pic.offset_x) * EMU_PER_PIXEL
+    y0 = (pic.padding if pic.offset_y is None else pic.offset_y) * EMU_PER_PIXEL
+    link = f'<a:hlinkClick r:id="{link_rid}"/>' if link_rid else ""
     cx, cy = pic.width * EMU_PER_PIXEL, pic.height * EMU_PER_PIXEL
     # "Move and size with cells": sorting carries the picture along, filtering hides it.
     return (
@@ -381,7 +391,7 @@ def _anchor_xml(pic: Picture, shape_id: int, rid: str) -> str:
         f"<xdr:to><xdr:col>{col}</xdr:col><xdr:colOff>{x0 + cx}</xdr:colOff>"
         f"<xdr:row>{row}</xdr:row><xdr:rowOff>{y0 + cy}</xdr:rowOff></xdr:to>"
         f'<xdr:pic><xdr:nvPicPr><xdr:cNvPr id="{shape_id}" '
-        f'name="{escape_attr(pic.name or f"Picture {shape_id}")}" descr="{escape_attr(pic.description)}"/>'
+        f'name="{escape_attr(pic.name or f"Picture {shape_id}")}" descr="{escape_attr(pic.description)}">{link}</xdr:cNvPr>'
         '<xdr:cNvPicPr><a:picLocks noChangeAspect="1"/></xdr:cNvPicPr></xdr:nvPicPr>'
         f'<xdr:blipFill><a:blip r:embed="{rid}"/><a:stretch><a:fillRect/></a:stretch></xdr:blipFill>'
         f'<xdr:spPr><a:xfrm><a:off x="0" y="0"/><a:ext cx="{cx}" cy="{cy}"/></a:xfrm>'

@@ -14,7 +14,12 @@ The contract:
   header row as column names (as written in the sheet, not cleaned), and the 1-based sheet row
   number as the index (the header is row 1, so the first data row is 2). Numbers read back as
   their shortest text (``1.0`` -> ``"1"``, ``0.25`` -> ``"0.25"``). Returns ``None`` when the
-  sheet does not exist yet. Validation of what people typed is not the backend's job.
+  sheet does not exist yet. Validation of what people typed is not the backend's job. A column
+  with data under a blank header is named ``column N`` (N: its 1-based sheet column) and listed
+  by :func:`mark_headerless`, so that validation can refuse it, naming the cell.
+  With ``layout.info`` the sheet starts with an info line (row 1, text starting with
+  :data:`INFO_PREFIX`) and the header is row 2: ``read_table`` skips that line, and the index
+  stays the sheet row (the first data row is then 3).
 * ``append_score(row)`` appends one row to the ``scores`` sheet (creating it, with a header,
   when missing; new keys extend the header); ``read_scores()`` returns it as a DataFrame of str.
 """
@@ -32,6 +37,7 @@ import pandas as pd
 ColumnKind = Literal["text", "number", "image", "choice"]
 
 DATA_SHEET = "data"
+INFO_PREFIX = "sheetsync · "
 SCORES_SHEET = "scores"
 
 
@@ -45,6 +51,8 @@ class Column:
     choices: tuple[str, ...] = ()
     width: int | None = None
     note: str = ""  # shown as the header's comment/tooltip
+    # Spreadsheet number format of a number column ("0.00", "0%"); "" = the program's default.
+    number_format: str = ""
 
 
 @dataclass(frozen=True)
@@ -55,6 +63,19 @@ class SheetLayout:
     # Rows whose values in these two columns differ (both non-empty) are highlighted.
     highlight_mismatch: tuple[str, str] | None = ("label", "predicted")
     extra: Mapping[str, object] = field(default_factory=dict)
+    # Rows (0-based positions in the table written) the review flags: highlighted. The
+    # highlight is a cell style, so it follows the row when people sort.
+    flagged: tuple[int, ...] = ()
+    # The header and every column up to and including this one stay in view when scrolling.
+    freeze_through: str | None = None
+    # Print / PDF: landscape, fit to the page width, the header repeated on every page.
+    print_landscape: bool = True
+    # A line above the header (version, model, summary); must start with INFO_PREFIX.
+    info: str = ""
+
+    def __post_init__(self) -> None:
+        if self.info and not self.info.startswith(INFO_PREFIX):
+            raise ValueError(f"the info line must start with {INFO_PREFIX!r}")
 
     def column(self, name: str) -> Column:
         for c in self.columns:
@@ -96,6 +117,44 @@ class Backend(ABC):
     def usage(self) -> str:
         """What the last operations cost (requests, bytes); empty when not meaningful."""
         return ""
+
+
+def skip_info(rows: list[list[str]]) -> tuple[list[list[str]], int]:
+    """``rows`` without a leading info line, and the sheet row number of the header.
+
+    Row 1 is the info line when its first cell starts with :data:`INFO_PREFIX` (anything
+    typed beside it in row 1 is outside the table and is not read)."""
+    if rows and rows[0] and rows[0][0].startswith(INFO_PREFIX):
+        return rows[1:], 2
+    return rows, 1
+
+
+_HEADERLESS = "sheetsync.headerless"
+
+
+def mark_headerless(frame: pd.DataFrame, columns: Mapping[str, int]) -> pd.DataFrame:
+    """Record which columns of ``frame`` had no header (name -> 1-based sheet column)."""
+    frame.attrs[_HEADERLESS] = dict(columns)
+    return frame
+
+
+def headerless_columns(frame: pd.DataFrame) -> dict[str, int]:
+    """The columns :func:`mark_headerless` recorded (empty for a frame from elsewhere)."""
+    return dict(frame.attrs.get(_HEADERLESS, {}))
+
+
+_HEADER_ROW = "sheetsync.header_row"
+
+
+def mark_header_row(frame: pd.DataFrame, row: int) -> pd.DataFrame:
+    """Record the 1-based sheet row of ``frame``'s header (2 below an info line)."""
+    frame.attrs[_HEADER_ROW] = int(row)
+    return frame
+
+
+def header_row_of(frame: pd.DataFrame) -> int:
+    """The row :func:`mark_header_row` recorded (1 for a frame from elsewhere)."""
+    return int(frame.attrs.get(_HEADER_ROW, 1))
 
 
 def cell_text(value: object) -> str:

@@ -2,10 +2,11 @@
 
 A push is one metadata read plus one ``spreadsheets.batchUpdate`` carrying the typed cells and
 the whole layout (frozen header, dropdowns, protected read-only columns, basic filter, label
-vs. prediction highlight, thumbnails) atomically. A table whose typed cells exceed ~2 MB (about
-2,400 rows) is sent as the layout and the ``=IMAGE`` column in one ``batchUpdate``, then the
-values as RAW ``values.batchUpdate`` ranges of up to ~2 MB each (RAW is never parsed, so text
-stays text). A read is one ``values.batchGet`` (unformatted values: numbers come back as
+vs. prediction highlight, thumbnails) atomically. A table whose typed cells exceed ~2 MB is
+written to a hidden staging tab first (thumbnails, then the values as RAW ranges of up to ~2 MB
+each; RAW is never parsed, so text stays text), and one last ``batchUpdate`` copies it into the
+data tab with the layout and deletes the staging tab: a failed write leaves the data tab as it
+was, never half written. A read is one ``values.batchGet`` (unformatted values: numbers come back as
 numbers, text exactly as written). Every request goes through
 :class:`~sheetsync.sheets._google_http.SheetsHTTP`: bounded retries, a timeout, counted bytes.
 
@@ -30,14 +31,26 @@ import requests
 from gspread.exceptions import NoValidUrlKeyFound
 from gspread.utils import extract_id_from_url
 
-from ..errors import ConfigError
+from ..errors import BackendError, ConfigError
+from ..pullcheck import cell_text_problem
 from . import _google_cells as cells
 from ._google_http import MAX_PAYLOAD, SheetsHTTP, SheetsRequestError, Usage, dumps
-from .base import DATA_SHEET, SCORES_SHEET, Backend, SheetLayout, cell_text
+from .base import (
+    DATA_SHEET,
+    SCORES_SHEET,
+    Backend,
+    SheetLayout,
+    cell_text,
+    mark_header_row,
+    mark_headerless,
+    skip_info,
+)
 
 if TYPE_CHECKING:
     from ..config import Config
 
+# Data cells: their value, and the link format of the url cells.
+_ROW_FIELDS = "userEnteredValue,userEnteredFormat.textFormat.link"
 _META_FIELDS = (
     "sheets(properties(sheetId,title,index,gridProperties(rowCount,columnCount)),"
     "protectedRanges(protectedRangeId,description,range),conditionalFormats(ranges))"
@@ -116,55 +129,84 @@ class GoogleBackend(Backend):
 
     def write_table(self, table: pd.DataFrame, layout: SheetLayout) -> None:
         names = [str(c) for c in table.columns]
+        check_cells(table, layout)  # before any request: a refused push changes nothing
         meta = self._sheets()
-        first, sheet_id = self._prepare(meta, len(table), len(names))
+        top = cells.header_offset(layout)  # the header's 0-based row: 1 below an info line
+        prepare, sheet_id = self._prepare(meta, len(table), len(names), head=top,
+                                          frozen_cols=cells.frozen_columns(names, layout))
+        head: list[dict[str, Any]] = []
         if SCORES_SHEET not in meta and SCORES_SHEET != self.worksheet:
-            first.append(_add_sheet(_new_id(meta, exclude={sheet_id}), SCORES_SHEET, 2, 2, 1))
-        first.append(_update_cells(sheet_id, 0, [cells.header_row(names, layout)], len(names),
-                                   "userEnteredValue,userEnteredFormat.textFormat.bold,note"))
-        first += cells.layout_requests(sheet_id, names, len(table), layout)
+            head.append(_add_sheet(_new_id(meta, exclude={sheet_id}), SCORES_SHEET, 2, 2, 1))
+        head.append(_update_cells(sheet_id, top, [cells.header_row(names, layout)], len(names),
+                                  "userEnteredValue,userEnteredFormat.textFormat.bold,note"))
+        # The info line (and its merge) is part of the structure: written after the cells.
+        structure = cells.layout_requests(sheet_id, names, len(table), layout)
         rows = cells.table_rows(table, layout)
-        budget = MAX_PAYLOAD - len(dumps({"requests": first}))
-        size = 0
-        for row in rows:  # stop measuring as soon as it cannot fit
-            size += len(dumps(row)) + 1
-            if size > budget:
-                break
-        if size <= budget:
+        first = [*prepare, *head, *structure]
+        if _fits(rows, MAX_PAYLOAD - len(dumps({"requests": first}))):
             # Cells and structure in one batchUpdate: the sheet changes atomically.
             if rows:
-                first.append(_update_cells(sheet_id, 1, rows, len(names), "userEnteredValue"))
+                first.append(_update_cells(sheet_id, top + 1, rows, len(names), _ROW_FIELDS))
             self._batch(first)
         else:
-            self._write_large(first, sheet_id, names, rows, layout)
+            self._write_staged(meta, sheet_id, names, rows, layout, [*prepare, *head], structure)
 
-    def _write_large(self, first: list[dict[str, Any]], sheet_id: int, names: list[str],
-                     rows: list[dict[str, Any]], layout: SheetLayout) -> None:
-        """Over ~2 MB: structure + thumbnails as typed cells, then the values as RAW ranges.
+    def _write_staged(self, meta: dict[str, dict[str, Any]], sheet_id: int, names: list[str],
+                      rows: list[dict[str, Any]], layout: SheetLayout,
+                      before: list[dict[str, Any]], structure: list[dict[str, Any]]) -> None:
+        """Over ~2 MB: the cells go to a hidden staging tab in several writes, then one last
+        batchUpdate clears the data tab, copies the staged cells in, applies the structure and
+        deletes the staging tab, atomically. A write that fails before that last one leaves the
+        data tab exactly as it was (and at worst a hidden staging tab, which the next push
+        replaces); the data tab is never left half written or blank.
 
-        RAW input is stored as-is (never parsed: "0042" and "=1+1" stay text) and is about a
-        third the size of typed cells, so a big push needs a third of the requests. Only the
-        image column needs typed formula cells; its slots in the RAW rows are null ("leave
-        alone"), so the two never overwrite each other."""
+        Staged values go as RAW ranges (never parsed: "0042" and "=1+1" stay text; about a
+        third the size of typed cells); only the image column needs typed formula cells (and
+        the url column its link format), and the image slots in the RAW rows are null ("leave
+        alone"). The staging tab has no info line: its header is row 1, and the paste puts its
+        rows below the data tab's header, wherever that is."""
+        staging_title = f"{self.worksheet} (sheetsync staging)"
+        staging = _new_id(meta, exclude={sheet_id})
+        first: list[dict[str, Any]] = [{"deleteSheet": {"sheetId": meta[staging_title]["properties"]["sheetId"]}}
+                                       ] if staging_title in meta else []
+        first.append(_add_sheet(staging, staging_title, len(rows) + 1, len(names), 0, hidden=True))
         image_cols = [c for c, n in enumerate(names) if layout.column(n).kind == "image"]
-        for c in image_cols:
-            column = [{"values": [r["values"][c]]} for r in rows]
+        # Typed cells: the =IMAGE formulas, and the links of the url cells (only their format:
+        # the text goes with the RAW values).
+        link_cols = [c for c, n in enumerate(names) if n in cells.LINKED]
+        for c in [*image_cols, *link_cols]:
+            if c in link_cols:
+                column = [{"values": [{k: v for k, v in r["values"][c].items()
+                                       if k == "userEnteredFormat"}]} for r in rows]
+                fields = "userEnteredFormat.textFormat.link"
+            else:
+                column = [{"values": [r["values"][c]]} for r in rows]
+                fields = "userEnteredValue"
             budget = MAX_PAYLOAD - len(dumps({"requests": first}))
             for start, chunk in _chunks(column, budget):
-                update = _update_cells(sheet_id, 1 + start, chunk, c + 1, "userEnteredValue")
+                update = _update_cells(staging, 1 + start, chunk, c + 1, fields)
                 update["updateCells"]["range"]["startColumnIndex"] = c
-                self._batch([*first, update])
-                first = []
+                if first and len(dumps({"requests": [*first, update]})) > MAX_PAYLOAD:
+                    self._batch(first)  # full: send what is packed, start a new batch
+                    first = []
+                first.append(update)
         if first:
             self._batch(first)
         raw = [[None if c in image_cols else cells.raw_value(cell) for c, cell in enumerate(r["values"])]
                for r in rows]
-        title = "'" + self.worksheet.replace("'", "''") + "'"
+        title = "'" + staging_title.replace("'", "''") + "'"
         for start, chunk in _chunks(raw, MAX_PAYLOAD - 1000):
             self.http.call("write", "POST", "/values:batchUpdate", body={
                 "valueInputOption": "RAW",
-                "data": [{"range": f"{title}!A{start + 2}", "majorDimension": "ROWS", "values": chunk}],
+                "data": [{"range": f"{title}!A{start + 2}", "majorDimension": "ROWS",
+                          "values": chunk}],
             })
+        n, width, top = len(rows), len(names), cells.header_offset(layout)
+        copy = {"copyPaste": {"source": cells.grid(staging, 1, n + 1, 0, width),
+                              "destination": cells.grid(sheet_id, top + 1, top + n + 1, 0, width),
+                              "pasteType": "PASTE_NORMAL"}}
+        # Values before the structure: pasting also copies the staging tab's (plain) formats.
+        self._batch([*before, copy, *structure, {"deleteSheet": {"sheetId": staging}}])
 
     def append_score(self, row: Mapping[str, object]) -> None:
         meta = self._sheets()
@@ -185,6 +227,9 @@ class GoogleBackend(Backend):
         if new != header:
             reqs.append(_update_cells(sheet_id, 0, [{"values": [
                 {"userEnteredValue": {"stringValue": h}} for h in new]}], None, "userEnteredValue"))
+            # New columns as wide as their header, so no header is cut off.
+            reqs += [cells.dimension(sheet_id, "COLUMNS", c, c + 1, max(100, 8 * len(h) + 16))
+                     for c, h in enumerate(new) if c >= len(header)]
         keyed = {str(k): v for k, v in row.items()}
         values = [cells.score_cell(keyed.get(h)) for h in new]
         # appendCells writes after the last row with data: earlier scores are never overwritten.
@@ -213,13 +258,16 @@ class GoogleBackend(Backend):
     def _batch(self, reqs: list[dict[str, Any]]) -> None:
         self.http.call("write", "POST", ":batchUpdate", body={"requests": reqs})
 
-    def _prepare(self, meta: dict[str, dict[str, Any]], n_rows: int, width: int) -> tuple[list[dict[str, Any]], int]:
-        """Requests that make the data sheet exactly (header + n_rows) x width and bare."""
-        rows, cols = max(n_rows + 1, 2), max(width, 1)  # a frozen row needs a row below it
+    def _prepare(self, meta: dict[str, dict[str, Any]], n_rows: int, width: int, *,
+                 head: int = 0, frozen_cols: int = 0) -> tuple[list[dict[str, Any]], int]:
+        """Requests that make the data sheet exactly (info + header + n_rows) x width and bare."""
+        frozen = head + 1
+        # A frozen row (column) needs a row (column) below (beside) it.
+        rows, cols = max(n_rows + frozen, frozen + 1), max(width, 1, frozen_cols + 1)
         sheet = meta.get(self.worksheet)
         if sheet is None:
             sheet_id = _new_id(meta)
-            return [_add_sheet(sheet_id, self.worksheet, rows, cols, 1)], sheet_id
+            return [_add_sheet(sheet_id, self.worksheet, rows, cols, frozen, frozen_cols)], sheet_id
         sheet_id = sheet["properties"]["sheetId"]
         reqs: list[dict[str, Any]] = [
             {"deleteProtectedRange": {"protectedRangeId": p["protectedRangeId"]}}
@@ -231,13 +279,18 @@ class GoogleBackend(Backend):
             {"deleteConditionalFormatRule": {"sheetId": sheet_id, "index": i}}
             for i in reversed(range(len(sheet.get("conditionalFormats", []))))
         ]
+        # Merged cells (the info line) would survive a rewrite: unmerge the whole sheet first.
+        reqs.append({"unmergeCells": {"range": {"sheetId": sheet_id}}})
         reqs.append({"updateSheetProperties": {
             "properties": {"sheetId": sheet_id, "gridProperties": {
-                "rowCount": rows, "columnCount": cols, "frozenRowCount": 1}},
-            "fields": "gridProperties(rowCount,columnCount,frozenRowCount)",
+                "rowCount": rows, "columnCount": cols, "frozenRowCount": frozen,
+                "frozenColumnCount": frozen_cols}},
+            "fields": "gridProperties(rowCount,columnCount,frozenRowCount,frozenColumnCount)",
         }})
         reqs.append({"setDataValidation": {"range": {"sheetId": sheet_id}}})  # drop old dropdowns
-        reqs.append(_update_cells(sheet_id, 0, [], cols, "userEnteredValue,note", end_row=rows))
+        # Values, notes and formats (the last push's highlighted rows) all go.
+        reqs.append(_update_cells(sheet_id, 0, [], cols, "userEnteredValue,userEnteredFormat,note",
+                                  end_row=rows))
         return reqs, sheet_id
 
 
@@ -263,15 +316,44 @@ def _frame(values: list[list[Any]], *, index_rows: bool) -> pd.DataFrame:
     rows = [[cell_text(v) for v in r] for r in values]
     while rows and not any(rows[-1]):
         rows.pop()
+    rows, head = skip_info(rows)
     if not rows:
-        return pd.DataFrame(dtype=str)
+        return mark_header_row(pd.DataFrame(dtype=str), head)
     header, width = rows[0], max(len(r) for r in rows)
     used = [any(len(r) > c and r[c] for r in rows[1:]) for c in range(width)]
     keep = [c for c in range(width) if (c < len(header) and header[c]) or used[c]]
     names = [header[c] if c < len(header) and header[c] else f"column {c + 1}" for c in keep]
     body = [[r[c] if c < len(r) else "" for c in keep] for r in rows[1:]]
-    index = pd.RangeIndex(2, len(body) + 2) if index_rows else None
-    return pd.DataFrame(body, columns=names, index=index, dtype=str)
+    index = pd.RangeIndex(head + 1, len(body) + head + 1) if index_rows else None
+    frame = pd.DataFrame(body, columns=names, index=index, dtype=str)
+    mark_header_row(frame, head)
+    return mark_headerless(frame, {f"column {c + 1}": c + 1 for c in keep
+                                   if c >= len(header) or not header[c]})
+
+
+def _fits(rows: list[dict[str, Any]], budget: int) -> bool:
+    """Whether the typed rows' JSON stays within ``budget`` bytes (stops measuring early)."""
+    size = 0
+    for row in rows:
+        size += len(dumps(row)) + 1
+        if size > budget:
+            return False
+    return True
+
+
+def check_cells(table: pd.DataFrame, layout: SheetLayout) -> None:
+    """Refuse text no cell may hold (the rule a pull checks too), naming the row and column."""
+    for c, name in enumerate(table.columns):
+        if layout.column(str(name)).kind in ("image", "number"):
+            continue
+        why = cell_text_problem(str(name))
+        if why:
+            raise BackendError(f"header {name!r}: {why}")
+        # Named by the sheet row it would land on (below the header, and the info line if any).
+        for r, value in enumerate(table.iloc[:, c].tolist(), start=cells.header_offset(layout) + 2):
+            why = cell_text_problem(value) if isinstance(value, str) else None
+            if why:
+                raise BackendError(f"row {r}, column {name!r}: {why}")
 
 
 def _chunks(rows: list[Any], first_budget: int) -> list[tuple[int, list[Any]]]:
@@ -300,9 +382,15 @@ def _update_cells(sheet_id: int, row0: int, data: list[dict[str, Any]], width: i
     return {"updateCells": {"range": rng, "rows": data, "fields": fields}}
 
 
-def _add_sheet(sheet_id: int, title: str, rows: int, cols: int, frozen: int) -> dict[str, Any]:
-    return {"addSheet": {"properties": {"sheetId": sheet_id, "title": title, "gridProperties": {
-        "rowCount": rows, "columnCount": cols, "frozenRowCount": frozen}}}}
+def _add_sheet(sheet_id: int, title: str, rows: int, cols: int, frozen: int,
+               frozen_cols: int = 0, hidden: bool = False) -> dict[str, Any]:
+    grid = {"rowCount": rows, "columnCount": cols, "frozenRowCount": frozen}
+    if frozen_cols:
+        grid["frozenColumnCount"] = frozen_cols
+    props: dict[str, Any] = {"sheetId": sheet_id, "title": title, "gridProperties": grid}
+    if hidden:
+        props["hidden"] = True
+    return {"addSheet": {"properties": props}}
 
 
 def _new_id(meta: Mapping[str, Mapping[str, Any]], exclude: Iterable[int] = ()) -> int:

@@ -56,17 +56,19 @@ from openpyxl.utils import column_index_from_string, get_column_letter
 from openpyxl.utils.exceptions import InvalidFileException
 from openpyxl.worksheet.worksheet import Worksheet
 
-from ..errors import BackendError
+from ..errors import BackendError, WorkbookLockedError
 from . import _xlsx_images as images
 from ._xlsx_datasheet import (
     HEADER_FONT,
     LISTS_SHEET,
+    MAX_CELL_TEXT,
     DataSheetWriter,
     as_text,
     checked_text,
     number_value,
     store,
 )
+from ._xlsx_extent import compact_columns, compact_rows
 from ._xlsx_package import (
     Package,
     PackageError,
@@ -75,7 +77,17 @@ from ._xlsx_package import (
     replace_sheet_data,
     sheet_rows,
 )
-from .base import DATA_SHEET, SCORES_SHEET, Backend, SheetLayout, cell_text
+from .base import (
+    DATA_SHEET,
+    INFO_PREFIX,
+    SCORES_SHEET,
+    Backend,
+    SheetLayout,
+    cell_text,
+    mark_header_row,
+    mark_headerless,
+    skip_info,
+)
 
 _READ_ERRORS = (
     zipfile.BadZipFile,
@@ -85,10 +97,6 @@ _READ_ERRORS = (
     OSError,
     ValueError,
 )
-
-
-class WorkbookLockedError(BackendError):
-    """The workbook is open in a spreadsheet program; writing would lose its unsaved edits."""
 
 
 class LocalBackend(Backend):
@@ -102,7 +110,7 @@ class LocalBackend(Backend):
         root: Path,
         *,
         thumbnails: bool = True,
-        thumb_size: int = 48,
+        thumb_size: int = 112,
         force: bool = False,
     ):
         if thumb_size < 8:
@@ -124,7 +132,7 @@ class LocalBackend(Backend):
 
     def read_table(self) -> pd.DataFrame | None:
         fast = _read_with_calamine(self.path, DATA_SHEET)
-        if fast is not False:
+        if not isinstance(fast, bool):  # False: fall back to openpyxl
             return fast
         with self._open_read_only() as wb:
             if wb is None or DATA_SHEET not in wb.sheetnames:
@@ -148,6 +156,7 @@ class LocalBackend(Backend):
             scores = wb.create_sheet(SCORES_SHEET, index + 1)
             scores.row_dimensions[1].font = HEADER_FONT
             scores.freeze_panes = "A2"
+        _fit_header_widths(wb[SCORES_SHEET])
         writer = DataSheetWriter(
             ws,
             table,
@@ -175,7 +184,7 @@ class LocalBackend(Backend):
     def append_score(self, row: Mapping[str, object], *, force: bool | None = None) -> None:
         """Append ``row`` to the scores sheet; new keys extend its header."""
         self._check_unlocked(force)
-        values = {
+        values: dict[str, object] = {
             str(k): _score_value(v, where=f"{SCORES_SHEET} column {k!r}") for k, v in row.items()
         }
         package = self._read_package()
@@ -199,6 +208,7 @@ class LocalBackend(Backend):
                 store(ws.cell(row=target, column=col), values[name])
         if ws.freeze_panes is None:
             ws.freeze_panes = "A2"
+        _fit_header_widths(ws)
         self._save(self._workbook_bytes(wb), force)
 
     def read_scores(self) -> pd.DataFrame:
@@ -314,6 +324,7 @@ class LocalBackend(Backend):
             ],
         )
         sheet = append_row(package.parts[part], target, cells, head)
+        sheet = _widen_new_columns(sheet, first_new, new)
         dimension = f'<dimension ref="A1:{get_column_letter(max(1, len(header)))}{target}"/>'
         sheet = re.sub(rb"<dimension\b[^>]*/>", dimension.encode(), sheet, count=1)
         return _with_part(package, part, sheet)
@@ -353,6 +364,12 @@ class LocalBackend(Backend):
             raise
 
 
+def header_row(ws: Worksheet) -> int:
+    """The data sheet's header row in an openpyxl worksheet: 2 under an info line, else 1."""
+    first = ws.cell(row=1, column=1).value
+    return 2 if isinstance(first, str) and first.startswith(INFO_PREFIX) else 1
+
+
 def _previous_thumbnails(package: Package | None) -> dict[tuple[str, str], images.Thumbnail]:
     """Thumbnails in the old data sheet, by (image file name, stamp), for reuse.
 
@@ -369,6 +386,29 @@ def _previous_thumbnails(package: Package | None) -> dict[tuple[str, str], image
         if found is not None:
             out[(posixpath.basename(description), found[0])] = found[1]
     return out
+
+
+def _widen_new_columns(sheet_xml: bytes, first: int, names: list[str]) -> bytes:
+    """Columns ``first``.. (1-based) as wide as their new headers, unless widths are set."""
+    if not names:
+        return sheet_xml
+    text = sheet_xml.decode("utf-8")
+    spans = [(int(a), int(b)) for a, b in re.findall(r'<col\b[^>]*\bmin="(\d+)"[^>]*\bmax="(\d+)"', text)]
+    cols = "".join(
+        f'<col min="{c}" max="{c}" width="{min(40, len(name) + 3)}" customWidth="1"/>'
+        for c, name in enumerate(names, start=first)
+        if not any(lo <= c <= hi for lo, hi in spans)
+    )
+    if not cols:
+        return sheet_xml
+    if "</cols>" in text:
+        text = text.replace("</cols>", cols + "</cols>", 1)
+    elif "<sheetData" in text:
+        at = text.index("<sheetData")
+        text = text[:at] + f"<cols>{cols}</cols>" + text[at:]
+    else:
+        return sheet_xml
+    return text.encode("utf-8")
 
 
 def _row_style(sheet_xml: bytes, row: int) -> str | None:
@@ -419,13 +459,39 @@ def _read_with_calamine(path: Path, sheet: str) -> pd.DataFrame | None | bool:
     try:
         if _has_error_cells(path):
             return False  # calamine reads "#DIV/0!" cells as empty; openpyxl keeps the text
-        wb = CalamineWorkbook.from_path(str(path))
+        source, numbers, columns = _within_extent(path, sheet)
+        wb = (CalamineWorkbook.from_path(str(path)) if source is None
+              else CalamineWorkbook.from_filelike(source))
         if sheet not in wb.sheet_names:
             return None
         rows = wb.get_sheet_by_name(sheet).to_python(skip_empty_area=False)
     except Exception:  # noqa: BLE001  # any oddity: let openpyxl read it (or say what is wrong)
         return False
-    return _rows_to_frame([[_value_text(v) for v in r] for r in rows])
+    texts = [[_value_text(v) for v in r] for r in rows]
+    if any(len(t) >= MAX_CELL_TEXT for r in texts for t in r):
+        return False  # calamine cuts longer text at 32,767 characters, silently; openpyxl does not
+    return _rows_to_frame(texts, numbers, columns)
+
+
+def _within_extent(
+    path: Path, sheet: str
+) -> tuple[io.BytesIO | None, list[int] | None, list[int] | None]:
+    """The workbook with the sheet's far-apart rows and columns renumbered, and their real
+    numbers, so that a stray cell at row 1,048,576 or column XFD costs no million empty
+    cells; (None, None, None) when the sheet is dense already."""
+    package = Package.read(path)
+    part = package.sheet_part(sheet)
+    if part is None:
+        return None, None, None
+    xml = package.parts[part]
+    rows = compact_rows(xml)
+    xml = xml if rows is None else rows[0]
+    columns = compact_columns(xml)
+    if rows is None and columns is None:
+        return None, None, None
+    package.parts[part] = xml if columns is None else columns[0]
+    return (io.BytesIO(package.to_bytes()), None if rows is None else rows[1],
+            None if columns is None else columns[1])
 
 
 def _has_error_cells(path: Path) -> bool:
@@ -445,18 +511,30 @@ def _read_sheet(ws: object) -> pd.DataFrame:
     return _rows_to_frame(rows)
 
 
-def _rows_to_frame(rows: list[list[str]]) -> pd.DataFrame:
+def _rows_to_frame(rows: list[list[str]], numbers: list[int] | None = None,
+                   columns: list[int] | None = None) -> pd.DataFrame:
+    """``numbers[i]``: the sheet row of ``rows[i]``, ``columns[c]`` the sheet column of
+    ``rows[.][c]`` (default: ``i + 1`` and ``c + 1``, a dense read)."""
     while rows and not any(rows[-1]):
         rows.pop()
+    rows, head = skip_info(rows)  # head: the sheet row of the header (2 below an info line)
+    if numbers is not None:
+        numbers = numbers[head - 1:]
     if not rows:
-        return pd.DataFrame(dtype=str)
+        return mark_header_row(pd.DataFrame(dtype=str), head)
     header = rows[0]
     width = max(len(r) for r in rows)
     used = [any(len(r) > c and r[c] for r in rows[1:]) for c in range(width)]
     keep = [c for c in range(width) if (c < len(header) and header[c]) or used[c]]
-    names = [header[c] if c < len(header) and header[c] else f"column {c + 1}" for c in keep]
+    number = (lambda c: c + 1) if columns is None else columns.__getitem__  # noqa: E731
+    names = [header[c] if c < len(header) and header[c] else f"column {number(c)}" for c in keep]
     body = [[r[c] if c < len(r) else "" for c in keep] for r in rows[1:]]
-    return pd.DataFrame(body, columns=names, index=pd.RangeIndex(2, len(body) + 2), dtype=str)
+    index = (pd.RangeIndex(head + 1, len(body) + head + 1) if numbers is None
+             else pd.Index(numbers[1:len(body) + 1]))
+    frame = pd.DataFrame(body, columns=names, index=index, dtype=str)
+    mark_header_row(frame, head if numbers is None else numbers[0])
+    return mark_headerless(frame, {f"column {number(c)}": number(c) for c in keep
+                                   if c >= len(header) or not header[c]})
 
 
 def _header_of(ws: Worksheet) -> list[str]:
@@ -464,6 +542,13 @@ def _header_of(ws: Worksheet) -> list[str]:
     while header and header[-1] == "":
         header.pop()
     return header
+
+
+def _fit_header_widths(ws: Worksheet) -> None:
+    """Columns at least as wide as their header, so no header is cut off (scores sheet)."""
+    for col, name in enumerate(_header_of(ws), start=1):
+        dim = ws.column_dimensions[get_column_letter(col)]
+        dim.width = max(dim.width or 0, min(40, len(name) + 3))
 
 
 def _last_used_row(ws: Worksheet) -> int:
@@ -489,4 +574,4 @@ def _select_only(wb: Workbook, ws: Worksheet) -> None:
     wb.active = wb.worksheets.index(ws)
 
 
-__all__ = ["LocalBackend", "WorkbookLockedError"]
+__all__ = ["LocalBackend", "WorkbookLockedError", "header_row"]

@@ -1,0 +1,151 @@
+"""What `train` and `predict` show while they run: tqdm bars on a terminal, plain lines elsewhere.
+
+On a terminal: a bar while images are decoded, a bar over the epochs (loss and accuracy as its
+postfix) and, for `predict`, a bar over the folds; a line before the first epoch while XLA
+compiles. Piped (CI logs, ``| tee``): one line per epoch and per fold, no bar.
+
+Usage::
+
+    bars = TrainBars()
+    project.train(on_epoch=bars.epoch, on_decode=bars.decoded, on_first_epoch=bars.compiling)
+    bars.close()
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import sys
+from typing import IO, Any
+
+COMPILE_LINE = "compiling the model (XLA), about a minute on 2 cores…"
+TRACE_LINE = "building the model; the first epoch takes longer…"
+# review.out_of_sample words its progress as "fold 2/4: epoch 3/20, loss 1.234", "fold 2/4: done
+# in 40 s", "fold 2/4: unchanged, reused", "fold 2/4: training on ..." (sheetsync/review.py).
+_FOLD = re.compile(r"fold (\d+)/(\d+): (.*)")
+_FOLD_EPOCH = re.compile(r"epoch (\d+)/(\d+)(?:, loss ([0-9.]+))?")
+
+
+def duration(seconds: float) -> str:
+    """``4.2 s``, ``43 s``, ``2 min 05 s``: what people read, not ``43.4685``."""
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    m, s = divmod(round(seconds), 60)
+    return f"{m} min {s:02d} s" if m < 60 else f"{m // 60} h {m % 60:02d} min"
+
+
+def epoch_words(logs: dict[str, float]) -> str:
+    """``loss 1.72, accuracy 0.26, val accuracy 0.33, 4.2 s`` from Keras-style logs."""
+    order = {k: i for i, k in enumerate(("loss", "accuracy", "val_loss", "val_accuracy"))}
+    keys = sorted((k for k in logs if k != "seconds"), key=lambda k: order.get(k, len(order)))
+    parts = [f"{k.replace('val_', 'val ')} {logs[k]:.2f}" for k in keys]
+    if "seconds" in logs:
+        parts.append(duration(logs["seconds"]))
+    return ", ".join(parts)
+
+
+def _columns(stream: IO[str]) -> int:
+    try:
+        return os.get_terminal_size(stream.fileno()).columns
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        return 0
+
+
+class TrainBars:
+    """Progress for one command; ``terminal=None`` asks the stream whether it is a terminal."""
+
+    def __init__(self, stream: IO[str] | None = None, terminal: bool | None = None):
+        self.stream = stream or sys.stderr
+        self.terminal = self.stream.isatty() if terminal is None else terminal
+        self._decode: Any = None
+        self._epochs: Any = None
+        self._folds: Any = None
+
+    # ---- the callbacks ---------------------------------------------------------------------
+
+    def decoded(self, what: str, done: int, todo: int) -> None:
+        if not self.terminal:
+            if done == todo:
+                self._say(f"decoded {todo} {what} image(s)")
+            return
+        if self._decode is None or self._decode.total != todo or done < self._decode.n:
+            self._close("_decode")
+            self._decode = self._bar(total=todo, desc=f"decoding {what}", unit="img")
+        self._decode.update(done - self._decode.n)
+        if done >= todo:
+            self._close("_decode")
+
+    def compiling(self, jit_compile: bool, epochs: int | None = None) -> None:
+        """Before the first epoch: say that it compiles; on a terminal, show the epoch bar."""
+        self._close("_decode")
+        self._say(COMPILE_LINE if jit_compile else TRACE_LINE)
+        if self.terminal and epochs:
+            self._epochs = self._bar(total=epochs, desc="epochs", unit="epoch")
+
+    def epoch(self, epoch: int, total: int, logs: dict[str, float] | None = None,
+              desc: str = "epochs") -> None:
+        words = epoch_words(dict(logs or {}))
+        if not self.terminal:
+            self._say(f"epoch {epoch}/{total}: {words}" if desc == "epochs"
+                      else f"{desc}: epoch {epoch}/{total}: {words}")
+            return
+        if self._epochs is None or (epoch == 1 and self._epochs.n > 0):
+            self._close("_epochs")
+            self._epochs = self._bar(total=total, desc=desc, unit="epoch",
+                                     position=1 if self._folds is not None else 0)
+        self._epochs.set_postfix_str(words, refresh=False)
+        self._epochs.update(epoch - self._epochs.n)
+        if epoch >= total:
+            self._close("_epochs")
+
+    def fold(self, message: str, jit_compile: bool = False) -> None:
+        """Progress of `predict` from out_of_sample's messages."""
+        m = _FOLD.match(message)
+        if not m or not self.terminal:
+            self._say(message)
+            return
+        f, folds, rest = int(m[1]), int(m[2]), m[3]
+        if self._folds is None:
+            self._folds = self._bar(total=folds, desc="folds", unit="fold", position=0)
+        e = _FOLD_EPOCH.match(rest)
+        if e:
+            logs = {"loss": float(e[3])} if e[3] else {}
+            self.epoch(int(e[1]), int(e[2]), logs, desc=f"fold {f}/{folds}")
+        elif rest.startswith("training on"):
+            self._folds.write(f"fold {f}/{folds}: {rest}", file=self.stream)
+            if f == 1 or self._folds.n == 0:
+                self._folds.write(COMPILE_LINE if jit_compile else TRACE_LINE, file=self.stream)
+        else:  # done or reused
+            self._folds.write(f"fold {f}/{folds}: {rest}", file=self.stream)
+            self._folds.update(1)
+
+    def close(self) -> None:
+        for name in ("_decode", "_epochs", "_folds"):
+            self._close(name)
+
+    # ---- helpers ---------------------------------------------------------------------------
+
+    def _bar(self, **kwargs: Any) -> Any:
+        from tqdm import tqdm
+
+        # leave=False: the bar goes when done; the command's own summary line stays. A terminal
+        # that reports 0 columns and rows (a fresh pty, some CI consoles) would get no bar at all.
+        width = _columns(self.stream)
+        sizing: dict[str, Any] = {"dynamic_ncols": True} if width else {"ncols": 100, "nrows": 24}
+        return tqdm(file=self.stream, leave=False, mininterval=0.2, **sizing, **kwargs)
+
+    def _close(self, name: str) -> None:
+        bar = getattr(self, name)
+        if bar is not None:
+            bar.close()
+            setattr(self, name, None)
+
+    def _say(self, line: str) -> None:
+        bars = [b for b in (self._folds, self._epochs) if b is not None]
+        if bars:
+            bars[0].write(line, file=self.stream)
+        else:
+            print(line, file=self.stream, flush=True)

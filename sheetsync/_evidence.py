@@ -1,0 +1,104 @@
+"""How the doubt signals become one review priority and a suggested action (pure pandas).
+
+**The combination** (:func:`combine`): each *view* that can doubt a label is turned into its
+percentile rank over the sheet (1 = the most doubtful row), and the priority is the mean of the
+ranks of the views a row has. The views, each with its own reason:
+
+* ``issue_score``: the classifier (the fold models' softmax, with the nearest-centroid view of
+  their embedding space) gives the label little probability;
+* ``knn_agreement`` (turned around): the image's nearest neighbours carry other labels;
+* ``outlier``: the image lies far from its class's centre, in units of the class's spread;
+* ``train_margin`` (turned around): the fold models that trained on it learned its label late
+  or never (mean margin over the snapshot epochs: hard or wrong labels are fitted last).
+
+Ranks, not raw values, because the views have unrelated scales, and a mean of equals rather than
+fitted weights because the benchmark is one reviewer among several (see bench_review_human).
+Blank images and pictures that also appear under another label stay on top (priority 1.5).
+
+**The suggestion** (:func:`suggestion`), for rows whose label is in doubt (the model and, where
+known, the neighbours give it less than half, and the views on average put the row among the
+most doubtful fifth: priority >= 0.8):
+
+* ``relabel → c`` when both the models and the neighbours give another class ``c`` a majority;
+* ``drop?`` when no class gets a majority from the models, or the picture is blank;
+* nothing when the evidence is split (one view for a class, the other not).
+
+Usage::
+
+    prio = combine(signals)                      # signals: the review frame's columns
+    sugg = suggestion(probs, vote, labels, blank)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+# View column -> True when larger means more doubtful.
+VIEWS: dict[str, bool] = {
+    "issue_score": True, "knn_agreement": False, "outlier": True, "train_margin": False,
+}
+MAJORITY = 0.5
+SUGGEST_FROM = 0.8  # the priority (a mean rank) from which a row's doubt is worth an action
+TOP = 1.5  # the priority of blank images and of copies under another label
+
+
+def combine(signals: pd.DataFrame) -> pd.Series:
+    """The mean percentile rank of the views each row has (NaN where it has none)."""
+    ranks = []
+    for col, larger_doubts in VIEWS.items():
+        if col in signals.columns:
+            values = signals[col].astype(float)
+            ranks.append((values if larger_doubts else -values).rank(pct=True, method="average"))
+    if not ranks:
+        return pd.Series(np.nan, index=signals.index, name="priority")
+    return pd.concat(ranks, axis=1).mean(axis=1, skipna=True).rename("priority")
+
+
+def suggestion(
+    probs: pd.DataFrame | None, vote: pd.DataFrame | None, labels: pd.Series, blank: pd.Series,
+    priority: pd.Series | None = None,
+) -> pd.Series:
+    """``relabel → <class>``, ``drop?`` or '' per row (index = labels' index)."""
+    index = labels.index
+    out = pd.Series("", index=index, dtype=object)
+    if probs is not None and len(probs):
+        p = probs.reindex(index)
+        scored = p.notna().all(axis=1)
+        mine = _at(p, labels)
+        doubted = scored & (mine < MAJORITY)
+        if priority is not None:
+            doubted &= priority.reindex(index).fillna(1.0) >= SUGGEST_FROM
+        best, best_p = _best_other(p, labels)
+        if vote is not None:
+            v = vote.reindex(index)
+            has_vote = v.notna().all(axis=1)
+            doubted &= ~has_vote | (_at(v, labels) < MAJORITY)
+            v_best = pd.Series([v.at[i, c] if c else np.nan for i, c in best.items()], index=index)
+            neighbours_agree = ~has_vote | (v_best >= MAJORITY)
+        else:
+            neighbours_agree = pd.Series(True, index=index)
+        relabel = doubted & (best_p >= MAJORITY) & neighbours_agree
+        out[relabel] = "relabel → " + best[relabel]
+        out[doubted & (p.max(axis=1) < MAJORITY)] = "drop?"
+    # A blank picture is never given a class.
+    out[blank.reindex(index).fillna(False).astype(bool)] = "drop?"
+    return out.astype(str).rename("suggestion")
+
+
+def _at(frame: pd.DataFrame, labels: pd.Series) -> pd.Series:
+    cols = {c: i for i, c in enumerate(frame.columns)}
+    idx = labels.astype(str).map(cols).to_numpy(dtype=int)
+    return pd.Series(frame.to_numpy(dtype=float)[np.arange(len(frame)), idx], index=frame.index)
+
+
+def _best_other(p: pd.DataFrame, labels: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """The likeliest class other than the given one, and its probability."""
+    arr = p.to_numpy(dtype=float).copy()
+    cols = {c: i for i, c in enumerate(p.columns)}
+    arr[np.arange(len(arr)), labels.astype(str).map(cols).to_numpy(dtype=int)] = -np.inf
+    arr = np.where(np.isnan(arr), -np.inf, arr)
+    pick = arr.argmax(axis=1)
+    best_p = arr[np.arange(len(arr)), pick]
+    names = np.where(np.isfinite(best_p), np.asarray(p.columns, dtype=object)[pick], "")
+    return pd.Series(names, index=p.index), pd.Series(np.where(np.isfinite(best_p), best_p, np.nan), index=p.index)

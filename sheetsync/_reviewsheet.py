@@ -1,0 +1,218 @@
+"""What the review sheet says about itself (pure): the model behind it, what it flags, a summary.
+
+``push`` calls these with the review signals (:func:`sheetsync.review.review_signals`) and the
+table it writes; nothing here touches a file or a sheet.
+
+Usage::
+
+    model = model_info("in-sample", 3, probs, labels, version=3, current=3, epochs=5,
+                       val_accuracy=0.21)
+    summary = summarise(signals, manifest, unreadable=["train/i/bad.png"])
+    rows = flagged_rows(table, signals, weak=model.weak)     # 0-based positions to highlight
+    info = info_line("v3", "2026-12-01T08:00:00Z", model, summary)
+
+The texts here are the sheet's own (its info line and ``why`` notes); what a command prints is
+worded in :mod:`sheetsync.cli`, which says the model and the summary in the info line's words
+(:func:`model_text`, :func:`summary_text`).
+
+**Highlight rule** (the info line says the same): a row is flagged when cleanlab flags its label
+as likely wrong (confident learning: it then names a ``suspected`` class), or the image is
+blank, unreadable, or the same picture appears under another label. When the model is too weak
+(:func:`weakness`), only the last three flag a row: a near-chance model's doubts are noise.
+(A threshold on the combined priority flagged far more: 135 of 381 demo rows at >= 0.5 after 8
+epochs, against 10 cleanlab flags.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from ._imagecheck import ImageChecks
+
+FAR = 2.5  # outlier distance from which an image is far from its class (as in review.py)
+# A model is "too weak" when its accuracy, or its typical top probability, is less than a
+# quarter of the way from chance (1/classes) to certainty.
+WEAK_FRACTION = 0.25
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """The model behind the sheet's columns: where its probabilities come from, how good it is."""
+
+    kind: str  # "in-sample", "out-of-sample" or "none"
+    version: int | None = None  # the version the predictions were computed for
+    current: int | None = None  # the version pushed
+    epochs: int | None = None
+    val_accuracy: float | None = None  # best validation accuracy (in-sample) or OOS accuracy
+    median_top_probability: float | None = None
+    classes: int = 0
+    weak: str = ""  # why the ranking means little; "" when the model is good enough
+
+    @property
+    def stale(self) -> bool:
+        return self.version is not None and self.current is not None and self.version != self.current
+
+
+@dataclass(frozen=True)
+class PushSummary:
+    """What people would otherwise count by hand in the pushed sheet."""
+
+    rows: int
+    likely_label_errors: int  # rows cleanlab flags (a class is suspected)
+    duplicates: int  # rows showing the same picture as another row
+    duplicates_across_splits: int  # ... of which a copy sits in another split (leakage)
+    conflicting_duplicates: int  # ... of which a copy carries another label
+    blank: int
+    unreadable: int
+    outliers: int  # rows farther than FAR from their class
+    flagged: int  # rows highlighted in the sheet
+    unreadable_paths: tuple[str, ...] = field(default=())
+
+
+def weakness(accuracy: float | None, median_top: float | None, classes: int) -> str:
+    """Why a model's ranking means little ("" when it is good enough)."""
+    if classes < 2:
+        return ""
+    chance = 1.0 / classes
+    bar = chance + WEAK_FRACTION * (1.0 - chance)
+    if accuracy is not None and accuracy < bar:
+        return (f"accuracy {accuracy:.0%} is near chance ({chance:.0%} for {classes} classes; "
+                f"below {bar:.0%})")
+    if median_top is not None and median_top < bar:
+        return (f"its probabilities are near uniform (median top probability {median_top:.2f}, "
+                f"chance {chance:.2f})")
+    return ""
+
+
+def model_info(kind: str, version: int | None, probs: pd.DataFrame | None, labels: pd.Series,
+               *, current: int, epochs: int | None = None,
+               val_accuracy: float | None = None) -> ModelInfo:
+    """The model behind ``probs`` (index = id, columns = classes); OOS accuracy from ``labels``."""
+    if probs is None or not len(probs):
+        return ModelInfo("none", current=current)
+    p = probs.astype(float)
+    top = float(np.median(p.to_numpy().max(axis=1)))
+    if val_accuracy is None:
+        given = labels.astype(str).reindex(p.index)
+        known = given.isin(p.columns)
+        if known.any():
+            val_accuracy = float((p[known].idxmax(axis=1) == given[known]).mean())
+    classes = p.shape[1]
+    return ModelInfo(kind, version, current, epochs, val_accuracy, top, classes,
+                     weakness(val_accuracy, top, classes))
+
+
+def _column(signals: pd.DataFrame, name: str, default: object) -> pd.Series:
+    if name in signals.columns:
+        return signals[name]
+    return pd.Series(default, index=signals.index)
+
+
+def summarise(signals: pd.DataFrame, manifest: pd.DataFrame, *, flagged: int = 0,
+              unreadable: Sequence[str] = ()) -> PushSummary:
+    """Counts over the pushed rows; ``signals`` and ``manifest`` are indexed / keyed by id."""
+    m = manifest.set_index("id", drop=False)
+    s = signals.reindex(m.index)
+    dup = _column(s, "duplicate_of", "").fillna("").astype(str)
+    split: dict[str, str] = dict(zip(m["id"].astype(str), m["split"].astype(str), strict=True))
+    across = sum(1 for i, others in zip(dup.index.astype(str), dup, strict=True) if others
+                 and any(split.get(o, split[i]) != split[i] for o in others.split()))
+    outlier = pd.to_numeric(_column(s, "outlier", np.nan), errors="coerce")
+    return PushSummary(
+        rows=len(m),
+        likely_label_errors=int((_column(s, "suspected", "").fillna("").astype(str) != "").sum()),
+        duplicates=int((dup != "").sum()),
+        duplicates_across_splits=across,
+        conflicting_duplicates=int(_column(s, "duplicate_conflict", False).fillna(False).astype(bool).sum()),
+        blank=int(_column(s, "blank", False).fillna(False).astype(bool).sum()),
+        unreadable=len(unreadable),
+        outliers=int((outlier >= FAR).sum()),
+        flagged=flagged,
+        unreadable_paths=tuple(unreadable),
+    )
+
+
+def flagged_rows(table: pd.DataFrame, signals: pd.DataFrame, *, weak: bool,
+                 unreadable_ids: Sequence[str] = ()) -> tuple[int, ...]:
+    """0-based positions of ``table`` rows to highlight (see the module's highlight rule)."""
+    s = signals.reindex(table["id"].astype(str))
+    sure = (_column(s, "blank", False).fillna(False).astype(bool)
+            | _column(s, "duplicate_conflict", False).fillna(False).astype(bool)
+            | s.index.isin(list(unreadable_ids)))
+    if weak:
+        flag = sure
+    else:
+        flag = sure | (_column(s, "suspected", "").fillna("").astype(str) != "")
+    return tuple(int(i) for i in np.flatnonzero(flag.to_numpy()))
+
+
+def summary_text(summary: PushSummary) -> str:
+    """One line for people: the counts that matter."""
+    return (f"{summary.flagged} rows highlighted; {summary.likely_label_errors} likely label "
+            f"errors; {summary.duplicates} duplicates ({summary.duplicates_across_splits} across "
+            f"splits, {summary.conflicting_duplicates} under another label); {summary.blank} "
+            f"blank, {summary.unreadable} unreadable; {summary.outliers} outliers")
+
+
+def model_text(model: ModelInfo) -> str:
+    """The model behind the columns, in words, with what to run when it is weak or stale."""
+    if model.kind == "none":
+        return "no model yet: run `sheetsync train` (then `sheetsync predict`)"
+    parts = [f"{model.kind} predictions of v{model.version}"]
+    if model.epochs:
+        parts.append(f"{model.epochs} epochs")
+    if model.val_accuracy is not None:
+        what = "val accuracy" if model.kind == "in-sample" else "out-of-sample accuracy"
+        parts.append(f"{what} {model.val_accuracy:.0%}")
+    text = ", ".join(parts)
+    if model.stale:
+        text += f"; STALE (the data is now v{model.current})"
+    if model.weak:
+        text += (f"; MODEL TOO WEAK to rank labels: {model.weak}; run `sheetsync train "
+                 f"--epochs 30` or `sheetsync predict` before trusting the order")
+    return text
+
+
+def info_line(version: str, pushed_at: str, model: ModelInfo, summary: PushSummary) -> str:
+    """The info row above the header: version, when, which model, what the sheet holds."""
+    highlight = ("blank, unreadable, or a copy under another label" if model.weak else
+                 "labels cleanlab flags as likely wrong, blank, unreadable, or a copy under "
+                 "another label")
+    return (f"sheetsync · {version} pushed {pushed_at}\nmodel: {model_text(model)}\n"
+            f"{summary_text(summary)} (highlighted: {highlight})")
+
+
+@dataclass(frozen=True)
+class ReviewSheet:
+    """Everything ``push`` adds to the plain table: the model, the summary, the highlight."""
+
+    model: ModelInfo
+    summary: PushSummary
+    flagged: tuple[int, ...]
+    info: str
+
+
+def review_sheet(table: pd.DataFrame, signals: pd.DataFrame, manifest: pd.DataFrame,
+                 model: ModelInfo, *, version: str, pushed_at: str,
+                 unreadable: Sequence[str] = ()) -> ReviewSheet:
+    """The info line, highlighted rows and summary for ``table`` (``unreadable`` = paths)."""
+    paths = manifest.set_index("path")["id"].astype(str) if len(manifest) else pd.Series(dtype=str)
+    bad_ids = [paths[p] for p in unreadable if p in paths.index]
+    rows = flagged_rows(table, signals, weak=bool(model.weak), unreadable_ids=bad_ids)
+    summary = summarise(signals, manifest, flagged=len(rows), unreadable=unreadable)
+    return ReviewSheet(model, summary, rows, info_line(version, pushed_at, model, summary))
+
+
+def with_image_notes(table: pd.DataFrame, checks: ImageChecks) -> pd.DataFrame:
+    """``why`` says what is wrong with unreadable files and what the model sees of odd ones."""
+    if not len(table):
+        return table
+    extra = table["path"].astype(str).map(checks.why)
+    why = table["why"].fillna("").astype(str)
+    table = table.copy()
+    table["why"] = [f"{e}; {w}" if e and w else e or w for e, w in zip(extra, why, strict=True)]
+    return table

@@ -1,0 +1,127 @@
+"""The CLI's words: compact tables, the next command, -C and the project found from a subfolder."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from sheetsync._tables import diff_lines, scores_lines, table
+from sheetsync.cli import cli
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+def run(runner: CliRunner, *args: str, code: int = 0) -> str:
+    result = runner.invoke(cli, list(args), catch_exceptions=False)
+    assert result.exit_code == code, result.output
+    return result.output
+
+
+def _relabel_first_row(workbook: Path) -> tuple[str, str]:
+    """Give the first data row another label and a long note, as a person would: its path
+    and the new label."""
+    from openpyxl import load_workbook
+
+    from sheetsync.sheets.local import header_row
+
+    wb = load_workbook(workbook)
+    ws = wb["data"]
+    top = header_row(ws)  # below the info line
+    header = [c.value for c in ws[top]]
+    path = str(ws.cell(top + 1, header.index("path") + 1).value)
+    new = next(c for c in ("i", "ii", "iii") if c != path.split("/")[1])
+    ws.cell(top + 1, header.index("label") + 1).value = new
+    ws.cell(top + 1, header.index("note") + 1).value = "a note long enough to be cut in a narrow table " * 3
+    wb.save(workbook)
+    return path, new
+
+
+def test_each_command_suggests_the_next_one(runner: CliRunner, data_root: Path, tmp_path: Path) -> None:
+    proj = tmp_path / "proj"
+    assert "next: sheetsync train" in run(runner, "-C", str(proj), "init", str(data_root))
+    out = run(runner, "-C", str(proj), "push")
+    assert out.strip().splitlines()[-1].startswith("next: edit label") and "sheetsync pull" in out
+    assert "next:" not in run(runner, "-C", str(proj), "status")  # nothing to do
+    path, _ = _relabel_first_row(proj / "sheetsync.xlsx")
+    assert "next: sheetsync pull" in run(runner, "-C", str(proj), "status")
+    assert "next: sheetsync pull (without --dry-run)" in run(runner, "-C", str(proj), "pull", "--dry-run")
+    out = run(runner, "-C", str(proj), "pull")
+    assert "next: sheetsync train (a score for v2)" in out, (out, path)
+    assert "next:" not in run(runner, "-C", str(proj), "pull")  # nothing to pull
+
+
+def test_diff_log_and_dry_run_are_compact(runner: CliRunner, data_root: Path, tmp_path: Path) -> None:
+    proj = tmp_path / "proj"
+    run(runner, "-C", str(proj), "init", str(data_root))
+    run(runner, "-C", str(proj), "push")
+    first, new = _relabel_first_row(proj / "sheetsync.xlsx")
+    dry = run(runner, "-C", str(proj), "pull", "--dry-run")
+    assert f"label {first.split('/')[1]} → {new}" in dry
+    run(runner, "-C", str(proj), "pull")
+    out = run(runner, "-C", str(proj), "diff", "v1", "v2")
+    lines = out.splitlines()
+    assert lines[0] == "1 image(s) differ between v1 and v2 (1 label, 1 note)"
+    assert lines[1].split() == ["id", "image", "changes"]
+    moved = f"train/{new}/{first.rsplit('/', 1)[1]}"
+    assert moved in lines[2] and f"label {first.split('/')[1]} → {new}" in lines[2]
+    assert "…" in lines[2]  # the long note is cut
+    log = run(runner, "-C", str(proj), "log").splitlines()
+    assert log[0].split()[:4] == ["version", "when", "(UTC)", "train"]
+    assert log[2].startswith("v2 ") and "pull: 1 row(s) edited" in log[2]
+    for text in (dry, out, "\n".join(log)):
+        assert max(map(len, text.splitlines())) <= 100, text
+
+
+def test_scores_table_fits_100_columns_and_reads_seconds() -> None:
+    rows = [{"version": v, "time": "2026-12-01T07:34:43+00:00", "train": 2067, "val": 813,
+             "dropped": 12, "test": 52, "best_val_accuracy": 0.81234, "test_accuracy": 0.8,
+             "epochs": 100, "best_epoch": 87, "seed": 123, "seconds": 4243.4685} for v in (1, 12)]
+    lines = scores_lines(pd.DataFrame(rows))
+    assert max(map(len, lines)) <= 100
+    assert "1 h 10 min" in lines[1] and "0.81" in lines[1] and "4243" not in lines[1]
+    assert lines[2].startswith("v12 ")
+
+
+def test_table_cuts_the_flexible_column_to_fit() -> None:
+    lines = table(["id", "changes"], [["abc", "x" * 300]], width=40)
+    assert max(map(len, lines)) == 40 and lines[1].endswith("…")
+
+
+def test_diff_of_identical_versions() -> None:
+    empty = pd.DataFrame(columns=["id", "change", "field", "before", "after"])
+    assert diff_lines(empty, "v1", "v2") == ["no differences between v1 and v2"]
+
+
+def test_dash_c_names_the_folder_given(runner: CliRunner, tmp_path: Path) -> None:
+    missing = tmp_path / "no" / "such" / "dir"
+    out = run(runner, "-C", str(missing), "status", code=1)
+    assert out.strip() == f"Error: -C {missing}: no such folder"
+
+
+def test_project_found_from_a_subfolder(runner: CliRunner, data_root: Path, tmp_path: Path,
+                                        tmp_path_factory: pytest.TempPathFactory,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    run(runner, "-C", str(tmp_path), "init", str(data_root))  # tmp_path/sheetsync.toml, tmp_path/data
+    monkeypatch.chdir(data_root / "train" / "ii")
+    assert f"{data_root}: v1, 19 images" in run(runner, "status", "--no-sheet")
+    # and in a real process, as a person runs it
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-m", "sheetsync", "log"], cwd=data_root / "val",
+                          env=env, capture_output=True, text=True, check=True)
+    assert done.stdout.splitlines()[1].startswith("v1 ")
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    outside = subprocess.run([sys.executable, "-m", "sheetsync", "log"], cwd=elsewhere, env=env,
+                             capture_output=True, text=True)
+    assert outside.returncode == 1
+    assert outside.stderr.startswith(f"Error: no sheetsync.toml in {elsewhere} or any folder above")

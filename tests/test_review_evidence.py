@@ -1,0 +1,288 @@
+"""The evidence signals behind the review order (issue 9): neighbours, pictures, augmentation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image, ImageDraw
+
+from sheetsync import _augment, _picture
+from sheetsync import _neighbours as nbr
+
+ROMAN = ["i", "ii", "iii", "iv", "v", "vi", "vii", "viii", "ix", "x"]
+
+
+def test_flip_tables_keep_or_swap_classes_and_refuse_the_rest():
+    h = _augment.flip_table(ROMAN, _augment.HFLIP)
+    v = _augment.flip_table(ROMAN, _augment.VFLIP)
+    name = dict(enumerate(ROMAN))
+    assert {ROMAN[i]: (name[int(t)] if t >= 0 else None) for i, t in enumerate(h)} == {
+        "i": "i", "ii": "ii", "iii": "iii", "iv": "vi", "v": "v", "vi": "iv",
+        "vii": None, "viii": None, "ix": None, "x": "x"}
+    assert [ROMAN[i] for i, t in enumerate(v) if t >= 0] == ["i", "ii", "iii", "ix", "x"]
+    assert (v[v >= 0] == np.flatnonzero(v >= 0)).all()  # upside down never changes the class
+    # A project whose classes are not numerals gets no flips at all.
+    assert (_augment.flip_table(["cat", "dog"], _augment.HFLIP) == -1).all()
+
+
+def test_augmented_batches_swap_iv_and_vi_labels_with_the_mirrored_picture():
+    tf = pytest.importorskip("tensorflow")
+    x = np.full((64, 32, 32, 3), 255.0, np.float32)
+    x[:, 8:24, 4:8] = 0.0  # a stroke on the left: mirrored, it is on the right
+    classes = ["iv", "vi", "vii"]
+    y = np.eye(3, dtype=np.float32)[np.arange(64) % 3]
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(64)
+    xa, ya = (t.numpy() for t in next(iter(_augment.class_preserving(classes)(ds))))
+    before, after = y.argmax(1), ya.argmax(1)
+    right = xa[:, 8:24, 20:30, 0].mean(axis=(1, 2)) < xa[:, 8:24, 2:12, 0].mean(axis=(1, 2))
+    swapped = before != after
+    assert swapped.any() and (~swapped).any()
+    assert (before[before == 2] == after[before == 2]).all()  # vii is never mirrored
+    assert (right == swapped).all()  # a label changes exactly when the picture was mirrored
+    assert {(int(b), int(a)) for b, a in zip(before[swapped], after[swapped], strict=True)} <= {(0, 1), (1, 0)}
+
+
+def _clusters(seed: int = 0) -> tuple[pd.DataFrame, pd.Series, pd.Series]:
+    rng = np.random.default_rng(seed)
+    centres = np.eye(3) * 5
+    ids = [f"r{i:02d}" for i in range(60)]
+    cls = np.arange(60) % 3
+    emb = centres[cls] + rng.normal(scale=0.3, size=(60, 3))
+    labels = pd.Series(np.array(["i", "ii", "iii"])[cls], index=ids)
+    labels.iloc[0] = "ii"  # lies among the i's
+    fold = pd.Series(np.arange(60) // 30, index=ids)
+    return pd.DataFrame(emb, index=ids), labels, fold
+
+
+def test_knn_agreement_and_vote_point_at_the_label_that_sits_among_another_class():
+    emb, labels, fold = _clusters()
+    nb = nbr.neighbours(emb, fold, k=5)
+    same_fold = fold.to_numpy()[nb.positions] == fold.to_numpy()[:, None]
+    assert same_fold.all() and (nb.positions != np.arange(60)[:, None]).all()
+    agree = nbr.knn_agreement(nb, labels, ["i", "ii", "iii"])
+    assert agree["r00"] == 0.0 and agree.drop("r00").min() >= 0.8
+    vote = nbr.knn_vote(nb, labels, ["i", "ii", "iii"])
+    assert vote.loc["r00"].idxmax() == "i" and vote.sum(axis=1).to_numpy() == pytest.approx(1.0)
+
+
+def test_isolation_is_large_for_a_point_far_from_everything():
+    emb, labels, fold = _clusters()
+    emb.iloc[1] = [3.0, -4.0, 3.0]  # a direction no class has
+    iso = nbr.isolation(nbr.neighbours(emb, fold, k=5))
+    assert iso.idxmax() == "r01" and iso["r01"] > 5 * iso.drop("r01").median()
+
+
+def _png(path: Path, draw) -> Path:
+    im = Image.new("L", (200, 120), 255)
+    draw(ImageDraw.Draw(im))
+    im.save(path)
+    return path
+
+
+def test_picture_stats_on_real_pngs(tmp_path):
+    rng = np.random.default_rng(1)
+    files = {
+        "clean": _png(tmp_path / "clean.png", lambda d: d.line([(100, 20), (100, 100)], fill=0, width=6)),
+        "cut": _png(tmp_path / "cut.png", lambda d: d.line([(0, 60), (199, 60)], fill=0, width=6)
+                    or d.line([(150, 0), (150, 119)], fill=0, width=6)),
+        "blank": _png(tmp_path / "blank.png", lambda d: None),
+    }
+    noisy = Image.new("L", (200, 120), 255)
+    px = noisy.load()
+    for x, y in zip(rng.integers(0, 200, 400), rng.integers(0, 120, 400), strict=True):
+        px[int(x), int(y)] = 0
+    noisy.save(tmp_path / "noise.png")
+    files["noise"] = tmp_path / "noise.png"
+    pic = _picture.picture_stats([str(f) for f in files.values()], list(files))
+    assert list(pic.columns) == list(_picture.COLUMNS)
+    assert pic.at["clean", "border_ink"] == 0.0 and pic.at["cut", "border_ink"] > 0.005
+    assert pic.at["blank", "ink"] == 0.0 and pic.at["clean", "ink"] > 0.01
+    assert pic.at["noise", "speck_share"] > 0.9 and pic.at["clean", "speck_share"] == 0.0
+
+
+# ----------------------------------------------------------------------------- combination, suggestion
+
+from sheetsync import _evidence, review  # noqa: E402
+
+CLS3 = ["i", "ii", "iii"]
+
+
+def _frame(rows: dict[str, list[float]]) -> pd.DataFrame:
+    return pd.DataFrame.from_dict(rows, orient="index", columns=CLS3)
+
+
+def test_combine_is_the_mean_rank_of_the_views_a_row_has():
+    s = pd.DataFrame({"issue_score": [0.9, 0.1, 0.5, np.nan], "knn_agreement": [0.0, 1.0, 0.5, np.nan],
+                      "outlier": [np.nan, np.nan, np.nan, np.nan]}, index=list("abcd"))
+    prio = _evidence.combine(s)
+    assert prio["a"] == pytest.approx(1.0) and prio["b"] == pytest.approx(1 / 3)
+    assert prio["c"] == pytest.approx(2 / 3) and np.isnan(prio["d"])
+
+
+def test_suggestion_relabels_only_when_models_and_neighbours_agree_and_never_a_blank():
+    probs = _frame({"agree": [0.1, 0.8, 0.1], "split": [0.1, 0.8, 0.1], "lost": [0.3, 0.3, 0.4],
+                    "fine": [0.9, 0.05, 0.05], "blank": [0.05, 0.9, 0.05]})
+    vote = _frame({"agree": [0.1, 0.7, 0.2], "split": [0.3, 0.3, 0.4], "lost": [0.4, 0.3, 0.3],
+                   "fine": [0.9, 0.1, 0.0], "blank": [0.1, 0.9, 0.0]})
+    labels = pd.Series(["i", "i", "i", "i", "i"], index=probs.index)
+    blank = pd.Series([False, False, False, False, True], index=probs.index)
+    out = _evidence.suggestion(probs, vote, labels, blank)
+    assert out.to_dict() == {"agree": "relabel → ii", "split": "", "lost": "drop?", "fine": "",
+                             "blank": "drop?"}
+    # Without neighbours (no embeddings), the models alone decide.
+    assert _evidence.suggestion(probs, None, labels, blank)["split"] == "relabel → ii"
+    # Rows low in the review order get no action, blank pictures still do.
+    low = pd.Series(0.3, index=probs.index)
+    assert _evidence.suggestion(probs, vote, labels, blank, low).to_dict() == {
+        "agree": "", "split": "", "lost": "", "fine": "", "blank": "drop?"}
+
+
+def _run(probs: pd.DataFrame, emb: np.ndarray, margin: pd.Series | None = None) -> review.OutOfSample:
+    ids = probs.index
+    dist = pd.DataFrame(1.0 - probs.to_numpy(), index=ids, columns=probs.columns)
+    return review.OutOfSample(probs=probs, embeddings=pd.DataFrame(emb, index=ids), class_distance=dist,
+                              fold=pd.Series(0, index=ids), snapshot_probs=probs if margin is not None else None,
+                              train_margin=margin)
+
+
+def test_review_signals_from_two_runs_on_real_pngs(tmp_path):
+    rng = np.random.default_rng(3)
+    rows, probs, emb = [], {}, []
+    for k, c in enumerate(CLS3):
+        for j in range(8):
+            path = tmp_path / c / f"{j}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            im = Image.new("L", (48, 48), 255)
+            ImageDraw.Draw(im).line([(10 + 10 * k, 6 + j), (10 + 10 * k, 40)], fill=0, width=3)
+            im.save(path)
+            rows.append({"id": f"{c}{j}", "file": str(path), "hash": f"{c}{j}", "label": c, "split": "train"})
+            p = np.full(3, 0.05)
+            p[k] = 0.9
+            probs[f"{c}{j}"] = p
+            emb.append(np.eye(3)[k] + rng.normal(scale=0.05, size=3))
+    items = pd.DataFrame(rows)
+    items.loc[0, "label"] = "iii"  # a picture of i, labelled iii
+    p = pd.DataFrame.from_dict(probs, orient="index", columns=CLS3)
+    margin = pd.Series(0.5, index=p.index)
+    margin["i0"] = -0.8
+    runs = [_run(p, np.array(emb), margin), _run(p * 0.98 + 0.02 / 3, np.array(emb) + 0.01, margin)]
+    out = review.review_signals(items, runs, CLS3)
+    assert list(out.columns[: len(review.SIGNAL_COLUMNS)]) == list(review.SIGNAL_COLUMNS)
+    assert set(review.EVIDENCE_COLUMNS) <= set(out.columns)
+    assert review.review_order(out, "combined")[0] == "i0"
+    assert out.at["i0", "suggestion"] == "relabel → i" and out.at["i0", "knn_class"] == "i"
+    assert (out["suggestion"].drop("i0") == "").all()
+    assert "neighbours are i" in out.at["i0", "why"] and "never learned" in out.at["i0", "why"]
+    assert out["seed_disagreement"].notna().all() and out["ink"].gt(0).all()
+
+
+# ----------------------------------------------------------------------------- snapshots through the folds
+
+
+def _stand_in(calls: list[dict]):
+    """A cheap stand-in for the fixed model with fit_predict's signature, snapshots included:
+    per-class mean pixels as the 'model' (real images in, real numbers out)."""
+    from sheetsync.train import Prediction
+
+    def fit_predict(train, predict_items, classes, *, epochs, seed=123, cache_dir=None,
+                    progress=None, snapshots=(), **_):
+        calls.append({"n": len(train), "snapshots": tuple(snapshots)})
+        px = {f: np.asarray(Image.open(f).convert("L").resize((12, 12)), np.float32).ravel() / 255
+              for f in set(train["file"]) | set(predict_items["file"])}
+        centres = np.stack([np.mean([px[f] for f in train["file"][train["label"] == c]], axis=0)
+                            for c in classes])
+        x = np.stack([px[f] for f in predict_items["file"]])
+        logits = -((x[:, None, :] - centres[None]) ** 2).sum(axis=2) * 4
+        probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+        probs /= probs.sum(axis=1, keepdims=True)
+        snaps = np.stack([probs] * len(snapshots)) if snapshots else None
+        return Prediction(list(predict_items["id"]), probs, 1.0 - x, snaps)
+
+    return fit_predict
+
+
+def test_out_of_sample_keeps_snapshots_and_training_margins_and_caches_them_apart(tmp_path):
+    rows = []
+    for k, c in enumerate(CLS3):
+        for j in range(6):
+            path = tmp_path / "img" / c / f"{j}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            im = Image.new("L", (48, 48), 255)
+            ImageDraw.Draw(im).line([(8 + 14 * k, 6 + j), (8 + 14 * k, 40)], fill=0, width=4)
+            im.save(path)
+            rows.append({"id": f"{c}{j}", "file": str(path), "hash": f"{c}{j}", "label": c})
+    items = pd.DataFrame(rows)
+    items.loc[0, "label"] = "iii"  # a picture of i labelled iii
+    calls: list[dict] = []
+    fp = _stand_in(calls)
+    plain = review.out_of_sample(items, CLS3, folds=3, epochs=4, work_dir=tmp_path / "w", fit_predict=fp)
+    assert plain.snapshot_probs is None and plain.train_margin is None
+    snap = review.out_of_sample(items, CLS3, folds=3, epochs=4, work_dir=tmp_path / "w", fit_predict=fp,
+                                snapshots=review.snapshot_epochs(4))
+    assert len(calls) == 6 and calls[-1]["snapshots"] == (1, 2, 3, 4)  # not reused from the plain run
+    assert snap.train_margin is not None and snap.train_margin.notna().all()
+    assert snap.train_margin.idxmin() == "i0"  # its label is the one the models cannot learn
+    again = review.OutOfSample.load(tmp_path / "w" / review.LATEST)
+    assert again is not None and again.train_margin.equals(snap.train_margin)
+    assert again.snapshot_probs.equals(snap.snapshot_probs)
+    review.out_of_sample(items, CLS3, folds=3, epochs=4, work_dir=tmp_path / "w", fit_predict=fp,
+                         snapshots=(1, 2, 3, 4))
+    assert len(calls) == 6  # every fold reused
+
+
+@pytest.mark.dcai
+@pytest.mark.slow
+def test_augmented_folds_with_the_fixed_model_on_a_slice_of_the_competition_data(tmp_path):
+    from conftest import dcai_root
+
+    root = dcai_root()
+    rows = []
+    for c in ROMAN:
+        for k, p in enumerate(sorted((root / "train" / c).glob("*.png"))[:6]):
+            rows.append({"id": f"{c}{k}", "file": str(p), "hash": f"{c}-{k}-{p.stat().st_size}", "label": c})
+    items = pd.DataFrame(rows)
+    oos = review.out_of_sample(items, ROMAN, folds=2, epochs=2, work_dir=tmp_path / "w", augment=True,
+                               snapshots=(1, 2), jit_compile=True)
+    assert oos.probs.shape == (60, 10) and np.allclose(oos.probs.sum(axis=1), 1.0, atol=1e-4)
+    assert oos.snapshot_probs is not None and oos.train_margin is not None
+    assert oos.train_margin.notna().all() and oos.settings["augment_settings"]["augment"]
+
+
+def test_push_inputs_use_the_last_out_of_sample_run_only_when_it_scored_these_images(tmp_path):
+    from sheetsync.inputs import review_inputs
+    from sheetsync.store import StoredPredictions
+
+    rng = np.random.default_rng(5)
+    ids = [f"{c}{j}" for c in CLS3 for j in range(6)]
+    files = []
+    for n, i in enumerate(ids):
+        im = Image.new("L", (32, 32), 255)
+        ImageDraw.Draw(im).line([(2 + n, 4), (2 + n, 28)], fill=0, width=2)
+        im.save(tmp_path / f"{i}.png")
+        files.append(str(tmp_path / f"{i}.png"))
+    items = pd.DataFrame({"id": ids, "file": files, "hash": ids, "label": [i[:-1] for i in ids],
+                          "split": "train", "action": "keep"})
+    probs = pd.DataFrame(np.full((len(ids), 3), 0.1), index=ids, columns=CLS3)
+    for c in CLS3:
+        probs.loc[[i for i in ids if i[:-1] == c], c] = 0.8
+    emb = np.repeat(np.eye(3), 6, axis=0) + rng.normal(scale=0.05, size=(len(ids), 3))
+    stored = StoredPredictions("oos", 1, probs, None)
+    oos_dir = tmp_path / "oos"
+    oos_dir.mkdir()
+
+    # No run saved: the stored probabilities alone (no neighbours).
+    plain, _ = review_inputs(items, CLS3, stored, 1, oos_dir=oos_dir)
+    assert plain["knn_agreement"].isna().all()
+    # The run saved there scored exactly these images: its embeddings give the neighbours.
+    _run(probs, emb).save(oos_dir / review.LATEST)
+    rich, source = review_inputs(items, CLS3, stored, 1, oos_dir=oos_dir)
+    assert rich["knn_agreement"].notna().all() and source.kind == "oos"
+    # Not asked, or a run of other images, or in-sample predictions: not used.
+    assert review_inputs(items, CLS3, stored, 1)[0]["knn_agreement"].isna().all()
+    fewer = items[items["id"] != ids[0]]
+    assert review_inputs(fewer, CLS3, stored, 1, oos_dir=oos_dir)[0]["knn_agreement"].isna().all()
+    insample = StoredPredictions("insample", 1, probs, None)
+    assert review_inputs(items, CLS3, insample, 1, oos_dir=oos_dir)[0]["knn_agreement"].isna().all()

@@ -1,0 +1,292 @@
+"""The review sheet as people see it: layout of the workbook (openpyxl and a LibreOffice-rendered
+page) and of Google Sheets (the stand-in), the info line, the highlight rule, the push summary."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import shutil
+import subprocess
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from openpyxl import load_workbook
+from PIL import Image
+
+from sheetsync import _reviewsheet as rs
+from sheetsync._progress import no_progress
+from sheetsync.config import Config
+from sheetsync.project import Project
+from sheetsync.rows import CORE, HEAD, TAIL, layout
+from sheetsync.sheets import _xlsx_images as images
+from sheetsync.sheets.base import INFO_PREFIX
+from sheetsync.sheets.local import LocalBackend, header_row
+
+try:
+    from tests._sheets_standin import SheetsStandin, route
+except ImportError:  # tests/ is not a package
+    from _sheets_standin import SheetsStandin, route
+
+FLAG_RGB = "FFFFE699"
+
+
+def pushed(data_root: Path, tmp_path: Path, blank_png: Path) -> tuple[Project, Path, object]:
+    shutil.copy(blank_png, data_root / "train" / "i" / "blank.png")
+    project, _ = Project.init(data_root, tmp_path / "proj", progress=no_progress)
+    report = project.push()
+    return project, project.config.resolve(project.config.local.path), report
+
+
+def test_workbook_is_laid_out_for_review(data_root: Path, tmp_path: Path, blank_png: Path) -> None:
+    project, book, report = pushed(data_root, tmp_path, blank_png)
+    wb = load_workbook(book)
+    ws = wb["data"]
+    # Row 1: the info line, merged over the columns through `note`; row 2: the header.
+    assert header_row(ws) == 2
+    info = ws["A1"].value
+    assert info.startswith(INFO_PREFIX) and "v1 pushed" in info and "no model yet" in info
+    assert "1 blank" in info and "highlighted" in info
+    assert [str(r) for r in ws.merged_cells.ranges] == ["A1:H1"]
+    header = [c.value for c in ws[2]]
+    assert header[:6] == ["image", "label", "action", "suggestion", "why", "confidence"]
+    assert header[-3:] == ["id", "path", "url"] and set(header) == set(CORE)
+    col = {name: i + 1 for i, name in enumerate(header)}
+    # Frozen: the info line, the header, and every column through the label.
+    assert ws.freeze_panes == "C3"
+    # The thumbnail column and rows are sized from the thumbnail (112 px by default).
+    width, height = images.cell_size_for(project.config.local.thumb_size)
+    assert project.config.local.thumb_size == 112
+    assert ws.column_dimensions["A"].width == pytest.approx(width)
+    assert all(ws.row_dimensions[r].height == pytest.approx(height) for r in range(3, ws.max_row + 1))
+    # Number formats, one font, centred cells, wrapped why.
+    letter = {name: ws.cell(2, c).column_letter for name, c in col.items()}
+    assert ws[f"{letter['confidence']}3"].number_format == "0%"
+    assert ws[f"{letter['issue_score']}3"].number_format == "0.00"
+    assert ws[f"{letter['margin']}3"].number_format == "+0.00;-0.00;0.00"
+    fonts = {ws.cell(r, c).font.name for r in (1, 2, 3, 4) for c in col.values()}
+    assert fonts == {"Calibri"}
+    assert ws[f"{letter['why']}3"].alignment.wrap_text
+    assert ws["A3"].alignment.horizontal == "center" and ws["B3"].alignment.vertical == "center"
+    # Header notes: what each column means, and which ones people edit.
+    assert ws[f"{letter['label']}2"].comment.text.startswith("Edit:")
+    assert ws[f"{letter['suggestion']}2"].comment.text.startswith("Read-only")
+    assert "relabel" in ws[f"{letter['suggestion']}2"].comment.text
+    # The suggestion column is filled from the review signals: with no model yet only the blank
+    # image has one (a blank image is always "drop?"); every other row's cell stays empty.
+    suggested = {ws.cell(r, col["path"]).value: ws.cell(r, col["suggestion"]).value
+                 for r in range(3, ws.max_row + 1)}
+    assert suggested.pop("train/i/blank.png") == "drop?"
+    assert suggested and all(v is None for v in suggested.values())
+    # Links: the url cell, and the picture.
+    url = ws.cell(3, col["url"])
+    assert url.hyperlink is not None and url.hyperlink.target == url.value
+    assert url.value.startswith("file://") and url.font.u == "single"
+    with zipfile.ZipFile(book) as z:
+        drawing = z.read("xl/drawings/drawing1.xml").decode()
+        rels = z.read("xl/drawings/_rels/drawing1.xml.rels").decode()
+    assert drawing.count("<a:hlinkClick ") == ws.max_row - 2
+    assert 'TargetMode="External"' in rels and url.value in rels
+    # Print: landscape, one page wide, the info line and header on every page.
+    assert ws.page_setup.orientation == "landscape"
+    assert ws.page_setup.fitToWidth == 1 and ws.page_setup.fitToHeight == 0
+    assert ws.sheet_properties.pageSetUpPr.fitToPage
+    assert ws.print_title_rows == "$1:$2"
+    # Only the rows the review flags are highlighted: here the blank image.
+    flagged = [r for r in range(3, ws.max_row + 1) if ws.cell(r, col["label"]).fill.fgColor.rgb == FLAG_RGB]
+    assert [ws.cell(r, col["path"]).value for r in flagged] == ["train/i/blank.png"]
+    summary = report.summary
+    assert (summary.flagged, summary.blank, summary.rows) == (1, 1, 20)
+    # The byte-identical train/val pair: two rows with a copy, both across splits.
+    assert (summary.duplicates, summary.duplicates_across_splits) == (2, 2)
+    assert "summary: 1 rows highlighted" in str(report)
+    # The scores tab: every header readable, also after an in-place append.
+    project.backend.append_score({"version": 1, "best_val_accuracy": 0.5, "test_accuracy": 0.4})
+    scores = load_workbook(book)["scores"]
+    for c in scores[1]:
+        assert scores.column_dimensions[c.column_letter].width >= len(c.value) + 2, c.value
+
+
+def test_thumbnail_is_centred_in_its_cell(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    (root / "train" / "i").mkdir(parents=True)
+    Image.new("L", (200, 50), 0).save(root / "train" / "i" / "wide.png")
+    table = pd.DataFrame({"image": [""], "label": ["i"], "id": ["a"], "path": ["train/i/wide.png"],
+                          "url": [""]})
+    book = tmp_path / "b.xlsx"
+    LocalBackend(book, root).write_table(table, layout(["i"], ["train"]))
+    ws = load_workbook(book)["data"]
+    (img,) = ws._images
+    x, y = img.anchor._from.colOff // 9525, img.anchor._from.rowOff // 9525
+    w = (img.anchor.to.colOff - img.anchor._from.colOff) // 9525
+    h = (img.anchor.to.rowOff - img.anchor._from.rowOff) // 9525
+    assert (w, h) == (112, 28)  # aspect ratio kept
+    assert (x, y) == images.centre_offsets(112, images.Thumbnail(b"", w, h)) == (6, 3 + 42)
+
+
+def test_pull_reads_rows_below_the_info_line(data_root: Path, tmp_path: Path, blank_png: Path) -> None:
+    project, book, _ = pushed(data_root, tmp_path, blank_png)
+    wb = load_workbook(book)
+    ws = wb["data"]
+    header = [c.value for c in ws[2]]
+    ws.cell(3, header.index("label") + 1).value = "iii"
+    path = ws.cell(3, header.index("path") + 1).value
+    wb.save(book)
+    sheet = project.backend.read_table()
+    assert sheet.index[0] == 3 and list(sheet.columns[:2]) == ["image", "label"]
+    assert "recorded v2" in str(project.pull())
+    assert project.versions.load("v2").set_index("path").index.str.endswith(Path(path).name).any()
+    v2 = project.versions.load("v2")
+    moved = v2[v2["path"].str.endswith("/" + Path(path).name)]
+    assert moved["label"].tolist() == ["iii"]
+
+
+def need_soffice() -> None:
+    if shutil.which("soffice") is None or shutil.which("pdftoppm") is None:
+        pytest.fail("LibreOffice (soffice) and pdftoppm are needed: .ci/run installs them")
+
+
+def test_libreoffice_draws_the_thumbnail_at_its_size(tmp_path: Path) -> None:
+    """Printed at 100% (a narrow sheet is not shrunk to the page), 96 dpi: 1 px = 1 screen px."""
+    need_soffice()
+    root = tmp_path / "data"
+    (root / "train" / "i").mkdir(parents=True)
+    Image.new("RGB", (64, 32), (255, 0, 0)).save(root / "train" / "i" / "red.png")  # 112 x 56
+    table = pd.DataFrame({"image": [""], "label": ["i"], "id": ["a"], "path": ["train/i/red.png"],
+                          "url": [""]})
+    book = tmp_path / "book.xlsx"
+    LocalBackend(book, root).write_table(table, layout(["i"], ["train"]))
+    profile = tmp_path / "lo-profile"
+    subprocess.run(["soffice", f"-env:UserInstallation=file://{profile}", "--headless",
+                    "--convert-to", "pdf", "--outdir", str(tmp_path), str(book)],
+                   check=True, capture_output=True, timeout=180)
+    subprocess.run(["pdftoppm", "-r", "96", "-png", "-f", "1", "-l", "1", "-singlefile",
+                    str(tmp_path / "book.pdf"), str(tmp_path / "page")], check=True, timeout=60)
+    page = np.asarray(Image.open(tmp_path / "page.png").convert("RGB")).astype(int)
+    red = (page[..., 0] > 200) & (page[..., 1] < 60) & (page[..., 2] < 60)
+    ys, xs = np.nonzero(red)
+    assert len(xs), "LibreOffice drew no picture"
+    width, height = xs.max() - xs.min() + 1, ys.max() - ys.min() + 1
+    assert abs(width - 112) <= 2 and abs(height - 56) <= 2, (width, height)
+    assert red.sum() >= 0.95 * width * height  # one solid picture, not scattered pixels
+
+
+def test_libreoffice_opens_the_image_from_picture_and_url(tmp_path: Path) -> None:
+    """LibreOffice keeps both links (read back from its own .ods: draw:a around the picture)."""
+    need_soffice()
+    root = tmp_path / "data"
+    (root / "train" / "i").mkdir(parents=True)
+    Image.new("L", (64, 32), 0).save(root / "train" / "i" / "a.png")
+    url = (root / "train" / "i" / "a.png").resolve().as_uri()
+    table = pd.DataFrame({"image": [""], "label": ["i"], "id": ["a"], "path": ["train/i/a.png"],
+                          "url": [url]})
+    book = tmp_path / "book.xlsx"
+    LocalBackend(book, root).write_table(table, layout(["i"], ["train"]))
+    subprocess.run(["soffice", f"-env:UserInstallation=file://{tmp_path / 'lo'}", "--headless",
+                    "--convert-to", "ods", "--outdir", str(tmp_path), str(book)],
+                   check=True, capture_output=True, timeout=180)
+    with zipfile.ZipFile(tmp_path / "book.ods") as z:
+        content = z.read("content.xml").decode()
+    assert f'<draw:a xlink:href="{url}"' in content  # the picture is a link
+    # The url cell: LibreOffice saves it relative to the document (../data/train/i/a.png).
+    assert re.search(r'<text:a [^>]*xlink:href="[^"]*data/train/i/a\.png"', content)
+
+
+def test_review_rule_and_weak_model() -> None:
+    ids = [f"r{i}" for i in range(6)]
+    signals = pd.DataFrame({
+        "priority": [0.9, 0.6, 0.4, 1.0, np.nan, 0.1],
+        "blank": [False, False, False, True, False, False],
+        "duplicate_conflict": [False] * 6,
+        "suspected": ["ii", "", "", "", "", ""],
+        "duplicate_of": [""] * 6, "outlier": [3.0, 1.0, np.nan, 1.0, 1.0, 2.6],
+    }, index=ids)
+    table = pd.DataFrame({"id": ids})
+    assert rs.flagged_rows(table, signals, weak=False) == (0, 3)  # cleanlab's flag, the blank
+    # A weak model's doubts are noise: only the blank image (and unreadable files) stay.
+    assert rs.flagged_rows(table, signals, weak=True, unreadable_ids=["r5"]) == (3, 5)
+    labels = pd.Series(["i", "ii", "iii"] * 2, index=ids)
+    uniform = pd.DataFrame(np.full((6, 10), 0.1), index=ids, columns=[str(c) for c in range(10)])
+    weak = rs.model_info("in-sample", 1, uniform, labels, current=2, epochs=5, val_accuracy=0.12)
+    assert weak.weak.startswith("accuracy 12% is near chance") and weak.stale
+    assert "MODEL TOO WEAK" in rs.model_text(weak) and "STALE" in rs.model_text(weak)
+    sure = pd.DataFrame(np.eye(3)[[0, 1, 2, 0, 1, 2]] * 0.9 + 0.1 / 3, index=ids,
+                        columns=["i", "ii", "iii"])
+    good = rs.model_info("out-of-sample", 2, sure, labels, current=2)
+    assert good.weak == "" and good.val_accuracy == 1.0 and not good.stale
+    flat = rs.model_info("out-of-sample", 2, sure * 0 + 1 / 3 + np.eye(3)[[0, 1, 2] * 2] * 0.01,
+                         labels, current=2)
+    assert "near uniform" in flat.weak or "near chance" in flat.weak
+    manifest = pd.DataFrame({"id": ids, "path": [f"p{i}" for i in range(6)],
+                             "split": ["train"] * 6, "label": labels.tolist()})
+    summary = rs.summarise(signals, manifest, flagged=3, unreadable=["p5"])
+    assert (summary.likely_label_errors, summary.blank, summary.outliers, summary.unreadable) == (1, 1, 2, 1)
+
+
+# -- Google Sheets: the same layout through the stand-in ---------------------------------------
+
+BOT = "sheetsync-bot@team-project.iam.gserviceaccount.com"
+BUCKET = "https://storage.googleapis.com/team-bucket/{path}"
+
+
+def google_project(api: SheetsStandin, data_root: Path, tmp_path: Path) -> tuple[Project, str]:
+    from sheetsync.sheets.google import GoogleBackend
+
+    proj = tmp_path / "proj"
+    Project.init(data_root, proj, backend="google", progress=no_progress)
+    sid = api.create_spreadsheet("labels", shared_with=[BOT])
+    key = proj / "credentials.json"
+    key.write_text(json.dumps(api.service_account(BOT)))
+    key.chmod(0o600)
+    config = Config.load(proj)
+    config = dataclasses.replace(config, google=dataclasses.replace(
+        config.google, spreadsheet=f"https://docs.google.com/spreadsheets/d/{sid}/edit",
+        image_url_template=BUCKET))
+    config.save()
+    backend = GoogleBackend.from_config(Config.load(proj))
+    route(backend.client.http_client.session, api)
+    return Project(Config.load(proj), progress=no_progress, backend=backend), sid
+
+
+def test_google_sheet_has_the_same_layout(data_root: Path, tmp_path: Path, blank_png: Path) -> None:
+    shutil.copy(blank_png, data_root / "train" / "i" / "blank.png")
+    with SheetsStandin() as api:
+        project, sid = google_project(api, data_root, tmp_path)
+        report = project.push()
+        project.push()  # a second push rebuilds the layout over the first one
+        sheet = api.sheet(sid, "data")
+        values = api.values(sid, "data", "FORMULA")
+        assert str(values[0][0]).startswith(INFO_PREFIX) and "1 blank" in values[0][0]
+        header = values[1]
+        assert tuple(header) == (*HEAD, *TAIL)
+        col = {name: i for i, name in enumerate(header)}
+        assert (sheet.frozen_rows, sheet.frozen_cols) == (2, col["label"] + 1)
+        assert sheet.merges == [{"r0": 0, "r1": 1, "c0": 0, "c1": col["note"] + 1}]
+        n = report.rows
+        assert len(values) == n + 2
+        fmt = sheet.formats
+        assert fmt[(2, col["confidence"])]["numberFormat"] == {"type": "PERCENT", "pattern": "0%"}
+        assert fmt[(2, col["issue_score"])]["numberFormat"]["pattern"] == "0.00"
+        assert {fmt[(r, c)]["textFormat"]["fontFamily"] for r in range(n + 2) for c in col.values()} == {"Calibri"}
+        url = values[2][col["url"]]
+        assert url.startswith("https://storage.googleapis.com/")
+        assert fmt[(2, col["url"])]["textFormat"]["link"] == {"uri": url}
+        assert values[2][col["image"]] == f'=IMAGE("{url}")'
+        flagged = [r for r in range(2, n + 2)
+                   if fmt.get((r, col["label"]), {}).get("backgroundColor") == {"red": 1.0, "green": 0.9, "blue": 0.6}]
+        assert [values[r][col["path"]] for r in flagged] == ["train/i/blank.png"]
+        sizes = {(d["dimension"], d["start"], d["end"]): d["properties"]["pixelSize"]
+                 for d in sheet.dimensions}
+        assert sizes[("COLUMNS", col["image"], col["image"] + 1)] == 124
+        assert sizes[("ROWS", 2, n + 2)] == 118 and sizes[("ROWS", 0, 1)] == 96
+        # The scores tab: columns as wide as their headers.
+        project.backend.append_score({"version": 1, "best_val_accuracy": 0.5})
+        scores = api.sheet(sid, "scores")
+        widths = {d["start"]: d["properties"]["pixelSize"] for d in scores.dimensions}
+        assert widths[1] >= 8 * len("best_val_accuracy")
+        # Read back: the info line is skipped, the index is the sheet row.
+        table = project.backend.read_table()
+        assert table.index[0] == 3 and list(table.columns) == list(header)
