@@ -96,6 +96,14 @@ def test_class_table_maps_iv_to_vi_and_no_table_keeps_every_class() -> None:
         class_table({"twirl": "all"}, ["iv"])
 
 
+def test_the_review_folds_flip_by_the_same_class_table() -> None:
+    """sheetsync._augment (the review's folds) takes its flip rules from the augment table."""
+    from sheetsync import _augment
+
+    assert _augment.HFLIP is ROMAN_TABLE["hflip"] and _augment.VFLIP is ROMAN_TABLE["vflip"]
+    assert _augment.HFLIP["iv"] == "vi" and "vii" not in _augment.HFLIP
+
+
 def test_a_flipped_iv_lands_in_vi(project: Project) -> None:
     result = project.augment(budget=6, families=["hflip"])
     d = derived(project)
