@@ -21,9 +21,12 @@ from typing import Any
 
 import numpy as np
 
-# What each flip turns a numeral into; a class missing here is never flipped that way.
-HFLIP: Mapping[str, str] = {"i": "i", "ii": "ii", "iii": "iii", "v": "v", "x": "x", "iv": "vi", "vi": "iv"}
-VFLIP: Mapping[str, str] = {"i": "i", "ii": "ii", "iii": "iii", "ix": "ix", "x": "x"}
+from .augment import ROMAN_TABLE
+
+# What each flip turns a numeral into; a class missing here is never flipped that way. One
+# source of truth: the class table of `sheetsync augment` (sheetsync.augment.ROMAN_TABLE).
+HFLIP: Mapping[str, str] = ROMAN_TABLE["hflip"]
+VFLIP: Mapping[str, str] = ROMAN_TABLE["vflip"]
 # Small enough that a numeral stays readable and inside the 32x32 frame.
 MAX_DEGREES = 10.0
 MAX_SHIFT = 2.0  # pixels of the 32x32 input

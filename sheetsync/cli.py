@@ -67,7 +67,7 @@ def _echo_lines(lines: list[str]) -> None:
 
 def warnings_of(result: Result) -> list[str]:
     """What went wrong or needs attention, one line each (printed as warnings)."""
-    from .results import CheckoutResult, StatusResult, TrainOutcome
+    from .results import AugmentResult, CheckoutResult, StatusResult, TrainOutcome
 
     out = []
     r = result.recovered
@@ -83,6 +83,10 @@ def warnings_of(result: Result) -> list[str]:
         out.append(f"score row kept locally only: {result.sheet_error}")
     if isinstance(result, CheckoutResult) and result.gone:
         out.append(f"{result.gone} image(s) of v{result.target} are no longer on disk")
+    if isinstance(result, AugmentResult):
+        out += [f"skipped: {_unbuilt_text(u)}" for u in result.unbuilt[:20]]
+        if len(result.unbuilt) > 20:
+            out.append(f"skipped: ... and {len(result.unbuilt) - 20} more")
     return out
 
 
@@ -125,6 +129,9 @@ def next_step(result: Result) -> str | None:
     if name == "PullResult" and r.edited:
         return "sheetsync pull (without --dry-run)" if r.dry_run else (
             f"sheetsync train (a score for {r.version.name}), then sheetsync push")
+    if name == "AugmentResult" and r.plan.variants:
+        return "sheetsync augment (without --dry-run)" if r.dry_run else (
+            "sheetsync push (the derived rows, to veto any), then sheetsync train")
     if name == "CheckoutResult" and r.version is not None:
         return f"sheetsync train (a score for {r.version.name}), then sheetsync push"
     if name == "WatchResult":
@@ -219,11 +226,43 @@ def _source_text(s: PredictionSource) -> str:
 def _pull_lines(r: Any) -> list[str]:
     if not r.edited:
         return [f"nothing to pull: the sheet matches {r.base.name}", *_usage_lines(r.usage)]
-    lines = [_changes_text(r.changes, len(r.moves))]
+    lines = [*(f"derived {f.id} ({f.transform}): {f.note}" for f in r.followed),
+             _changes_text(r.changes, len(r.moves))]
     if r.dry_run:
         return [*lines, "dry run: nothing changed"]
     counts = ", ".join(f"{k} {v}" for k, v in r.version.counts.items())
     return [*lines, f"recorded {r.version.name} ({counts})", *_usage_lines(r.usage)]
+
+
+def augment_plan_lines(plan: Any) -> list[str]:
+    """An augment plan (sheetsync.augment.AugmentPlan) before anything is written."""
+    prio = plan.priorities
+    source = (f"{'out-of-sample' if prio.kind == 'oos' else 'in-sample'} predictions of "
+              f"v{prio.version}" if prio.kind
+              else "none (no predictions yet: every class and image weighs the same)")
+    lines = [f"plan: {len(plan.variants)} derived image(s), budget {plan.budget}; "
+             f"priorities: {source}"]
+    if plan.variants:
+        lines.append(plan.table().to_string())
+    return [*lines, *(f"  {s.label}: {s.planned} of {s.wanted} planned (not enough sources)"
+                      for s in plan.short)]
+
+
+def _augment_lines(r: Any) -> list[str]:
+    if r.dry_run:
+        return ["dry run: nothing written"]
+    if r.version is None:
+        return ["nothing to add: the budget is spent"]
+    return [f"wrote {r.written} derived image(s), rebuilt {r.rebuilt}, in {r.seconds:.1f} s; "
+            f"recorded {r.version.name} (`sheetsync push` shows them)"]
+
+
+def _unbuilt_text(u: Any) -> str:
+    if u.reason == "source_gone":
+        return f"derived {u.id}: its source {u.source_id} is gone; not rebuilt"
+    if u.reason == "bytes_differ":
+        return f"derived {u.id} ({u.transform}): rebuilt bytes differ; not restored"
+    return f"{u.source_id} {u.transform}: {u.detail}"
 
 
 def _changes_text(changes: pd.DataFrame, n_moves: int) -> str:
@@ -380,6 +419,7 @@ _WORDS: dict[str, Callable[[Any], list[str]]] = {
     "CheckoutResult": _checkout_lines, "ScoresResult": _scores_lines,
     "PublishResult": _publish_lines, "ReportResult": _report_lines,
     "WatchResult": _watch_lines,
+    "AugmentResult": _augment_lines,
 }
 
 
@@ -650,6 +690,28 @@ def report(ctx: click.Context, output: str | None, max_points: int | None) -> No
     """
     with _errors():
         _show(_project(ctx).report(out=Path(output) if output else None, max_points=max_points))
+
+
+@cli.command()
+@click.option("--budget", type=int, help="Derived images to add (default: fill train+val up to [augment] cap).")
+@click.option("--seed", type=int, help="Seed for the transform parameters (default: [augment] seed).")
+@click.option("--splits", help="Comma-separated splits to augment (default: train; val stays comparable).")
+@click.option("--families", help="Comma-separated transform families to use (default: all in the table).")
+@click.option("--dry-run", is_flag=True, help="Print the plan, write nothing.")
+@click.pass_context
+def augment(ctx: click.Context, budget: int | None, seed: int | None, splits: str | None,
+            families: str | None, dry_run: bool) -> None:
+    """Derived images (flips, rotations, composed numerals...) as rows the team can veto.
+
+    Example: sheetsync augment --dry-run && sheetsync augment && sheetsync push
+    """
+    with _errors():
+        result = _project(ctx).augment(
+            budget=budget, seed=seed, dry_run=dry_run,
+            on_plan=lambda plan: _echo_lines(augment_plan_lines(plan)),
+            splits=splits.split(",") if splits else None,
+            families=families.split(",") if families else None)
+        _show(result)
 
 
 def main() -> None:

@@ -73,6 +73,17 @@ class ReviewConfig:
 
 
 @dataclass(frozen=True)
+class AugmentConfig:
+    """``[augment]``: see sheetsync.augment; ``transforms`` maps a family to "all" or {class: class}."""
+
+    cap: int = 10000  # train+val images at most, derived ones included (the competition's cap)
+    seed: int = 123
+    max_side: int = 128  # derived images are stored at most this big (the model sees 32x32)
+    splits: list[str] = field(default_factory=lambda: ["train"])
+    transforms: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Config:
     """A validated project; paths are absolute once loaded."""
 
@@ -88,6 +99,7 @@ class Config:
     publish: PublishConfig = field(default_factory=PublishConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     review: ReviewConfig = field(default_factory=ReviewConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     @property
     def path(self) -> Path:
@@ -153,6 +165,7 @@ class Config:
             publish=section("publish", PublishConfig),
             train=section("train", TrainConfig),
             review=section("review", ReviewConfig),
+            augment=section("augment", AugmentConfig),
         )
         test_dir = raw.get("test_dir") or None
         return replace(
@@ -172,7 +185,7 @@ class Config:
         if self.test_dir is not None:
             out["test_dir"] = _relative(self.test_dir, self.root)
         out["state_dir"] = _relative(self.state_dir, self.project_dir)
-        for name in ("local", "google", "publish", "train", "review"):
+        for name in ("local", "google", "publish", "train", "review", "augment"):
             out[name] = asdict(getattr(self, name))
         return out
 

@@ -12,6 +12,10 @@ that bought:
   interval of the difference (bootstrap over the test images, paired, and over the seeds),
   and whether that difference is larger than its noise.
 
+Then it adds 40 derived images (``sheetsync augment``: flips, rotations, composed numerals)
+and pushes again, so the workbook shows the derived rows after the originals, ready to veto;
+they are not trained on here (the comparison above stays about the review alone).
+
 The test folder (``label_book``) has clean labels and is the same for both versions, so the
 comparison is fair; the validation split picks each run's best epoch, so it is not scored.
 """
@@ -255,6 +259,13 @@ def run(folder: Path, epochs: int = 12, seeds: list[int] | None = None,
     say("== what the review bought (test folder, mean over the seeds)")
     for line in _verdict(before, after):
         say("   " + line)
+    say("== sheetsync augment --budget 40")
+    from .cli import augment_plan_lines
+
+    augmented = project.augment(budget=40, on_plan=lambda plan: say("\n".join(augment_plan_lines(plan))))
+    say(str(augmented))
+    say("== sheetsync push   (derived rows follow the originals, composed ones first)")
+    say(str(project.push()))
     say("== sheetsync log")
     from ._tables import log_lines
 

@@ -28,7 +28,8 @@ them into one line on stderr and the exit code they carry, never a traceback::
     │   └── UploadQuotaError   Cloud Storage kept refusing with 429/5xx after retries
     ├── TrainingError          the model cannot be trained or has not been trained yet
     ├── WatchError             another watcher runs, or a bad watch setting
-    └── ReportError            the report's optional extra is missing, or nothing is trained yet
+    ├── ReportError            the report's optional extra is missing, or nothing is trained yet
+    └── AugmentError           a derived image cannot be planned or built (sheetsync.augment)
 """
 
 from __future__ import annotations
@@ -174,3 +175,7 @@ class WatchError(SheetsyncError):
 
 class ReportError(SheetsyncError):
     """The report cannot be built: its optional extra is missing, or nothing is trained yet."""
+
+
+class AugmentError(SheetsyncError):
+    """A derived image cannot be planned or built (e.g. its strokes are not found)."""

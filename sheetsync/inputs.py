@@ -162,12 +162,21 @@ def embedding_map(items: pd.DataFrame, pred: Any, classes: Sequence[str], info: 
                 f"{info.name}: embedding map; red rings: the model disagrees with the label")
 
 
+def derived_count(manifest: pd.DataFrame, trained: pd.DataFrame) -> int:
+    """How many of the training images are derived (sheetsync augment)."""
+    if "source_id" not in manifest.columns:
+        return 0
+    derived = manifest.loc[manifest["source_id"].astype(str) != "", "id"]
+    return int(trained["id"].isin(derived).sum())
+
+
 def score_row(info: VersionInfo, items: pd.DataFrame, tr: pd.DataFrame, va: pd.DataFrame,
-              test: pd.DataFrame | None, result: Any) -> dict[str, Any]:
+              test: pd.DataFrame | None, result: Any, derived: int = 0) -> dict[str, Any]:
+    """The score row of a train; ``derived``: training images made by augment."""
     return {
         "version": info.version, "time": now_iso(),
         "train": len(tr), "val": len(va), "dropped": int((items["action"] == "drop").sum()),
-        "test": 0 if test is None else len(test),
+        "test": 0 if test is None else len(test), "derived": derived,
         "best_val_accuracy": round(float(result.best_val_accuracy), 4),
         "test_accuracy": "" if result.test_accuracy is None else round(float(result.test_accuracy), 4),
         "epochs": result.epochs, "best_epoch": result.best_epoch,

@@ -132,6 +132,16 @@ def plan_locations(manifest: pd.DataFrame,
     return moves, out
 
 
+def staging_folder(root: Path) -> Path:
+    """The staging folder under ``root``, refused when it is a link or a file (a link could
+    lead outside the root); a command that creates files (augment) writes them there first."""
+    staging = root / STAGING
+    if staging.is_symlink() or (staging.exists() and not staging.is_dir()):
+        raise UnsafePathError(f"{staging} is a link or a file, not sheetsync's staging folder "
+                              f"(a link could lead outside the dataset root): remove it")
+    return staging
+
+
 def _staging(move: Move) -> str:
     return f"{STAGING}/{move.id}{PurePosixPath(move.src).suffix}"
 
@@ -162,10 +172,8 @@ class Journal:
 
     def validate(self, moves: list[Move]) -> None:
         """Every path of every move inside the root, before anything is written."""
-        staging = self.root / STAGING
-        if moves and (staging.is_symlink() or (staging.exists() and not staging.is_dir())):
-            raise UnsafePathError(f"{staging} is a link or a file, not sheetsync's staging folder "
-                                  f"(a link could lead outside the dataset root): remove it")
+        if moves:
+            staging_folder(self.root)
         for m in moves:
             safe_join(self.root, m.src), safe_join(self.root, m.dst), safe_join(self.root, _staging(m))
 

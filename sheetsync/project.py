@@ -31,10 +31,11 @@ from ._progress import Progress, tqdm_progress
 from ._reviewsheet import ReviewSheet, review_sheet, with_image_notes
 from .config import CONFIG_NAME, Config
 from .dataset import ScanResult, SkippedFile, detect_layout, order_classes, safe_join, scan
-from .errors import BackendError, ConfigError, SheetValidationError, UnpulledEditsError
+from .errors import BackendError, ConfigError, Problem, SheetValidationError, UnpulledEditsError
 from .inputs import (
     class_distances,
     counts_table,
+    derived_count,
     embedding_map,
     items_of,
     model_behind,
@@ -50,6 +51,7 @@ from .inputs import (
 )
 from .pullcheck import published_columns
 from .results import (
+    AugmentResult,
     CheckoutResult,
     InitResult,
     PredictionSource,
@@ -66,11 +68,12 @@ from .results import (
 from .rows import EDITABLE, build_table, extra_columns, layout
 from .sheets import Backend, SheetLayout, open_backend
 from .store import StateStore
-from .sync import plan_checkout, plan_pull, unpulled_edits
+from .sync import PullPlan, plan_checkout, plan_pull, unpulled_edits
 from .versions import VersionInfo, counts_of, diff_manifests, now_iso
 
 if TYPE_CHECKING:
     from ._gcs import Bucket
+    from .augment import AugmentPlan, ClassTable, Prepared, Priorities
 
 # The old name of a command's result; every result has ``lines``, ``warnings`` and ``str()``.
 Report = (PushResult | PullResult | StatusResult | CheckoutResult | TrainOutcome | PredictResult
@@ -354,11 +357,12 @@ class Project:
 
     def _review_order(self, signals: pd.DataFrame, manifest: pd.DataFrame,
                       order: str | None) -> list[str]:
+        from .augment import derived_last
         from .review import review_order
 
         paths = manifest.set_index("id")["path"].astype(str)
-        return list(review_order(signals, order or self.config.review.order,
-                                 seed=self.config.train.seed, paths=paths))
+        return derived_last(list(review_order(signals, order or self.config.review.order,
+                                              seed=self.config.train.seed, paths=paths)), manifest)
 
     # ---- pull ------------------------------------------------------------------------------
 
@@ -373,24 +377,13 @@ class Project:
                 raise BackendError(f"nothing to pull: {self.backend.describe()} has no data sheet "
                                    f"(run `sheetsync push` first)")
             published = self.store.read_published()
-            known = set(published["id"]) if published is not None else set()
-            plan = plan_pull(sheet, manifest, published, self.config.classes, self.config.splits,
-                             known, exists=self._exists)
-            held = []
-            if plan.problems and hold_invalid and all(p.row and p.row > 1 for p in plan.problems):
-                # Rows with a problem wait for a fix; the other rows' edits go through.
-                held = plan.problems
-                sheet = sheet.drop(index=sorted({p.row for p in held if p.row}), errors="ignore")
-                plan = plan_pull(sheet, manifest, published, self.config.classes,
-                                 self.config.splits, known, exists=self._exists)
-                # Held rows are not "images without a row": that warning would mislead.
-                plan.warnings = [w for w in plan.warnings if "have no row" not in w]
+            plan, held = self._plan_pull(sheet, manifest, published, hold_invalid)
             if plan.problems:
                 raise SheetValidationError(plan.problems)
             assert plan.changes is not None and plan.new_manifest is not None
             result = PullResult(info, len(plan.edited), plan.changes, plan.moves, dry_run,
                                 recovered=self.recovered, skipped=self.skipped,
-                                notices=plan.warnings)
+                                notices=plan.warnings, followed=plan.followed)
             result.held = held
             if not plan.edited or dry_run:
                 result.usage = "" if plan.edited else self._usage()
@@ -399,6 +392,35 @@ class Project:
                                              f"pull: {len(plan.edited)} row(s) edited", plan.shown)
             result.usage = self._usage()
             return result
+
+    def _plan_pull(self, sheet: pd.DataFrame, manifest: pd.DataFrame,
+                   published: pd.DataFrame | None,
+                   hold_invalid: bool) -> tuple[PullPlan, list[Problem]]:
+        """The pull's plan; with ``hold_invalid``, the plan of the rows without problems and the
+        problems of the rows held back."""
+        known = set(published["id"]) if published is not None else set()
+
+        def plan_of(rows: pd.DataFrame) -> PullPlan:
+            return plan_pull(rows, manifest, published, self.config.classes, self.config.splits,
+                             known, exists=self._exists, derived=self._derived_table(manifest))
+
+        plan = plan_of(sheet)
+        if not (plan.problems and hold_invalid and all(p.row and p.row > 1 for p in plan.problems)):
+            return plan, []
+        # Rows with a problem wait for a fix; the other rows' edits go through.
+        held = plan.problems
+        plan = plan_of(sheet.drop(index=sorted({p.row for p in held if p.row}), errors="ignore"))
+        # Held rows are not "images without a row": that warning would mislead.
+        plan.warnings = [w for w in plan.warnings if "have no row" not in w]
+        return plan, held
+
+    def _derived_table(self, manifest: pd.DataFrame) -> ClassTable | None:
+        """The augment class table when the manifest has derived rows (they follow their source)."""
+        if "source_id" not in manifest.columns or not (manifest["source_id"].astype(str) != "").any():
+            return None  # nothing derived: the table does not matter
+        from .augment import class_table
+
+        return class_table(self.config.augment.transforms, self.config.classes)
 
     # ---- train and predict -----------------------------------------------------------------
 
@@ -424,7 +446,7 @@ class Project:
                 progress=on_epoch, decode_progress=on_decode, on_first_epoch=on_first_epoch,
                 **settings)
             emb_map, probs = self._predict_in_sample(weights, items, info)
-            row = {**score_row(info, items, tr, va, test, result),
+            row = {**score_row(info, items, tr, va, test, result, derived_count(manifest, tr)),
                    **self._score_intervals(info.version, items, probs, test, weights),
                    **self._repeat_runs(repeats, tr, va, test, result, settings)}
             self.scores.append(row)
@@ -510,6 +532,63 @@ class Project:
                                         oos.class_distance.loc[ids].to_numpy())
             return PredictResult(info, len(ids), folds, epochs, recovered=self.recovered,
                                  skipped=self.skipped, excluded=sorted(scanned.images.unusable))
+
+    # ---- augment ---------------------------------------------------------------------------
+
+    def augment(self, *, budget: int | None = None, seed: int | None = None,
+                dry_run: bool = False, splits: list[str] | None = None,
+                families: list[str] | None = None,
+                on_plan: Callable[[AugmentPlan], None] | None = None) -> AugmentResult:
+        """Derived images up to the budget (sheetsync.augment), committed as one journal batch."""
+        import time
+
+        from . import augment as ag
+
+        started = time.perf_counter()
+        with self._locked():
+            manifest, info, _ = self._refresh()
+            history = [self.versions.load(v.version) for v in self.versions.list()]
+            run = ag.prepare(self.config, manifest, history, budget=budget, seed=seed,
+                             splits=splits, families=families,
+                             priorities=self._augment_priorities(manifest, info))
+            result = AugmentResult(info, run.plan, dry_run, recovered=self.recovered,
+                                   skipped=self.skipped)
+            if on_plan is not None:
+                on_plan(run.plan)
+            if dry_run or (not run.plan.variants and not len(run.lost)):
+                return result
+            self._augment_files(manifest, run, result)
+            result.seconds = time.perf_counter() - started
+            return result
+
+    def _augment_files(self, manifest: pd.DataFrame, run: Prepared, result: AugmentResult) -> None:
+        """Write the planned images into the staging folder, then one commit (sheetsync.journal)."""
+        from . import augment as ag
+
+        root = self.config.root
+        staging = jr.staging_folder(root)  # validated before anything is written there
+        try:
+            files, result.unbuilt = ag.stage_all(root, staging / ag.NEW_FILES, run.plan, run.lost,
+                                                 run.pixels, set(manifest["id"].astype(str)))
+            moves, new_manifest = ag.plan_commit(manifest, files, self._exists)
+            lost = set(run.lost["id"].astype(str)) if len(run.lost) else set()
+            result.rebuilt = sum(1 for f in files if f.row["id"] in lost)
+            result.written = len(files) - result.rebuilt
+            result.version = self._carry_out(
+                moves, new_manifest, f"augment: {result.written} derived, {result.rebuilt} rebuilt")
+        finally:
+            if not self._journal.pending:
+                ag.discard_staged(staging)  # committed (already moved) or refused: nothing left
+
+    def _augment_priorities(self, manifest: pd.DataFrame, info: VersionInfo) -> Priorities | None:
+        from . import augment as ag
+
+        found = self.store.latest_predictions(info.version)
+        if found is None:
+            return None
+        emb = self.store.read_embeddings(found.version, found.kind)
+        return ag.priorities_from(manifest, self.config.classes, found.probs, found.distance, emb,
+                                  found.kind, found.version)
 
     # ---- report ----------------------------------------------------------------------------
 
@@ -608,6 +687,9 @@ def _new_config(root: Path, project_dir: Path, backend: str, classes: list[str] 
     test = test_dir if test_dir is not None else found_test
     if test:
         raw["test_dir"] = test
+    from .augment import default_table
+
+    raw["augment"] = {"transforms": default_table(raw["classes"])}
     config = Config.from_dict(raw, project_dir)
     missing = set(found_classes) - set(config.classes)
     if missing:

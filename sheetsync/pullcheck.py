@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping
 import pandas as pd
 
 from .errors import Problem
-from .rows import SIGNAL_COLUMNS, SUGGESTION
+from .rows import DERIVED, SIGNAL_COLUMNS, SUGGESTION
 
 # The stricter of the two backends: Excel/LibreOffice hold at most 32,767 characters per
 # cell (Google Sheets 50,000), so a sheet pulled from either can be pushed to either.
@@ -30,8 +30,9 @@ MAX_CELL_TEXT = 32_767
 CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 # Read-only columns a push writes and a pull compares with what was published for the id.
 # Every review column counts (``suggestion``, the review's suggested fix, and the report's map
-# columns map_x, map_y, cluster too); numbers are compared as numbers (see _same).
-CHECKED_COLUMNS = ("path", "url", *SIGNAL_COLUMNS, SUGGESTION)
+# columns map_x, map_y, cluster, and the derived-image columns source_id, transform too);
+# numbers are compared as numbers (see _same).
+CHECKED_COLUMNS = ("path", "url", *SIGNAL_COLUMNS, SUGGESTION, *DERIVED)
 
 
 def cell_text_problem(text: str) -> str | None:

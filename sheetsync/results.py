@@ -25,6 +25,7 @@ from .versions import VersionInfo
 if TYPE_CHECKING:
     from ._coverage import Coverage
     from ._summary import Finding
+    from .augment import AugmentPlan, Followed, Unbuilt
 
 
 @dataclass
@@ -128,6 +129,21 @@ class PullResult(Result):
     version: VersionInfo | None = None  # recorded by the pull (None: nothing to pull, dry run)
     usage: str = ""
     held: list[Problem] = field(default_factory=list)  # rows held back (pull(hold_invalid=True))
+    followed: list[Followed] = field(default_factory=list)  # derived rows that followed their source
+
+
+@dataclass
+class AugmentResult(Result):
+    """What ``augment`` planned (``plan``: sheetsync.augment.AugmentPlan) and did."""
+
+    base: VersionInfo
+    plan: AugmentPlan
+    dry_run: bool = False
+    written: int = 0
+    rebuilt: int = 0
+    unbuilt: list[Unbuilt] = field(default_factory=list)  # derived images it could not make
+    version: VersionInfo | None = None  # recorded (None: dry run, or nothing to add)
+    seconds: float = 0.0
 
 
 @dataclass

@@ -19,12 +19,15 @@ SUGGESTION = "suggestion"
 # Written by ``sheetsync watch``: why an edit on this row waits, or that its image is gone.
 SYNC_STATUS = "sync_status"
 NUMERIC_SIGNALS = ("confidence", "margin", "loss", "issue_score", "outlier", *MAP_COLUMNS)
+# Filled for derived images only (sheetsync augment): the image it was made from, and how.
+DERIVED = ("source_id", "transform")
 # Sheet order, for the work: what a reviewer looks at and edits first (picture, label, what to
-# do, why), then the rest (the report's map columns last of them); the identifiers last.
+# do, why), then the rest (the derived-image columns, then the report's map columns last of
+# them); the identifiers last.
 # Columns people add go before ``TAIL``.
 HEAD = ("image", "label", "action", SUGGESTION, "why", "confidence", "split", "note",
         "predicted", "suspected", "issue_score", "margin", "loss", "outlier", "duplicate_of",
-        SYNC_STATUS, *MAP_COLUMNS)
+        SYNC_STATUS, *DERIVED, *MAP_COLUMNS)
 TAIL = ("id", "path", "url")
 CORE = (*HEAD, *TAIL)
 # The header and every column through this one stay in view when scrolling sideways.
@@ -61,11 +64,14 @@ _NOTES = {
     "map_x": "Position on the report's embedding map (UMAP 1; `sheetsync report`).",
     "map_y": "Position on the report's embedding map (UMAP 2; `sheetsync report`).",
     "cluster": "Region of the embedding map (`sheetsync report`); filter to see one region.",
+    "source_id": "Derived image (sheetsync augment): the id of the image it was made from.",
+    "transform": "Derived image: the transform that made it (drop the row to veto it).",
 }
 _WIDTHS = {"id": 12, "path": 36, "url": 24, "split": 7, "label": 8, "action": 7,
            "note": 24, "why": 44, SUGGESTION: 16, "duplicate_of": 14, "predicted": 9,
            "suspected": 9, "confidence": 9, "issue_score": 10, "margin": 8, "loss": 7,
-           "outlier": 8, SYNC_STATUS: 30, "map_x": 8, "map_y": 8, "cluster": 8}
+           "outlier": 8, SYNC_STATUS: 30, "map_x": 8, "map_y": 8, "cluster": 8,
+           "source_id": 13, "transform": 18}
 _FORMATS = {"confidence": "0%", "margin": "+0.00;-0.00;0.00", "loss": "0.00",
             "issue_score": "0.00", "outlier": "0.00", "map_x": "0.000", "map_y": "0.000",
             "cluster": "0"}
@@ -114,6 +120,8 @@ def build_table(
             fixed[name] = col if name in NUMERIC_SIGNALS else col.fillna("").astype(str)
         else:
             fixed[name] = float("nan") if name in NUMERIC_SIGNALS else ""
+    for name in DERIVED:
+        fixed[name] = m[name].fillna("").astype(str) if name in m.columns else ""
     extras = extra_columns(manifest)
     table = pd.concat([fixed[list(HEAD)], m[extras].fillna(""), fixed[list(TAIL)]], axis=1)
     if order is not None:

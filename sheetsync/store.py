@@ -202,6 +202,14 @@ class StateStore:
         """The embeddings (ids, embeddings) a ``train`` of ``version`` left."""
         return self._prediction_path(version, "insample").with_suffix(".npz")
 
+    def read_embeddings(self, version: int, kind: str) -> pd.DataFrame | None:
+        """The embeddings saved with the predictions ``kind`` of ``version`` (index id), or None."""
+        path = self._prediction_path(version, kind).with_suffix(".npz")
+        if not path.exists():
+            return None
+        with np.load(path) as d:
+            return pd.DataFrame(d["embeddings"], index=d["ids"].astype(str))
+
     def trained_version(self, upto: int) -> int | None:
         """The latest version up to ``upto`` that a ``train`` left embeddings for."""
         return next((v for v in range(upto, 0, -1) if self.embeddings_path(v).exists()), None)
@@ -217,8 +225,13 @@ class StateStore:
         path = self._prediction_path(version, "test")
         return pd.read_csv(path, dtype=str, keep_default_na=False) if path.exists() else None
 
+    @property
+    def predictions_dir(self) -> Path:
+        """Every saved prediction file (copied whole by bench_augment)."""
+        return self.dir / "predictions"
+
     def _prediction_path(self, version: int, kind: str) -> Path:
-        return self.dir / "predictions" / f"v{version:04d}-{kind}.csv"
+        return self.predictions_dir / f"v{version:04d}-{kind}.csv"
 
     # ---- the report's map ------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -24,6 +25,9 @@ from .pullcheck import cell_problems, headerless_problems, published_columns, re
 from .rows import CORE, EDITABLE, REQUIRED, extra_columns
 from .sheets.base import header_row_of, headerless_columns
 from .versions import diff_manifests
+
+if TYPE_CHECKING:
+    from .augment import ClassTable, Followed
 
 _ACTION_ALIASES = {"": "keep", "keep": "keep", "drop": "drop"}
 
@@ -38,6 +42,7 @@ class PullPlan:
     moves: list[Move] = field(default_factory=list)
     new_manifest: pd.DataFrame | None = None  # merged, with the paths after the moves
     shown: pd.DataFrame | None = None  # what the sheet shows afterwards (the next merge base)
+    followed: list[Followed] = field(default_factory=list)  # derived rows that followed their source
 
 
 @dataclass
@@ -101,10 +106,13 @@ def plan_pull(
     splits: Sequence[str],
     known_ids: set[str] | None = None,
     exists: Callable[[str], bool] = lambda _: False,
+    derived: ClassTable | None = None,
 ) -> PullPlan:
     """Validate ``sheet``, merge its edits into ``manifest`` (all frames of str), plan the moves.
 
     ``exists(rel)`` tells whether a path under the root holds a file (never overwritten).
+    ``derived``: the augment class table when the manifest has derived rows; they then follow
+    a relabelled or dropped source (:func:`sheetsync.augment.follow_sources`) in the plan.
     """
     mapping, problems = normalise_header(sheet)
     if problems:
@@ -159,6 +167,10 @@ def plan_pull(
         warnings.append(f"{len(missing)} image(s) have no row in the sheet; left unchanged "
                         f"(e.g. {', '.join(map(str, missing[:3]))})")
     plan = PullPlan(merged.reset_index(drop=True), edited, problems, warnings)
+    if derived is not None and not problems:
+        from .augment import follow_sources
+
+        plan.manifest, plan.followed = follow_sources(manifest, plan.manifest, edited, derived)
     if not problems:
         plan.changes = diff_manifests(manifest, plan.manifest)
         plan.moves, plan.new_manifest = plan_locations(plan.manifest, exists)

@@ -1,0 +1,156 @@
+"""Does ``sheetsync augment`` pay? The fixed model with and without it, on the competition data.
+
+Every run starts from a fresh copy of the data as it is (train/val/label_book), trains the fixed
+model for the same epochs and seed on the same validation split, and prints validation and
+label-book accuracy. The baseline run's predictions then steer augment (priorities), which fills
+train+val up to the 10,000-image cap; the ablations repeat that with one transform family group
+left out each. Also prints the time augment takes to plan and write the derived images.
+
+    python -m bench.bench_augment --epochs 10                 # with/without only
+    python -m bench.bench_augment --epochs 10 --ablation      # + one run per family group left out
+    python -m bench.bench_augment --sheets                    # push/pull at 10,000 rows, both backends
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dcai"
+FLOOR = 0.12  # validation accuracy points above the run without augmentation (issue 10)
+
+
+def fresh_project(data: Path, work: Path, name: str):
+    from sheetsync import Project
+
+    shutil.rmtree(work / name, ignore_errors=True)
+    root = work / name / "data"
+    for split in ("train", "val", "label_book"):
+        shutil.copytree(data / split, root / split)
+    project, _ = Project.init(root, work / name, progress=lambda items, *a, **k: items)
+    return project
+
+
+def train(project, epochs: int) -> dict:
+    started = time.perf_counter()
+    row = project.train(epochs=epochs).data["score"]
+    return {"val": float(row["best_val_accuracy"]), "label_book": float(row["test_accuracy"]),
+            "train": int(row["train"]), "derived": int(row["derived"]),
+            "train_s": time.perf_counter() - started}
+
+
+def load() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load average {one:.1f} (1 min), {five:.1f} (5 min) on {os.cpu_count()} CPUs"
+
+
+def sheets_at_cap(data: Path, work: Path) -> None:
+    """Push and pull an augmented project (10,000 rows) on both backends; seconds and usage."""
+    import dataclasses
+    import json
+
+    from sheetsync import Project
+    from sheetsync.config import Config
+    from sheetsync.sheets.google import GoogleBackend
+    from tests._sheets_standin import SheetsStandin, route
+
+    project = fresh_project(data, work, "sheets")
+    cpu = time.process_time()
+    got = project.augment()
+    print(f"augment: {got.written} derived images in {got.seconds:.1f} s "
+          f"({time.process_time() - cpu:.1f} s CPU); "
+          f"{len(project.versions.load('latest'))} rows; {load()}", flush=True)
+    for name, fn in (("local push", project.push), ("local pull", project.pull)):
+        started = time.perf_counter()
+        lines = fn().lines
+        print(f"{name}: {time.perf_counter() - started:.1f} s; {lines[-1]}", flush=True)
+    with SheetsStandin() as api:
+        bot = "bench@team.iam.gserviceaccount.com"
+        sid = api.create_spreadsheet("labels", shared_with=[bot])
+        key = project.config.project_dir / "credentials.json"
+        key.write_text(json.dumps(api.service_account(bot)))
+        key.chmod(0o600)
+        config = dataclasses.replace(project.config, backend="google", google=dataclasses.replace(
+            project.config.google, spreadsheet=sid,
+            image_url_template="https://storage.googleapis.com/b/{path}"))
+        config.save()
+        config = Config.load(config.project_dir)
+        backend = GoogleBackend.from_config(config)
+        route(backend.client.http_client.session, api)
+        google = Project(config, progress=project.progress, backend=backend)
+        for name, fn in (("google push", lambda: google.push(force=True)), ("google pull", google.pull)):
+            started = time.perf_counter()
+            lines = fn().lines
+            print(f"{name}: {time.perf_counter() - started:.1f} s; {lines[-1]}", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--ablation", action="store_true", help="also leave out each family group")
+    ap.add_argument("--work", type=Path, help="keep the projects here (default: a temp folder)")
+    ap.add_argument("--reuse-baseline", action="store_true",
+                    help="take the run without augment from an earlier run in --work (said so)")
+    ap.add_argument("--sheets", action="store_true",
+                    help="only push/pull an augmented 10,000-row project on both backends")
+    args = ap.parse_args(argv)
+    from sheetsync._transforms import FAMILIES, GROUPS
+
+    if args.sheets:
+        sheets_at_cap(args.data, args.work or Path(tempfile.mkdtemp(prefix="bench-augment-")))
+        return 0
+
+    print(f"bench_augment: {args.epochs} epochs per run, seed 123; {load()}", flush=True)
+    work = args.work or Path(tempfile.mkdtemp(prefix="bench-augment-"))
+    if args.reuse_baseline and (work / "baseline" / ".sheetsync" / "scores.csv").exists():
+        from sheetsync import Project
+
+        base = Project.open(work / "baseline")
+        row = base.scores.read().iloc[-1]
+        if int(row["epochs"]) != args.epochs:
+            raise SystemExit(f"the baseline in {work} ran {row['epochs']} epochs, not {args.epochs}")
+        results = {"without augment": {"val": float(row["best_val_accuracy"]),
+                                       "label_book": float(row["test_accuracy"]),
+                                       "train": int(row["train"]), "derived": 0,
+                                       "train_s": float(row["seconds"])}}
+        print(f"without augment: REUSED from {work / 'baseline'} (an earlier run of this "
+              f"script): {results['without augment']}", flush=True)
+    else:
+        base = fresh_project(args.data, work, "baseline")
+        results = {"without augment": train(base, args.epochs)}
+        print(f"without augment: {results['without augment']}; {load()}", flush=True)
+    runs = [("with augment (all families)", None)]
+    if args.ablation:
+        runs += [(f"without {g}", [f for f in FAMILIES if f not in fams]) for g, fams in GROUPS.items()]
+    for name, families in runs:
+        project = fresh_project(args.data, work, name.replace(" ", "_").replace("/", "-"))
+        # The baseline's predictions steer the budget, as `train` then `augment` would.
+        shutil.copytree(base.store.predictions_dir, project.store.predictions_dir)
+        started, cpu = time.perf_counter(), time.process_time()
+        got = project.augment(families=families)
+        gen_s, gen_cpu = time.perf_counter() - started, time.process_time() - cpu
+        results[name] = {**train(project, args.epochs), "generated": got.written,
+                         "generate_s": f"{gen_s:.1f} ({gen_cpu:.1f} CPU)"}
+        print(f"{name}: {results[name]}; {load()}", flush=True)
+    ref = results["without augment"]
+    print("\n| run | train images (derived) | val accuracy | vs without | label_book accuracy | "
+          "generate s | train s |\n|---|---|---|---|---|---|---|")
+    for name, r in results.items():
+        print(f"| {name} | {r['train']} ({r['derived']}) | {r['val']:.4f} | "
+              f"{r['val'] - ref['val']:+.4f} | {r['label_book']:.4f} | {r.get('generate_s', '')} | "
+              f"{r['train_s']:.0f} |")
+    gain = results["with augment (all families)"]["val"] - ref["val"]
+    print(f"\nfloor: val accuracy +{FLOOR:.2f} over without augment: "
+          f"{'HELD' if gain >= FLOOR else 'MISSED'} ({gain:+.4f}); {load()}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
