@@ -39,6 +39,7 @@ from sheetsync._progress import no_progress
 from sheetsync.config import Config
 from sheetsync.errors import SheetsyncError
 from sheetsync.project import Project
+from sheetsync.sheets.base import INFO_PREFIX
 from sheetsync.sheets.google import GoogleBackend
 from sheetsync.watch import Event, Watcher, WatchSettings
 from tests._sheets_standin import SheetsStandin, route, standin_client, token_credentials
@@ -69,24 +70,25 @@ class Team:
         return client.open_by_key(self.sid).worksheet("data")
 
     def person(self, k: int) -> None:
+        """One teammate: edits a random row's label, split or note now and then (a few label
+        typos, fixed 20 s later), and once in a while sorts the whole table."""
         rng = random.Random(self.seed * 100 + k)
         ws = self.sheet(f"person{k}@example.com")
         fix: list[tuple[str, float]] = []
         while not self.stop.wait(rng.expovariate(self.per_minute / 60 / self.people)):
             with self.lock:  # one person's find-then-type never straddles another's sort
+                top, header, rows = table_of(ws)
                 if rng.random() < 0.05:
-                    header = ws.row_values(1)
                     self.api.sort_rows(self.sid, "data", header.index(rng.choice(
                         ["path", "label", "id"])), descending=rng.random() < 0.5)
                     self.sorts += 1
                     continue
-                values = ws.get_all_values()
-                header, rows = values[0], values[1:]
+                idc = header.index("id")
                 if fix and fix[0][1] < time.time():
                     id_ = fix.pop(0)[0]
                     column, value = "label", rng.choice(CLASSES)
                 else:
-                    id_ = rng.choice(rows)[0]
+                    id_ = rng.choice(rows)[idc]
                     column = rng.choice(["label", "label", "split", "note"])
                     value = {"label": rng.choice(CLASSES), "split": rng.choice(["train", "val"]),
                              "note": f"seen by {k} #{self.edits}"}[column]
@@ -94,7 +96,7 @@ class Team:
                         value = "typo" + value  # fixed by the same person 20 s later
                         fix.append((id_, time.time() + 20))
                         self.invalid += 1
-                r = next(i for i, row in enumerate(rows, start=2) if row[0] == id_)
+                r = next(i for i, row in enumerate(rows, start=top + 1) if row[idc] == id_)
                 ws.update_cell(r, header.index(column) + 1, value)
                 self.last[(id_, column)] = (value, time.time())
                 self.edits += 1
@@ -105,6 +107,13 @@ class Team:
         for t in threads:
             t.start()
         return threads
+
+
+def table_of(ws: Any) -> tuple[int, list[str], list[list[str]]]:
+    """(sheet row of the header, header, data rows), below sheetsync's info line."""
+    values = ws.get_all_values()
+    at = next(i for i, row in enumerate(values) if row and not row[0].startswith(INFO_PREFIX))
+    return at + 1, values[at], values[at + 1:]
 
 
 def make_project(api: SheetsStandin, work: Path, images: int) -> Project:
