@@ -24,7 +24,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import random
@@ -35,17 +34,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sheetsync._progress import no_progress
-from sheetsync.config import Config
 from sheetsync.errors import SheetsyncError
 from sheetsync.project import Project
 from sheetsync.sheets.base import INFO_PREFIX
 from sheetsync.sheets.google import GoogleBackend
 from sheetsync.watch import Event, Watcher, WatchSettings
-from tests._sheets_standin import SheetsStandin, route, standin_client, token_credentials
+from tests._google_project import init_google_project, open_google_project
+from tests._sheets_standin import SheetsStandin, standin_client, token_credentials
 from tests.conftest import write_images
 
-BOT = "bench-bot@team.iam.gserviceaccount.com"
 CLASSES = ["i", "ii", "iii"]
 
 
@@ -120,26 +117,14 @@ def make_project(api: SheetsStandin, work: Path, images: int) -> Project:
     per = max(1, images // 6)
     write_images(work / "data", {"train": {c: per for c in CLASSES},
                                  "val": {c: max(1, per // 2) for c in CLASSES}})
-    proj = work / "proj"
-    Project.init(work / "data", proj, backend="google", progress=no_progress)
-    sid = api.create_spreadsheet("soak", shared_with=[BOT, *[f"person{k}@example.com"
-                                                            for k in range(20)]])
-    key = proj / "credentials.json"
-    key.write_text(json.dumps(api.service_account(BOT)))
-    key.chmod(0o600)
-    config = Config.load(proj)
-    config = dataclasses.replace(config, google=dataclasses.replace(config.google, spreadsheet=sid))
-    config.save()
+    proj = init_google_project(api, work / "data", work / "proj", title="soak",
+                               people=[f"person{k}@example.com" for k in range(20)])
     project = open_google(api, proj)
     project.push()
     return project
 
 
-def open_google(api: SheetsStandin, proj: Path) -> Project:
-    config = Config.load(proj)
-    backend = GoogleBackend.from_config(config)
-    route(backend.client.http_client.session, api)
-    return Project(config, progress=no_progress, backend=backend)
+open_google = open_google_project
 
 
 class Meter:

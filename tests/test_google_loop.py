@@ -4,27 +4,22 @@ push again, and (slow) train one epoch so a score row lands in the ``scores`` wo
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from pathlib import Path
 
 import pytest
 
-from sheetsync._progress import no_progress
-from sheetsync.config import Config
 from sheetsync.dataset import QUARANTINE
 from sheetsync.errors import UnpulledEditsError
 from sheetsync.project import Project
 from sheetsync.sheets.base import INFO_PREFIX
-from sheetsync.sheets.google import GoogleBackend
 
 try:
-    from tests._sheets_standin import SheetsStandin, route, standin_client, token_credentials
+    from tests._google_project import ALICE, init_google_project, open_google_project
+    from tests._sheets_standin import SheetsStandin, standin_client, token_credentials
 except ImportError:  # tests/ is not a package
-    from _sheets_standin import SheetsStandin, route, standin_client, token_credentials
+    from _google_project import ALICE, init_google_project, open_google_project
+    from _sheets_standin import SheetsStandin, standin_client, token_credentials
 
-BOT = "sheetsync-bot@team-project.iam.gserviceaccount.com"
-ALICE = "alice@example.com"
 BUCKET = "https://storage.googleapis.com/team-bucket/{path}"
 
 
@@ -36,26 +31,12 @@ def api():
 
 @pytest.fixture
 def project(api: SheetsStandin, data_root: Path, tmp_path: Path) -> Project:
-    proj = tmp_path / "proj"
-    Project.init(data_root, proj, backend="google", progress=no_progress)
-    sid = api.create_spreadsheet("labels", shared_with=[BOT, ALICE])
-    key = proj / "credentials.json"
-    key.write_text(json.dumps(api.service_account(BOT)))
-    key.chmod(0o600)
-    config = Config.load(proj)
-    config = dataclasses.replace(config, google=dataclasses.replace(
-        config.google, spreadsheet=f"https://docs.google.com/spreadsheets/d/{sid}/edit",
-        image_url_template=BUCKET))
-    config.save()
+    proj = init_google_project(api, data_root, tmp_path / "proj", sheet_url=True,
+                               image_url_template=BUCKET)
     return open_project(api, proj)
 
 
-def open_project(api: SheetsStandin, proj: Path) -> Project:
-    """What the CLI does (Project.open -> open_backend -> from_config), routed to the stand-in."""
-    config = Config.load(proj)
-    backend = GoogleBackend.from_config(config)
-    route(backend.client.http_client.session, api)
-    return Project(config, progress=no_progress, backend=backend)
+open_project = open_google_project
 
 
 def collaborator(api: SheetsStandin, project: Project):

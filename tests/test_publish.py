@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
-import json
 import logging
 import shutil
 from pathlib import Path
@@ -18,7 +17,6 @@ from click.testing import CliRunner
 from PIL import Image
 
 from sheetsync import _gcs
-from sheetsync._progress import no_progress
 from sheetsync.cli import cli
 from sheetsync.config import Config
 from sheetsync.errors import (
@@ -32,19 +30,18 @@ from sheetsync.errors import (
 from sheetsync.project import Project
 from sheetsync.publish import object_bytes, object_name
 from sheetsync.sheets.base import INFO_PREFIX
-from sheetsync.sheets.google import GoogleBackend
 
 try:
     from tests._gcs_emulator import GCSEmulator
+    from tests._google_project import ALICE, BOT, init_google_project, open_google_project
     from tests._sheets_standin import SheetsStandin, route, standin_client, token_credentials
     from tests.conftest import dcai_root, write_images
 except ImportError:  # tests/ is not a package
     from _gcs_emulator import GCSEmulator
+    from _google_project import ALICE, BOT, init_google_project, open_google_project
     from _sheets_standin import SheetsStandin, route, standin_client, token_credentials
     from conftest import dcai_root, write_images
 
-BOT = "sheetsync-bot@team-project.iam.gserviceaccount.com"
-ALICE = "alice@example.com"
 BUCKET = "team-images"
 UPLOAD = r"/upload/storage/v1/b/.*"
 
@@ -68,27 +65,14 @@ def gcs(monkeypatch: pytest.MonkeyPatch, api: SheetsStandin):
 
 
 def make_project(api: SheetsStandin, gcs: GCSEmulator, data_root: Path, proj: Path, **publish) -> Path:
-    Project.init(data_root, proj, backend="google", progress=no_progress)
-    sid = api.create_spreadsheet("labels", shared_with=[BOT, ALICE])
-    key = proj / "credentials.json"
-    key.write_text(json.dumps(api.service_account(BOT)))
-    key.chmod(0o600)
-    config = Config.load(proj)
-    config = dataclasses.replace(
-        config,
-        google=dataclasses.replace(config.google, spreadsheet=sid),
-        publish=dataclasses.replace(config.publish, bucket=BUCKET, endpoint=gcs.url, **publish))
-    config.save()
-    return proj
+    return init_google_project(api, data_root, proj,
+                               publish={"bucket": BUCKET, "endpoint": gcs.url, **publish})
 
 
 def open_project(api: SheetsStandin, proj: Path) -> Project:
     """What the CLI does; the sheet's session routed to the stand-in (storage: by the fixture)."""
-    config = Config.load(proj)
-    backend = GoogleBackend.from_config(config)
-    route(backend.client.http_client.session, api)
-    project = Project(config, progress=no_progress, backend=backend)
-    if config.publish.bucket:
+    project = open_google_project(api, proj)
+    if project.config.publish.bucket:
         project.storage.backoff_base = 0.001  # real retries, short waits
     return project
 

@@ -7,28 +7,26 @@ nothing changed (files, versions).
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
-import json
 import zipfile
 from pathlib import Path
 
 import pytest
 from openpyxl import load_workbook
 
-from sheetsync._progress import no_progress
-from sheetsync.config import Config
 from sheetsync.errors import SheetValidationError
 from sheetsync.project import Project
 from sheetsync.rows import CORE
 from sheetsync.sheets.local import header_row
 
 try:
+    from tests._google_project import init_google_project
     from tests._sheets_standin import SheetsStandin
-    from tests.test_google_loop import ALICE, BOT, BUCKET, collaborator, open_project
+    from tests.test_google_loop import BUCKET, collaborator, open_project
 except ImportError:  # tests/ is not a package
+    from _google_project import init_google_project
     from _sheets_standin import SheetsStandin
-    from test_google_loop import ALICE, BOT, BUCKET, collaborator, open_project
+    from test_google_loop import BUCKET, collaborator, open_project
 
 
 def tree(root: Path) -> dict[str, str]:
@@ -171,16 +169,7 @@ def api():
 
 @pytest.fixture
 def gproject(api: SheetsStandin, data_root: Path, tmp_path: Path) -> Project:
-    proj = tmp_path / "gproj"
-    Project.init(data_root, proj, backend="google", progress=no_progress)
-    sid = api.create_spreadsheet("labels", shared_with=[BOT, ALICE])
-    key = proj / "credentials.json"
-    key.write_text(json.dumps(api.service_account(BOT)))
-    key.chmod(0o600)
-    config = Config.load(proj)
-    config = dataclasses.replace(config, google=dataclasses.replace(
-        config.google, spreadsheet=sid, image_url_template=BUCKET))
-    config.save()
+    proj = init_google_project(api, data_root, tmp_path / "gproj", image_url_template=BUCKET)
     open_project(api, proj).push()
     return open_project(api, proj)
 

@@ -23,12 +23,10 @@ from openpyxl import load_workbook
 
 from sheetsync._progress import no_progress
 from sheetsync.cli import cli
-from sheetsync.config import Config
 from sheetsync.errors import BackendError, WatchError
 from sheetsync.project import Project
 from sheetsync.results import TrainOutcome
 from sheetsync.sheets.base import INFO_PREFIX
-from sheetsync.sheets.google import GoogleBackend
 from sheetsync.sheets.local import LocalBackend, header_row
 from sheetsync.versions import now_iso
 from sheetsync.watch import (
@@ -45,12 +43,12 @@ from sheetsync.watch import (
 )
 
 try:
-    from tests._sheets_standin import SheetsStandin, route, standin_client, token_credentials
+    from tests._google_project import ALICE, init_google_project, open_google_project
+    from tests._sheets_standin import SheetsStandin, standin_client, token_credentials
 except ImportError:  # tests/ is not a package
-    from _sheets_standin import SheetsStandin, route, standin_client, token_credentials
+    from _google_project import ALICE, init_google_project, open_google_project
+    from _sheets_standin import SheetsStandin, standin_client, token_credentials
 
-BOT = "sheetsync-bot@team-project.iam.gserviceaccount.com"
-ALICE = "alice@example.com"
 OWN = ["predicted", "why", "sync_status"]
 
 
@@ -406,27 +404,14 @@ def api():
 
 @pytest.fixture
 def google(api: SheetsStandin, data_root: Path, tmp_path: Path) -> Project:
-    proj = tmp_path / "gproj"
-    Project.init(data_root, proj, backend="google", progress=no_progress)
-    sid = api.create_spreadsheet("labels", shared_with=[BOT, ALICE])
-    key = proj / "credentials.json"
-    key.write_text(json.dumps(api.service_account(BOT)))
-    key.chmod(0o600)
-    config = Config.load(proj)
-    config = dataclasses.replace(config, google=dataclasses.replace(
-        config.google, spreadsheet=sid, max_retries=2))
-    config.save()
+    proj = init_google_project(api, data_root, tmp_path / "gproj", max_retries=2)
     project = open_google(api, proj)
     project.push()
     return project
 
 
 def open_google(api: SheetsStandin, proj: Path) -> Project:
-    config = Config.load(proj)
-    backend = GoogleBackend.from_config(config)
-    backend.http.sleep = lambda s: None  # backoff waits are not what these tests measure
-    route(backend.client.http_client.session, api)
-    return Project(config, progress=no_progress, backend=backend)
+    return open_google_project(api, proj, no_waits=True)
 
 
 def alice(api: SheetsStandin, project: Project) -> Any:
