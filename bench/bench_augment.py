@@ -39,7 +39,7 @@ def fresh_project(data: Path, work: Path, name: str):
 
 def train(project, epochs: int) -> dict:
     started = time.perf_counter()
-    row = project.train(epochs=epochs).data["score"]
+    row = project.train(epochs=epochs).score
     return {"val": float(row["best_val_accuracy"]), "label_book": float(row["test_accuracy"]),
             "train": int(row["train"]), "derived": int(row["derived"]),
             "train_s": time.perf_counter() - started}
