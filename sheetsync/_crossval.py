@@ -9,7 +9,8 @@
   an interrupted run resumes at the first missing fold, and an unchanged fold is never retrained.
 * Embeddings of different folds come from different models, so they are not compared across
   folds: each fold measures, in its own embedding space, how far each held-out image lies from
-  each class centroid of that fold's training images, in units of the class's typical spread.
+  each class centroid of that fold's training images, in units of the class's typical spread,
+  and which labels its nearest training images carry (:func:`sheetsync._neighbours.vote_among`).
 """
 
 from __future__ import annotations
@@ -25,9 +26,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ._neighbours import vote_among
 from .errors import ConfigError, TrainingError
 
-FOLD_FORMAT = 1
+# 2: folds keep the labels of each held-out image's nearest training images (train_vote).
+FOLD_FORMAT = 2
 
 
 def _digest(obj: Any) -> str:
@@ -104,6 +107,9 @@ class FoldResult:
     snapshot_probs: np.ndarray | None = None  # (m, C)
     train_ids: np.ndarray | None = None  # (t,) str
     train_margin: np.ndarray | None = None  # (t,)
+    # Per held-out row, the share of each class among its nearest training images in this
+    # fold's space (rows sum to 1): 3x more references than the held-out rows of one fold.
+    train_vote: np.ndarray | None = None  # (m, C)
 
     def save(self, path: Path) -> None:
         def write(tmp: Path) -> None:
@@ -121,10 +127,11 @@ class FoldResult:
         write_atomic(path, write)
 
     def _extras(self) -> dict[str, np.ndarray]:
+        out = {} if self.train_vote is None else {"train_vote": self.train_vote}
         if self.snapshot_probs is None or self.train_ids is None or self.train_margin is None:
-            return {}
-        return {"snapshot_probs": self.snapshot_probs, "train_ids": self.train_ids.astype(str),
-                "train_margin": self.train_margin}
+            return out
+        return {**out, "snapshot_probs": self.snapshot_probs,
+                "train_ids": self.train_ids.astype(str), "train_margin": self.train_margin}
 
     @classmethod
     def load(cls, path: Path) -> FoldResult | None:
@@ -133,7 +140,7 @@ class FoldResult:
                 if int(z["format"]) != FOLD_FORMAT:
                     return None
                 extra = [z[k] if k in z.files else None
-                         for k in ("snapshot_probs", "train_ids", "train_margin")]
+                         for k in ("snapshot_probs", "train_ids", "train_margin", "train_vote")]
                 return cls(z["ids"], z["probs"], z["embeddings"], z["class_distance"], *extra)
         except (OSError, ValueError, KeyError):
             return None  # missing or damaged (e.g. killed mid-write elsewhere): recompute
@@ -206,13 +213,14 @@ def run_fold(
     labels = items["label"].astype(str).map(index).to_numpy(dtype=int)
     dist = class_distances(emb, probs, labels, ~held, len(classes))
     ids = items["id"].astype(str).to_numpy()
+    vote = vote_among(emb[held], emb[~held], labels[~held], len(classes))
     snaps = getattr(pred, "snapshots", None)
     if snaps is None:
-        return FoldResult(ids[held], probs[held], emb[held], dist[held])
+        return FoldResult(ids[held], probs[held], emb[held], dist[held], train_vote=vote)
     snaps = np.asarray(snaps, dtype=np.float64)
     mine = snaps[:, np.arange(len(items)), labels]  # (S, n) given-label probability
     other = snaps.copy()
     other[:, np.arange(len(items)), labels] = -np.inf
     margin = (mine - other.max(axis=2)).mean(axis=0)
     return FoldResult(ids[held], probs[held], emb[held], dist[held],
-                      snaps[:, held].mean(axis=0), ids[~held], margin[~held])
+                      snaps[:, held].mean(axis=0), ids[~held], margin[~held], vote)

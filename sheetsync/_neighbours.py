@@ -2,9 +2,18 @@
 crowded its neighbourhood is.
 
 Every image's embedding comes from the fold model that did not train on it, and different
-fold models have different spaces, so neighbours are looked for only among the images of the
-same fold (a quarter of the data with 4 folds: enough for k = 10). Cosine similarity, as the
-embeddings are pooled ReLU activations whose scale says little.
+fold models have different spaces, so neighbours are looked for only within one fold model's
+space: among the held-out images of the same fold (:func:`neighbours`, a quarter of the data
+with 4 folds: enough for k = 10), or, better, among the images that fold model trained on
+(:func:`vote_among`, computed while the fold runs: three times the references, so k = 20).
+Cosine similarity, as the embeddings are pooled ReLU activations whose scale says little.
+
+Why the training images make good references: the model pulled each of them towards its own
+label, so a held-out image that lands among the training images of another class looks like
+that class to the model, whatever its softmax says. On the competition data (fold 1 of 4, seed
+123) the share of neighbours agreeing with the label told the human review's problems apart
+with AUC 0.880 with the 20 nearest training images, against 0.852 with the 10 nearest held-out
+images of the fold.
 
 Usage::
 
@@ -22,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 K = 10
+K_TRAIN = 20
 
 
 @dataclass(frozen=True)
@@ -55,6 +65,27 @@ def neighbours(embeddings: pd.DataFrame, fold: pd.Series, k: int = K) -> Neighbo
         pos[rows] = rows[top]
         sim[rows] = np.take_along_axis(s, top, axis=1)
     return Neighbours(index, pos, sim)
+
+
+def vote_among(query: np.ndarray, reference: np.ndarray, reference_labels: np.ndarray,
+               n_classes: int, k: int = K_TRAIN) -> np.ndarray:
+    """Per query row, the share of each class (codes 0..n_classes-1) among its k nearest
+    reference rows by cosine similarity; rows sum to 1 (all zero when there are no references).
+
+    k is at most half the smallest class among the references, so that in a small project an
+    image's own class can still hold the majority of its neighbours."""
+    votes = np.zeros((len(query), n_classes))
+    if not len(reference) or not len(query):
+        return votes
+    codes_all = np.asarray(reference_labels, dtype=int)
+    present = np.bincount(codes_all, minlength=n_classes)
+    k = max(1, min(k, int(present[present > 0].min()) // 2))
+    sim = _unit(query.astype(np.float64)) @ _unit(reference.astype(np.float64)).T
+    top = np.argpartition(-sim, k - 1, axis=1)[:, :k]
+    codes = codes_all[top]
+    for j in range(k):
+        np.add.at(votes, (np.arange(len(query)), codes[:, j]), 1.0)
+    return votes / k
 
 
 def knn_vote(nb: Neighbours, labels: pd.Series, classes: Sequence[str]) -> pd.DataFrame:

@@ -299,7 +299,8 @@ def _duration(seconds: Any) -> str:
 
 def _predict_lines(r: Any) -> list[str]:
     return [*_excluded_lines(r.excluded), f"out-of-sample probabilities for {r.images} images of {r.version.name} "
-            f"({r.folds} folds x {r.epochs} epochs); `sheetsync push` uses them"]
+            f"({r.folds} folds x {r.epochs} epochs" + (f", {r.seeds} fold seeds" if r.seeds > 1 else "")
+            + "); `sheetsync push` uses them"]
 
 
 def _status_lines(r: Any) -> list[str]:
@@ -500,11 +501,13 @@ def train(ctx: click.Context, epochs: int | None, seed: int | None, precision: s
 @cli.command()
 @click.option("--folds", type=click.IntRange(min=2), help="Cross-validation folds.")
 @click.option("--epochs", type=click.IntRange(min=1), help="Epochs per fold.")
+@click.option("--fold-seeds", type=click.IntRange(min=1),
+              help="Independent k-fold runs, averaged (default [review] fold_seeds = 2).")
 @click.pass_context
-def predict(ctx: click.Context, folds: int | None, epochs: int | None) -> None:
+def predict(ctx: click.Context, folds: int | None, epochs: int | None, fold_seeds: int | None) -> None:
     """Out-of-sample probabilities for every image (k-fold), for the review order.
 
-    Example: sheetsync predict --folds 4 --epochs 20
+    Example: sheetsync predict --folds 4 --epochs 20 --fold-seeds 2
     """
     from ._bars import TrainBars
 
@@ -513,7 +516,7 @@ def predict(ctx: click.Context, folds: int | None, epochs: int | None) -> None:
         project = _project(ctx)
         jit = project.config.train.jit_compile
         try:
-            result = project.predict(folds=folds, epochs=epochs,
+            result = project.predict(folds=folds, epochs=epochs, fold_seeds=fold_seeds,
                                      on_fold=lambda message: bars.fold(message, jit))
         finally:
             bars.close()

@@ -70,6 +70,9 @@ class ReviewConfig:
     # shifts: sheetsync._augment) and keep training dynamics (snapshots every quarter of epochs).
     augment: bool = True
     snapshots: bool = True
+    # Independent k-fold runs (other splits, other models): their mean and their disagreement
+    # feed the review order (measured in bench_review_human). Each run costs one k-fold training.
+    fold_seeds: int = 2
 
 
 @dataclass(frozen=True)

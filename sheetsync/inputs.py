@@ -100,13 +100,15 @@ def review_inputs(items: pd.DataFrame, classes: Sequence[str], stored: StoredPre
 
 
 def _rich_oos(oos_dir: Path, kind: str, scored: pd.DataFrame) -> Any:
-    """The last out-of-sample run itself when it scored exactly these images, else None."""
-    from .review import latest_out_of_sample
+    """The last out-of-sample runs (one per fold seed) when they scored exactly these images,
+    else None."""
+    from .review import latest_runs
 
-    oos = latest_out_of_sample(oos_dir) if kind == "oos" else None
-    if oos is None or set(oos.probs.index) != set(scored["id"].astype(str)):
+    runs = latest_runs(oos_dir) if kind == "oos" else []
+    ids = set(scored["id"].astype(str))
+    if not runs or any(set(r.probs.index) != ids for r in runs):
         return None
-    return oos
+    return runs
 
 
 def model_behind(stored: StoredPredictions | None, manifest: pd.DataFrame, current: int,

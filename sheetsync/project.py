@@ -510,27 +510,31 @@ class Project:
         outcome.usage = self._usage()
 
     def predict(self, *, folds: int | None = None, epochs: int | None = None,
-                on_fold: Any = None) -> PredictResult:
-        """Out-of-sample probabilities for every kept train/val image (k-fold)."""
-        from .review import out_of_sample, snapshot_epochs
+                fold_seeds: int | None = None, on_fold: Any = None) -> PredictResult:
+        """Out-of-sample probabilities for every kept train/val image (k-fold, once per fold
+        seed)."""
+        from .review import fold_seeds as seeds_for
+        from .review import out_of_sample_runs, snapshot_epochs, stored_view
 
         with self._locked():
             manifest, info, scanned = self._refresh()
             items = self._items(manifest, scanned)
             keep = items[(items["action"] == "keep") & items["split"].isin(["train", "val"])]
             cfg, train_cfg = self.config.review, self.config.train
-            folds, epochs = folds or cfg.folds, epochs or cfg.epochs
-            oos = out_of_sample(
+            folds, epochs, runs_wanted = folds or cfg.folds, epochs or cfg.epochs, fold_seeds or cfg.fold_seeds
+            if not isinstance(runs_wanted, int) or isinstance(runs_wanted, bool) or runs_wanted < 1:
+                raise ConfigError(f"[review] fold_seeds must be a whole number >= 1, not {runs_wanted!r}")
+            runs = out_of_sample_runs(
                 keep.reset_index(drop=True), self.config.classes, folds=folds, epochs=epochs,
-                seed=train_cfg.seed, work_dir=self.store.oos_dir, cache_dir=self.store.decode_cache,
-                progress=on_fold, batch_size=train_cfg.batch_size, precision=train_cfg.precision,
+                seeds=seeds_for(train_cfg.seed, runs_wanted), work_dir=self.store.oos_dir,
+                cache_dir=self.store.decode_cache, progress=on_fold,
+                batch_size=train_cfg.batch_size, precision=train_cfg.precision,
                 jit_compile=train_cfg.jit_compile, augment=cfg.augment,
                 snapshots=snapshot_epochs(epochs) if cfg.snapshots else ())
-            ids = list(oos.probs.index)
+            ids, probs, emb, distance = stored_view(runs)
             self.store.save_predictions(info.version, "oos", ids, list(self.config.classes),
-                                        oos.probs.to_numpy(), oos.embeddings.loc[ids].to_numpy(),
-                                        oos.class_distance.loc[ids].to_numpy())
-            return PredictResult(info, len(ids), folds, epochs, recovered=self.recovered,
+                                        probs, emb, distance)
+            return PredictResult(info, len(ids), folds, epochs, seeds=len(runs), recovered=self.recovered,
                                  skipped=self.skipped, excluded=sorted(scanned.images.unusable))
 
     # ---- augment ---------------------------------------------------------------------------

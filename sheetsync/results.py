@@ -165,6 +165,7 @@ class PredictResult(Result):
     folds: int
     epochs: int
     excluded: list[str] = field(default_factory=list)  # unreadable files left out
+    seeds: int = 1  # k-fold runs (fold seeds)
 
 
 @dataclass

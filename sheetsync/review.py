@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -81,6 +82,9 @@ class OutOfSample:
     # columns = classes), and each image's mean training margin over the folds that trained on it.
     snapshot_probs: pd.DataFrame | None = None
     train_margin: pd.Series | None = None
+    # Per id, the share of each class among its nearest training images in its fold model's
+    # space (index = id, columns = classes); None for runs cached before FOLD_FORMAT 2.
+    train_vote: pd.DataFrame | None = None
 
     def save(self, path: Path) -> None:
         """Write to one .npz file (atomically)."""
@@ -99,9 +103,11 @@ class OutOfSample:
         _crossval.write_atomic(Path(path), write)
 
     def _extras(self) -> dict[str, np.ndarray]:
+        out = ({} if self.train_vote is None
+               else {"train_vote": self.train_vote.loc[self.probs.index].to_numpy()})
         if self.snapshot_probs is None or self.train_margin is None:
-            return {}
-        return {"snapshot_probs": self.snapshot_probs.loc[self.probs.index].to_numpy(),
+            return out
+        return {**out, "snapshot_probs": self.snapshot_probs.loc[self.probs.index].to_numpy(),
                 "train_margin": self.train_margin.reindex(self.probs.index).to_numpy(dtype=float)}
 
     @classmethod
@@ -116,8 +122,10 @@ class OutOfSample:
                         if "snapshot_probs" in z.files else None)
                 margin = (pd.Series(z["train_margin"], index=ids, name="train_margin")
                           if "train_margin" in z.files else None)
+                vote = (pd.DataFrame(z["train_vote"], index=ids, columns=classes)
+                        if "train_vote" in z.files else None)
                 return cls(
-                    snapshot_probs=snap, train_margin=margin,
+                    snapshot_probs=snap, train_margin=margin, train_vote=vote,
                     probs=pd.DataFrame(z["probs"], index=ids, columns=classes),
                     embeddings=pd.DataFrame(z["embeddings"], index=ids),
                     class_distance=pd.DataFrame(z["class_distance"], index=ids, columns=classes),
@@ -130,6 +138,8 @@ class OutOfSample:
 
 
 LATEST = "latest.npz"
+# Which latest-*.npz files the last out_of_sample_runs wrote (LATEST first).
+LATEST_RUNS = "latest-runs.json"
 
 
 def items_digest(items: pd.DataFrame) -> str:
@@ -143,6 +153,61 @@ def latest_out_of_sample(work_dir: Path) -> OutOfSample | None:
     """The result of the last :func:`out_of_sample` run in ``work_dir`` (None if there is none).
     It may be stale: compare its ``items_digest`` with :func:`items_digest` of the current items."""
     return OutOfSample.load(Path(work_dir) / LATEST)
+
+
+def latest_runs(work_dir: Path) -> list[OutOfSample]:
+    """The runs of the last :func:`out_of_sample_runs` (or the last single run) in ``work_dir``:
+    the latest run first, then the other seeds' runs listed with it that scored the same images
+    (a later single run on other images leaves them out). Empty when there is none."""
+    first = latest_out_of_sample(work_dir)
+    if first is None:
+        return []
+    runs = [first]
+    try:
+        names = json.loads((Path(work_dir) / LATEST_RUNS).read_text(encoding="utf-8"))["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return runs
+    for name in names[1:]:
+        run = OutOfSample.load(Path(work_dir) / str(name))
+        if run is not None and run.items_digest == first.items_digest \
+                and run.settings.get("seed") != first.settings.get("seed"):
+            runs.append(run)
+    return runs
+
+
+def fold_seeds(first: int, count: int) -> list[int]:
+    """The seeds of ``count`` k-fold runs: ``first``, then steps of 198 (123 -> 321, the
+    benchmark's pair). Any distinct seeds would do; fixed ones let unchanged folds be reused."""
+    return [first + 198 * i for i in range(max(1, count))]
+
+
+def out_of_sample_runs(
+    items: pd.DataFrame, classes: Sequence[str], *, seeds: Sequence[int], folds: int,
+    work_dir: Path, progress: Callable[[str], None] | None = None, **options: Any,
+) -> list[OutOfSample]:
+    """:func:`out_of_sample` once per fold seed (other splits of the data, other models): the
+    review averages their probabilities and neighbours, and their disagreement is a signal.
+    Fold messages are numbered across the runs ("fold 5/8"), so one progress bar covers all.
+    :func:`latest_runs` reads them back."""
+    work_dir = Path(work_dir)
+    runs, names = [], []
+    for i, seed in enumerate(seeds):
+        name = LATEST if i == 0 else f"latest-seed{seed}.npz"
+        say = _renumbered(progress, i * folds, len(seeds) * folds) if progress else None
+        runs.append(out_of_sample(items, classes, folds=folds, seed=seed, work_dir=work_dir,
+                                  progress=say, latest=name, **options))
+        names.append(name)
+    _crossval.write_atomic(work_dir / LATEST_RUNS, lambda p: p.write_text(
+        json.dumps({"files": names}), encoding="utf-8"))
+    return runs
+
+
+def _renumbered(say: Callable[[str], None], offset: int, total: int) -> Callable[[str], None]:
+    def renumber(message: str) -> None:
+        m = re.match(r"fold (\d+)/\d+: ", message)
+        say(f"fold {offset + int(m[1])}/{total}: {message[m.end():]}" if m else message)
+
+    return renumber
 
 
 def _epoch_reporter(say: Callable[[str], None], fold: int, folds: int) -> Callable[..., None]:
@@ -188,6 +253,7 @@ def out_of_sample(
     progress: Callable[[str], None] | None = None,
     augment: bool = False,
     snapshots: Sequence[int] = (),
+    latest: str = LATEST,
     **fit_options: Any,
 ) -> OutOfSample:
     """Score every image with the fold model that did not train on it (stratified k-fold).
@@ -199,7 +265,7 @@ def out_of_sample(
     ``progress(message)`` hears about each fold (started, reused, done) and each epoch.
     ``augment`` trains the folds on class-preserving variants (:mod:`sheetsync._augment`).
     ``snapshots`` (epochs) also keep training dynamics: :attr:`OutOfSample.snapshot_probs` and
-    :attr:`OutOfSample.train_margin`.
+    :attr:`OutOfSample.train_margin`. The result is also saved as ``work_dir / latest``.
     """
     start = time.perf_counter()
     items = _check_items(items, classes)
@@ -267,12 +333,16 @@ def out_of_sample(
     embeddings = frame(np.concatenate(emb_parts), range(width))
     dist = frame(np.concatenate([r.class_distance for r in results]), classes)
     snap, margin = _dynamics(results, frame, order, classes)
+    votes = [r.train_vote for r in results]
+    train_vote = (frame(np.concatenate(votes), classes)  # type: ignore[arg-type]
+                  if all(v is not None for v in votes) else None)
     oos = OutOfSample(
         probs=probs, embeddings=embeddings, class_distance=dist, fold=fold_of,
         reused=tuple(reused), seconds=time.perf_counter() - start, settings=settings,
         items_digest=items_digest(items), snapshot_probs=snap, train_margin=margin,
+        train_vote=train_vote,
     )
-    oos.save(work_dir / LATEST)
+    oos.save(work_dir / latest)
     return oos
 
 
@@ -423,20 +493,31 @@ def ensemble_probs(runs: Sequence[OutOfSample]) -> pd.DataFrame:
     return sig.ensemble(*[f.loc[index] for f in frames])
 
 
+def stored_view(runs: Sequence[OutOfSample]) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    """What the store keeps of the runs (ids, probabilities, embeddings, class distances): the
+    probabilities the order uses (:func:`ensemble_probs`), the mean class distances, and the
+    first run's embeddings (spaces of different runs are not comparable, so they are not mixed)."""
+    ids = list(runs[0].probs.index)
+    distance = np.mean([r.class_distance.loc[ids].to_numpy() for r in runs], axis=0)
+    return (ids, ensemble_probs(runs).loc[ids].to_numpy(), runs[0].embeddings.loc[ids].to_numpy(),
+            distance)
+
+
 def _run_evidence(
     runs: Sequence[OutOfSample], labels: pd.Series, classes: Sequence[str]
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(evidence columns, neighbours' vote per class) from the runs' embeddings, distances and
     dynamics, each averaged over the runs (every run has its own fold models and spaces)."""
     ev = pd.DataFrame(index=labels.index)
-    votes, agree, iso = [], [], []
+    votes, iso = [], []
     for r in runs:
         nb = nbr.neighbours(r.embeddings.loc[labels.index], r.fold)
-        votes.append(nbr.knn_vote(nb, labels, classes))
-        agree.append(nbr.knn_agreement(nb, labels, classes))
+        # The nearest training images when the run kept them (see sheetsync._neighbours).
+        votes.append(r.train_vote.loc[labels.index, list(classes)] if r.train_vote is not None
+                     else nbr.knn_vote(nb, labels, classes))
         iso.append(nbr.isolation(nb))
     vote = sig.ensemble(*votes)
-    ev["knn_agreement"] = pd.concat(agree, axis=1).mean(axis=1)
+    ev["knn_agreement"] = _evidence._at(vote, labels)
     ev["knn_class"] = vote.idxmax(axis=1)
     ev["isolation"] = pd.concat(iso, axis=1).mean(axis=1)
     ev["far_all"] = pd.concat([r.class_distance.loc[labels.index].min(axis=1) for r in runs], axis=1).mean(axis=1)

@@ -162,6 +162,8 @@ def test_predict_shows_a_fold_bar_in_a_pty(data_root: Path, tmp_path: Path) -> N
     out = run_in_pty([sys.executable, "-m", "sheetsync", "predict", "--folds", "2", "--epochs", "2"],
                      proj, _env())
     assert not [n for n in NOISE if n in out], out
-    assert "folds:" in out and "fold 1/2: training on" in out and COMPILE_LINE in out
-    assert "fold 2/2: done in" in out and "fold 1/2: epoch" not in out  # a bar, not lines
-    assert "out-of-sample probabilities for" in out and "next: sheetsync push" in out
+    # Two fold seeds by default: 2 folds each, numbered across both runs under one bar.
+    assert "folds:" in out and "fold 1/4: training on" in out and COMPILE_LINE in out
+    assert "fold 4/4: done in" in out and "fold 1/4: epoch" not in out  # a bar, not lines
+    assert "out-of-sample probabilities for" in out and "2 fold seeds" in out
+    assert "next: sheetsync push" in out

@@ -68,6 +68,23 @@ def test_knn_agreement_and_vote_point_at_the_label_that_sits_among_another_class
     assert vote.loc["r00"].idxmax() == "i" and vote.sum(axis=1).to_numpy() == pytest.approx(1.0)
 
 
+def test_vote_among_training_images_finds_the_class_a_mislabelled_image_sits_with():
+    emb, labels, fold = _clusters()
+    code = {"i": 0, "ii": 1, "iii": 2}
+    y = labels.map(code).to_numpy()
+    train, held = fold.to_numpy() == 1, fold.to_numpy() == 0
+    vote = nbr.vote_among(emb.to_numpy()[held], emb.to_numpy()[train], y[train], 3, k=6)
+    assert vote.shape == (30, 3) and vote.sum(axis=1) == pytest.approx(1.0)
+    # r00 is labelled ii but drawn among the i's: the training images around it are i's.
+    assert vote[0].argmax() == 0 and vote[0, 1] == 0.0
+    assert (vote[np.arange(1, 30), y[held][1:]] >= 0.8).all()
+    # k is capped at half the smallest class of the references (here 1 image each: k = 1).
+    few = nbr.vote_among(emb.to_numpy()[:2], emb.to_numpy()[2:5], y[2:5], 3, k=50)
+    assert few.sum(axis=1) == pytest.approx(1.0) and set(np.unique(few)) == {0.0, 1.0}
+    # No references: no votes.
+    assert nbr.vote_among(emb.to_numpy()[:2], np.zeros((0, 3)), y[:0], 3).sum() == 0.0
+
+
 def test_isolation_is_large_for_a_point_far_from_everything():
     emb, labels, fold = _clusters()
     emb.iloc[1] = [3.0, -4.0, 3.0]  # a direction no class has
@@ -106,6 +123,7 @@ def test_picture_stats_on_real_pngs(tmp_path):
 # ----------------------------------------------------------------------------- combination, suggestion
 
 from sheetsync import _evidence, review  # noqa: E402
+from sheetsync.errors import ConfigError  # noqa: E402
 
 CLS3 = ["i", "ii", "iii"]
 
@@ -233,6 +251,46 @@ def test_out_of_sample_keeps_snapshots_and_training_margins_and_caches_them_apar
     assert len(calls) == 6  # every fold reused
 
 
+def _stroke_items(tmp_path: Path) -> pd.DataFrame:
+    rows = []
+    for k, c in enumerate(CLS3):
+        for j in range(6):
+            path = tmp_path / "img" / c / f"{j}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            im = Image.new("L", (48, 48), 255)
+            ImageDraw.Draw(im).line([(8 + 14 * k, 6 + j), (8 + 14 * k, 40)], fill=0, width=4)
+            im.save(path)
+            rows.append({"id": f"{c}{j}", "file": str(path), "hash": f"{c}{j}", "label": c})
+    items = pd.DataFrame(rows)
+    items.loc[0, "label"] = "iii"  # a picture of i labelled iii
+    return items
+
+
+def test_folds_vote_with_their_training_images_and_several_seeds_are_read_back_together(tmp_path):
+    items, work = _stroke_items(tmp_path), tmp_path / "w"
+    calls: list[dict] = []
+    messages: list[str] = []
+    runs = review.out_of_sample_runs(items, CLS3, seeds=review.fold_seeds(123, 2), folds=3, epochs=2,
+                                     work_dir=work, fit_predict=_stand_in(calls), progress=messages.append)
+    assert review.fold_seeds(123, 2) == [123, 321] and len(calls) == 6
+    assert [r.settings["seed"] for r in runs] == [123, 321]
+    assert not runs[0].fold.equals(runs[1].fold)  # other seeds, other splits
+    # Fold messages count across the runs, so one progress bar covers the whole predict.
+    assert any(m.startswith("fold 6/6: done") for m in messages) and not any("/3:" in m for m in messages)
+    for r in runs:
+        assert r.train_vote is not None and r.train_vote.sum(axis=1).to_numpy() == pytest.approx(1.0)
+        assert r.train_vote.loc["i0"].idxmax() == "i"  # its training neighbours are i's
+    back = review.latest_runs(work)
+    assert [r.settings["seed"] for r in back] == [123, 321]
+    pd.testing.assert_frame_equal(back[1].train_vote, runs[1].train_vote)
+    signals = review.review_signals(items, back, CLS3)
+    assert signals.at["i0", "knn_class"] == "i" and signals["knn_agreement"].idxmin() == "i0"
+    # A later run on other images makes the listed seed runs stale: only the latest is read.
+    review.out_of_sample(items[items["id"] != "ii5"], CLS3, folds=3, epochs=2, work_dir=work,
+                         fit_predict=_stand_in(calls))
+    assert len(review.latest_runs(work)) == 1
+
+
 @pytest.mark.dcai
 @pytest.mark.slow
 def test_augmented_folds_with_the_fixed_model_on_a_slice_of_the_competition_data(tmp_path):
@@ -286,3 +344,33 @@ def test_push_inputs_use_the_last_out_of_sample_run_only_when_it_scored_these_im
     assert review_inputs(fewer, CLS3, stored, 1, oos_dir=oos_dir)[0]["knn_agreement"].isna().all()
     insample = StoredPredictions("insample", 1, probs, None)
     assert review_inputs(items, CLS3, insample, 1, oos_dir=oos_dir)[0]["knn_agreement"].isna().all()
+
+
+def test_predict_trains_two_fold_seeds_and_push_orders_by_both(data_root, tmp_path, monkeypatch):
+    """`predict` on a real project (the model swapped for the pixel stand-in: the edge), then
+    `push` reads both seeds' runs: their disagreement and their neighbours feed the order."""
+    import sheetsync.train
+    from sheetsync.inputs import review_inputs
+    from sheetsync.project import Project
+
+    calls: list[dict] = []
+    monkeypatch.setattr(sheetsync.train, "fit_predict", _stand_in(calls))
+    project, _ = Project.init(data_root, tmp_path / "proj")
+    result = project.predict(folds=2, epochs=2)
+    assert result.seeds == 2 and len(calls) == 4 and result.images == 19
+    runs = review.latest_runs(project.store.oos_dir)
+    assert [r.settings["seed"] for r in runs] == [123, 321] and all(r.train_vote is not None for r in runs)
+    stored = project.store.latest_predictions(result.version.version)
+    pd.testing.assert_frame_equal(stored.probs.loc[runs[0].probs.index], review.ensemble_probs(runs),
+                                  check_names=False, check_freq=False, atol=1e-6)
+    items = project._items(*project._refresh()[::2])
+    signals, source = review_inputs(items, project.config.classes, stored, result.version.version,
+                                    oos_dir=project.store.oos_dir)
+    assert source.kind == "oos" and signals["seed_disagreement"].notna().all()
+    assert project.push().rows == 19
+    toml = project.config.path
+    toml.write_text(toml.read_text(encoding="utf-8").replace("fold_seeds = 2", 'fold_seeds = "two"'),
+                    encoding="utf-8")
+    with pytest.raises(ConfigError, match="fold_seeds must be a whole number >= 1, not 'two'"):
+        Project.open(tmp_path / "proj").predict(folds=2, epochs=2)
+    assert len(calls) == 4  # refused before any training
