@@ -138,22 +138,30 @@ def run(args: argparse.Namespace) -> bool:
         fit_predict = pixel_fit_predict
     else:
         from sheetsync.train import fit_predict
+    # The folds as `predict` trains them (augmented, snapshots, [review] fold_seeds runs) unless
+    # --plain; the pixel stand-in has no augmentation or snapshots.
+    rich = args.model == "fixed" and not args.plain
+    fold_options = ({"augment": True, "snapshots": review.snapshot_epochs(args.epochs), "batch_size": 8,
+                     "precision": "float32", "jit_compile": True} if rich else {"fit_predict": fit_predict})
+    seeds = review.fold_seeds(123, args.fold_seeds if rich else 1)
     cache = args.work_dir / "images"
-    print(f"{len(items)} images; {args.folds} folds x {args.epochs} epochs; model {args.model}; "
-          f"{os.cpu_count()} CPUs", flush=True)
+    print(f"{len(items)} images; {args.folds} folds x {args.epochs} epochs x {len(seeds)} fold seed(s), "
+          f"{'augmented with snapshots' if rich else 'plain'}; model {args.model}; "
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}", flush=True)
     ok = True
     for fraction in args.flip:
         noisy, flipped = flip(items, fraction, args.seed)
         log = (lambda m: print(f"  {m}", flush=True)) if args.verbose else None
         t0 = time.perf_counter()
-        oos = review.out_of_sample(
-            noisy, CLASSES, folds=args.folds, epochs=args.epochs, seed=123,
-            work_dir=args.work_dir / args.model, cache_dir=cache, fit_predict=fit_predict,
-            progress=log,
+        runs = review.out_of_sample_runs(
+            noisy, CLASSES, seeds=seeds, folds=args.folds, epochs=args.epochs,
+            work_dir=args.work_dir / args.model,
+            cache_dir=cache, progress=log, **fold_options,
         )
         oos_s = time.perf_counter() - t0
+        reused = sum(len(r.reused) for r in runs)
         t1 = time.perf_counter()
-        signals = review.review_signals(noisy, oos, CLASSES)
+        signals = review.review_signals(noisy, runs, CLASSES)
         sig_s = time.perf_counter() - t1
         t2 = time.perf_counter()
         in_probs = in_sample(noisy, fit_predict, args, cache)
@@ -164,12 +172,12 @@ def run(args: argparse.Namespace) -> bool:
             "sheetsync classic (OOS)": review.review_order(signals, "classic"),
             "sheetsync issue (OOS)": review.review_order(signals, "issue"),
             "OOS confidence": review.review_order(signals, "confidence"),
-            "cleanlab default (OOS)": cleanlab_order(noisy, oos.probs),
+            "cleanlab default (OOS)": cleanlab_order(noisy, review.ensemble_probs(runs)),
             "in-sample confidence": review.review_order(in_signals, "confidence"),
             "random": review.review_order(signals, "random", seed=args.seed),
         }
         print(f"\n{fraction:.0%} flipped ({len(flipped)} images). Out-of-sample pass "
-              f"{oos_s:.0f} s (folds reused: {len(oos.reused)}/{args.folds}); signals {sig_s:.1f} s; "
+              f"{oos_s:.0f} s (folds reused: {reused}/{args.folds * len(seeds)}); signals {sig_s:.1f} s; "
               f"in-sample training {in_s:.0f} s")
         head = "order".ljust(28) + "".join(f"first {c:.0%}".rjust(11) for c in CUTS)
         print(head + "   vs random@15%")
@@ -204,6 +212,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--seed", type=int, default=7, help="seed of the flips and the random order")
     ap.add_argument("--model", choices=("fixed", "pixels"), default="fixed")
+    ap.add_argument("--fold-seeds", type=int, default=2, help="k-fold runs, as [review] fold_seeds")
+    ap.add_argument("--plain", action="store_true",
+                    help="plain folds, one seed, no snapshots (the order before issue 9)")
     ap.add_argument("--data", type=Path, default=DATA)
     ap.add_argument("--work-dir", type=Path, default=Path("bench-out/review"))
     ap.add_argument("--save-signals", action="store_true", help="write each run's signals as CSV")

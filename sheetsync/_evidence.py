@@ -13,14 +13,16 @@ ranks of the views a row has. The views, each with its own reason:
 
 Ranks, not raw values, because the views have unrelated scales, and a mean of equals rather than
 fitted weights because the benchmark is one reviewer among several (see bench_review_human).
-Blank images and pictures that also appear under another label stay on top (priority 1.5).
+Blank images and pictures that also appear under another label stay on top (priority 1.5),
+then pictures drawn in dots or dashes (1.0).
 
 **The suggestion** (:func:`suggestion`), for rows whose label is in doubt (the model and, where
 known, the neighbours give it less than half, and the views on average put the row among the
 most doubtful fifth: priority >= 0.8):
 
 * ``relabel → c`` when both the models and the neighbours give another class ``c`` a majority;
-* ``drop?`` when no class gets a majority from the models, or the picture is blank;
+* ``drop?`` when no class gets a majority from the models, or the picture holds no numeral
+  (blank, or drawn in dots or dashes);
 * nothing when the evidence is split (one view for a class, the other not).
 
 Usage::
@@ -41,6 +43,10 @@ VIEWS: dict[str, bool] = {
 MAJORITY = 0.5
 SUGGEST_FROM = 0.8  # the priority (a mean rank) from which a row's doubt is worth an action
 TOP = 1.5  # the priority of blank images and of copies under another label
+# The priority of pictures drawn in dots or dashes (sheetsync._picture.DOTTED): evidence from
+# the pixels alone that the image holds no written numeral, so after the blank images and the
+# conflicting copies, before every row the models doubt (a mean rank is at most 1).
+PICTURE = 1.0
 
 
 def combine(signals: pd.DataFrame) -> pd.Series:
@@ -59,7 +65,8 @@ def suggestion(
     probs: pd.DataFrame | None, vote: pd.DataFrame | None, labels: pd.Series, blank: pd.Series,
     priority: pd.Series | None = None,
 ) -> pd.Series:
-    """``relabel → <class>``, ``drop?`` or '' per row (index = labels' index)."""
+    """``relabel → <class>``, ``drop?`` or '' per row (index = labels' index); ``blank``: True
+    for pictures that hold no numeral (blank, dotted), which are never given a class."""
     index = labels.index
     out = pd.Series("", index=index, dtype=object)
     if probs is not None and len(probs):
@@ -81,7 +88,7 @@ def suggestion(
         relabel = doubted & (best_p >= MAJORITY) & neighbours_agree
         out[relabel] = "relabel → " + best[relabel]
         out[doubted & (p.max(axis=1) < MAJORITY)] = "drop?"
-    # A blank picture is never given a class.
+    # A picture without a numeral is never given a class.
     out[blank.reindex(index).fillna(False).astype(bool)] = "drop?"
     return out.astype(str).rename("suggestion")
 

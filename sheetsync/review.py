@@ -455,6 +455,9 @@ def _evidence_why(row: pd.Series, label: str) -> list[str]:
     tv = row.get("seed_disagreement", np.nan)
     if pd.notna(tv) and tv >= DISAGREE:
         parts.append(f"fold seeds disagree ({tv:.2f})")
+    piece = row.get("largest_piece", np.nan)
+    if pd.notna(piece) and piece < _picture.DOTTED and not row["blank"]:
+        parts.append(f"drawn in dots or dashes (the largest piece holds {piece:.0%} of the ink)")
     border = row.get("border_ink", np.nan)
     if pd.notna(border) and border >= BORDER:
         parts.append(f"ink runs off the edge ({border:.0%} of the frame)")
@@ -607,12 +610,15 @@ def review_signals(
     out["classic_priority"] = classic.where(out["confidence"].notna() | (classic >= 1))
     vote = _add_evidence(out, items, runs, pf, labels, classes, find_duplicates)
     flags = (out["blank"].astype(bool) | out["duplicate_conflict"].astype(bool)).astype(float)
+    dotted = (out["largest_piece"].astype(float) < _picture.DOTTED).astype(float)
     copy = (out["duplicate_of"].astype(str) != "").astype(float)
     views = _evidence.combine(out)
-    out["suggestion"] = _evidence.suggestion(pf, vote, labels, out["blank"], views)
-    combined = np.maximum(views.fillna(0.0), _evidence.TOP * flags)
+    no_numeral = out["blank"].astype(bool) | dotted.astype(bool)
+    out["suggestion"] = _evidence.suggestion(pf, vote, labels, no_numeral, views)
+    combined = np.maximum(np.maximum(views.fillna(0.0), _evidence.TOP * flags), _evidence.PICTURE * dotted)
     combined = combined + weights.get("duplicate", 0.0) * copy
-    out["priority"] = pd.Series(combined, index=out.index).where(out["confidence"].notna() | (flags > 0))
+    out["priority"] = pd.Series(combined, index=out.index).where(
+        out["confidence"].notna() | (flags > 0) | (dotted > 0))
     splits = items.set_index("id")["split"].astype(str) if "split" in items.columns else None
     out["why"] = why(out, labels, pf, splits)
     return out[list(SIGNAL_COLUMNS) + ["duplicate_conflict", *EVIDENCE_COLUMNS]]

@@ -120,6 +120,31 @@ def test_picture_stats_on_real_pngs(tmp_path):
     assert pic.at["noise", "speck_share"] > 0.9 and pic.at["clean", "speck_share"] == 0.0
 
 
+def _dotted_iii(d) -> None:
+    for x in (60, 100, 140):  # three vertical strokes drawn as dots, as some people did
+        for y in range(15, 106, 9):
+            d.ellipse([x - 2, y - 2, x + 2, y + 2], fill=0)
+
+
+def _stroked_iii(d) -> None:
+    for x in (60, 100, 140):  # the same three strokes, each drawn in one go, with serifs
+        d.line([(x, 15), (x, 105)], fill=0, width=5)
+    d.line([(50, 15), (150, 15)], fill=0, width=4)
+
+
+def test_a_numeral_drawn_in_dots_has_no_large_piece_and_a_stroked_one_does(tmp_path):
+    files = {"dotted": _png(tmp_path / "dotted.png", _dotted_iii),
+             "stroked": _png(tmp_path / "stroked.png", _stroked_iii),
+             "three": _png(tmp_path / "three.png",
+                           lambda d: [d.line([(x, 15), (x, 105)], fill=0, width=5) for x in (60, 100, 140)]),
+             "blank": _png(tmp_path / "blank.png", lambda d: None)}
+    pic = _picture.picture_stats([str(f) for f in files.values()], list(files))
+    assert pic.at["dotted", "largest_piece"] < _picture.DOTTED / 2
+    assert pic.at["stroked", "largest_piece"] > 0.9  # serifs join the strokes: one piece
+    assert pic.at["three", "largest_piece"] == pytest.approx(1 / 3, abs=0.02)  # still above
+    assert pic.at["blank", "largest_piece"] == 1.0  # blank is its own finding
+
+
 # ----------------------------------------------------------------------------- combination, suggestion
 
 from sheetsync import _evidence, review  # noqa: E402
@@ -195,6 +220,20 @@ def test_review_signals_from_two_runs_on_real_pngs(tmp_path):
     assert (out["suggestion"].drop("i0") == "").all()
     assert "neighbours are i" in out.at["i0", "why"] and "never learned" in out.at["i0", "why"]
     assert out["seed_disagreement"].notna().all() and out["ink"].gt(0).all()
+
+    # Redraw one ii in dots: the pixels alone put it right after the blank images and the
+    # conflicting copies (the models still think it a fine ii), with drop? and the reason.
+    dotted = Path(items.at[9, "file"])
+    im = Image.new("L", (48, 48), 255)
+    for y in range(6, 42, 5):
+        ImageDraw.Draw(im).point([(20, y), (30, y)], fill=0)
+    im.save(dotted)
+    again = review.review_signals(items, runs, CLS3)
+    assert again.at["ii1", "largest_piece"] < _picture.DOTTED
+    first = int((again["priority"] >= _evidence.TOP).sum())  # copies of one picture under two labels
+    assert review.review_order(again, "combined")[first] == "ii1"
+    assert again.at["ii1", "priority"] == _evidence.PICTURE and again.at["ii1", "suggestion"] == "drop?"
+    assert "drawn in dots or dashes" in again.at["ii1", "why"]
 
 
 # ----------------------------------------------------------------------------- snapshots through the folds
