@@ -5,7 +5,8 @@ against ``reviews/independent_review.csv`` (one reviewer's verdict on every imag
 97 fix), this prints the fraction of the review's 376 problems found in the first 5/10/15/20%
 of rows for:
 
-* sheetsync's order (``combined``: augmented folds with snapshots, the evidence signals),
+* sheetsync's order (``combined``: augmented folds with snapshots, one k-fold run per fold seed,
+  the evidence signals: what ``predict`` + ``push`` do by default),
 * cleanlab's default ranking (``get_label_quality_scores``) on the same out-of-sample probs,
 * today's order (before issue 9: ``classic`` on plain 4 x 20 folds, one seed),
 * random order;
@@ -17,23 +18,25 @@ at every depth, the relabel class right in >= 70% of the fixes it finds.
 
 Usage::
 
-    python -m bench.bench_review_human                   # plain run + augmented seed 123 (= predict)
-    python -m bench.bench_review_human --seeds 123 321   # two augmented fold seeds
+    python -m bench.bench_review_human                   # plain run + augmented seeds 123 321 (= predict)
+    python -m bench.bench_review_human --seeds 125 323   # another pair of fold seeds
 
 Per-fold results are cached under ``--work-dir`` (default bench-out/review-human): a second run
 with the same settings only recomputes the signals. The out-of-sample passes print their wall
 and CPU seconds and the machine's load average (meaningful only when the folds were trained).
 
-Measured (2 cores shared with seven other engineers' tests and benches; nice 19): first 15% of
-rows hold 61.2% of the problems for sheetsync combined, 57.2% for cleanlab's default on the same
-probabilities, 47.9% for the order before issue 9, 15.4% random (5/10/20%: 29.5/47.9/72.1,
-29.3/46.0/66.8, 21.8/35.9/56.1, 4.8/10.4/20.5). ``drop?`` 256 rows, 43.0% removed by the review;
-``relabel`` 140 rows, 27.9% fixed (60.0% fixed or removed), class right in 87.2% of the 39 fixes
-found. Floors: 15% >= 65% FAIL; above cleanlab at every depth PASS; class >= 70% PASS. Out-of-fold
-accuracy: plain 0.670, augmented 0.792, augmented snapshot mean 0.810. First (uncached) runs:
-plain folds 951 s wall, 475 s CPU (load average rising from 0.8 to 14 during the run);
-augmented folds with snapshots 1,452 s wall, 530 s CPU (load 12-14). A second augmented seed
-(``--seeds 123 321``) was started but not finished in the time available: not measured.
+Measured (2 cores, load 0.5-2.7: this bench alone, with a few test files run beside it for part
+of the time), seeds 123 and 321: first 15% of rows hold 65.2% of the problems for sheetsync
+combined, 59.8% for cleanlab's default on the same probabilities, 47.9% for the order before
+issue 9, 15.4% random (5/10/20%: 30.1/52.1/73.7, 29.3/47.6/69.7, 21.8/35.9/56.1, 4.8/10.4/20.5).
+``drop?`` 348 rows, 37.9% removed by the review (49.4% removed or fixed); ``relabel`` 126 rows,
+27.0% fixed (64.3% fixed or removed), class right in 88.2% of the 34 fixes found. Floors: all
+PASS. Out-of-fold accuracy: plain 0.670, augmented seeds 0.792 and 0.743, what the order uses
+(mean over both seeds and the snapshot epochs) 0.823. Both augmented runs: 847 s wall, 1,218 s
+CPU (the whole of predict's training); plain run 415 s wall. What each part bought, on the same
+trained folds: one seed 61.2% (neighbours among the fold's held-out images), two seeds 63.6%
+(other trainings of the same seeds: fold training is not bit-for-bit repeatable), neighbours
+among the training images 62.8%, pictures drawn in dots 65.2%.
 """
 
 from __future__ import annotations
@@ -157,6 +160,8 @@ def run(args: argparse.Namespace) -> bool:
     }
     for text, passed in checks.items():
         print(f"floor: {text}: {'PASS' if passed else 'FAIL'}")
+    if args.ablation:
+        ablation(items, runs, problems)
     if args.save_signals:
         out = args.work_dir / "signals.csv"
         signals.join(rev).to_csv(out)
@@ -164,10 +169,31 @@ def run(args: argparse.Namespace) -> bool:
     return all(checks.values())
 
 
+def ablation(items: pd.DataFrame, runs: list, problems: set[str]) -> None:
+    """What each part of the order buys, on the same trained folds: one seed or all, neighbours
+    among the fold's held-out images or its training images, with or without the dotted rule."""
+    import dataclasses
+    from unittest import mock
+
+    from sheetsync import _picture
+
+    held_out = [dataclasses.replace(r, train_vote=None) for r in runs]
+    print("\nablation (first 5/10/15/20% of rows):")
+    for seeds in (1, len(runs)):
+        for name, rs in (("held-out neighbours", held_out), ("training neighbours", runs)):
+            for dotted in (False, True):
+                with mock.patch.object(_picture, "DOTTED", _picture.DOTTED if dotted else -1.0):
+                    signals = review.review_signals(items, rs[:seeds], CLASSES)
+                found = recall_at(review.review_order(signals, "combined"), problems)
+                label = f"{seeds} seed(s), {name}, {'with' if dotted else 'without'} dotted rule"
+                print("  " + label.ljust(56) + "".join(f"{x:9.1%}" for x in found), flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.bench_review_human",
                                  description=__doc__.split("\n")[0])
-    ap.add_argument("--seeds", type=int, nargs="+", default=[123], help="augmented fold seeds")
+    ap.add_argument("--seeds", type=int, nargs="+", default=review.fold_seeds(123, 2),
+                    help="augmented fold seeds (predict's default: 123 321)")
     ap.add_argument("--folds", type=int, default=4)
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--seed", type=int, default=7, help="seed of the random order")
@@ -175,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--review", type=Path, default=DATA / "reviews" / "independent_review.csv")
     ap.add_argument("--work-dir", type=Path, default=Path("bench-out/review-human"))
     ap.add_argument("--save-signals", action="store_true", help="write the signals as CSV")
+    ap.add_argument("--ablation", action="store_true",
+                    help="also print what each part of the order buys, on the same folds")
     ap.add_argument("-v", "--verbose", action="store_true", help="print per-fold progress")
     return 0 if run(ap.parse_args(argv)) else 1
 

@@ -30,7 +30,7 @@ SPECK = 2e-4
 COLUMNS = ("ink", "border_ink", "speck_share", "components", "largest_piece")
 # A numeral written in strokes has a few connected pieces (at most about five for viii), so its
 # largest piece holds a good share of the ink; below this share it is drawn in dots or dashes.
-# On the competition data: 26 images, 18 of them removed or fixed by the human review.
+# On the competition data: 26 images, 17 of them removed or fixed by the human review.
 DOTTED = 0.2
 
 

@@ -411,6 +411,10 @@ def why(signals: pd.DataFrame, labels: pd.Series, probs: pd.DataFrame | None,
         parts: list[str] = []
         if row["blank"]:
             parts.append("blank image")
+        piece = row.get("largest_piece", np.nan)
+        if pd.notna(piece) and piece < _picture.DOTTED and not row["blank"]:
+            # First: it is the reason the row is near the top (sheetsync._evidence.PICTURE).
+            parts.append(f"drawn in dots or dashes (the largest piece holds {piece:.0%} of the ink)")
         if probs is not None and pd.notna(row["confidence"]):
             pred = row["predicted"]
             if pred != label_of[i]:
@@ -455,9 +459,6 @@ def _evidence_why(row: pd.Series, label: str) -> list[str]:
     tv = row.get("seed_disagreement", np.nan)
     if pd.notna(tv) and tv >= DISAGREE:
         parts.append(f"fold seeds disagree ({tv:.2f})")
-    piece = row.get("largest_piece", np.nan)
-    if pd.notna(piece) and piece < _picture.DOTTED and not row["blank"]:
-        parts.append(f"drawn in dots or dashes (the largest piece holds {piece:.0%} of the ink)")
     border = row.get("border_ink", np.nan)
     if pd.notna(border) and border >= BORDER:
         parts.append(f"ink runs off the edge ({border:.0%} of the frame)")
