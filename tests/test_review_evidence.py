@@ -261,7 +261,7 @@ def _stand_in(calls: list[dict]):
     return fit_predict
 
 
-def test_out_of_sample_keeps_snapshots_and_training_margins_and_caches_them_apart(tmp_path):
+def _stroke_items(tmp_path: Path) -> pd.DataFrame:
     rows = []
     for k, c in enumerate(CLS3):
         for j in range(6):
@@ -273,6 +273,11 @@ def test_out_of_sample_keeps_snapshots_and_training_margins_and_caches_them_apar
             rows.append({"id": f"{c}{j}", "file": str(path), "hash": f"{c}{j}", "label": c})
     items = pd.DataFrame(rows)
     items.loc[0, "label"] = "iii"  # a picture of i labelled iii
+    return items
+
+
+def test_out_of_sample_keeps_snapshots_and_training_margins_and_caches_them_apart(tmp_path):
+    items = _stroke_items(tmp_path)
     calls: list[dict] = []
     fp = _stand_in(calls)
     plain = review.out_of_sample(items, CLS3, folds=3, epochs=4, work_dir=tmp_path / "w", fit_predict=fp)
@@ -288,21 +293,6 @@ def test_out_of_sample_keeps_snapshots_and_training_margins_and_caches_them_apar
     review.out_of_sample(items, CLS3, folds=3, epochs=4, work_dir=tmp_path / "w", fit_predict=fp,
                          snapshots=(1, 2, 3, 4))
     assert len(calls) == 6  # every fold reused
-
-
-def _stroke_items(tmp_path: Path) -> pd.DataFrame:
-    rows = []
-    for k, c in enumerate(CLS3):
-        for j in range(6):
-            path = tmp_path / "img" / c / f"{j}.png"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            im = Image.new("L", (48, 48), 255)
-            ImageDraw.Draw(im).line([(8 + 14 * k, 6 + j), (8 + 14 * k, 40)], fill=0, width=4)
-            im.save(path)
-            rows.append({"id": f"{c}{j}", "file": str(path), "hash": f"{c}{j}", "label": c})
-    items = pd.DataFrame(rows)
-    items.loc[0, "label"] = "iii"  # a picture of i labelled iii
-    return items
 
 
 def test_folds_vote_with_their_training_images_and_several_seeds_are_read_back_together(tmp_path):
