@@ -20,13 +20,15 @@ Usage::
 Per-fold results and decoded images are cached under ``--work-dir`` (default bench-out/review),
 so a repeated run with the same settings is cheap; delete it to measure the full cost.
 
-Measured on the 2-core machine shared with four other busy agents (flip seed 7), first 15% of rows:
-5% flipped: combined 82.6%, OOS confidence = cleanlab default 77.1%, in-sample confidence 42.4%,
-random 14.6%; 10% flipped: 71.2%, 62.2%, 28.8%, 14.6%. Out-of-sample pass (4 folds x 20 epochs,
-2,160 training images per fold, all 2,880 scored per fold): 613 s and 534 s. With 30 epochs: 83.3%
-at 5% for about 1.5x the training, so 20 stays the default. These figures are for the order now
-called ``classic`` (the combined order before issue 9's evidence signals), on plain folds; the
-current ``combined`` order was not re-measured here (see bench_review_human for real errors).
+Measured (flip seed 7; the folds as ``predict`` trains them: augmented, snapshots, fold seeds
+123 and 321; 2 cores, load 0.8-2.8 with a test run beside it part of the time), first 15% of
+rows: 5% flipped: combined 96.5%, classic 96.5%, cleanlab default 95.1%, in-sample confidence
+42.4%, random 14.6%; 10% flipped: 91.3%, 88.9%, 86.8%, 28.8%, 14.6%. Both seeds' folds: 901 s
+and 748 s; in-sample training 159 s and 154 s. At 5-10% of rows the combined order is below
+classic (60.4 vs 65.3% at 5% flipped, first 5%): it puts the pictures that hold no numeral
+(dotted, blank) first, which this bench counts as misses. Before issue 9 (plain folds, one
+seed, the order now called classic): 82.6% and 71.2%, measured then; ``--plain`` trains such
+folds again.
 """
 
 from __future__ import annotations
