@@ -74,14 +74,14 @@ def recall_at(order: pd.Index, problems: set[str]) -> list[float]:
 
 
 def timed_oos(items: pd.DataFrame, args: argparse.Namespace, seed: int, augment: bool):
-    # The baseline ("today") keeps the folds it had before issue 9: plain, 20 epochs.
-    epochs = args.epochs if augment else 20
+    # The baseline ("today") keeps the folds it had before issue 9: plain, 20 epochs, batch 8.
+    epochs, batch = (args.epochs, args.batch_size) if augment else (20, 8)
     load0, t0, c0 = os.getloadavg()[0], time.perf_counter(), time.process_time()
     oos = review.out_of_sample(
         items, CLASSES, folds=args.folds, epochs=epochs, seed=seed, augment=augment,
         snapshots=review.snapshot_epochs(epochs) if augment else (),
         work_dir=args.work_dir / "oos", cache_dir=args.work_dir / "images",
-        batch_size=8, precision="float32", jit_compile=True,
+        batch_size=batch, precision="float32", jit_compile=True,
         progress=(lambda m: print(f"  {m}", flush=True)) if args.verbose else None,
     )
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
@@ -198,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="augmented fold seeds (predict's default: 123 321)")
     ap.add_argument("--folds", type=int, default=4)
     ap.add_argument("--epochs", type=int, default=20, help="epochs of the augmented folds")
+    ap.add_argument("--batch-size", type=int, default=8, help="as [train] batch_size")
     ap.add_argument("--seed", type=int, default=7, help="seed of the random order")
     ap.add_argument("--data", type=Path, default=DATA)
     ap.add_argument("--review", type=Path, default=DATA / "reviews" / "independent_review.csv")
