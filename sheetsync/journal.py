@@ -222,15 +222,21 @@ def carry_out(journal: Journal, moves: list[Move], commit: Commit, stage: Callab
     return _commit(journal, record)
 
 
-def _abandon(journal: Journal, commit: Commit, error: MoveError) -> None:
-    """Put every file back after an OS error mid-apply; the journal stays if that fails too."""
+def _undo(journal: Journal, commit: Commit, failed_too: Callable[[JournalError], str]) -> None:
+    """Put every file back and forget the batch. If rolling back fails too, the journal stays
+    (so nothing is forgotten) and ``failed_too(error)`` says why, as a JournalError."""
     try:
         roll_back(journal)
     except JournalError as again:
-        raise JournalError(f"{error}; rolling back failed too ({again}): the next sheetsync "
-                           f"command tries again (see {journal.path})") from None
+        raise JournalError(failed_too(again)) from None
     discard(commit)
     journal.finish()
+
+
+def _abandon(journal: Journal, commit: Commit, error: MoveError) -> None:
+    """Put every file back after an OS error mid-apply; the journal stays if that fails too."""
+    _undo(journal, commit, lambda again: f"{error}; rolling back failed too ({again}): the next "
+                                         f"sheetsync command tries again (see {journal.path})")
     raise MoveError(f"{error}; everything was rolled back, nothing changed") from None
 
 
@@ -242,15 +248,10 @@ def recover(journal: Journal, record: Callable[[Commit], object]) -> Recovery | 
     try:
         complete(journal)
     except JournalError as e:
-        try:
-            roll_back(journal)
-        except JournalError as again:
-            # Neither way works: keep the journal so that nothing is forgotten.
-            raise JournalError(f"an interrupted pull can be neither completed ({e}) nor "
-                               f"rolled back ({again}); see {journal.path}") from None
-        discard(commit)
-        journal.finish()
-        return Recovery(False, commit.version, str(e))
+        reason = str(e)
+        _undo(journal, commit, lambda again: f"an interrupted pull can be neither completed "
+                                             f"({reason}) nor rolled back ({again}); see {journal.path}")
+        return Recovery(False, commit.version, reason)
     _commit(journal, record)
     return Recovery(True, commit.version)
 
