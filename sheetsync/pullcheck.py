@@ -21,6 +21,7 @@ import pandas as pd
 
 from .errors import Problem
 from .rows import DERIVED, SIGNAL_COLUMNS, SUGGESTION
+from .sheets.base import column_letter
 
 # The stricter of the two backends: Excel/LibreOffice hold at most 32,767 characters per
 # cell (Google Sheets 50,000), so a sheet pulled from either can be pushed to either.
@@ -62,13 +63,6 @@ def cell_problems(cells: pd.DataFrame, header_row: int = 1) -> list[Problem]:
     return problems
 
 
-def column_letter(number: int) -> str:
-    """1 -> A, 27 -> AA (the sheet's own column names, for messages)."""
-    out = ""
-    while number > 0:
-        number, rest = divmod(number - 1, 26)
-        out = chr(ord("A") + rest) + out
-    return out
 
 
 def headerless_problems(sheet: pd.DataFrame, headerless: Mapping[str, int],
@@ -80,7 +74,7 @@ def headerless_problems(sheet: pd.DataFrame, headerless: Mapping[str, int],
         if name not in sheet.columns:
             continue
         column = sheet[name].astype(str)
-        letter = column_letter(number)
+        letter = column_letter(number - 1)  # number: 1-based
         filled = column.str.strip() != ""
         for row, text in zip(column.index[filled].astype(int), column[filled], strict=True):
             shown = text if len(text) <= 40 else text[:37] + "..."

@@ -14,7 +14,7 @@ from typing import Any, cast
 
 import pandas as pd
 
-from .base import Column, SheetLayout, cell_text
+from .base import Column, SheetLayout, cell_text, column_letter
 
 ROW_HEIGHT = 118  # px: a 112 px thumbnail (=IMAGE fits and centres it in the cell) + padding
 IMAGE_WIDTH = 124
@@ -148,15 +148,6 @@ def header_row(names: Iterable[str], layout: SheetLayout) -> dict[str, Any]:
 def grid(sheet_id: int, r0: int, r1: int, c0: int, c1: int) -> dict[str, int]:
     return {"sheetId": sheet_id, "startRowIndex": r0, "endRowIndex": r1,
             "startColumnIndex": c0, "endColumnIndex": c1}
-
-
-def column_letter(index: int) -> str:
-    letters = ""
-    index += 1
-    while index:
-        index, rem = divmod(index - 1, 26)
-        letters = chr(65 + rem) + letters
-    return letters
 
 
 def layout_requests(

@@ -16,17 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from .base import INFO_PREFIX, cell_text
-
-
-def column_letters(index: int) -> str:
-    """0 -> A, 25 -> Z, 26 -> AA."""
-    out = ""
-    index += 1
-    while index:
-        index, rem = divmod(index - 1, 26)
-        out = chr(65 + rem) + out
-    return out
+from .base import INFO_PREFIX, cell_text, column_letter
 
 
 def header_row(values: Sequence[Sequence[Any]]) -> int:
@@ -86,7 +76,7 @@ def own_ranges(title: str, header: Mapping[str, int], rows: Mapping[int, str],
     for name in updates.columns:
         if str(name) not in header:
             continue
-        letter = column_letters(header[str(name)])
+        letter = column_letter(header[str(name)])
         # null leaves a cell alone: rows of other ids, and None values ("keep as is").
         column = [None if r not in targets or updates.at[targets[r], name] is None
                   else raw_value(updates.at[targets[r], name]) for r in range(first, last + 1)]

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import re
 
+from .base import column_letter
+
 # Rows further apart than this (in total) are worth compacting; below it, reading densely
 # costs less than rewriting the XML.
 GAP = 1000
@@ -67,12 +69,9 @@ def column_number(letters: bytes) -> int:
     return n
 
 
-def column_letters(number: int) -> bytes:
-    out = b""
-    while number > 0:
-        number, rest = divmod(number - 1, 26)
-        out = bytes([65 + rest]) + out
-    return out
+def _letters(number: int) -> bytes:
+    """1 -> b"A": the column names as they appear in the sheet's XML."""
+    return column_letter(number - 1).encode("ascii")
 
 
 def compact_columns(sheet_xml: bytes) -> tuple[bytes, list[int]] | None:
@@ -85,7 +84,7 @@ def compact_columns(sheet_xml: bytes) -> tuple[bytes, list[int]] | None:
     used = sorted({column_number(letters) for _, letters, _ in refs})
     if not used or used[-1] - len(used) <= COLUMN_GAP:
         return None
-    new = {column_letters(n): column_letters(i) for i, n in enumerate(used, start=1)}
+    new = {_letters(n): _letters(i) for i, n in enumerate(used, start=1)}
     ref = re.compile(rb'(<c\b[^>]*?\br=")([A-Z]{1,3})(\d+")')
     xml = ref.sub(lambda m: m.group(1) + new[m.group(2)] + m.group(3), sheet_xml)
     return _DIMENSION.sub(b"", xml, count=1), used

@@ -245,6 +245,16 @@ def header_row_of(frame: pd.DataFrame) -> int:
     return int(frame.attrs.get(_HEADER_ROW, 1))
 
 
+def column_letter(index: int) -> str:
+    """The sheet's name of a 0-based column: 0 -> A, 25 -> Z, 26 -> AA."""
+    out = ""
+    index += 1
+    while index:
+        index, rest = divmod(index - 1, 26)
+        out = chr(65 + rest) + out
+    return out
+
+
 def cell_text(value: object) -> str:
     """The text a cell value reads back as: numbers in their shortest form, None as ''."""
     if value is None:

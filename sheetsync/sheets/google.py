@@ -43,6 +43,7 @@ from .base import (
     OwnUpdate,
     SheetLayout,
     cell_text,
+    column_letter,
     mark_header_row,
     mark_headerless,
     own_columns_check,
@@ -251,7 +252,7 @@ class GoogleBackend(Backend):
                            "written, try again")
 
     def _read_ids(self, id_col: int, head: int) -> dict[int, str]:
-        letter = own.column_letters(id_col)
+        letter = column_letter(id_col)
         column = self._read_values(self.worksheet, cells=f"{letter}:{letter}") or []
         return own.ids_by_row([list(r[:1]) for r in column], 0, head)
 
