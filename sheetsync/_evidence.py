@@ -61,6 +61,17 @@ def combine(signals: pd.DataFrame) -> pd.Series:
     return pd.concat(ranks, axis=1).mean(axis=1, skipna=True).rename("priority")
 
 
+def priority(views: pd.Series, *, sure: pd.Series, dotted: pd.Series, copy: pd.Series,
+             scored: pd.Series, duplicate_weight: float) -> pd.Series:
+    """The review priority: the views' mean rank, raised to :data:`TOP` for ``sure`` rows (blank,
+    a copy under another label) and to :data:`PICTURE` for dotted pictures, plus a small nudge
+    for a copy under the same label. Empty for rows nothing scored and nothing flagged."""
+    combined = np.maximum(views.fillna(0.0), TOP * sure.astype(float))
+    combined = np.maximum(combined, PICTURE * dotted.astype(float))
+    combined = combined + duplicate_weight * copy.astype(float)
+    return pd.Series(combined, index=views.index, name="priority").where(scored | sure | dotted)
+
+
 def suggestion(
     probs: pd.DataFrame | None, vote: pd.DataFrame | None, labels: pd.Series, blank: pd.Series,
     priority: pd.Series | None = None,

@@ -610,16 +610,13 @@ def review_signals(
     # Without a model score only blank images and conflicting copies say anything.
     out["classic_priority"] = classic.where(out["confidence"].notna() | (classic >= 1))
     vote = _add_evidence(out, items, runs, pf, labels, classes, find_duplicates)
-    flags = (out["blank"].astype(bool) | out["duplicate_conflict"].astype(bool)).astype(float)
-    dotted = (out["largest_piece"].astype(float) < _picture.DOTTED).astype(float)
-    copy = (out["duplicate_of"].astype(str) != "").astype(float)
+    dotted = out["largest_piece"].astype(float) < _picture.DOTTED
     views = _evidence.combine(out)
-    no_numeral = out["blank"].astype(bool) | dotted.astype(bool)
-    out["suggestion"] = _evidence.suggestion(pf, vote, labels, no_numeral, views)
-    combined = np.maximum(np.maximum(views.fillna(0.0), _evidence.TOP * flags), _evidence.PICTURE * dotted)
-    combined = combined + weights.get("duplicate", 0.0) * copy
-    out["priority"] = pd.Series(combined, index=out.index).where(
-        out["confidence"].notna() | (flags > 0) | (dotted > 0))
+    out["suggestion"] = _evidence.suggestion(pf, vote, labels, out["blank"].astype(bool) | dotted, views)
+    out["priority"] = _evidence.priority(
+        views, sure=out["blank"].astype(bool) | out["duplicate_conflict"].astype(bool),
+        dotted=dotted, copy=out["duplicate_of"].astype(str) != "", scored=out["confidence"].notna(),
+        duplicate_weight=weights.get("duplicate", 0.0))
     splits = items.set_index("id")["split"].astype(str) if "split" in items.columns else None
     out["why"] = why(out, labels, pf, splits)
     return out[list(SIGNAL_COLUMNS) + ["duplicate_conflict", *EVIDENCE_COLUMNS]]
