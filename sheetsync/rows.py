@@ -55,7 +55,7 @@ _NOTES = {
     "loss": "Cross-entropy of the given label (higher = the model disagrees more).",
     "issue_score": "How likely the label is wrong (0..1, cleanlab).",
     "suspected": "The class the label probably should be, for the labels cleanlab flags as "
-                 "likely wrong (those rows are highlighted).",
+                 "likely wrong (those rows are highlighted, as are rows with a suggestion).",
     "duplicate_of": "Ids of identical or near-identical images.",
     "outlier": "How far the image is from its class (1 = typical, above 2.5 = far).",
     "why": "Why this row is near the top, and what the model sees for odd images.",

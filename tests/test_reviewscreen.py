@@ -209,10 +209,13 @@ def test_review_rule_and_weak_model() -> None:
         "blank": [False, False, False, True, False, False],
         "duplicate_conflict": [False] * 6,
         "suspected": ["ii", "", "", "", "", ""],
+        "suggestion": ["relabel → ii", "drop?", "", "drop?", "", ""],
         "duplicate_of": [""] * 6, "outlier": [3.0, 1.0, np.nan, 1.0, 1.0, 2.6],
     }, index=ids)
     table = pd.DataFrame({"id": ids})
-    assert rs.flagged_rows(table, signals, weak=False) == (0, 3)  # cleanlab's flag, the blank
+    # cleanlab's flag, a suggested drop, the blank
+    assert rs.flagged_rows(table, signals, weak=False) == (0, 1, 3)
+    assert rs.flagged_rows(table, signals.drop(columns="suggestion"), weak=False) == (0, 3)
     # A weak model's doubts are noise: only the blank image (and unreadable files) stay.
     assert rs.flagged_rows(table, signals, weak=True, unreadable_ids=["r5"]) == (3, 5)
     labels = pd.Series(["i", "ii", "iii"] * 2, index=ids)
