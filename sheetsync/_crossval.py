@@ -110,6 +110,10 @@ class FoldResult:
     # Per held-out row, the share of each class among its nearest training images in this
     # fold's space (rows sum to 1): 3x more references than the held-out rows of one fold.
     train_vote: np.ndarray | None = None  # (m, C)
+    # With test-time views (sheetsync._augment.test_views): the held-out rows' probabilities
+    # from the original pictures alone (snapshot mean where there are snapshots), so that a
+    # benchmark can measure what the views buy on the same trained fold.
+    original_probs: np.ndarray | None = None  # (m, C)
 
     def save(self, path: Path) -> None:
         def write(tmp: Path) -> None:
@@ -128,6 +132,8 @@ class FoldResult:
 
     def _extras(self) -> dict[str, np.ndarray]:
         out = {} if self.train_vote is None else {"train_vote": self.train_vote}
+        if self.original_probs is not None:
+            out["original_probs"] = self.original_probs
         if self.snapshot_probs is None or self.train_ids is None or self.train_margin is None:
             return out
         return {**out, "snapshot_probs": self.snapshot_probs,
@@ -140,7 +146,8 @@ class FoldResult:
                 if int(z["format"]) != FOLD_FORMAT:
                     return None
                 extra = [z[k] if k in z.files else None
-                         for k in ("snapshot_probs", "train_ids", "train_margin", "train_vote")]
+                         for k in ("snapshot_probs", "train_ids", "train_margin", "train_vote",
+                                   "original_probs")]
                 return cls(z["ids"], z["probs"], z["embeddings"], z["class_distance"], *extra)
         except (OSError, ValueError, KeyError):
             return None  # missing or damaged (e.g. killed mid-write elsewhere): recompute
@@ -215,12 +222,23 @@ def run_fold(
     ids = items["id"].astype(str).to_numpy()
     vote = vote_among(emb[held], emb[~held], labels[~held], len(classes))
     snaps = getattr(pred, "snapshots", None)
+    original = _original_held(pred, held)
     if snaps is None:
-        return FoldResult(ids[held], probs[held], emb[held], dist[held], train_vote=vote)
+        return FoldResult(ids[held], probs[held], emb[held], dist[held], train_vote=vote,
+                          original_probs=original)
     snaps = np.asarray(snaps, dtype=np.float64)
     mine = snaps[:, np.arange(len(items)), labels]  # (S, n) given-label probability
     other = snaps.copy()
     other[:, np.arange(len(items)), labels] = -np.inf
     margin = (mine - other.max(axis=2)).mean(axis=0)
     return FoldResult(ids[held], probs[held], emb[held], dist[held],
-                      snaps[:, held].mean(axis=0), ids[~held], margin[~held], vote)
+                      snaps[:, held].mean(axis=0), ids[~held], margin[~held], vote, original)
+
+
+def _original_held(pred: Any, held: np.ndarray) -> np.ndarray | None:
+    """The held-out rows' probabilities without the test-time views, as the fold keeps them."""
+    snaps = getattr(pred, "original_snapshots", None)
+    if snaps is not None:
+        return np.asarray(snaps, dtype=np.float64)[:, held].mean(axis=0)
+    probs = getattr(pred, "original_probs", None)
+    return None if probs is None else np.asarray(probs, dtype=np.float64)[held]

@@ -85,6 +85,9 @@ class OutOfSample:
     # Per id, the share of each class among its nearest training images in its fold model's
     # space (index = id, columns = classes); None for runs cached before FOLD_FORMAT 2.
     train_vote: pd.DataFrame | None = None
+    # With test-time views: the held-out probabilities from the original pictures alone (what
+    # ``snapshot_probs``, or ``probs``, would be without the views; for benchmarks).
+    original_probs: pd.DataFrame | None = None
 
     def save(self, path: Path) -> None:
         """Write to one .npz file (atomically)."""
@@ -105,6 +108,8 @@ class OutOfSample:
     def _extras(self) -> dict[str, np.ndarray]:
         out = ({} if self.train_vote is None
                else {"train_vote": self.train_vote.loc[self.probs.index].to_numpy()})
+        if self.original_probs is not None:
+            out["original_probs"] = self.original_probs.loc[self.probs.index].to_numpy()
         if self.snapshot_probs is None or self.train_margin is None:
             return out
         return {**out, "snapshot_probs": self.snapshot_probs.loc[self.probs.index].to_numpy(),
@@ -124,8 +129,11 @@ class OutOfSample:
                           if "train_margin" in z.files else None)
                 vote = (pd.DataFrame(z["train_vote"], index=ids, columns=classes)
                         if "train_vote" in z.files else None)
+                original = (pd.DataFrame(z["original_probs"], index=ids, columns=classes)
+                            if "original_probs" in z.files else None)
                 return cls(
                     snapshot_probs=snap, train_margin=margin, train_vote=vote,
+                    original_probs=original,
                     probs=pd.DataFrame(z["probs"], index=ids, columns=classes),
                     embeddings=pd.DataFrame(z["embeddings"], index=ids),
                     class_distance=pd.DataFrame(z["class_distance"], index=ids, columns=classes),
@@ -336,11 +344,14 @@ def out_of_sample(
     votes = [r.train_vote for r in results]
     train_vote = (frame(np.concatenate(votes), classes)  # type: ignore[arg-type]
                   if all(v is not None for v in votes) else None)
+    originals = [r.original_probs for r in results]
+    original = (frame(np.concatenate(originals), classes)  # type: ignore[arg-type]
+                if all(o is not None for o in originals) else None)
     oos = OutOfSample(
         probs=probs, embeddings=embeddings, class_distance=dist, fold=fold_of,
         reused=tuple(reused), seconds=time.perf_counter() - start, settings=settings,
         items_digest=items_digest(items), snapshot_probs=snap, train_margin=margin,
-        train_vote=train_vote,
+        train_vote=train_vote, original_probs=original,
     )
     oos.save(work_dir / latest)
     return oos

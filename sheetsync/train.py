@@ -63,6 +63,8 @@ STEPS_PER_EXECUTION = 32
 EVAL_BATCH = 256
 
 ProgressFn = Callable[[int, int, dict[str, float]], None]
+# Test-time views: images (n, 32, 32, 3) -> other versions of them, each (n, 32, 32, 3).
+ViewsFn = Callable[[np.ndarray], Sequence[np.ndarray]]
 DecodeFn = Callable[[str, int, int], None]  # (which split, images decoded, images to decode)
 
 
@@ -90,6 +92,10 @@ class Prediction:
     embeddings: np.ndarray
     # (S, n, C) softmax after the epochs asked for in fit_predict(snapshots=...), in epoch order.
     snapshots: np.ndarray | None = None
+    # With test-time views (fit_predict(views=...)): what ``probs`` and ``snapshots`` were for
+    # the original pictures alone (benchmarks measure what the views buy).
+    original_probs: np.ndarray | None = None
+    original_snapshots: np.ndarray | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -488,14 +494,22 @@ def fit_predict(
     progress: ProgressFn | None = None,
     augment: Callable[[Any], Any] | None = None,
     snapshots: Sequence[int] = (),
+    views: ViewsFn | None = None,
 ) -> Prediction:
     """Train on ``train`` for exactly ``epochs`` epochs (no validation: the last weights are
     used) and predict ``predict_items``. Cross-validation builds on this. ``augment`` maps the
     batched training ``tf.data.Dataset`` (see :mod:`sheetsync._augment`). ``snapshots``: epochs
-    after which ``predict_items`` are also scored (training dynamics; one inference pass each)."""
+    after which ``predict_items`` are also scored (training dynamics; one inference pass each).
+    ``views`` (test-time augmentation): the images the model did not train on (rows of
+    ``predict_items`` whose id is not in ``train``) are also scored in these other versions,
+    and their probabilities are the mean over the original and the views, at every snapshot."""
     classes = _check_run(classes, train, epochs, "nothing to train on: the training items are empty")
     xt, yt = _arrays(train, "train", classes, cache_dir)
     xp = _images(predict_items, "items to predict", cache_dir)
+    # Only the unseen rows: a training image's probability is close to its label in any view,
+    # and the held-out ones are all the review reads.
+    unseen = ~predict_items["id"].astype(str).isin(set(train["id"].astype(str))).to_numpy()
+    extra = list(views(xp[unseen])) if views is not None and unseen.any() else []
 
     trainer = _trainer(
         xt,
@@ -508,18 +522,34 @@ def fit_predict(
     )
     if augment is not None:
         trainer.ds = augment(trainer.ds)
+
+    def score() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(embeddings, probabilities with the views, probabilities of the originals)."""
+        embs, logits = trainer.evaluator.run(xp)
+        probs = _softmax(logits)
+        mean = probs.copy()
+        if extra:
+            seen_as = [probs[unseen]] + [_softmax(trainer.evaluator.run(v)[1]) for v in extra]
+            mean[unseen] = np.mean(seen_as, axis=0)
+        return embs, mean, probs
+
     snaps: list[np.ndarray] = []
+    originals: list[np.ndarray] = []
     for epoch in range(1, epochs + 1):
         logs = trainer.run_epoch()
         if progress is not None:
             progress(epoch, epochs, logs)
         if epoch in snapshots and epoch != epochs:
-            snaps.append(_softmax(trainer.evaluator.run(xp)[1]))
-    embs, logits = trainer.evaluator.run(xp)
-    probs = _softmax(logits)
+            _, mean, original = score()
+            snaps.append(mean)
+            originals.append(original)
+    embs, probs, original = score()
     if epochs in snapshots:
         snaps.append(probs)
+        originals.append(original)
     return Prediction(
         ids=[str(i) for i in predict_items["id"]], probs=probs, embeddings=embs,
         snapshots=np.stack(snaps) if snaps else None,
+        original_probs=original if extra else None,
+        original_snapshots=np.stack(originals) if extra and originals else None,
     )

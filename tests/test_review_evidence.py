@@ -45,6 +45,28 @@ def test_augmented_batches_swap_iv_and_vi_labels_with_the_mirrored_picture():
     assert {(int(b), int(a)) for b, a in zip(before[swapped], after[swapped], strict=True)} <= {(0, 1), (1, 0)}
 
 
+def test_test_views_shift_and_turn_a_little_and_fill_white():
+    pytest.importorskip("tensorflow")
+    x = np.full((2, 32, 32, 3), 255.0, np.float32)
+    x[:, 10:22, 15:17] = 0.0  # a vertical stroke two pixels wide, columns 15-16
+    views = _augment.test_views(x)
+    assert len(views) == len(_augment.TEST_VIEWS) and all(v.shape == x.shape for v in views)
+
+    def centre(img: np.ndarray, axis: int) -> float:
+        ink = 255.0 - img[..., 0]
+        return float((ink.sum(axis=axis) * np.arange(32)).sum() / ink.sum())
+
+    for (degrees, dx, dy), v in zip(_augment.TEST_VIEWS, views, strict=True):
+        assert centre(v[0], 0) == pytest.approx(15.5 + dx, abs=0.05)  # columns
+        assert centre(v[0], 1) == pytest.approx(15.5 + dy, abs=0.05)  # rows
+        assert v.min() >= 0.0 and v.max() <= 255.0
+        assert (v[:, 0, :] == 255.0).all()  # nothing dark comes in from outside the frame
+        if degrees:  # the stroke leans: its top and bottom ends sit in different columns
+            rows = 255.0 - v[0, ..., 0]
+            top, bottom = (float((r * np.arange(32)).sum() / r.sum()) for r in (rows[11], rows[20]))
+            assert abs(top - bottom) > 0.5
+
+
 def _clusters(seed: int = 0) -> tuple[pd.DataFrame, pd.Series, pd.Series]:
     rng = np.random.default_rng(seed)
     centres = np.eye(3) * 5

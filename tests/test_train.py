@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from _model_data import CLASSES, DCAI_CLASSES, dcai_or_skip, items_of, make_split
 
@@ -163,6 +164,32 @@ def test_fit_predict_is_deterministic(data, tmp_path):
     assert a.probs.shape == (12, 3) and a.embeddings.shape == (12, 256)
     assert np.array_equal(a.probs, b.probs) and np.array_equal(a.embeddings, b.embeddings)
     assert [c[:2] for c in calls] == [(1, 1)] and "loss" in calls[0][2]
+
+
+def test_fit_predict_scores_unseen_images_in_their_test_views_too(data, tmp_path):
+    """views: the mean over the original and its views, for the images the model did not
+    train on; the training images keep their original probabilities; the originals are kept."""
+    kw = dict(epochs=2, snapshots=(1, 2), cache_dir=tmp_path / "cache")
+    items = pd.concat([data["train"].iloc[:3], data["val"]], ignore_index=True)
+    seen: list[int] = []
+
+    def inverted(x):
+        seen.append(len(x))
+        return [255.0 - x]
+
+    T._last_trainer.clear()
+    plain = T.fit_predict(data["train"], items, CLASSES, **kw)
+    T._last_trainer.clear()
+    viewed = T.fit_predict(data["train"], items, CLASSES, views=inverted, **kw)
+    assert seen == [len(data["val"])]  # only the unseen rows, once
+    assert plain.original_probs is None and plain.original_snapshots is None
+    assert np.allclose(viewed.original_probs, plain.probs, atol=1e-6)
+    assert np.allclose(viewed.original_snapshots, plain.snapshots, atol=1e-6)
+    assert np.allclose(viewed.probs[:3], plain.probs[:3], atol=1e-6)  # training rows
+    changed = ~np.isclose(viewed.probs[3:], plain.probs[3:], atol=1e-6).all(axis=1)
+    assert changed.all()
+    assert np.allclose(viewed.probs.sum(axis=1), 1.0) and np.allclose(viewed.snapshots[-1], viewed.probs)
+    assert np.allclose(viewed.embeddings, plain.embeddings, atol=1e-5)  # embeddings: the original
 
 
 # --- errors ------------------------------------------------------------------------------------
