@@ -1,8 +1,10 @@
 """What `train` and `predict` show while they run: tqdm bars on a terminal, plain lines elsewhere.
 
 On a terminal: a bar while images are decoded, a bar over the epochs (loss and accuracy as its
-postfix) and, for `predict`, a bar over the folds; a line before the first epoch while XLA
-compiles. Piped (CI logs, ``| tee``): one line per epoch and per fold, no bar.
+postfix) and, for `predict`, a bar over the folds with one epoch bar under it per fold in
+training (folds train side by side in worker processes: sheetsync._workers); a line before the
+first epoch while XLA compiles. Piped (CI logs, ``| tee``): one line per epoch and per fold,
+each naming its fold, no bar.
 
 Usage::
 
@@ -63,6 +65,7 @@ class TrainBars:
         self._decode: Any = None
         self._epochs: Any = None
         self._folds: Any = None
+        self._fold_epochs: dict[str, Any] = {}  # "fold 2/4" -> its epoch bar
 
     # ---- the callbacks ---------------------------------------------------------------------
 
@@ -111,18 +114,36 @@ class TrainBars:
         if self._folds is None:
             self._folds = self._bar(total=folds, desc="folds", unit="fold", position=0)
         e = _FOLD_EPOCH.match(rest)
+        name = f"fold {f}/{folds}"
         if e:
-            logs = {"loss": float(e[3])} if e[3] else {}
-            self.epoch(int(e[1]), int(e[2]), logs, desc=f"fold {f}/{folds}")
+            self._fold_epoch(name, int(e[1]), int(e[2]), e[3])
         elif rest.startswith("training on"):
-            self._folds.write(f"fold {f}/{folds}: {rest}", file=self.stream)
+            self._folds.write(f"{name}: {rest}", file=self.stream)
             if f == 1 or self._folds.n == 0:
                 self._folds.write(COMPILE_LINE if jit_compile else TRACE_LINE, file=self.stream)
         else:  # done or reused
-            self._folds.write(f"fold {f}/{folds}: {rest}", file=self.stream)
+            bar = self._fold_epochs.pop(name, None)
+            if bar is not None:
+                bar.close()
+            self._folds.write(f"{name}: {rest}", file=self.stream)
             self._folds.update(1)
 
+    def _fold_epoch(self, name: str, epoch: int, total: int, loss: str | None) -> None:
+        bar = self._fold_epochs.get(name)
+        if bar is None:
+            # The next free line under the folds bar: folds that train at once get a bar each.
+            taken = {b.pos for b in self._fold_epochs.values()}
+            line = next(i for i in range(1, len(taken) + 2) if i not in taken and -i not in taken)
+            bar = self._fold_epochs[name] = self._bar(total=total, desc=name, unit="epoch",
+                                                      position=line)
+        if loss:
+            bar.set_postfix_str(epoch_words({"loss": float(loss)}), refresh=False)
+        bar.update(epoch - bar.n)
+
     def close(self) -> None:
+        for bar in self._fold_epochs.values():
+            bar.close()
+        self._fold_epochs.clear()
         for name in ("_decode", "_epochs", "_folds"):
             self._close(name)
 

@@ -502,7 +502,7 @@ def train(ctx: click.Context, epochs: int | None, seed: int | None, precision: s
 @click.option("--folds", type=click.IntRange(min=2), help="Cross-validation folds.")
 @click.option("--epochs", type=click.IntRange(min=1), help="Epochs per fold.")
 @click.option("--fold-seeds", type=click.IntRange(min=1),
-              help="Independent k-fold runs, averaged (default [review] fold_seeds = 2).")
+              help="Independent k-fold runs, averaged (default [review] fold_seeds = 3).")
 @click.pass_context
 def predict(ctx: click.Context, folds: int | None, epochs: int | None, fold_seeds: int | None) -> None:
     """Out-of-sample probabilities for every image (k-fold), for the review order.

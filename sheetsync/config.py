@@ -72,7 +72,10 @@ class ReviewConfig:
     snapshots: bool = True
     # Independent k-fold runs (other splits, other models): their mean and their disagreement
     # feed the review order (measured in bench_review_human). Each run costs one k-fold training.
-    fold_seeds: int = 2
+    fold_seeds: int = 3
+    # Folds trained at once, each in its own worker process (sheetsync._workers): 0 = one per
+    # CPU core; 1 = one after the other in the predict process.
+    fold_workers: int = 0
 
 
 @dataclass(frozen=True)

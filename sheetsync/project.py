@@ -524,13 +524,18 @@ class Project:
             folds, epochs, runs_wanted = folds or cfg.folds, epochs or cfg.epochs, fold_seeds or cfg.fold_seeds
             if not isinstance(runs_wanted, int) or isinstance(runs_wanted, bool) or runs_wanted < 1:
                 raise ConfigError(f"[review] fold_seeds must be a whole number >= 1, not {runs_wanted!r}")
+            workers = cfg.fold_workers
+            if not isinstance(workers, int) or isinstance(workers, bool) or workers < 0:
+                raise ConfigError("[review] fold_workers must be a whole number >= 0 (0: one per "
+                                  f"CPU core), not {workers!r}")
             runs = out_of_sample_runs(
                 keep.reset_index(drop=True), self.config.classes, folds=folds, epochs=epochs,
                 seeds=seeds_for(train_cfg.seed, runs_wanted), work_dir=self.store.oos_dir,
                 cache_dir=self.store.decode_cache, progress=on_fold,
                 batch_size=train_cfg.batch_size, precision=train_cfg.precision,
                 jit_compile=train_cfg.jit_compile, augment=cfg.augment,
-                snapshots=snapshot_epochs(epochs) if cfg.snapshots else ())
+                snapshots=snapshot_epochs(epochs) if cfg.snapshots else (),
+                workers=workers or None)
             ids, probs, emb, distance = stored_view(runs)
             self.store.save_predictions(info.version, "oos", ids, list(self.config.classes),
                                         probs, emb, distance)

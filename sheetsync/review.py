@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import _crossval, _duplicates, _evidence, _picture
+from . import _crossval, _duplicates, _evidence, _picture, _workers
 from . import _neighbours as nbr
 from . import _signals as sig
 from .errors import TrainingError, UnknownOrderError
@@ -218,16 +218,6 @@ def _renumbered(say: Callable[[str], None], offset: int, total: int) -> Callable
     return renumber
 
 
-def _epoch_reporter(say: Callable[[str], None], fold: int, folds: int) -> Callable[..., None]:
-    # sheetsync.train calls progress(epoch, epochs, logs) after each epoch.
-    def report(epoch: int, epochs: int, logs: Mapping[str, float] | None = None) -> None:
-        loss = (logs or {}).get("loss")
-        tail = f", loss {loss:.3f}" if loss is not None else ""
-        say(f"fold {fold + 1}/{folds}: epoch {epoch}/{epochs}{tail}")
-
-    return report
-
-
 def _check_items(items: pd.DataFrame, classes: Sequence[str]) -> pd.DataFrame:
     missing = [c for c in ITEM_COLUMNS if c not in items.columns]
     if missing:
@@ -262,6 +252,7 @@ def out_of_sample(
     augment: bool = False,
     snapshots: Sequence[int] = (),
     latest: str = LATEST,
+    workers: int | None = None,
     **fit_options: Any,
 ) -> OutOfSample:
     """Score every image with the fold model that did not train on it (stratified k-fold).
@@ -274,6 +265,8 @@ def out_of_sample(
     ``augment`` trains the folds on class-preserving variants (:mod:`sheetsync._augment`).
     ``snapshots`` (epochs) also keep training dynamics: :attr:`OutOfSample.snapshot_probs` and
     :attr:`OutOfSample.train_margin`. The result is also saved as ``work_dir / latest``.
+    ``workers``: folds trained at once in worker processes (None: one per core, see
+    :mod:`sheetsync._workers`; 1: one after the other in this process).
     """
     start = time.perf_counter()
     items = _check_items(items, classes)
@@ -304,29 +297,27 @@ def out_of_sample(
     # The augmentation settings name the fold results (their key), they are not an argument.
     passed = {k: v for k, v in fit_options.items() if k != "augment_settings"}
     fit_kwargs: dict[str, Any] = {"epochs": epochs, "seed": seed, "cache_dir": cache_dir, **passed}
-    results: list[_crossval.FoldResult] = []
     reused: list[int] = []
+    found: dict[int, _crossval.FoldResult] = {}
+    todo: list[tuple[int, Path]] = []
     for f in range(folds):
         held = fold_of.to_numpy() == f
         key = _crossval.fold_key(
             items.loc[~held], items, items["id"][held].tolist(), classes, settings
         )
         path = work_dir / f"fold-{key[:24]}.npz"
-        result = _crossval.FoldResult.load(path)
-        if result is not None:
+        cached = _crossval.FoldResult.load(path)
+        if cached is not None:
             reused.append(f)
+            found[f] = cached
             say(f"fold {f + 1}/{folds}: unchanged, reused")
         else:
-            say(f"fold {f + 1}/{folds}: training on {int((~held).sum())} images, "
-                f"scoring {int(held.sum())}")
-            t0 = time.perf_counter()
-            kwargs = dict(fit_kwargs)
-            if progress is not None:
-                kwargs["progress"] = _epoch_reporter(say, f, folds)
-            result = _crossval.run_fold(fit_predict, items, fold_of, f, classes, kwargs)
-            result.save(path)
-            say(f"fold {f + 1}/{folds}: done in {time.perf_counter() - t0:.0f} s")
-        results.append(result)
+            todo.append((f, path))
+    found.update(_workers.train_folds(
+        fit_predict, items, fold_of, todo, classes, fit_kwargs, folds=folds, say=say,
+        workers=_workers.auto_workers(len(todo)) if workers is None else workers,
+        report_epochs=progress is not None))
+    results = [found[f] for f in range(folds)]
 
     ids = np.concatenate([r.ids for r in results])
     order = pd.Index(items["id"])

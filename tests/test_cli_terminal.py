@@ -99,12 +99,21 @@ bars.compiling(True, 3)
 for e in (1, 2, 3):
     time.sleep(0.25)
     bars.epoch(e, 3, {"loss": 1.0 / e, "seconds": 2.5})
+# Two folds training at once (worker processes): their epoch lines interleave.
 for f in (1, 2):
-    bars.fold(f"fold {f}/2: training on 9 images, scoring 3")
-    for e in (1, 2):
+    bars.fold(f"fold {f}/3: training on 9 images, scoring 3")
+for e in (1, 2):
+    for f in (1, 2):
         time.sleep(0.25)
-        bars.fold(f"fold {f}/2: epoch {e}/2, loss 0.500")
-    bars.fold(f"fold {f}/2: done in 3 s")
+        bars.fold(f"fold {f}/3: epoch {e}/2, loss 0.500")
+bars.fold("fold 2/3: done in 3 s")
+bars.fold("fold 3/3: training on 9 images, scoring 3")
+time.sleep(0.25)
+bars.fold("fold 3/3: epoch 1/2, loss 0.250")
+bars.fold("fold 1/3: done in 3 s")
+time.sleep(0.25)
+bars.fold("fold 3/3: epoch 2/2, loss 0.250")
+bars.fold("fold 3/3: done in 3 s")
 bars.close()
 print("finished")
 """
@@ -116,8 +125,10 @@ def test_bars_draw_in_a_real_terminal(tmp_path: Path) -> None:
     assert "decoding train" in out and "8/12" in out
     assert COMPILE_LINE in out
     assert "epochs:" in out and "2/3" in out and "loss 0.50" in out  # tqdm bar with postfix
-    assert "folds:" in out and "1/2" in out and "fold 2/2: epoch" not in out  # bars, not lines
-    assert "fold 2/2: done in 3 s" in out and "finished" in out
+    assert "folds:" in out and "1/3" in out and "fold 2/3: epoch" not in out  # bars, not lines
+    # One epoch bar per fold in training, each named after its fold, on its own line.
+    assert "fold 1/3:" in out and "fold 2/3:" in out and "fold 3/3:" in out
+    assert "fold 2/3: done in 3 s" in out and "fold 3/3: done in 3 s" in out and "finished" in out
     assert "\r" in out  # redrawn in place
 
 
@@ -162,8 +173,9 @@ def test_predict_shows_a_fold_bar_in_a_pty(data_root: Path, tmp_path: Path) -> N
     out = run_in_pty([sys.executable, "-m", "sheetsync", "predict", "--folds", "2", "--epochs", "2"],
                      proj, _env())
     assert not [n for n in NOISE if n in out], out
-    # Two fold seeds by default: 2 folds each, numbered across both runs under one bar.
-    assert "folds:" in out and "fold 1/4: training on" in out and COMPILE_LINE in out
-    assert "fold 4/4: done in" in out and "fold 1/4: epoch" not in out  # a bar, not lines
-    assert "out-of-sample probabilities for" in out and "2 fold seeds" in out
+    # Three fold seeds by default: 2 folds each, numbered across the runs under one bar, and
+    # trained two at a time in worker processes (2 folds to train, at least 2 cores here).
+    assert "folds:" in out and "fold 1/6: training on" in out and COMPILE_LINE in out
+    assert "fold 6/6: done in" in out and "fold 1/6: epoch" not in out  # a bar, not lines
+    assert "out-of-sample probabilities for" in out and "3 fold seeds" in out
     assert "next: sheetsync push" in out

@@ -170,7 +170,7 @@ def test_a_numeral_drawn_in_dots_has_no_large_piece_and_a_stroked_one_does(tmp_p
 # ----------------------------------------------------------------------------- combination, suggestion
 
 from sheetsync import _evidence, review  # noqa: E402
-from sheetsync.errors import ConfigError  # noqa: E402
+from sheetsync.errors import ConfigError, TrainingError  # noqa: E402
 
 CLS3 = ["i", "ii", "iii"]
 
@@ -261,24 +261,34 @@ def test_review_signals_from_two_runs_on_real_pngs(tmp_path):
 # ----------------------------------------------------------------------------- snapshots through the folds
 
 
-def _stand_in(calls: list[dict]):
+def mean_pixels_fit_predict(train, predict_items, classes, *, epochs, seed=123, cache_dir=None,
+                            progress=None, snapshots=(), **_):
     """A cheap stand-in for the fixed model with fit_predict's signature, snapshots included:
-    per-class mean pixels as the 'model' (real images in, real numbers out)."""
+    per-class mean pixels as the 'model' (real images in, real numbers out). Module-level, so
+    it can be sent to a worker process."""
     from sheetsync.train import Prediction
 
-    def fit_predict(train, predict_items, classes, *, epochs, seed=123, cache_dir=None,
-                    progress=None, snapshots=(), **_):
+    px = {f: np.asarray(Image.open(f).convert("L").resize((12, 12)), np.float32).ravel() / 255
+          for f in set(train["file"]) | set(predict_items["file"])}
+    centres = np.stack([np.mean([px[f] for f in train["file"][train["label"] == c]], axis=0)
+                        for c in classes])
+    x = np.stack([px[f] for f in predict_items["file"]])
+    logits = -((x[:, None, :] - centres[None]) ** 2).sum(axis=2) * 4
+    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probs /= probs.sum(axis=1, keepdims=True)
+    for epoch in range(1, epochs + 1):
+        if progress is not None:
+            progress(epoch, epochs, {"loss": 1.0 / epoch})
+    snaps = np.stack([probs] * len(snapshots)) if snapshots else None
+    return Prediction(list(predict_items["id"]), probs, 1.0 - x, snaps)
+
+
+def _stand_in(calls: list[dict]):
+    """:func:`mean_pixels_fit_predict`, recording each call (a closure: trains in-process)."""
+
+    def fit_predict(train, predict_items, classes, *, snapshots=(), **kw):
         calls.append({"n": len(train), "snapshots": tuple(snapshots)})
-        px = {f: np.asarray(Image.open(f).convert("L").resize((12, 12)), np.float32).ravel() / 255
-              for f in set(train["file"]) | set(predict_items["file"])}
-        centres = np.stack([np.mean([px[f] for f in train["file"][train["label"] == c]], axis=0)
-                            for c in classes])
-        x = np.stack([px[f] for f in predict_items["file"]])
-        logits = -((x[:, None, :] - centres[None]) ** 2).sum(axis=2) * 4
-        probs = np.exp(logits - logits.max(axis=1, keepdims=True))
-        probs /= probs.sum(axis=1, keepdims=True)
-        snaps = np.stack([probs] * len(snapshots)) if snapshots else None
-        return Prediction(list(predict_items["id"]), probs, 1.0 - x, snaps)
+        return mean_pixels_fit_predict(train, predict_items, classes, snapshots=snapshots, **kw)
 
     return fit_predict
 
@@ -315,6 +325,77 @@ def test_out_of_sample_keeps_snapshots_and_training_margins_and_caches_them_apar
     review.out_of_sample(items, CLS3, folds=3, epochs=4, work_dir=tmp_path / "w", fit_predict=fp,
                          snapshots=(1, 2, 3, 4))
     assert len(calls) == 6  # every fold reused
+
+
+def test_folds_trained_in_two_worker_processes_match_the_folds_trained_here(tmp_path):
+    """sheetsync._workers: the same fold results and files, the same progress lines (each
+    fold's own, in order), whether the folds train here or two at a time in workers."""
+    import os
+
+    items = _stroke_items(tmp_path)
+    here: list[str] = []
+    there: list[str] = []
+    kw = dict(folds=3, epochs=2, snapshots=(1, 2), fit_predict=mean_pixels_fit_predict)
+    a = review.out_of_sample(items, CLS3, work_dir=tmp_path / "a", workers=1,
+                             progress=here.append, **kw)
+    b = review.out_of_sample(items, CLS3, work_dir=tmp_path / "b", workers=2,
+                             progress=there.append, **kw)
+    pd.testing.assert_frame_equal(a.probs, b.probs)
+    pd.testing.assert_frame_equal(a.train_vote, b.train_vote)
+    pd.testing.assert_series_equal(a.train_margin, b.train_margin)
+    assert sorted(p.name for p in (tmp_path / "a").glob("fold-*.npz")) == sorted(
+        p.name for p in (tmp_path / "b").glob("fold-*.npz"))
+    for f in (1, 2, 3):
+        mine = [m.split(": ", 1)[1].split(" in ")[0] for m in there if m.startswith(f"fold {f}/3: ")]
+        assert mine == ["training on 12 images, scoring 6", "epoch 1/2, loss 1.000",
+                        "epoch 2/2, loss 0.500", "done"]
+    assert len(there) == len(here) == 12
+    assert os.environ.get("TF_NUM_INTRAOP_THREADS") is None  # set in the workers only
+    again = review.out_of_sample(items, CLS3, work_dir=tmp_path / "b", workers=2, **kw)
+    assert again.reused == (0, 1, 2)
+
+
+def refusing_fit_predict(train, predict_items, classes, **kw):
+    """Refuses the fold that holds out image i0 (module-level: it runs in a worker)."""
+    if "i0" not in set(train["id"]):
+        raise TrainingError("this fold cannot be trained")
+    return mean_pixels_fit_predict(train, predict_items, classes, **kw)
+
+
+def test_a_fold_that_fails_in_a_worker_raises_its_own_training_error_here(tmp_path):
+    items = _stroke_items(tmp_path)
+    with pytest.raises(TrainingError, match="this fold cannot be trained"):
+        review.out_of_sample(items, CLS3, folds=3, epochs=1, work_dir=tmp_path / "w", workers=2,
+                             fit_predict=refusing_fit_predict)
+
+
+def test_folds_keep_the_probabilities_of_the_original_pictures_beside_the_viewed_ones(tmp_path):
+    """With test-time views the fold results keep both, so a benchmark can compare them on the
+    same trained folds; they are saved with the run and read back."""
+    import dataclasses
+
+    items, calls = _stroke_items(tmp_path), []
+    base = _stand_in(calls)
+
+    def viewed(train, predict_items, classes, **kw):
+        pred = base(train, predict_items, classes, **kw)
+        blurred = 0.5 * pred.snapshots + 0.5 / len(classes)  # what views would do: less sure
+        return dataclasses.replace(pred, probs=blurred[-1], snapshots=blurred,
+                                   original_probs=pred.probs, original_snapshots=pred.snapshots)
+
+    run = review.out_of_sample(items, CLS3, folds=3, epochs=2, work_dir=tmp_path / "w",
+                               fit_predict=viewed, snapshots=(1, 2))
+    assert run.original_probs is not None
+    pd.testing.assert_frame_equal(run.snapshot_probs, 0.5 * run.original_probs + 0.5 / 3)
+    back = review.OutOfSample.load(tmp_path / "w" / review.LATEST)
+    pd.testing.assert_frame_equal(back.original_probs, run.original_probs)
+    again = review.out_of_sample(items, CLS3, folds=3, epochs=2, work_dir=tmp_path / "w",
+                                 fit_predict=viewed, snapshots=(1, 2))
+    assert len(calls) == 3 and again.reused == (0, 1, 2)  # the fold files keep them too
+    pd.testing.assert_frame_equal(again.original_probs, run.original_probs)
+    plain = review.out_of_sample(items, CLS3, folds=3, epochs=2, work_dir=tmp_path / "p",
+                                 fit_predict=base, snapshots=(1, 2))
+    assert plain.original_probs is None
 
 
 def test_folds_vote_with_their_training_images_and_several_seeds_are_read_back_together(tmp_path):
@@ -397,9 +478,9 @@ def test_push_inputs_use_the_last_out_of_sample_run_only_when_it_scored_these_im
     assert review_inputs(items, CLS3, insample, 1, oos_dir=oos_dir)[0]["knn_agreement"].isna().all()
 
 
-def test_predict_trains_two_fold_seeds_and_push_orders_by_both(data_root, tmp_path, monkeypatch):
+def test_predict_trains_three_fold_seeds_and_push_orders_by_all(data_root, tmp_path, monkeypatch):
     """`predict` on a real project (the model swapped for the pixel stand-in: the edge), then
-    `push` reads both seeds' runs: their disagreement and their neighbours feed the order."""
+    `push` reads every seed's run: their disagreement and their neighbours feed the order."""
     import sheetsync.train
     from sheetsync.inputs import review_inputs
     from sheetsync.project import Project
@@ -407,10 +488,15 @@ def test_predict_trains_two_fold_seeds_and_push_orders_by_both(data_root, tmp_pa
     calls: list[dict] = []
     monkeypatch.setattr(sheetsync.train, "fit_predict", _stand_in(calls))
     project, _ = Project.init(data_root, tmp_path / "proj")
+    toml = project.config.path
+    # The stand-in is patched into this process only: no worker processes.
+    toml.write_text(toml.read_text(encoding="utf-8").replace("fold_workers = 0", "fold_workers = 1"),
+                    encoding="utf-8")
+    project = Project.open(tmp_path / "proj")
     result = project.predict(folds=2, epochs=2)
-    assert result.seeds == 2 and len(calls) == 4 and result.images == 19
+    assert result.seeds == 3 and len(calls) == 6 and result.images == 19
     runs = review.latest_runs(project.store.oos_dir)
-    assert [r.settings["seed"] for r in runs] == [123, 321] and all(r.train_vote is not None for r in runs)
+    assert [r.settings["seed"] for r in runs] == [123, 321, 519] and all(r.train_vote is not None for r in runs)
     stored = project.store.latest_predictions(result.version.version)
     pd.testing.assert_frame_equal(stored.probs.loc[runs[0].probs.index], review.ensemble_probs(runs),
                                   check_names=False, check_freq=False, atol=1e-6)
@@ -419,9 +505,11 @@ def test_predict_trains_two_fold_seeds_and_push_orders_by_both(data_root, tmp_pa
                                     oos_dir=project.store.oos_dir)
     assert source.kind == "oos" and signals["seed_disagreement"].notna().all()
     assert project.push().rows == 19
-    toml = project.config.path
-    toml.write_text(toml.read_text(encoding="utf-8").replace("fold_seeds = 2", 'fold_seeds = "two"'),
-                    encoding="utf-8")
-    with pytest.raises(ConfigError, match="fold_seeds must be a whole number >= 1, not 'two'"):
-        Project.open(tmp_path / "proj").predict(folds=2, epochs=2)
-    assert len(calls) == 4  # refused before any training
+    text = toml.read_text(encoding="utf-8")
+    for old, bad, words in (("fold_seeds = 3", 'fold_seeds = "two"', "fold_seeds must be a whole number >= 1, not 'two'"),
+                            ("fold_workers = 1", "fold_workers = -1", "fold_workers must be a whole number >= 0")):
+        assert old in text
+        toml.write_text(text.replace(old, bad), encoding="utf-8")
+        with pytest.raises(ConfigError, match=words):
+            Project.open(tmp_path / "proj").predict(folds=2, epochs=2)
+    assert len(calls) == 6  # refused before any training
