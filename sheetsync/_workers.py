@@ -12,8 +12,10 @@ other took about 200 s (1.44x), which pays for a third fold seed in ``predict``'
   atomic write as in-process training), so an interrupted ``predict`` resumes per fold.
 * Progress lines ("fold 2/4: epoch 3/20, loss 1.234", "fold 2/4: done in 40 s") come back
   through a queue and are said here, in the words of in-process training.
-* A ``fit_predict`` that cannot be sent to another process (a closure, as tests use) and a
-  single fold to train run here. A worker that dies (killed, out of memory) is a
+* A ``fit_predict`` that cannot be sent to another process (a closure, as tests use, or a
+  function of the ``__main__`` script) and a single fold to train run here. The workers do not
+  re-run the caller's ``__main__`` (multiprocessing's default): a script that calls
+  ``Project.predict()`` needs no ``if __name__ == "__main__"`` guard. A worker that dies (killed, out of memory) is a
   :class:`~sheetsync.errors.TrainingError`; Ctrl-C stops the workers with this process.
 
 Usage::
@@ -24,12 +26,14 @@ Usage::
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import queue
 import signal
+import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +104,8 @@ def _epoch_reporter(say: Say, fold: int, folds: int) -> Callable[..., None]:
 
 
 def _can_send(fn: Callable[..., Any]) -> bool:
+    if getattr(fn, "__module__", None) == "__main__":
+        return False  # the workers do not import the caller's script (see _main_hidden)
     try:
         pickle.dumps(fn)
     except Exception:  # noqa: BLE001 - closures, lambdas, local classes: train here instead
@@ -124,10 +130,11 @@ def _in_workers(
     pending: dict[Future[FoldResult], int] = {}
     results: dict[int, FoldResult] = {}
     try:
-        for f, path in todo:
-            job = pool.submit(_worker_train, fit_predict, items, fold_of, f, list(classes),
-                              dict(fit_kwargs), str(path), folds, report_epochs)
-            pending[job] = f
+        with _main_hidden():  # the workers start at the first submit
+            jobs = [(f, pool.submit(_worker_train, fit_predict, items, fold_of, f, list(classes),
+                                    dict(fit_kwargs), str(path), folds, report_epochs))
+                    for f, path in todo]
+        pending = {job: f for f, job in jobs}
         while pending:
             done, _ = wait(list(pending), timeout=0.2, return_when=FIRST_COMPLETED)
             _relay(lines, say)
@@ -138,13 +145,35 @@ def _in_workers(
         raise TrainingError(f"a fold-training process died ({e}); run predict again to resume "
                             "(finished folds are kept), or set [review] fold_workers = 1") from e
     finally:
-        if pending:  # an error or Ctrl-C: the other folds stop too
+        if len(results) < len(todo):  # an error or Ctrl-C: the other folds stop too
             for job in pending:
                 job.cancel()
             for proc in list(getattr(pool, "_processes", {}).values()):
                 proc.terminate()
         pool.shutdown(wait=True, cancel_futures=True)
     return results
+
+
+@contextlib.contextmanager
+def _main_hidden() -> Iterator[None]:
+    """While workers start, hide where ``__main__`` came from, so that they do not import it
+    again: a script without a ``__name__`` guard would otherwise run once more in each worker.
+    Nothing a worker runs comes from ``__main__`` (see _can_send)."""
+    main = sys.modules.get("__main__")
+    if main is None:
+        yield
+        return
+    saved = {k: getattr(main, k) for k in ("__spec__", "__file__") if hasattr(main, k)}
+    try:
+        for k in saved:
+            if k == "__spec__":
+                main.__spec__ = None
+            else:
+                delattr(main, k)
+        yield
+    finally:
+        for k, v in saved.items():
+            setattr(main, k, v)
 
 
 def _relay(lines: Any, say: Say, linger: float = 0.0) -> None:

@@ -355,6 +355,35 @@ def test_folds_trained_in_two_worker_processes_match_the_folds_trained_here(tmp_
     assert again.reused == (0, 1, 2)
 
 
+_UNGUARDED_SCRIPT = """
+import sys
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+from test_review_evidence import CLS3, _stroke_items, mean_pixels_fit_predict
+from sheetsync import review
+print("the script ran", flush=True)
+items = _stroke_items(Path({tmp!r}))
+run = review.out_of_sample(items, CLS3, folds=3, epochs=1, work_dir=Path({tmp!r}) / "w", workers=2,
+                           fit_predict=mean_pixels_fit_predict, progress=lambda m: None)
+print("scored", len(run.probs), flush=True)
+"""
+
+
+def test_workers_do_not_run_the_callers_script_again(tmp_path):
+    """A script that calls predict's machinery at top level, with no __name__ guard, works:
+    the workers do not import the caller's __main__ (multiprocessing's spawn would)."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "unguarded.py"
+    script.write_text(_UNGUARDED_SCRIPT.format(tests=str(Path(__file__).parent), tmp=str(tmp_path)),
+                      encoding="utf-8")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["the script ran", "scored 18"]
+    assert len(list((tmp_path / "w").glob("fold-*.npz"))) == 3
+
+
 def refusing_fit_predict(train, predict_items, classes, **kw):
     """Refuses the fold that holds out image i0 (module-level: it runs in a worker)."""
     if "i0" not in set(train["id"]):
