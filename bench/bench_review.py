@@ -20,15 +20,15 @@ Usage::
 Per-fold results and decoded images are cached under ``--work-dir`` (default bench-out/review),
 so a repeated run with the same settings is cheap; delete it to measure the full cost.
 
-Measured (flip seed 7; the folds as ``predict`` trains them: augmented, snapshots, fold seeds
-123 and 321; 2 cores, load 0.8-2.8 with a test run beside it part of the time), first 15% of
-rows: 5% flipped: combined 96.5%, classic 96.5%, cleanlab default 95.1%, in-sample confidence
-42.4%, random 14.6%; 10% flipped: 91.3%, 88.9%, 86.8%, 28.8%, 14.6%. Both seeds' folds: 901 s
-and 748 s; in-sample training 159 s and 154 s. At 5-10% of rows the combined order is below
-classic (60.4 vs 65.3% at 5% flipped, first 5%): it puts the pictures that hold no numeral
-(dotted, blank) first, which this bench counts as misses. Before issue 9 (plain folds, one
-seed, the order now called classic): 82.6% and 71.2%, measured then; ``--plain`` trains such
-folds again.
+Measured (flip seed 7; the folds as ``predict`` trains them: augmented, snapshots, test-time
+views, fold seeds 123 321 519, two folds at a time; 2 cores, load about 2), first 15% of rows:
+5% flipped: combined 95.8%, classic 96.5%, cleanlab default 96.5%, in-sample confidence 42.4%,
+random 14.6%; 10% flipped: 89.9%, 89.6%, 88.9%, 28.8%, 14.6%. The three seeds' folds: 1,034 s
+for all twelve (10% flipped), 918 s for ten (5%, two reused). At 5-10% of rows the combined
+order is below classic (59.7 vs 65.3% at 5% flipped, first 5%): it puts the pictures that hold
+no numeral (dotted, blank) first, which this bench counts as misses. Before issue 9 (plain
+folds, one seed, the order now called classic): 82.6% and 71.2%, measured then; ``--plain``
+trains such folds again.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ import numpy as np
 import pandas as pd
 
 from sheetsync import review
+from sheetsync.config import ReviewConfig
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dcai"
 CLASSES = ["i", "ii", "iii", "iv", "v", "vi", "vii", "viii", "ix", "x"]
@@ -214,7 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--seed", type=int, default=7, help="seed of the flips and the random order")
     ap.add_argument("--model", choices=("fixed", "pixels"), default="fixed")
-    ap.add_argument("--fold-seeds", type=int, default=2, help="k-fold runs, as [review] fold_seeds")
+    ap.add_argument("--fold-seeds", type=int, default=ReviewConfig().fold_seeds,
+                    help="k-fold runs, as [review] fold_seeds (default 3)")
     ap.add_argument("--plain", action="store_true",
                     help="plain folds, one seed, no snapshots (the order before issue 9)")
     ap.add_argument("--data", type=Path, default=DATA)
