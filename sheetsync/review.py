@@ -265,11 +265,15 @@ def out_of_sample(
     ``augment`` trains the folds on class-preserving variants (:mod:`sheetsync._augment`).
     ``snapshots`` (epochs) also keep training dynamics: :attr:`OutOfSample.snapshot_probs` and
     :attr:`OutOfSample.train_margin`. The result is also saved as ``work_dir / latest``.
-    ``workers``: folds trained at once in worker processes (None: one per core, see
-    :mod:`sheetsync._workers`; 1: one after the other in this process).
+    ``workers``: folds trained at once in worker processes (None: one per core for the fixed
+    model, see :mod:`sheetsync._workers`, and in this process for a ``fit_predict`` passed in;
+    1: one after the other in this process).
     """
     start = time.perf_counter()
     items = _check_items(items, classes)
+    # A model passed in (a stand-in, a callable that keeps state) trains here unless asked.
+    if workers is None and fit_predict is not None:
+        workers = 1
     if fit_predict is None:
         # TensorFlow: only when training
         from . import _augment
