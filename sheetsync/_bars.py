@@ -66,6 +66,7 @@ class TrainBars:
         self._epochs: Any = None
         self._folds: Any = None
         self._fold_epochs: dict[str, Any] = {}  # "fold 2/4" -> its epoch bar
+        self._building_said = False
 
     # ---- the callbacks ---------------------------------------------------------------------
 
@@ -119,7 +120,8 @@ class TrainBars:
             self._fold_epoch(name, int(e[1]), int(e[2]), e[3])
         elif rest.startswith("training on"):
             self._folds.write(f"{name}: {rest}", file=self.stream)
-            if f == 1 or self._folds.n == 0:
+            if not self._building_said:  # once, though several folds may start together
+                self._building_said = True
                 self._folds.write(COMPILE_LINE if jit_compile else TRACE_LINE, file=self.stream)
         else:  # done or reused
             bar = self._fold_epochs.pop(name, None)

@@ -129,6 +129,7 @@ def test_bars_draw_in_a_real_terminal(tmp_path: Path) -> None:
     # One epoch bar per fold in training, each named after its fold, on its own line.
     assert "fold 1/3:" in out and "fold 2/3:" in out and "fold 3/3:" in out
     assert "fold 2/3: done in 3 s" in out and "fold 3/3: done in 3 s" in out and "finished" in out
+    assert out.count("building the model") == 1  # once, though two folds started together
     assert "\r" in out  # redrawn in place
 
 
