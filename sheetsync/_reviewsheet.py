@@ -16,14 +16,17 @@ worded in :mod:`sheetsync.cli`, which says the model and the summary in the info
 (:func:`model_text`, :func:`summary_text`).
 
 **Highlight rule** (the info line says the same): a row is flagged when the review suggests an
-action for it (``relabel → c`` or ``drop?``, :mod:`sheetsync._evidence`), or cleanlab flags its
+action for it from out-of-sample predictions (``relabel → c`` or ``drop?``,
+:mod:`sheetsync._evidence`; after ``sheetsync predict``), or cleanlab flags its
 label as likely wrong (confident learning: it then names a ``suspected`` class), or the image is
 blank, unreadable, or the same picture appears under another label. When the model is too weak
 (:func:`weakness`), only the last three flag a row: a near-chance model's doubts are noise.
 On the competition data against its human review (bench/bench_review_human, three fold seeds),
 cleanlab's flags alone highlighted 105 rows, 64% of them real problems, 18% of the problems;
-with the suggestions, 481 rows, 56% real problems, 71% of the problems. (A threshold on the
-combined priority flagged far more: 135 of 381 demo rows at >= 0.5 after 8 epochs.)
+with the suggestions, 481 rows, 56% real problems, 71% of the problems. In-sample predictions
+(no ``predict`` yet) keep cleanlab's flags only: on the 381 demo rows after 8 epochs the
+suggestions would have flagged 73 rows for 6 planted wrong labels, cleanlab 10 (a threshold of
+0.5 on the priority, 135).
 """
 
 from __future__ import annotations
@@ -140,8 +143,9 @@ def summarise(signals: pd.DataFrame, manifest: pd.DataFrame, *, flagged: int = 0
 
 
 def flagged_rows(table: pd.DataFrame, signals: pd.DataFrame, *, weak: bool,
-                 unreadable_ids: Sequence[str] = ()) -> tuple[int, ...]:
-    """0-based positions of ``table`` rows to highlight (see the module's highlight rule)."""
+                 unreadable_ids: Sequence[str] = (), out_of_sample: bool = True) -> tuple[int, ...]:
+    """0-based positions of ``table`` rows to highlight (see the module's highlight rule);
+    suggestions count only for ``out_of_sample`` predictions."""
     s = signals.reindex(table["id"].astype(str))
     sure = (_column(s, "blank", False).fillna(False).astype(bool)
             | _column(s, "duplicate_conflict", False).fillna(False).astype(bool)
@@ -149,8 +153,9 @@ def flagged_rows(table: pd.DataFrame, signals: pd.DataFrame, *, weak: bool,
     if weak:
         flag = sure
     else:
-        doubted = ((_column(s, "suspected", "").fillna("").astype(str) != "")
-                   | (_column(s, "suggestion", "").fillna("").astype(str) != ""))
+        doubted = _column(s, "suspected", "").fillna("").astype(str) != ""
+        if out_of_sample:
+            doubted |= _column(s, "suggestion", "").fillna("").astype(str) != ""
         flag = sure | doubted
     return tuple(int(i) for i in np.flatnonzero(flag.to_numpy()))
 
@@ -184,9 +189,13 @@ def model_text(model: ModelInfo) -> str:
 
 def info_line(version: str, pushed_at: str, model: ModelInfo, summary: PushSummary) -> str:
     """The info row above the header: version, when, which model, what the sheet holds."""
-    highlight = ("blank, unreadable, or a copy under another label" if model.weak else
-                 "a suggested relabel or drop, labels cleanlab flags as likely wrong, blank, "
-                 "unreadable, or a copy under another label")
+    rest = "blank, unreadable, or a copy under another label"
+    if model.weak:
+        highlight = rest
+    elif model.kind == "out-of-sample":
+        highlight = f"a suggested relabel or drop, labels cleanlab flags as likely wrong, {rest}"
+    else:
+        highlight = f"labels cleanlab flags as likely wrong, {rest}"
     return (f"sheetsync · {version} pushed {pushed_at}\nmodel: {model_text(model)}\n"
             f"{summary_text(summary)} (highlighted: {highlight})")
 
@@ -207,7 +216,8 @@ def review_sheet(table: pd.DataFrame, signals: pd.DataFrame, manifest: pd.DataFr
     """The info line, highlighted rows and summary for ``table`` (``unreadable`` = paths)."""
     paths = manifest.set_index("path")["id"].astype(str) if len(manifest) else pd.Series(dtype=str)
     bad_ids = [paths[p] for p in unreadable if p in paths.index]
-    rows = flagged_rows(table, signals, weak=bool(model.weak), unreadable_ids=bad_ids)
+    rows = flagged_rows(table, signals, weak=bool(model.weak), unreadable_ids=bad_ids,
+                        out_of_sample=model.kind == "out-of-sample")
     summary = summarise(signals, manifest, flagged=len(rows), unreadable=unreadable)
     return ReviewSheet(model, summary, rows, info_line(version, pushed_at, model, summary))
 

@@ -216,6 +216,9 @@ def test_review_rule_and_weak_model() -> None:
     # cleanlab's flag, a suggested drop, the blank
     assert rs.flagged_rows(table, signals, weak=False) == (0, 1, 3)
     assert rs.flagged_rows(table, signals.drop(columns="suggestion"), weak=False) == (0, 3)
+    # In-sample predictions (no `predict` yet): the suggestions come from a model that saw the
+    # labels, and only cleanlab's flags count.
+    assert rs.flagged_rows(table, signals, weak=False, out_of_sample=False) == (0, 3)
     # A weak model's doubts are noise: only the blank image (and unreadable files) stay.
     assert rs.flagged_rows(table, signals, weak=True, unreadable_ids=["r5"]) == (3, 5)
     labels = pd.Series(["i", "ii", "iii"] * 2, index=ids)
