@@ -522,12 +522,8 @@ class Project:
             keep = items[(items["action"] == "keep") & items["split"].isin(["train", "val"])]
             cfg, train_cfg = self.config.review, self.config.train
             folds, epochs, runs_wanted = folds or cfg.folds, epochs or cfg.epochs, fold_seeds or cfg.fold_seeds
-            if not isinstance(runs_wanted, int) or isinstance(runs_wanted, bool) or runs_wanted < 1:
-                raise ConfigError(f"[review] fold_seeds must be a whole number >= 1, not {runs_wanted!r}")
-            workers = cfg.fold_workers
-            if not isinstance(workers, int) or isinstance(workers, bool) or workers < 0:
-                raise ConfigError("[review] fold_workers must be a whole number >= 0 (0: one per "
-                                  f"CPU core), not {workers!r}")
+            _check_whole("fold_seeds", runs_wanted, 1)
+            workers = _check_whole("fold_workers", cfg.fold_workers, 0, " (0: one per CPU core)")
             runs = out_of_sample_runs(
                 keep.reset_index(drop=True), self.config.classes, folds=folds, epochs=epochs,
                 seeds=seeds_for(train_cfg.seed, runs_wanted), work_dir=self.store.oos_dir,
@@ -708,3 +704,10 @@ def _new_config(root: Path, project_dir: Path, backend: str, classes: list[str] 
 
 
 __all__ = ["Project", "Report", "counts_table", "order_classes", "counts_of"]
+
+
+def _check_whole(key: str, value: object, least: int, hint: str = "") -> int:
+    """A ``[review]`` count as a whole number >= ``least``, or a ConfigError naming the key."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < least:
+        raise ConfigError(f"[review] {key} must be a whole number >= {least}{hint}, not {value!r}")
+    return value

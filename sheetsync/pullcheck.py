@@ -63,8 +63,6 @@ def cell_problems(cells: pd.DataFrame, header_row: int = 1) -> list[Problem]:
     return problems
 
 
-
-
 def headerless_problems(sheet: pd.DataFrame, headerless: Mapping[str, int],
                         header_row: int = 1) -> list[Problem]:
     """A problem per non-empty cell under a blank header; ``headerless``: frame column ->

@@ -336,12 +336,13 @@ def out_of_sample(
     embeddings = frame(np.concatenate(emb_parts), range(width))
     dist = frame(np.concatenate([r.class_distance for r in results]), classes)
     snap, margin = _dynamics(results, frame, order, classes)
-    votes = [r.train_vote for r in results]
-    train_vote = (frame(np.concatenate(votes), classes)  # type: ignore[arg-type]
-                  if all(v is not None for v in votes) else None)
-    originals = [r.original_probs for r in results]
-    original = (frame(np.concatenate(originals), classes)  # type: ignore[arg-type]
-                if all(o is not None for o in originals) else None)
+    def every_fold(parts: list[np.ndarray | None]) -> pd.DataFrame | None:
+        """One frame of a per-fold extra, when every fold kept it (older caches may not)."""
+        kept = [p for p in parts if p is not None]
+        return frame(np.concatenate(kept), classes) if len(kept) == len(parts) else None
+
+    train_vote = every_fold([r.train_vote for r in results])
+    original = every_fold([r.original_probs for r in results])
     oos = OutOfSample(
         probs=probs, embeddings=embeddings, class_distance=dist, fold=fold_of,
         reused=tuple(reused), seconds=time.perf_counter() - start, settings=settings,
