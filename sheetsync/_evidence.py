@@ -14,7 +14,11 @@ ranks of the views a row has. The views, each with its own reason:
 Ranks, not raw values, because the views have unrelated scales, and a mean of equals rather than
 fitted weights because the benchmark is one reviewer among several (see bench_review_human).
 Blank images and pictures that also appear under another label stay on top (priority 1.5),
-then pictures drawn in dots or dashes (1.0).
+then pictures drawn in dots or dashes (1.0). A copy under the *same* label gets no nudge here
+(``classic`` gives it one): two copies of a picture with one label say nothing about whether the
+label is right, and a nudge lifted such copies over rows the views doubt (the independent review
+kept all 98 of the competition data's same-label copies; see bench_review_human). The copy stays
+visible in ``duplicate_of`` and in ``why``.
 
 **The suggestion** (:func:`suggestion`), for rows whose label is in doubt (the model and, where
 known, the neighbours give it less than half, and the views on average put the row among the
@@ -61,14 +65,12 @@ def combine(signals: pd.DataFrame) -> pd.Series:
     return pd.concat(ranks, axis=1).mean(axis=1, skipna=True).rename("priority")
 
 
-def priority(views: pd.Series, *, sure: pd.Series, dotted: pd.Series, copy: pd.Series,
-             scored: pd.Series, duplicate_weight: float) -> pd.Series:
+def priority(views: pd.Series, *, sure: pd.Series, dotted: pd.Series, scored: pd.Series) -> pd.Series:
     """The review priority: the views' mean rank, raised to :data:`TOP` for ``sure`` rows (blank,
-    a copy under another label) and to :data:`PICTURE` for dotted pictures, plus a small nudge
-    for a copy under the same label. Empty for rows nothing scored and nothing flagged."""
+    a copy under another label) and to :data:`PICTURE` for dotted pictures. Empty for rows
+    nothing scored and nothing flagged."""
     combined = np.maximum(views.fillna(0.0), TOP * sure.astype(float))
     combined = np.maximum(combined, PICTURE * dotted.astype(float))
-    combined = combined + duplicate_weight * copy.astype(float)
     return pd.Series(combined, index=views.index, name="priority").where(scored | sure | dotted)
 
 

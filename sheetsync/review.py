@@ -622,8 +622,7 @@ def review_signals(
     out["suggestion"] = _evidence.suggestion(pf, vote, labels, out["blank"].astype(bool) | dotted, views)
     out["priority"] = _evidence.priority(
         views, sure=out["blank"].astype(bool) | out["duplicate_conflict"].astype(bool),
-        dotted=dotted, copy=out["duplicate_of"].astype(str) != "", scored=out["confidence"].notna(),
-        duplicate_weight=weights.get("duplicate", 0.0))
+        dotted=dotted, scored=out["confidence"].notna())
     splits = items.set_index("id")["split"].astype(str) if "split" in items.columns else None
     out["why"] = why(out, labels, pf, splits)
     return out[list(SIGNAL_COLUMNS) + ["duplicate_conflict", *EVIDENCE_COLUMNS]]

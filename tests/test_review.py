@@ -251,6 +251,25 @@ def test_duplicates_on_real_pngs(tmp_path):
     assert top == group | {"blank"}  # one label of the group must be wrong; blank is junk
 
 
+def test_a_copy_under_the_same_label_is_not_lifted_over_a_doubted_row(tmp_path):
+    # Two copies with one label say nothing about the label: the combined order leaves them
+    # where the model puts them (classic still nudges them, for train/val leakage).
+    items = dataset(tmp_path, per_class=10)
+    copy = tmp_path / "copy" / "same.png"
+    copy.parent.mkdir()
+    copy.write_bytes((tmp_path / "data" / "ii" / "1.png").read_bytes())
+    items = pd.concat([items, pd.DataFrame([item(copy, "ii", "same", "val")])], ignore_index=True)
+    probs = pd.DataFrame(np.full((len(items), 3), 0.02), index=items["id"], columns=CLASSES)
+    for i, lab in zip(items["id"], items["label"], strict=True):
+        probs.loc[i, lab] = 0.96
+    probs.loc[["ii01", "same"]] = [0.06, 0.88, 0.06]
+    probs.loc["i07"] = [0.87, 0.07, 0.06]  # no copy; doubted a little more than the copies
+    out = review.review_signals(items, probs, CLASSES)
+    assert "ii01" in out.at["same", "duplicate_of"].split() and not out.at["same", "duplicate_conflict"]
+    assert review.review_order(out)[:3].tolist() == ["i07", "ii01", "same"]
+    assert review.review_order(out, "classic")[:3].tolist() == ["ii01", "same", "i07"]
+
+
 # ----------------------------------------------------------------------------- orders
 
 
