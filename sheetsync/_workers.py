@@ -8,6 +8,8 @@ other took about 200 s (1.44x), which pays for a third fold seed in ``predict``'
 * Workers are fresh processes (``spawn``: safe whether or not TensorFlow is already loaded
   here), each with ``cpu_count // workers`` TensorFlow threads (``TF_NUM_INTRAOP_THREADS``); a
   worker trains one fold at a time and keeps its model between folds, as this process does.
+* The folds of every fold seed go to one pool (``predict`` trains three seeds' folds): no worker
+  waits for another seed's last fold, and each worker starts and compiles its model once.
 * Every fold is saved by the process that trained it as soon as it is done (the same file and
   atomic write as in-process training), so an interrupted ``predict`` resumes per fold.
 * Progress lines ("fold 2/4: epoch 3/20, loss 1.234", "fold 2/4: done in 40 s") come back
@@ -20,8 +22,10 @@ other took about 200 s (1.44x), which pays for a third fold seed in ``predict``'
 
 Usage::
 
-    results = train_folds(fit_predict, items, fold_of, todo, classes, fit_kwargs,
-                          folds=4, workers=auto_workers(len(todo)), say=print)
+    jobs = [FoldJob(fold=f, fold_of=fold_of, fit_kwargs=kw, path=p, number=f + 1, total=4)
+            for f, p in todo]
+    results = train_folds(fit_predict, items, jobs, classes,
+                          workers=auto_workers(len(jobs)), say=print)  # in jobs' order
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,53 +57,61 @@ def auto_workers(todo: int, cpus: int | None = None) -> int:
     return max(1, min(todo, cpus if cpus is not None else (os.cpu_count() or 1)))
 
 
+@dataclass(frozen=True)
+class FoldJob:
+    """One fold to train: which fold of which split, with what, where its result goes, and its
+    name in progress lines ("fold 5/12": numbered across all the runs trained together)."""
+
+    fold: int
+    fold_of: pd.Series
+    fit_kwargs: Mapping[str, Any]
+    path: Path
+    number: int
+    total: int
+
+
 def train_folds(
     fit_predict: Callable[..., Any],
     items: pd.DataFrame,
-    fold_of: pd.Series,
-    todo: Sequence[tuple[int, Path]],
+    jobs: Sequence[FoldJob],
     classes: Sequence[str],
-    fit_kwargs: Mapping[str, Any],
     *,
-    folds: int,
     workers: int,
     say: Say,
     report_epochs: bool = True,
-) -> dict[int, FoldResult]:
-    """Train each (fold, path) of ``todo`` and save its result at ``path``; fold -> result."""
-    if workers <= 1 or len(todo) <= 1 or not _can_send(fit_predict):
-        return {f: train_one(fit_predict, items, fold_of, f, classes, fit_kwargs, path,
-                             folds=folds, say=say, report_epochs=report_epochs)
-                for f, path in todo}
-    return _in_workers(fit_predict, items, fold_of, todo, classes, fit_kwargs, folds=folds,
-                       workers=min(workers, len(todo)), say=say, report_epochs=report_epochs)
+) -> list[FoldResult]:
+    """Train each job's fold and save its result at the job's path; the results in jobs' order."""
+    if workers <= 1 or len(jobs) <= 1 or not _can_send(fit_predict):
+        return [train_one(fit_predict, items, job, classes, say=say, report_epochs=report_epochs)
+                for job in jobs]
+    return _in_workers(fit_predict, items, jobs, classes, workers=min(workers, len(jobs)),
+                       say=say, report_epochs=report_epochs)
 
 
 def train_one(
-    fit_predict: Callable[..., Any], items: pd.DataFrame, fold_of: pd.Series, fold: int,
-    classes: Sequence[str], fit_kwargs: Mapping[str, Any], path: Path, *, folds: int, say: Say,
-    report_epochs: bool = True,
+    fit_predict: Callable[..., Any], items: pd.DataFrame, job: FoldJob, classes: Sequence[str],
+    *, say: Say, report_epochs: bool = True,
 ) -> FoldResult:
     """Train one fold, save it, and say so (started, each epoch, done)."""
-    held = fold_of.to_numpy() == fold
-    say(f"fold {fold + 1}/{folds}: training on {int((~held).sum())} images, "
-        f"scoring {int(held.sum())}")
+    held = job.fold_of.to_numpy() == job.fold
+    name = f"fold {job.number}/{job.total}"
+    say(f"{name}: training on {int((~held).sum())} images, scoring {int(held.sum())}")
     t0 = time.perf_counter()
-    kwargs = dict(fit_kwargs)
+    kwargs = dict(job.fit_kwargs)
     if report_epochs:
-        kwargs["progress"] = _epoch_reporter(say, fold, folds)
-    result = run_fold(fit_predict, items, fold_of, fold, classes, kwargs)
-    result.save(path)
-    say(f"fold {fold + 1}/{folds}: done in {time.perf_counter() - t0:.0f} s")
+        kwargs["progress"] = _epoch_reporter(say, name)
+    result = run_fold(fit_predict, items, job.fold_of, job.fold, classes, kwargs)
+    result.save(job.path)
+    say(f"{name}: done in {time.perf_counter() - t0:.0f} s")
     return result
 
 
-def _epoch_reporter(say: Say, fold: int, folds: int) -> Callable[..., None]:
+def _epoch_reporter(say: Say, name: str) -> Callable[..., None]:
     # sheetsync.train calls progress(epoch, epochs, logs) after each epoch.
     def report(epoch: int, epochs: int, logs: Mapping[str, float] | None = None) -> None:
         loss = (logs or {}).get("loss")
         tail = f", loss {loss:.3f}" if loss is not None else ""
-        say(f"fold {fold + 1}/{folds}: epoch {epoch}/{epochs}{tail}")
+        say(f"{name}: epoch {epoch}/{epochs}{tail}")
 
     return report
 
@@ -114,10 +127,9 @@ def _can_send(fn: Callable[..., Any]) -> bool:
 
 
 def _in_workers(
-    fit_predict: Callable[..., Any], items: pd.DataFrame, fold_of: pd.Series,
-    todo: Sequence[tuple[int, Path]], classes: Sequence[str], fit_kwargs: Mapping[str, Any], *,
-    folds: int, workers: int, say: Say, report_epochs: bool,
-) -> dict[int, FoldResult]:
+    fit_predict: Callable[..., Any], items: pd.DataFrame, jobs: Sequence[FoldJob],
+    classes: Sequence[str], *, workers: int, say: Say, report_epochs: bool,
+) -> list[FoldResult]:
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
@@ -131,27 +143,25 @@ def _in_workers(
     results: dict[int, FoldResult] = {}
     try:
         with _main_hidden():  # the workers start at the first submit
-            jobs = [(f, pool.submit(_worker_train, fit_predict, items, fold_of, f, list(classes),
-                                    dict(fit_kwargs), str(path), folds, report_epochs))
-                    for f, path in todo]
-        pending = {job: f for f, job in jobs}
+            pending = {pool.submit(_worker_train, fit_predict, items, job, list(classes),
+                                   report_epochs): i for i, job in enumerate(jobs)}
         while pending:
             done, _ = wait(list(pending), timeout=0.2, return_when=FIRST_COMPLETED)
             _relay(lines, say)
-            for job in done:
-                results[pending.pop(job)] = job.result()  # a worker's error is raised here
+            for future in done:
+                results[pending.pop(future)] = future.result()  # a worker's error is raised here
         _relay(lines, say, linger=0.5)  # the last lines may still be on their way
     except BrokenProcessPool as e:
         raise TrainingError(f"a fold-training process died ({e}); run predict again to resume "
                             "(finished folds are kept), or set [review] fold_workers = 1") from e
     finally:
-        if len(results) < len(todo):  # an error or Ctrl-C: the other folds stop too
-            for job in pending:
-                job.cancel()
+        if len(results) < len(jobs):  # an error or Ctrl-C: the other folds stop too
+            for future in pending:
+                future.cancel()
             for proc in list(getattr(pool, "_processes", {}).values()):
                 proc.terminate()
         pool.shutdown(wait=True, cancel_futures=True)
-    return results
+    return [results[i] for i in range(len(jobs))]
 
 
 @contextlib.contextmanager
@@ -196,8 +206,8 @@ def _start_worker(lines: Any, threads: int) -> None:
 
 
 def _worker_train(
-    fit_predict: Callable[..., Any], items: pd.DataFrame, fold_of: pd.Series, fold: int,
-    classes: list[str], fit_kwargs: dict[str, Any], path: str, folds: int, report_epochs: bool,
+    fit_predict: Callable[..., Any], items: pd.DataFrame, job: FoldJob, classes: list[str],
+    report_epochs: bool,
 ) -> FoldResult:
-    return train_one(fit_predict, items, fold_of, fold, classes, fit_kwargs, Path(path),
-                     folds=folds, say=_WORKER_QUEUE.put, report_epochs=report_epochs)
+    return train_one(fit_predict, items, job, classes, say=_WORKER_QUEUE.put,
+                     report_epochs=report_epochs)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -195,27 +194,16 @@ def out_of_sample_runs(
 ) -> list[OutOfSample]:
     """:func:`out_of_sample` once per fold seed (other splits of the data, other models): the
     review averages their probabilities and neighbours, and their disagreement is a signal.
-    Fold messages are numbered across the runs ("fold 5/8"), so one progress bar covers all.
+    All the seeds' folds are trained together (one pool of workers, see :mod:`sheetsync._workers`)
+    and numbered across the runs ("fold 5/12"), so one progress bar covers all.
     :func:`latest_runs` reads them back."""
     work_dir = Path(work_dir)
-    runs, names = [], []
-    for i, seed in enumerate(seeds):
-        name = LATEST if i == 0 else f"latest-seed{seed}.npz"
-        say = _renumbered(progress, i * folds, len(seeds) * folds) if progress else None
-        runs.append(out_of_sample(items, classes, folds=folds, seed=seed, work_dir=work_dir,
-                                  progress=say, latest=name, **options))
-        names.append(name)
+    names = [LATEST if i == 0 else f"latest-seed{seed}.npz" for i, seed in enumerate(seeds)]
+    runs = _runs(items, classes, seeds=list(seeds), latest=names, folds=folds, work_dir=work_dir,
+                 progress=progress, **options)
     _crossval.write_atomic(work_dir / LATEST_RUNS, lambda p: p.write_text(
         json.dumps({"files": names}), encoding="utf-8"))
     return runs
-
-
-def _renumbered(say: Callable[[str], None], offset: int, total: int) -> Callable[[str], None]:
-    def renumber(message: str) -> None:
-        m = re.match(r"fold (\d+)/\d+: ", message)
-        say(f"fold {offset + int(m[1])}/{total}: {message[m.end():]}" if m else message)
-
-    return renumber
 
 
 def _check_items(items: pd.DataFrame, classes: Sequence[str]) -> pd.DataFrame:
@@ -269,6 +257,32 @@ def out_of_sample(
     model, see :mod:`sheetsync._workers`, and in this process for a ``fit_predict`` passed in;
     1: one after the other in this process).
     """
+    return _runs(items, classes, seeds=[seed], latest=[latest], folds=folds, epochs=epochs,
+                 work_dir=work_dir, cache_dir=cache_dir, fit_predict=fit_predict,
+                 progress=progress, augment=augment, snapshots=snapshots, workers=workers,
+                 **fit_options)[0]
+
+
+@dataclass
+class _Plan:
+    """One k-fold run before training: its split, its settings, the folds found in the cache
+    and the jobs still to train."""
+
+    seed: int
+    fold_of: pd.Series
+    settings: dict[str, Any]
+    found: dict[int, _crossval.FoldResult]
+    jobs: list[_workers.FoldJob]
+
+
+def _runs(
+    items: pd.DataFrame, classes: Sequence[str], *, seeds: list[int], latest: list[str],
+    folds: int, epochs: int, work_dir: Path, cache_dir: Path | None = None,
+    fit_predict: Callable[..., Any] | None = None, progress: Callable[[str], None] | None = None,
+    augment: bool = False, snapshots: Sequence[int] = (), workers: int | None = None,
+    **fit_options: Any,
+) -> list[OutOfSample]:
+    """The k-fold runs of ``seeds``: plan each, train every missing fold in one go, assemble."""
     start = time.perf_counter()
     items = _check_items(items, classes)
     # A model passed in (a stand-in, a callable that keeps state) trains here unless asked.
@@ -289,21 +303,42 @@ def out_of_sample(
     say = progress or (lambda message: None)
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
+    plans = [_plan(items, classes, seed=seed, folds=folds, epochs=epochs, work_dir=work_dir,
+                   cache_dir=cache_dir, fit_options=fit_options, first=i * folds,
+                   total=len(seeds) * folds, say=say)
+             for i, seed in enumerate(seeds)]
+    jobs = [job for plan in plans for job in plan.jobs]
+    trained = iter(_workers.train_folds(
+        fit_predict, items, jobs, classes, say=say, report_epochs=progress is not None,
+        workers=_workers.auto_workers(len(jobs)) if workers is None else workers))
+    runs = []
+    for plan, name in zip(plans, latest, strict=True):
+        for job in plan.jobs:
+            plan.found[job.fold] = next(trained)
+        oos = _assembled(plan, items, classes, seconds=time.perf_counter() - start)
+        oos.save(work_dir / name)
+        runs.append(oos)
+    return runs
 
+
+def _plan(
+    items: pd.DataFrame, classes: Sequence[str], *, seed: int, folds: int, epochs: int,
+    work_dir: Path, cache_dir: Path | None, fit_options: Mapping[str, Any], first: int,
+    total: int, say: Callable[[str], None],
+) -> _Plan:
+    """Split ``items`` for ``seed`` (keeping earlier assignments), and look up each fold's
+    result by its content key; ``first``: how many folds of other runs come before this one's."""
     map_path = _crossval.fold_map_path(work_dir, folds, seed)
     fold_of = _crossval.assign_folds(items, folds, seed, _crossval.read_fold_map(map_path))
     merged = {**_crossval.read_fold_map(map_path), **{str(k): int(v) for k, v in fold_of.items()}}
     _crossval.write_atomic(
         map_path, lambda p: p.write_text(pd.Series(merged).to_json(), encoding="utf-8")
     )
-
     settings = {"epochs": epochs, "seed": seed, **fit_options}
     # The augmentation settings name the fold results (their key), they are not an argument.
     passed = {k: v for k, v in fit_options.items() if k != "augment_settings"}
     fit_kwargs: dict[str, Any] = {"epochs": epochs, "seed": seed, "cache_dir": cache_dir, **passed}
-    reused: list[int] = []
-    found: dict[int, _crossval.FoldResult] = {}
-    todo: list[tuple[int, Path]] = []
+    plan = _Plan(seed=seed, fold_of=fold_of, settings=settings, found={}, jobs=[])
     for f in range(folds):
         held = fold_of.to_numpy() == f
         key = _crossval.fold_key(
@@ -312,17 +347,19 @@ def out_of_sample(
         path = work_dir / f"fold-{key[:24]}.npz"
         cached = _crossval.FoldResult.load(path)
         if cached is not None:
-            reused.append(f)
-            found[f] = cached
-            say(f"fold {f + 1}/{folds}: unchanged, reused")
+            plan.found[f] = cached
+            say(f"fold {first + f + 1}/{total}: unchanged, reused")
         else:
-            todo.append((f, path))
-    found.update(_workers.train_folds(
-        fit_predict, items, fold_of, todo, classes, fit_kwargs, folds=folds, say=say,
-        workers=_workers.auto_workers(len(todo)) if workers is None else workers,
-        report_epochs=progress is not None))
-    results = [found[f] for f in range(folds)]
+            plan.jobs.append(_workers.FoldJob(fold=f, fold_of=fold_of, fit_kwargs=fit_kwargs,
+                                              path=path, number=first + f + 1, total=total))
+    return plan
 
+
+def _assembled(
+    plan: _Plan, items: pd.DataFrame, classes: Sequence[str], *, seconds: float
+) -> OutOfSample:
+    """One :class:`OutOfSample` from a plan whose every fold is found (cached or trained)."""
+    results = [plan.found[f] for f in sorted(plan.found)]
     ids = np.concatenate([r.ids for r in results])
     order = pd.Index(items["id"])
     index = pd.Index(ids, name="id")
@@ -330,27 +367,25 @@ def out_of_sample(
     def frame(values: np.ndarray, columns: Sequence[Any]) -> pd.DataFrame:
         return pd.DataFrame(values, index=index, columns=list(columns)).loc[order].rename_axis("id")
 
+    def every_fold(parts: list[np.ndarray | None]) -> pd.DataFrame | None:
+        """One frame of a per-fold extra, when every fold kept it (older caches may not)."""
+        kept = [p for p in parts if p is not None]
+        return frame(np.concatenate(kept), classes) if len(kept) == len(parts) else None
+
     probs = frame(np.concatenate([r.probs for r in results]), classes)
     emb_parts = [r.embeddings for r in results]
     width = max(e.shape[1] for e in emb_parts)
     embeddings = frame(np.concatenate(emb_parts), range(width))
     dist = frame(np.concatenate([r.class_distance for r in results]), classes)
     snap, margin = _dynamics(results, frame, order, classes)
-    def every_fold(parts: list[np.ndarray | None]) -> pd.DataFrame | None:
-        """One frame of a per-fold extra, when every fold kept it (older caches may not)."""
-        kept = [p for p in parts if p is not None]
-        return frame(np.concatenate(kept), classes) if len(kept) == len(parts) else None
-
-    train_vote = every_fold([r.train_vote for r in results])
-    original = every_fold([r.original_probs for r in results])
-    oos = OutOfSample(
-        probs=probs, embeddings=embeddings, class_distance=dist, fold=fold_of,
-        reused=tuple(reused), seconds=time.perf_counter() - start, settings=settings,
-        items_digest=items_digest(items), snapshot_probs=snap, train_margin=margin,
-        train_vote=train_vote, original_probs=original,
+    trained = {job.fold for job in plan.jobs}
+    return OutOfSample(
+        probs=probs, embeddings=embeddings, class_distance=dist, fold=plan.fold_of,
+        reused=tuple(f for f in sorted(plan.found) if f not in trained), seconds=seconds,
+        settings=plan.settings, items_digest=items_digest(items), snapshot_probs=snap,
+        train_margin=margin, train_vote=every_fold([r.train_vote for r in results]),
+        original_probs=every_fold([r.original_probs for r in results]),
     )
-    oos.save(work_dir / latest)
-    return oos
 
 
 def snapshot_epochs(epochs: int) -> tuple[int, ...]:

@@ -355,6 +355,26 @@ def test_folds_trained_in_two_worker_processes_match_the_folds_trained_here(tmp_
     assert again.reused == (0, 1, 2)
 
 
+def test_every_seeds_folds_go_to_one_pool_of_workers(tmp_path, mocker):
+    """Two seeds of three folds on two workers: one pool for the six folds (no worker idles
+    while another seed's last fold trains), with the results of training them here."""
+    from sheetsync import _workers
+
+    items = _stroke_items(tmp_path)
+    kw = dict(seeds=review.fold_seeds(123, 2), folds=3, epochs=2, fit_predict=mean_pixels_fit_predict)
+    here = review.out_of_sample_runs(items, CLS3, work_dir=tmp_path / "a", workers=1, **kw)
+    pools = mocker.spy(_workers, "_in_workers")
+    messages: list[str] = []
+    there = review.out_of_sample_runs(items, CLS3, work_dir=tmp_path / "b", workers=2,
+                                      progress=messages.append, **kw)
+    assert pools.call_count == 1 and len(pools.call_args.args[2]) == 6
+    for a, b in zip(here, there, strict=True):
+        pd.testing.assert_frame_equal(a.probs, b.probs)
+        assert b.reused == ()
+    assert sorted(m.split(":")[0] for m in messages if m.endswith(" s")) == sorted(
+        f"fold {n}/6" for n in range(1, 7))
+
+
 _UNGUARDED_SCRIPT = """
 import sys
 from pathlib import Path
