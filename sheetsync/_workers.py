@@ -18,7 +18,8 @@ other took about 200 s (1.44x), which pays for a third fold seed in ``predict``'
   function of the ``__main__`` script) and a single fold to train run here. The workers do not
   re-run the caller's ``__main__`` (multiprocessing's default): a script that calls
   ``Project.predict()`` needs no ``if __name__ == "__main__"`` guard. A worker that dies (killed, out of memory) is a
-  :class:`~sheetsync.errors.TrainingError`; Ctrl-C stops the workers with this process.
+  :class:`~sheetsync.errors.TrainingError`; Ctrl-C stops the workers with this process, and a
+  worker whose parent is killed outright stops within a second.
 
 Usage::
 
@@ -36,6 +37,7 @@ import pickle
 import queue
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -203,6 +205,15 @@ def _start_worker(lines: Any, threads: int) -> None:
     # Ctrl-C reaches the whole process group: the parent stops the folds and reports it once.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ["TF_NUM_INTRAOP_THREADS"] = os.environ["TF_NUM_INTEROP_THREADS"] = str(threads)
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+
+
+def _exit_with_parent(parent: int, every: float = 1.0) -> None:
+    """Stop this worker when the process that started it is gone (killed with SIGTERM or
+    SIGKILL, it cannot stop its workers): an orphan would train its fold on to the end."""
+    while os.getppid() == parent:
+        time.sleep(every)
+    os._exit(1)
 
 
 def _worker_train(

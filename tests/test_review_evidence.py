@@ -404,6 +404,68 @@ def test_workers_do_not_run_the_callers_script_again(tmp_path):
     assert len(list((tmp_path / "w").glob("fold-*.npz"))) == 3
 
 
+def sleepy_fit_predict(train, predict_items, classes, *, pid_dir, **kw):
+    """Says which process it runs in, then takes a minute (module-level: it runs in a worker)."""
+    import os
+    import time
+
+    (Path(pid_dir) / f"{os.getpid()}.pid").write_text("", encoding="utf-8")
+    time.sleep(60)
+    return mean_pixels_fit_predict(train, predict_items, classes, **kw)
+
+
+_KILLED_SCRIPT = """
+import sys
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+from test_review_evidence import CLS3, _stroke_items, sleepy_fit_predict
+from sheetsync import review
+items = _stroke_items(Path({tmp!r}))
+review.out_of_sample(items, CLS3, folds=3, epochs=1, work_dir=Path({tmp!r}) / "w", workers=2,
+                     fit_predict=sleepy_fit_predict, pid_dir={tmp!r})
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process states from /proc")
+def test_workers_stop_when_their_parent_is_killed(tmp_path):
+    """SIGKILL leaves the parent no chance to stop its workers: they notice and stop by
+    themselves, instead of training their folds on as orphans."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "killed.py"
+    script.write_text(_KILLED_SCRIPT.format(tests=str(Path(__file__).parent), tmp=str(tmp_path)),
+                      encoding="utf-8")
+    parent = subprocess.Popen([sys.executable, str(script)])
+    try:
+        deadline = time.monotonic() + 120
+        while len(list(tmp_path.glob("*.pid"))) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        workers = [int(p.stem) for p in tmp_path.glob("*.pid")]
+        assert len(workers) == 2
+    finally:
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+
+    def running(pid: int) -> bool:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+        except OSError:
+            return False
+        return state != "Z"  # a zombie has stopped; only its exit status is left
+
+    deadline = time.monotonic() + 10
+    while any(running(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    alive = [pid for pid in workers if running(pid)]
+    for pid in alive:
+        os.kill(pid, signal.SIGKILL)
+    assert alive == []
+
+
 def refusing_fit_predict(train, predict_items, classes, **kw):
     """Refuses the fold that holds out image i0 (module-level: it runs in a worker)."""
     if "i0" not in set(train["id"]):
