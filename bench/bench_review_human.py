@@ -81,22 +81,29 @@ def cpu_seconds() -> float:
 
 
 def timed_oos(items: pd.DataFrame, args: argparse.Namespace, seed: int, augment: bool):
-    # The baseline ("today") keeps the folds it had before issue 9: plain, 20 epochs, batch 8.
+    """One k-fold run; the baseline ("today") keeps the folds it had before issue 9: plain,
+    20 epochs, batch 8."""
+    return timed_runs(items, args, [seed], augment)[0][0]
+
+
+def timed_runs(items: pd.DataFrame, args: argparse.Namespace, seeds: list[int], augment: bool):
+    """The k-fold runs of ``seeds``, trained as ``predict`` trains them (one pool for all)."""
     epochs, batch = (args.epochs, args.batch_size) if augment else (20, 8)
     load0, t0, c0 = os.getloadavg()[0], time.perf_counter(), cpu_seconds()
-    oos = review.out_of_sample(
-        items, CLASSES, folds=args.folds, epochs=epochs, seed=seed, augment=augment,
+    runs = review.out_of_sample_runs(
+        items, CLASSES, seeds=seeds, folds=args.folds, epochs=epochs, augment=augment,
         snapshots=review.snapshot_epochs(epochs) if augment else (),
         work_dir=args.work_dir / "oos", cache_dir=args.work_dir / "images",
         batch_size=batch, precision="float32", jit_compile=True,
         progress=(lambda m: print(f"  {m}", flush=True)) if args.verbose else None,
     )
     wall, cpu = time.perf_counter() - t0, cpu_seconds() - c0
-    print(f"out-of-sample {'augmented' if augment else 'plain'} seed {seed}: "
-          f"{args.folds} folds x {epochs} epochs, wall {wall:.0f} s, CPU {cpu:.0f} s, "
-          f"folds reused {len(oos.reused)}/{args.folds}, load {load0:.1f} -> {os.getloadavg()[0]:.1f}",
-          flush=True)
-    return oos, wall, cpu
+    reused = sum(len(r.reused) for r in runs)
+    print(f"out-of-sample {'augmented' if augment else 'plain'} seed(s) {' '.join(map(str, seeds))}: "
+          f"{args.folds} folds x {epochs} epochs each, wall {wall:.0f} s, CPU {cpu:.0f} s, "
+          f"folds reused {reused}/{args.folds * len(seeds)}, "
+          f"load {load0:.1f} -> {os.getloadavg()[0]:.1f}", flush=True)
+    return runs, wall, cpu
 
 
 def accuracy(probs: pd.DataFrame, items: pd.DataFrame) -> float:
@@ -127,12 +134,8 @@ def run(args: argparse.Namespace) -> bool:
     print(f"{len(items)} images, {len(problems)} problems in {args.review.name} "
           f"({(rev['verdict'] == 'remove').sum()} remove, {(rev['verdict'] == 'fix').sum()} fix); "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}", flush=True)
-    plain, p_wall, p_cpu = timed_oos(items, args, 123, augment=False)
-    runs, a_wall, a_cpu = [], 0.0, 0.0
-    for seed in args.seeds:
-        oos, wall, cpu = timed_oos(items, args, seed, augment=True)
-        runs.append(oos)
-        a_wall, a_cpu = a_wall + wall, a_cpu + cpu
+    plain = timed_oos(items, args, 123, augment=False)
+    runs, a_wall, a_cpu = timed_runs(items, args, list(args.seeds), augment=True)
     today = review.review_signals(items, plain, CLASSES)
     t0 = time.perf_counter()
     signals = review.review_signals(items, runs, CLASSES)
