@@ -21,6 +21,7 @@ Usage::
     python -m bench.bench_review_human                   # plain run + augmented seeds 123 321 519 (= predict)
     python -m bench.bench_review_human --seeds 125 323 519   # other fold seeds
     python -m bench.bench_review_human --seeds 123 321 519 125 323 --subsets   # every subset
+    python -m bench.bench_review_human --seeds 123 321 519 125 323 717 915 1113 --subsets --subset-size 3
 
 Per-fold results are cached under ``--work-dir`` (default bench-out/review-human): a second run
 with the same settings only recomputes the signals. The out-of-sample passes print their wall
@@ -175,7 +176,7 @@ def run(args: argparse.Namespace) -> bool:
     if args.ablation:
         ablation(items, runs, problems)
     if args.subsets:
-        subsets(items, runs, args.seeds, problems)
+        subsets(items, runs, args.seeds, problems, args.subset_size)
     if args.save_signals:
         out = args.work_dir / "signals.csv"
         signals.join(rev).to_csv(out)
@@ -211,19 +212,30 @@ def ablation(items: pd.DataFrame, runs: list, problems: set[str]) -> None:
             print("  " + label.ljust(56) + "".join(f"{x:9.1%}" for x in found), flush=True)
 
 
-def subsets(items: pd.DataFrame, runs: list, seeds: list[int], problems: set[str]) -> None:
-    """How steady the figures are: the order and cleanlab's on every subset of the seed runs."""
+def subsets(items: pd.DataFrame, runs: list, seeds: list[int], problems: set[str],
+            sizes: list[int] | None = None) -> None:
+    """How steady the figures are: the order and cleanlab's on every subset of the seed runs
+    (of the given sizes: all of them by default)."""
     import itertools
 
     print("\nsubsets of the seeds (first 5/10/15/20% of rows: sheetsync combined | cleanlab default):")
-    for k in range(1, len(runs) + 1):
+    summary = []
+    for k in sizes or range(1, len(runs) + 1):
+        at_15, above = [], 0
         for pick in itertools.combinations(range(len(runs)), k):
             rs = [runs[i] for i in pick]
             ours = recall_at(review.review_order(review.review_signals(items, rs, CLASSES), "combined"), problems)
             cl = recall_at(cleanlab_order(items, review.ensemble_probs(rs)), problems)
+            at_15.append(ours[2])
+            above += all(a > b for a, b in zip(ours, cl, strict=True))
             label = " ".join(str(seeds[i]) for i in pick)
             print("  " + label.ljust(24) + "".join(f"{x:7.1%}" for x in ours) + "  |"
                   + "".join(f"{x:7.1%}" for x in cl), flush=True)
+        s15 = pd.Series(at_15)
+        summary.append(f"  {k} seed(s), {len(s15)} subsets: first 15% min {s15.min():.1%}, median "
+                       f"{s15.median():.1%}, mean {s15.mean():.1%}, max {s15.max():.1%}; >= {FLOOR_15:.0%} "
+                       f"on {int((s15 >= FLOOR_15).sum())}; above cleanlab at every depth on {above}")
+    print("\nsummary by number of seeds:\n" + "\n".join(summary))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -244,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="also print what each part of the order buys, on the same folds")
     ap.add_argument("--subsets", action="store_true",
                     help="also print the figures for every subset of the seeds (how steady they are)")
+    ap.add_argument("--subset-size", type=int, action="append", metavar="K",
+                    help="with --subsets: only subsets of K seeds (repeatable; default: every size)")
     ap.add_argument("-v", "--verbose", action="store_true", help="print per-fold progress")
     return 0 if run(ap.parse_args(argv)) else 1
 
