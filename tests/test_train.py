@@ -288,3 +288,23 @@ def test_real_data_slice_trains_deterministically(tmp_path, jit):
         train, test, DCAI_CLASSES, epochs=2, jit_compile=jit, cache_dir=tmp_path / "cache"
     )
     assert np.array_equal(fresh.probs, again.probs)
+
+
+def test_a_single_threaded_worker_runs_the_input_pipeline_in_its_training_thread(monkeypatch):
+    """sheetsync._workers gives each fold worker one TensorFlow thread: its input pipeline then
+    runs without tf.data's own threads and prefetch (which left cores idle beside a second
+    worker); with more threads it keeps them. The elements are the same either way."""
+    x = np.arange(24, dtype=np.float32).reshape(12, 2)
+    y = np.arange(12) % 3
+
+    def batches(ds):
+        return [b[0].numpy().tolist() for b in ds]
+
+    monkeypatch.delenv("TF_NUM_INTRAOP_THREADS", raising=False)
+    shared = T.in_training_thread(T._train_ds(x, y, seed=5, batch_size=4))
+    assert not T.single_threaded() and shared.options().threading.private_threadpool_size is None
+    monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", "1")
+    own = T.in_training_thread(T._train_ds(x, y, seed=5, batch_size=4))
+    assert own.options().threading.private_threadpool_size == 1
+    assert own.options().autotune.enabled is False
+    assert batches(own) == batches(shared)
