@@ -552,6 +552,22 @@ def test_augmented_folds_with_the_fixed_model_on_a_slice_of_the_competition_data
     assert oos.train_margin.notna().all() and oos.settings["augment_settings"]["augment"]
 
 
+@pytest.mark.slow
+def test_augmented_folds_trained_twice_in_fresh_workers_give_the_same_probabilities(tmp_path):
+    """A fold trained in a worker (one TensorFlow thread, the input pipeline in the training
+    thread, XLA) is repeatable: two runs in fresh processes, nothing cached, give the same
+    probabilities, margins and neighbours, so a rerun of ``predict`` reproduces its order."""
+    items = _stroke_items(tmp_path)
+    runs = [review.out_of_sample(items, CLS3, folds=2, epochs=3, work_dir=tmp_path / f"w{k}",
+                                 augment=True, snapshots=(2, 3), jit_compile=True, workers=2)
+            for k in range(2)]
+    a, b = runs
+    pd.testing.assert_frame_equal(a.probs, b.probs, check_exact=True)
+    pd.testing.assert_frame_equal(a.snapshot_probs, b.snapshot_probs, check_exact=True)
+    pd.testing.assert_series_equal(a.train_margin, b.train_margin, check_exact=True)
+    pd.testing.assert_frame_equal(a.train_vote, b.train_vote, check_exact=True)
+
+
 def test_push_inputs_use_the_last_out_of_sample_run_only_when_it_scored_these_images(tmp_path):
     from sheetsync.inputs import review_inputs
     from sheetsync.store import StoredPredictions
