@@ -27,17 +27,17 @@ Per-fold results are cached under ``--work-dir`` (default bench-out/review-human
 with the same settings only recomputes the signals. The out-of-sample passes print their wall
 and CPU seconds and the machine's load average (meaningful only when the folds were trained).
 
-Measured (2 cores, load 0.5-1.7, this bench alone), seeds 123 321 519 (predict's default):
-first 15% of rows hold 65.7% of the problems for sheetsync combined, 61.2% for cleanlab's
-default on the same probabilities, 47.9% for the order before issue 9, 15.4% random
-(5/10/20%: 29.5/52.7/75.0, 29.0/48.1/70.5, 21.8/35.9/56.1, 4.8/10.4/20.5): the three floors
-print PASS on these seeds. Other seeds move the first 15% by about a point either way (see
-``--subsets`` and the README). ``drop?`` 389 rows, 40.6% removed by the review (53.7% removed
-or fixed); ``relabel`` 90 rows, 27.8% fixed (63.3% fixed or removed), class right in 92.0% of
-the 25 fixes found. Out-of-fold accuracy: plain 0.670, augmented seeds 0.815, 0.800, 0.793,
-what the order uses 0.829. Three seeds' twelve folds in one pool of two workers, nothing
-cached: 1,033 s wall, 1,577 s CPU (seeds 717 915 1113); 927 s wall, 1,809 s CPU once the
-workers ran their input pipeline in the training thread (seeds 1311 1509 1707, measured once).
+Measured (2 cores, load 1.2-2.6, this bench alone), seeds 123 321 519 (predict's default),
+trained twice from scratch with identical results: first 15% of rows hold 65.7% of the problems
+for sheetsync combined, 60.1% for cleanlab's default on the same probabilities, 47.9% for the
+order before issue 9, 15.4% random (5/10/20%: 30.6/51.9/73.7, 29.5/48.7/70.2, 21.8/35.9/56.1,
+4.8/10.4/20.5): the three floors print PASS. Other seeds move the first 15% by about a point
+either way (see ``--subsets`` and the README). ``drop?`` 400 rows, 38.8% removed by the review
+(51.7% removed or fixed); ``relabel`` 83 rows, 26.5% fixed (59.0% fixed or removed), class
+right in 95.5% of the 22 fixes found. Out-of-fold accuracy: plain 0.670, augmented seeds 0.827,
+0.796, 0.773, what the order uses 0.831. The three seeds' twelve folds in one pool of two
+workers, nothing cached: 810 s and 757 s wall, 1,580 s and 1,488 s CPU (1,033 s wall before
+the workers ran their input pipeline in the training thread, seeds 717 915 1113).
 """
 
 from __future__ import annotations
