@@ -90,8 +90,8 @@ def fold(items: pd.DataFrame, problem: pd.Series, args: argparse.Namespace) -> N
     book = book_items(args.data)
     xb = train._images(book, "label book", cache)
     trainer = train._trainer(xt, yt, len(CLASSES), seed=args.seed, batch_size=8,
-                             precision="float32", jit_compile=True)
-    trainer.ds = _augment.class_preserving(CLASSES, args.seed)(trainer.ds)
+                             precision="float32", jit_compile=True,
+                             augment=_augment.class_preserving(CLASSES, args.seed))
     views = [xh, *_augment.test_views(xh)]
     per_view: list[list[np.ndarray]] = [[] for _ in views]  # view -> snapshot probabilities
     for epoch in range(1, 21):

@@ -193,7 +193,10 @@ def _new_model(num_classes: int, precision: str, jit_compile: bool) -> keras.Mod
     return compile_model(model, jit_compile=jit_compile, steps_per_execution=STEPS_PER_EXECUTION)
 
 
-def _train_ds(x: np.ndarray, y: np.ndarray, seed: int, batch_size: int):
+def _train_ds(x: np.ndarray, y: np.ndarray, seed: int, batch_size: int,
+              augment: Callable[[Any], Any] | None = None):
+    """The training batches: shuffled, batched, augmented if asked, then threaded for this
+    process (:func:`pipeline_threads`)."""
     import tensorflow as tf
 
     # A full reshuffle every epoch, seeded: the same order sequence for the same seed.
@@ -202,7 +205,7 @@ def _train_ds(x: np.ndarray, y: np.ndarray, seed: int, batch_size: int):
         .shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
         .batch(batch_size)
     )
-    return ds if single_threaded() else ds.prefetch(tf.data.AUTOTUNE)
+    return pipeline_threads(ds if augment is None else augment(ds))
 
 
 def single_threaded() -> bool:
@@ -211,19 +214,20 @@ def single_threaded() -> bool:
     return os.environ.get("TF_NUM_INTRAOP_THREADS") == "1"
 
 
-def in_training_thread(ds: Any) -> Any:
-    """In a single-threaded process, the input pipeline (shuffle, batch, augmentation) runs in
-    the thread that trains, not in tf.data's own threads.
+def pipeline_threads(ds: Any) -> Any:
+    """The last stage of the input pipeline: in a single-threaded process the pipeline (shuffle,
+    batch, augmentation) runs in the thread that trains, not in tf.data's own threads, and
+    nothing is prefetched; elsewhere it keeps its threads and prefetches.
 
     Why: two workers side by side, each handing small batches from tf.data's threads to its
     training thread, left about a fifth of a 2-core machine idle (each ran at 75-78% of a core,
     one alone at 104%); run in the training thread they kept both cores busy (97% each) and
-    ten epochs took 59 s instead of 81-85 s. Elsewhere the pipeline keeps its own threads and
-    its prefetch, which overlap with training when there are cores to spare."""
-    if not single_threaded():
-        return ds
+    ten epochs took 59 s instead of 81-85 s. Elsewhere the pipeline's own threads and its
+    prefetch overlap with training when there are cores to spare."""
     import tensorflow as tf
 
+    if not single_threaded():
+        return ds.prefetch(tf.data.AUTOTUNE)
     options = tf.data.Options()
     options.autotune.enabled = False
     options.threading.private_threadpool_size = 1
@@ -261,7 +265,8 @@ class _Trainer:
         self.ds = None
         self.evaluator = _Evaluator(self.model)
 
-    def restart(self, x: np.ndarray, y: np.ndarray, seed: int, batch_size: int) -> _Trainer:
+    def restart(self, x: np.ndarray, y: np.ndarray, seed: int, batch_size: int,
+                augment: Callable[[Any], Any] | None = None) -> _Trainer:
         import tensorflow as tf
 
         if self.epoch:
@@ -270,7 +275,7 @@ class _Trainer:
             for v, value in zip(self.model.optimizer.variables, opt_state, strict=True):
                 v.assign(value)
         tf.keras.utils.set_random_seed(seed)
-        self.ds = _train_ds(x, y, seed, batch_size)
+        self.ds = _train_ds(x, y, seed, batch_size, augment)
         self.epoch = 0
         return self
 
@@ -290,13 +295,13 @@ class _Trainer:
 _last_trainer: list[_Trainer] = []  # at most one kept: the last configuration used
 
 
-def _trainer(x, y, num_classes, *, seed, batch_size, precision, jit_compile) -> _Trainer:
+def _trainer(x, y, num_classes, *, seed, batch_size, precision, jit_compile, augment=None) -> _Trainer:
     key = (num_classes, seed, precision, jit_compile)
     if not _last_trainer or _last_trainer[0].key != key:
         _last_trainer[:] = [
             _Trainer(num_classes, seed=seed, precision=precision, jit_compile=jit_compile)
         ]
-    return _last_trainer[0].restart(x, y, seed, batch_size)
+    return _last_trainer[0].restart(x, y, seed, batch_size, augment)
 
 
 def train_model(
@@ -544,10 +549,8 @@ def fit_predict(
         batch_size=batch_size,
         precision=precision,
         jit_compile=jit_compile,
+        augment=augment,
     )
-    if augment is not None:
-        trainer.ds = augment(trainer.ds)
-    trainer.ds = in_training_thread(trainer.ds)
 
     def score() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(embeddings, probabilities with the views, probabilities of the originals)."""

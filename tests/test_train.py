@@ -301,10 +301,10 @@ def test_a_single_threaded_worker_runs_the_input_pipeline_in_its_training_thread
         return [b[0].numpy().tolist() for b in ds]
 
     monkeypatch.delenv("TF_NUM_INTRAOP_THREADS", raising=False)
-    shared = T.in_training_thread(T._train_ds(x, y, seed=5, batch_size=4))
+    shared = T._train_ds(x, y, seed=5, batch_size=4)
     assert not T.single_threaded() and shared.options().threading.private_threadpool_size is None
     monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", "1")
-    own = T.in_training_thread(T._train_ds(x, y, seed=5, batch_size=4))
+    own = T._train_ds(x, y, seed=5, batch_size=4)
     assert own.options().threading.private_threadpool_size == 1
     assert own.options().autotune.enabled is False
     assert batches(own) == batches(shared)
