@@ -28,7 +28,7 @@ with the same settings only recomputes the signals. The out-of-sample passes pri
 and CPU seconds and the machine's load average (meaningful only when the folds were trained).
 
 Measured (2 cores, load 1.2-2.6, this bench alone), seeds 123 321 519 (predict's default),
-trained twice from scratch with identical results: first 15% of rows hold 65.7% of the problems
+trained three times from scratch with identical results: first 15% of rows hold 65.7% of the problems
 for sheetsync combined, 60.1% for cleanlab's default on the same probabilities, 47.9% for the
 order before issue 9, 15.4% random (5/10/20%: 30.6/51.9/73.7, 29.5/48.7/70.2, 21.8/35.9/56.1,
 4.8/10.4/20.5): the three floors print PASS. Other seeds move the first 15% by about a point
@@ -36,7 +36,7 @@ either way (see ``--subsets`` and the README). ``drop?`` 400 rows, 38.8% removed
 (51.7% removed or fixed); ``relabel`` 83 rows, 26.5% fixed (59.0% fixed or removed), class
 right in 95.5% of the 22 fixes found. Out-of-fold accuracy: plain 0.670, augmented seeds 0.827,
 0.796, 0.773, what the order uses 0.831. The three seeds' twelve folds in one pool of two
-workers, nothing cached: 810 s and 757 s wall, 1,580 s and 1,488 s CPU (1,033 s wall before
+workers, nothing cached: 810 s, 757 s and 793 s wall, 1,488-1,580 s CPU (1,033 s wall before
 the workers ran their input pipeline in the training thread, seeds 717 915 1113).
 """
 
