@@ -1,6 +1,6 @@
 """Signals measured for issue 9 and left out of the review order, against the human review.
 
-The issue asked for them. This reproduces the figures the README gives for leaving each one out,
+The issue asked for them. This reproduces the figures docs/review.md gives for leaving each one out,
 as AUCs of "the review calls this image a problem" on the competition data as released.
 
 * ``gap`` (no model): the widest empty gap between columns of ink, relative to the ink's height,
@@ -17,7 +17,7 @@ as AUCs of "the review calls this image a problem" on the competition data as re
 Usage::
 
     python -m bench.bench_left_out gap
-    python -m bench.bench_left_out fold --fold 0 --seed 123    # and --fold 1: the README's two folds
+    python -m bench.bench_left_out fold --fold 0 --seed 123    # and --fold 1: docs/review.md's two folds
 
 Measured (2 cores; fold training is not bit-for-bit repeatable, so a rerun moves the third
 decimal): gap AUC 0.416. Fold 0 / fold 1 of seed 123:

@@ -16,7 +16,7 @@ without the local record (one listing instead). "requests" and "bytes" are what 
 sent (counted on its HTTP session). The emulator answers one request at a time, so parallel
 uploads gain less here than against Google, where each upload waits on network latency.
 
-Measured figures: README, "Thumbnails: a bucket sheetsync fills itself".
+Measured figures: docs/google.md, "Thumbnails: a bucket sheetsync fills itself".
 
 Usage::
 

@@ -1,13 +1,14 @@
 """From how many rows a Google push needs more than one write, measured (issue 8 case 11).
 
 Builds the table a real push writes (``rows.build_table``: ids, paths and a storage-bucket URL
-template as in the README, review signals from ``review.review_signals`` on made-up but
+template as in docs/google.md, review signals from ``review.review_signals`` on made-up but
 full-precision probabilities, duplicates searched) for the competition's train+val images
 when ``../shared/data/dcai`` is there (else synthetic rows of the same shape), pushes the
 first N rows to the local Sheets API stand-in with the real gspread client, and counts the
 write requests the stand-in received. A bisection finds the largest N that is still one write.
 It also prints the typed JSON bytes per row, which is what the rule depends on. The baseline
-is the README's former claim (~2,400 rows); the ratio says how far off it was.
+is the README's former claim (~2,400 rows); the ratio says how far off it was. The measured
+limit is stated in docs/google.md, "Quota and the request budget" (a slow test compares them).
 
 Usage::
 

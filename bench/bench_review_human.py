@@ -32,7 +32,7 @@ trained three times from scratch with identical results: first 15% of rows hold 
 for sheetsync combined, 60.1% for cleanlab's default on the same probabilities, 47.9% for the
 order before issue 9, 15.4% random (5/10/20%: 30.6/51.9/73.7, 29.5/48.7/70.2, 21.8/35.9/56.1,
 4.8/10.4/20.5): the three floors print PASS. Other seeds move the first 15% by about a point
-either way (see ``--subsets`` and the README). ``drop?`` 400 rows, 38.8% removed by the review
+either way (see ``--subsets`` and docs/review.md, "Measured against a human review"). ``drop?`` 400 rows, 38.8% removed by the review
 (51.7% removed or fixed); ``relabel`` 83 rows, 26.5% fixed (59.0% fixed or removed), class
 right in 95.5% of the 22 fixes found. Out-of-fold accuracy: plain 0.670, augmented seeds 0.827,
 0.796, 0.773, what the order uses 0.831. The three seeds' twelve folds in one pool of two

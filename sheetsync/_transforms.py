@@ -26,7 +26,7 @@ from .errors import ConfigError
 CONTINUOUS = ("rotate", "shift", "zoom", "blur", "noise")
 FLIPS = ("hflip", "vflip")
 FAMILIES = (*FLIPS, *CONTINUOUS, "compose")
-# The ablation groups of bench_augment and the README.
+# The ablation groups of bench_augment and docs/review.md.
 GROUPS = {"flips": FLIPS, "geometric": ("rotate", "shift", "zoom"), "blur/noise": ("blur", "noise"),
           "composition": ("compose",)}
 

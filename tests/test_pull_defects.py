@@ -261,9 +261,9 @@ def test_compact_rows_renumbers_far_rows_and_keeps_row_1() -> None:
 
 
 def test_google_a_note_typed_as_a_formula_is_pulled_as_its_value(api, gproject) -> None:
-    """What the README says: ``=1+1`` typed without an apostrophe is a formula in Google
+    """What docs/google.md says: ``=1+1`` typed without an apostrophe is a formula in Google
     Sheets; pull records its value (2), and the next push writes that value as text. (This is
-    the sheet's behaviour, unchanged by sheetsync; the test pins what the README states.)"""
+    the sheet's behaviour, unchanged by sheetsync; the test pins what docs/google.md states.)"""
     ws = collaborator(api, gproject)
     values = ws.get_all_values()
     header = values[1]  # row 2, below the info line
@@ -310,11 +310,11 @@ def test_compact_columns_renames_used_columns_in_order() -> None:
     assert compact_columns(xml.replace(b'<c r="C1">', b"<c>")) is None  # implicit position
 
 
-# -- case 11: the README's one-write rule, measured -------------------------------------------
+# -- case 11: docs/google.md's one-write rule, measured -------------------------------------
 
 
 @pytest.mark.slow
-def test_the_readme_states_the_measured_one_write_limit() -> None:
+def test_the_google_page_states_the_measured_one_write_limit() -> None:
     import re
 
     from bench import bench_push_writes as bench
@@ -327,6 +327,6 @@ def test_the_readme_states_the_measured_one_write_limit() -> None:
     with SheetsStandin() as api:
         sid = api.create_spreadsheet("bench", shared_with=[bench.WHO])
         limit = bench.one_write_limit(api, sid, bench.real_table())
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    stated = re.search(r"one write up to \*\*([\d,]+) rows\*\*", readme)
+    page = (Path(__file__).resolve().parents[1] / "docs" / "google.md").read_text()
+    stated = re.search(r"one write up to \*\*([\d,]+) rows\*\*", page)
     assert stated is not None and int(stated.group(1).replace(",", "")) == limit
