@@ -244,9 +244,19 @@ def _formats(sheet_id: int, columns: list[Column], n_rows: int,
     return reqs
 
 
-def _info(sheet_id: int, layout: SheetLayout, names: list[str]) -> list[dict[str, Any]]:
-    """The info line in row 1, merged over the columns through ``note`` and wrapped."""
+def info_span(names: list[str], layout: SheetLayout) -> int:
+    """How many columns the info line is merged over: those through ``note``, but never
+    across the frozen column edge (Google refuses a merge of frozen and non-frozen columns,
+    and a batchUpdate with one refused request changes nothing), so with frozen columns only
+    the frozen ones, which also keeps the line in view when people scroll sideways."""
     span = names.index("note") + 1 if "note" in names else len(names)
+    frozen = frozen_columns(names, layout)
+    return min(span, frozen) if 0 < frozen < span else span
+
+
+def _info(sheet_id: int, layout: SheetLayout, names: list[str]) -> list[dict[str, Any]]:
+    """The info line in row 1, merged over the columns :func:`info_span` gives, wrapped."""
+    span = info_span(names, layout)
     reqs: list[dict[str, Any]] = [{"updateCells": {
         "range": grid(sheet_id, 0, 1, 0, 1),
         "rows": [{"values": [{

@@ -21,7 +21,7 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import requests
 from google.auth import exceptions as gauth_exceptions
@@ -31,8 +31,13 @@ from gspread.urls import SPREADSHEETS_API_V4_BASE_URL
 from ..errors import AuthError, BackendError, QuotaError, SheetNotFoundError, SheetsRequestError
 
 log = logging.getLogger("sheetsync.google")
+T = TypeVar("T")
 
 RETRY_CODES = frozenset({408, 429, 500, 502, 503, 504})
+# Answers after which a write may still have been applied: an internal error, a deadline past
+# Google's 180 s processing limit, no answer in time, a connection dropped after the request
+# went out. 408/429/502/503 say the request was not taken.
+MAYBE_APPLIED = frozenset({500, 504})
 # Google's advice: keep one request's payload under ~2 MB.
 MAX_PAYLOAD = 2_000_000
 
@@ -72,6 +77,11 @@ def dumps(body: Mapping[str, Any]) -> bytes:
     return json.dumps(body, allow_nan=False, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+class MaybeLandedError(QuotaError):
+    """A write that must not be sent twice failed in a way that leaves open whether Google
+    applied it; the caller reads the sheet back before it writes again."""
+
+
 class SheetsHTTP:
     """Counted, retried requests to one spreadsheet through a gspread ``Client``'s session."""
 
@@ -109,8 +119,14 @@ class SheetsHTTP:
         *,
         params: Mapping[str, Any] | None = None,
         body: Mapping[str, Any] | None = None,
+        repeat: bool = True,
     ) -> dict[str, Any]:
-        """Send one API request (retrying transient failures) and return its JSON body."""
+        """Send one API request (retrying transient failures) and return its JSON body.
+
+        ``repeat=False``: the write is not safe to send twice (an append, an addSheet, a
+        delete by id); when it may have landed (no answer in time, a dropped connection,
+        500/504) it is not repeated here but :class:`MaybeLandedError` is raised, so the
+        caller reads back and plans again (:meth:`guarded`)."""
         payload = None if body is None else dumps(body)
         headers = None if payload is None else {"Content-Type": "application/json; charset=utf-8"}
         started = time.monotonic()
@@ -131,15 +147,21 @@ class SheetsHTTP:
                 if code not in RETRY_CODES:
                     raise self._error(e) from None
                 last = f"{code} {e.error.get('status', '')}".strip()
+                if not repeat and code in MAYBE_APPLIED:
+                    raise self._maybe_landed(last) from None
                 retry_after = _retry_after(e.response)
                 log.info("Google Sheets answered %s; retrying", last)
                 continue
-            except requests.Timeout:
+            except requests.Timeout as e:
                 last = f"no answer within {self.timeout:g}s"
+                if not repeat and not isinstance(e, requests.ConnectTimeout):
+                    raise self._maybe_landed(last) from None
                 log.info("Google Sheets timed out; retrying")
                 continue
             except (requests.ConnectionError, gauth_exceptions.TransportError) as e:
                 last = f"connection failed ({type(e).__name__})"
+                if not repeat and _after_send(e):
+                    raise self._maybe_landed(last) from None
                 continue
             except gauth_exceptions.RefreshError:
                 raise AuthError(
@@ -158,6 +180,30 @@ class SheetsHTTP:
         if last.startswith("connection failed"):
             raise BackendError(message.replace("kept failing", "could not be reached"))
         raise QuotaError(message)
+
+    def _maybe_landed(self, last: str) -> MaybeLandedError:
+        return MaybeLandedError(
+            f"Google Sheets gave no clear answer to a write ({last}): it may have been applied")
+
+    def guarded(self, step: Callable[[int], T], what: str) -> T:
+        """Run ``step(attempt)``, which reads the sheet, works out what is still to write and
+        writes it with ``repeat=False``; when that write may have landed, wait (backoff) and
+        run it again: the fresh read finds the write if it landed, so it never lands twice.
+        ``what`` names the write for the message when every attempt stays unclear."""
+        last = ""
+        for attempt in range(self.max_retries + 1):
+            if attempt:
+                self.usage.retries += 1
+                self._wait(attempt, None)
+            try:
+                return step(attempt)
+            except MaybeLandedError as e:
+                last = str(e)
+                log.info("%s; reading the sheet back before writing again", last)
+        raise MaybeLandedError(
+            f"{last}; after {self.max_retries + 1} attempts it is still unclear whether {what} "
+            "reached the sheet: open the sheet to check, and run the command again (it reads "
+            "the sheet first, so nothing is written twice)")
 
     def _count(self, kind: str, payload: bytes | None) -> None:
         if kind == "read":
@@ -203,6 +249,13 @@ class SheetsHTTP:
                 "(paste the sheet's URL or id)"
             )
         return SheetsRequestError(code, status, message)
+
+
+def _after_send(e: Exception) -> bool:
+    """Whether a dropped connection may have carried the request (not a refused connect)."""
+    text = repr(e)
+    return not any(k in text for k in ("NewConnectionError", "Failed to establish",
+                                       "NameResolutionError", "ConnectTimeout"))
 
 
 def _code(e: APIError) -> int:
