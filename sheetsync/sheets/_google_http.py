@@ -38,6 +38,9 @@ RETRY_CODES = frozenset({408, 429, 500, 502, 503, 504})
 # Google's 180 s processing limit, no answer in time, a connection dropped after the request
 # went out. 408/429/502/503 say the request was not taken.
 MAYBE_APPLIED = frozenset({500, 504})
+# Usage limits: 60 reads and 60 writes per minute per user, "After 1 minute, you can execute
+# requests again": the last retry after 429s waits out the rest of that minute.
+QUOTA_MINUTE = 61.0
 # Google's advice: keep one request's payload under ~2 MB.
 MAX_PAYLOAD = 2_000_000
 
@@ -132,10 +135,16 @@ class SheetsHTTP:
         started = time.monotonic()
         last = ""
         retry_after: float | None = None
+        quota_waited: float | None = None  # seconds waited since the first 429
         for attempt in range(self.max_retries + 1):
             if attempt:
                 self.usage.retries += 1
-                self._wait(attempt, retry_after)
+                if quota_waited is not None and attempt == self.max_retries:
+                    retry_after = max(retry_after or 0.0, QUOTA_MINUTE - quota_waited)
+                delay = self._wait(attempt, retry_after,
+                                   cap=QUOTA_MINUTE if quota_waited is not None else None)
+                if quota_waited is not None:
+                    quota_waited += delay
             retry_after = None
             self._count(kind, payload)
             try:
@@ -150,6 +159,8 @@ class SheetsHTTP:
                 if not repeat and code in MAYBE_APPLIED:
                     raise self._maybe_landed(last) from None
                 retry_after = _retry_after(e.response)
+                if code == 429 and quota_waited is None:
+                    quota_waited = 0.0
                 log.info("Google Sheets answered %s; retrying", last)
                 continue
             except requests.Timeout as e:
@@ -214,13 +225,14 @@ class SheetsHTTP:
         self.usage.bytes_sent += size
         self.usage.largest_payload = max(self.usage.largest_payload, size)
 
-    def _wait(self, attempt: int, retry_after: float | None) -> None:
+    def _wait(self, attempt: int, retry_after: float | None, cap: float | None = None) -> float:
         # "Equal jitter": at least half the exponential step, so retries never bunch at zero.
         step = min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1))
         delay = random.uniform(step / 2, step)
         if retry_after is not None:
-            delay = max(delay, min(retry_after, self.backoff_cap))
+            delay = max(delay, min(retry_after, cap or self.backoff_cap))
         self.sleep(delay)
+        return delay
 
     def _error(self, e: APIError) -> BackendError:
         code = _code(e)
