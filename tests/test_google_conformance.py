@@ -68,10 +68,14 @@ def test_push_pull_watch_and_column_writes_pass_googles_rules(
     after = project.backend.read_table().set_index("id")
     assert len(after) == len(sheet) + 1 and after.index.is_unique  # the new image on one row
     assert len(project.backend.read_scores()) == 1  # one training, one score row
-    # A column write of the report's kind (sheetsync's own columns, matched by id).
+    # The report's columns (map_x, map_y, cluster) written as sheetsync's own columns,
+    # matched by id, as a republish writes them (`sheetsync report` itself sends nothing).
     _, layout, _, _ = project.review_table()
-    cols = pd.DataFrame({"why": [f"w-{i}" for i in after.index]}, index=after.index)
-    assert project.backend.update_own_columns(cols, layout).updated == len(after)
+    n = len(after)
+    cols = pd.DataFrame({"map_x": [0.5 * i for i in range(n)], "map_y": [-1.25] * n,
+                         "cluster": [i % 3 for i in range(n)]}, index=after.index)
+    result = project.backend.update_own_columns(cols, layout)
+    assert result.updated == n and result.missing_columns == ()
     project.push(force=True)  # and a push over the watched sheet
     conforms(api)
 

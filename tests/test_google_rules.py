@@ -279,13 +279,14 @@ def test_a_score_row_that_lands_and_times_out_is_there_once(api, make_backend, s
     assert fresh.read_scores()["version"].tolist() == ["1"]
 
 
+@pytest.mark.parametrize("layout", [LAYOUT, REVIEWED], ids=["plain", "reviewed"])
 def test_a_first_push_that_lands_and_times_out_succeeds_without_an_api_error(api, make_backend,
-                                                                             sheet_id):
+                                                                             sheet_id, layout):
     """Before: the retry sent the same addSheet again and surfaced
     'A sheet with the id ... already exists'."""
     backend = timing_out(make_backend, sheet_id)
     api.land_then_timeout(after=0, n=1, delay=0.7)
-    backend.write_table(table(5), REVIEWED)
+    backend.write_table(table(5), layout)
     assert backend.read_table()["id"].tolist() == table(5)["id"].tolist()
     assert [s.title for s in api.books[sheet_id].sheets] == ["Sheet1", "data", "scores"]
     assert rule_refusals(api) == []
@@ -305,16 +306,17 @@ def test_every_write_of_a_staged_push_may_land_and_time_out(api, make_backend, s
     assert rule_refusals(api) == []
 
 
+@pytest.mark.parametrize("layout", [LAYOUT, REVIEWED], ids=["plain", "reviewed"])
 def test_new_rows_of_a_republish_that_land_and_time_out_are_there_once(api, make_backend,
-                                                                       sheet_id):
+                                                                       sheet_id, layout):
     backend = timing_out(make_backend, sheet_id)
-    backend.write_table(table(4), REVIEWED)
+    backend.write_table(table(4), layout)
     new = table(6).iloc[4:].copy()
     updates = pd.DataFrame({"predicted": ["ii"] * 4}, index=table(4)["id"])
     # The values write (safe to repeat) and the appendCells (not) each land and time out.
     for after in (0, 1):
         api.land_then_timeout(after=after, n=1, delay=0.7)
-        result = backend.update_own_columns(updates, REVIEWED, append=new if after else None)
+        result = backend.update_own_columns(updates, layout, append=new if after else None)
     assert result.appended == 2
     ids = backend.read_table()["id"].tolist()
     assert ids == table(6)["id"].tolist()  # each id on one row
