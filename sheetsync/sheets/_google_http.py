@@ -3,8 +3,10 @@
 gspread's plain ``HTTPClient`` never retries and its ``BackOffHTTPClient`` (6.2.x) retries
 forever, so every request of :class:`~sheetsync.sheets.google.GoogleBackend` goes through
 :meth:`SheetsHTTP.call`: exponential backoff with jitter on 408/429/5xx, timeouts and dropped
-connections, at most ``max_retries`` retries, then a typed error. It also counts requests and
-bytes so each sync can say what it cost.
+connections, at most ``max_retries`` retries, then a typed error; after 429s the last retry
+waits out the rest of Google's quota minute. A write marked ``repeat=False`` is not retried
+after an answer that leaves open whether it landed: :meth:`SheetsHTTP.guarded` reads back and
+plans again instead. It also counts requests and bytes so each sync can say what it cost.
 
 Usage::
 

@@ -9,6 +9,9 @@ data tab with the layout and deletes the staging tab: a failed write leaves the 
 was, never half written. A read is one ``values.batchGet`` (unformatted values: numbers come back as
 numbers, text exactly as written). Every request goes through
 :class:`~sheetsync.sheets._google_http.SheetsHTTP`: bounded retries, a timeout, counted bytes.
+A write that is not safe to send twice (a push's batches, the score row, appended rows) is
+never repeated blindly after an unclear answer: the sheet is read back and only what is still
+missing is written (``SheetsHTTP.guarded``; docs/google-rules.md lists every write).
 
 Usage::
 
