@@ -41,7 +41,8 @@ RETRY_CODES = frozenset({408, 429, 500, 502, 503, 504})
 # went out. 408/429/502/503 say the request was not taken.
 MAYBE_APPLIED = frozenset({500, 504})
 # Usage limits: 60 reads and 60 writes per minute per user, "After 1 minute, you can execute
-# requests again": the last retry after 429s waits out the rest of that minute.
+# requests again": the last retry after 429s waits out the rest of that minute (in units of
+# ``backoff_base``, 1 s unless a test shortens every wait).
 QUOTA_MINUTE = 61.0
 # Google's advice: keep one request's payload under ~2 MB.
 MAX_PAYLOAD = 2_000_000
@@ -141,10 +142,11 @@ class SheetsHTTP:
         for attempt in range(self.max_retries + 1):
             if attempt:
                 self.usage.retries += 1
+                minute = QUOTA_MINUTE * self.backoff_base
                 if quota_waited is not None and attempt == self.max_retries:
-                    retry_after = max(retry_after or 0.0, QUOTA_MINUTE - quota_waited)
+                    retry_after = max(retry_after or 0.0, minute - quota_waited)
                 delay = self._wait(attempt, retry_after,
-                                   cap=QUOTA_MINUTE if quota_waited is not None else None)
+                                   cap=minute if quota_waited is not None else None)
                 if quota_waited is not None:
                     quota_waited += delay
             retry_after = None
