@@ -12,6 +12,12 @@ ignores ``fields``/``includeGridData`` (it returns all metadata, no grid data), 
 evaluated beyond ``=IMAGE`` (no value) and plain arithmetic, and formats are recorded per cell
 but not rendered.
 
+Google's documented rules are enforced (see "Google's rules" below, each with its source):
+a request the real API would refuse is refused here with Google's error shape
+``{"error": {"code": 400, "message": "Invalid requests[N].kind: ...", "status":
+"INVALID_ARGUMENT"}}`` and changes nothing. :meth:`SheetsStandin.land_then_timeout` applies
+writes and answers only after the client gave up, as a slow network does.
+
 The real gspread client is routed here by :func:`route`, which mounts a ``requests`` adapter
 that rewrites ``https://sheets.googleapis.com`` (and the Drive and OAuth hosts) to this server;
 service-account keys made by :meth:`SheetsStandin.service_account` carry the real token URI,
@@ -35,6 +41,7 @@ import secrets
 import threading
 import time
 from collections import deque
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -93,6 +100,7 @@ class Sheet:
     # userEnteredFormat per cell, merged field by field as the requests' field masks say.
     formats: dict[tuple[int, int], dict[str, Any]] = field(default_factory=dict)
     merges: list[dict[str, Any]] = field(default_factory=list)
+    hidden: bool = False
 
     def clone(self) -> Sheet:
         # Cheap copy-on-apply: cell values are immutable, so copying the row lists suffices.
@@ -109,6 +117,8 @@ class Sheet:
         return None
 
     def put(self, r: int, c: int, value: Any) -> None:
+        check_cell_length(value)
+        check_protection(self, r, c)
         if value is None and (r >= len(self.cells) or c >= len(self.cells[r])):
             return
         while len(self.cells) <= r:
@@ -131,8 +141,11 @@ class Sheet:
             grid["frozenRowCount"] = self.frozen_rows
         if self.frozen_cols:
             grid["frozenColumnCount"] = self.frozen_cols
-        return {"sheetId": self.sheet_id, "title": self.title, "index": self.index,
-                "sheetType": "GRID", "gridProperties": grid}
+        props = {"sheetId": self.sheet_id, "title": self.title, "index": self.index,
+                 "sheetType": "GRID", "gridProperties": grid}
+        if self.hidden:
+            props["hidden"] = True
+        return props
 
 
 @dataclass
@@ -296,13 +309,167 @@ def cell_value(cell: dict[str, Any]) -> Any:
     raise ApiError(400, f"Invalid userEnteredValue: {sorted(v)}")
 
 
+# -- Google's rules -------------------------------------------------------------------------
+# Each rule is written from Google's documentation, named in its comment, not from what
+# sheetsync sends. docs/google-rules.md lists them with what the stand-in does.
+
+# "Files you can store in Google Drive" (support.google.com/drive/answer/37603), Google Sheets:
+# "Up to 10 million cells or 18,278 columns (column ZZZ)" per spreadsheet, and up to 50,000
+# characters in one cell.
+MAX_CELLS = 10_000_000
+MAX_COLUMNS = 18_278
+MAX_CELL_CHARS = 50_000
+# Sheets API "Usage limits" (developers.google.com/sheets/api/limits): read and write requests
+# "Per minute per user per project 60", a 429 past it, refilled every minute; and "When Sheets
+# processes a request for more than 180 seconds, the request returns a timeout error."
+QUOTA_PER_MINUTE = 60
+PROCESSING_LIMIT_S = 180.0
+
+# Who sends the request being applied (protected ranges are per user).
+_EDITOR: ContextVar[str | None] = ContextVar("standin_editor", default=None)
+
+
+def check_cell_length(value: Any) -> None:
+    """"Files you can store in Google Drive": at most 50,000 characters in a cell."""
+    if isinstance(value, str) and len(value) > MAX_CELL_CHARS:
+        raise ApiError(400, f"Your input contains more than the maximum of {MAX_CELL_CHARS} "
+                            "characters in a single cell.")
+
+
+def check_protection(sheet: Sheet, r: int, c: int) -> None:
+    """ProtectedRange (Sheets API v4 reference, spreadsheets#ProtectedRange): "editors: The
+    users and groups with edit access to the protected range"; with "warningOnly" every user
+    can edit (the UI asks first) and editors are ignored. A cell of a range that is not
+    warning-only may be changed by its editors (and whoever added it) only."""
+    who = _EDITOR.get()
+    if who is None or not sheet.protected:
+        return
+    for pr in sheet.protected:
+        if pr.get("warningOnly"):
+            continue
+        rng = pr.get("range", {})
+        if not (rng.get("startRowIndex", 0) <= r < rng.get("endRowIndex", sheet.rows)
+                and rng.get("startColumnIndex", 0) <= c < rng.get("endColumnIndex", sheet.cols)):
+            continue
+        editors = set((pr.get("editors") or {}).get("users") or []) | {pr.get("_addedBy")}
+        if who not in editors:
+            raise ApiError(400, "You are trying to edit a protected cell or object. Please "
+                                "contact the spreadsheet owner to remove protection if you "
+                                "need to edit.")
+
+
+def check_merge_vs_frozen(sheet: Sheet, r0: int, r1: int, c0: int, c1: int) -> None:
+    """Google Sheets help "Freeze, group, hide, or merge rows & columns"
+    (support.google.com/docs/answer/9060449): a merge may not span frozen and non-frozen rows
+    or columns (the Sheets UI and the API refuse it)."""
+    if 0 < sheet.frozen_rows and r0 < sheet.frozen_rows < r1:
+        raise ApiError(400, "You can't merge frozen and non-frozen rows.")
+    if 0 < sheet.frozen_cols and c0 < sheet.frozen_cols < c1:
+        raise ApiError(400, "You can't merge frozen and non-frozen columns.")
+
+
+def check_freeze(sheet: Sheet) -> None:
+    """The same help page, the other way round: rows (columns) may not be frozen through a
+    merged cell, leaving only part of it frozen. GridProperties (reference): a frozen row
+    needs a row below it."""
+    if sheet.frozen_rows >= sheet.rows:
+        raise ApiError(400, "You can't freeze all visible rows on the sheet.")
+    if sheet.frozen_cols >= sheet.cols:
+        raise ApiError(400, "You can't freeze all visible columns on the sheet.")
+    for m in sheet.merges:
+        if 0 < sheet.frozen_rows and m["r0"] < sheet.frozen_rows < m["r1"]:
+            raise ApiError(400, "Sorry, it is not possible to freeze rows which contain only "
+                                "part of a merged cell.")
+        if 0 < sheet.frozen_cols and m["c0"] < sheet.frozen_cols < m["c1"]:
+            raise ApiError(400, "Sorry, it is not possible to freeze columns which contain "
+                                "only part of a merged cell.")
+
+
+def check_book(book: Spreadsheet) -> None:
+    """After each request: "Files you can store in Google Drive" (10 million cells, 18,278
+    columns), and SheetProperties.hidden / DeleteSheetRequest (reference): a spreadsheet keeps
+    at least one sheet, and at least one visible sheet."""
+    if not book.sheets:
+        raise ApiError(400, "You can't remove all the sheets in a document.")
+    if all(s.hidden for s in book.sheets):
+        raise ApiError(400, "You can't hide all the sheets in a document.")
+    for s in book.sheets:
+        if s.cols > MAX_COLUMNS:
+            raise ApiError(400, f"This action would increase the number of columns in sheet "
+                                f"'{s.title}' above the limit of {MAX_COLUMNS}.")
+    total = sum(s.rows * s.cols for s in book.sheets)
+    if total > MAX_CELLS:
+        raise ApiError(400, "This action would increase the number of cells in the workbook "
+                            f"above the limit of {MAX_CELLS} cells.")
+
+
+# Field masks (Sheets API v4 reference, UpdateCellsRequest / RepeatCellRequest /
+# AppendCellsRequest / UpdateSheetPropertiesRequest / UpdateDimensionPropertiesRequest:
+# "fields: ... At least one field must be specified. The root ... is implied and should not
+# be specified. A single "*" can be used as short-hand for listing every field"), and the
+# field names the reference gives for CellData, CellFormat, TextFormat, SheetProperties,
+# GridProperties and DimensionProperties. ANY: sub-fields are not checked further.
+ANY: dict[str, Any] = {}
+_TEXT = dict.fromkeys(("foregroundColor", "foregroundColorStyle", "fontFamily", "fontSize",
+                       "bold", "italic", "strikethrough", "underline", "link"), ANY)
+_FORMAT = {**dict.fromkeys(("numberFormat", "backgroundColor", "backgroundColorStyle",
+                            "borders", "padding", "horizontalAlignment", "verticalAlignment",
+                            "wrapStrategy", "textDirection", "hyperlinkDisplayType",
+                            "textRotation"), ANY), "textFormat": _TEXT}
+CELL_FIELDS = {**dict.fromkeys(("userEnteredValue", "note", "textFormatRuns", "dataValidation",
+                                "pivotTable", "dataSourceTable", "dataSourceFormula"), ANY),
+               "userEnteredFormat": _FORMAT}
+_GRID = dict.fromkeys(("rowCount", "columnCount", "frozenRowCount", "frozenColumnCount",
+                       "hideGridlines", "rowGroupControlAfter", "columnGroupControlAfter"), ANY)
+SHEET_FIELDS = {**dict.fromkeys(("sheetId", "title", "index", "sheetType", "hidden", "tabColor",
+                                 "tabColorStyle", "rightToLeft"), ANY), "gridProperties": _GRID}
+DIMENSION_FIELDS = dict.fromkeys(("pixelSize", "hiddenByUser", "hiddenByFilter",
+                                  "developerMetadata"), ANY)
+
+
+def mask_paths(mask: str) -> list[tuple[str, ...]]:
+    """``"a.b,c(d,e.f)"`` -> [("a","b"), ("c","d"), ("c","e","f")]."""
+    out: list[tuple[str, ...]] = []
+    for item in _split_top(mask):
+        if "(" in item:
+            if not item.endswith(")"):
+                raise ApiError(400, f"Invalid field mask: '{mask}'")
+            head, inner = item[:item.index("(")], item[item.index("(") + 1:-1]
+            prefix = tuple(p for p in re.split(r"[./]", head) if p)
+            out += [prefix + sub for sub in mask_paths(inner)]
+        else:
+            # "a/b" reads as "a.b" (gspread sends "gridProperties/rowCount"; Google takes it).
+            out.append(tuple(re.split(r"[./]", item)))
+    return out
+
+
+def check_mask(mask: Any, schema: dict[str, Any]) -> None:
+    if not isinstance(mask, str) or not mask.strip():
+        raise ApiError(400, "At least one field must be specified in 'fields'.")
+    if mask.strip() == "*":
+        return
+    for path in mask_paths(mask):
+        node: dict[str, Any] | None = schema
+        for name in path:
+            if node is ANY:
+                break
+            if node is None or name not in node:
+                raise ApiError(400, f"Invalid field mask: '{'.'.join(path)}' is not a field "
+                                    "of this request's object")
+            node = node[name]
+
+
 # -- the server -----------------------------------------------------------------------------
 
 
 class SheetsStandin:
     """The stand-in server and its state; a context manager that starts and stops it."""
 
-    def __init__(self, latency: float = 0.0):
+    def __init__(self, latency: float = 0.0, quota_per_minute: int | None = QUOTA_PER_MINUTE,
+                 clock: Any = time.monotonic):
+        """``quota_per_minute``: Google's per-user limit on reads and on writes (None: off,
+        for a test that times nothing and only counts); ``clock``: what the quota's minute
+        is measured with (a test's fake clock that the client's backoff sleeps advance)."""
         self.books: dict[str, Spreadsheet] = {}
         self.public_keys: dict[str, tuple[str, str]] = {}  # client_email -> (key id, PEM)
         self.tokens: dict[str, str] = {}  # access token -> identity
@@ -310,6 +477,11 @@ class SheetsStandin:
         self.hooks: list[tuple[str, Any]] = []  # (method + path substring, callable) run once
         self.lock = threading.RLock()
         self.latency = latency
+        self.quota_per_minute = quota_per_minute
+        self.clock = clock
+        self.processing_s: deque[float] = deque()  # simulated processing time of next writes
+        self.hangs: list[Any] = []  # [after, n, delay]: writes applied, answered late
+        self.refused: list[tuple[str, int, str]] = []  # (request, code, message) of each 4xx
         self.reset_counts()
         self.server = _Server(("127.0.0.1", 0), _handler(self))
         self.thread: threading.Thread | None = None
@@ -378,6 +550,43 @@ class SheetsStandin:
         with self.lock:
             self.write_faults = [after, n, fault]
 
+    def land_then_timeout(self, after: int, n: int = 1, delay: float = 1.5) -> None:
+        """Let ``after`` writes through, then apply the next ``n`` writes but answer each only
+        ``delay`` s later (after the client's timeout): the write landed, the client cannot
+        know."""
+        with self.lock:
+            self.hangs = [after, n, delay]
+
+    def slow_writes(self, *seconds: float) -> None:
+        """The next writes take this long to process (simulated, per write): past Google's
+        180 s limit a write answers with a timeout error and changes nothing."""
+        with self.lock:
+            self.processing_s.extend(seconds)
+
+    def _hang(self) -> float:
+        pending = self.hangs
+        if not pending or pending[1] <= 0:
+            return 0.0
+        if pending[0] > 0:
+            pending[0] -= 1
+            return 0.0
+        pending[1] -= 1
+        return float(pending[2])
+
+    def _over_quota(self, identity: str, kind: str) -> bool:
+        """Usage limits: 60 read and 60 write requests per minute per user (the window here
+        slides; Google refills every minute: a client that waits a minute is served)."""
+        if self.quota_per_minute is None:
+            return False
+        now = self.clock()
+        window = self.quota_log.setdefault((identity, kind), deque())
+        while window and window[0] <= now - 60.0:
+            window.popleft()
+        if len(window) >= self.quota_per_minute:
+            return True
+        window.append(now)
+        return False
+
     def before_next(self, match: str, fn: Any) -> None:
         """Run ``fn(api)`` once, just before the next request whose ``"METHOD path"`` contains
         ``match`` is applied: a collaborator acting between two requests of a client."""
@@ -401,6 +610,8 @@ class SheetsStandin:
         self.reads = self.writes = self.token_requests = self.faulted = self.side_requests = 0
         self.bytes_in = self.bytes_out = self.largest_body = 0
         self.log: list[tuple[str, str, int]] = []
+        # A test's counts start afresh, and so does its minute of quota.
+        self.quota_log: dict[tuple[str, str], deque[float]] = {}
 
     def _write_fault(self) -> tuple[Any, float] | None:
         pending = getattr(self, "write_faults", None)
@@ -468,15 +679,44 @@ class SheetsStandin:
         except ValueError as e:
             return 400, _error(400, f"Invalid JSON payload received. {e}")
         with self.lock:
-            book = self.books.get(m.group(1))
-            if book is None:
-                return 404, _error(404, "Requested entity was not found.")
-            if identity not in book.shared_with:
-                return 403, _error(403, "The caller does not have permission")
-            try:
-                return 200, self._route(book, method, m.group(2), query, payload)
-            except ApiError as e:
-                return e.code, _error(e.code, e.message)
+            if self._over_quota(identity, kind):
+                self.refused.append((key, 429, "quota"))
+                what = "Read" if kind == "read" else "Write"
+                return 429, _error(429, f"Quota exceeded for quota metric '{what} requests' and "
+                                        f"limit '{what} requests per minute per user' of service "
+                                        "'sheets.googleapis.com'.")
+            hang = self._hang() if kind == "write" else 0.0
+            slow = self.processing_s.popleft() if kind == "write" and self.processing_s else 0.0
+            status, answer = self._apply(identity, method, m.group(1), m.group(2), query,
+                                         payload, slow)
+            if 400 <= status < 500:
+                self.refused.append((key, status, answer["error"]["message"]))
+        if hang:
+            time.sleep(hang)  # applied; the answer comes after the client gave up
+        return status, answer
+
+    def _apply(self, identity: str, method: str, sid: str, rest: str, query: dict[str, Any],
+               payload: Any, slow: float) -> tuple[int, Any]:
+        book = self.books.get(sid)
+        if book is None:
+            return 404, _error(404, "Requested entity was not found.")
+        if identity not in book.shared_with:
+            return 403, _error(403, "The caller does not have permission")
+        saved = (book.sheets, book.next_protected_id)
+        token = _EDITOR.set(identity)
+        started = time.monotonic()
+        try:
+            answer = self._route(book, method, rest, query, payload)
+        except ApiError as e:
+            return e.code, _error(e.code, e.message)
+        finally:
+            _EDITOR.reset(token)
+        if time.monotonic() - started + slow > PROCESSING_LIMIT_S:
+            # Usage limits: past 180 s of processing the request "returns a timeout error";
+            # here it also changes nothing.
+            book.sheets, book.next_protected_id = saved
+            return 504, _error(504, "Deadline exceeded.")
+        return 200, answer
 
     def _identity(self, headers: Any) -> str | None:
         auth = headers.get("Authorization", "")
@@ -548,6 +788,7 @@ class SheetsStandin:
                     raise ApiError(400, f"Invalid requests[{i}]: unknown kind {kind!r}")
                 try:
                     replies.append(handler(book, args) or {})
+                    check_book(book)
                 except ApiError as e:
                     raise ApiError(e.code, f"Invalid requests[{i}].{kind}: {e.message}") from None
             return {"spreadsheetId": book.id, "replies": replies}
@@ -574,7 +815,9 @@ def _apply_atomically(book: Spreadsheet, fn: Any) -> Any:
     saved = (book.sheets, book.next_protected_id)
     book.sheets = [s.clone() for s in saved[0]]
     try:
-        return fn()
+        out = fn()
+        check_book(book)
+        return out
     except BaseException:
         book.sheets, book.next_protected_id = saved
         raise
@@ -585,7 +828,7 @@ def _get_spreadsheet(book: Spreadsheet) -> dict[str, Any]:
     for s in book.sheets:
         entry: dict[str, Any] = {"properties": s.properties()}
         if s.protected:
-            entry["protectedRanges"] = copy.deepcopy(s.protected)
+            entry["protectedRanges"] = [_public(copy.deepcopy(p)) for p in s.protected]
         if s.conditional:
             entry["conditionalFormats"] = copy.deepcopy(s.conditional)
         if s.basic_filter:
@@ -737,8 +980,8 @@ def _add_sheet(book: Spreadsheet, args: dict[str, Any]) -> Any:
     grid = props.get("gridProperties", {})
     sheet = Sheet(sheet_id, title, len(book.sheets), grid.get("rowCount", 1000),
                   grid.get("columnCount", 26), grid.get("frozenRowCount", 0), grid.get("frozenColumnCount", 0))
-    if sheet.frozen_rows >= sheet.rows:
-        raise ApiError(400, "You can't freeze all visible rows on the sheet.")
+    sheet.hidden = bool(props.get("hidden", False))
+    check_freeze(sheet)
     book.sheets.append(sheet)
     return {"addSheet": {"properties": sheet.properties()}}
 
@@ -753,9 +996,12 @@ def _delete_sheet(book: Spreadsheet, args: dict[str, Any]) -> None:
 def _update_sheet_properties(book: Spreadsheet, args: dict[str, Any]) -> None:
     props = args.get("properties", {})
     sheet = book.by_id(props.get("sheetId", 0))
+    check_mask(args.get("fields"), SHEET_FIELDS)
     fields = _fields(args.get("fields", ""))
     grid = props.get("gridProperties", {})
     star = "*" in fields
+    if star or "hidden" in fields:
+        sheet.hidden = bool(props.get("hidden", False))
     if star or "title" in fields:
         sheet.title = props.get("title", sheet.title)
     if star or "rowCount" in fields:
@@ -766,8 +1012,7 @@ def _update_sheet_properties(book: Spreadsheet, args: dict[str, Any]) -> None:
         sheet.frozen_rows = grid.get("frozenRowCount", 0)
     if star or "frozenColumnCount" in fields:
         sheet.frozen_cols = grid.get("frozenColumnCount", 0)
-    if sheet.frozen_rows >= sheet.rows:
-        raise ApiError(400, "You can't freeze all visible rows on the sheet.")
+    check_freeze(sheet)
 
 
 def _resize(sheet: Sheet, rows: int, cols: int) -> None:
@@ -854,9 +1099,8 @@ def _apply_format(sheet: Sheet, r: int, c: int, fmt: dict[str, Any],
 
 def _update_cells(book: Spreadsheet, args: dict[str, Any]) -> None:
     rows = args.get("rows", [])
+    check_mask(args.get("fields"), CELL_FIELDS)
     fields = _fields(args.get("fields", ""))
-    if not fields:
-        raise ApiError(400, "At least one field must be specified in 'fields'.")
     if "range" in args:
         sheet, r0, r1, c0, c1 = _grid_range(book, args["range"])
         if len(rows) > r1 - r0:
@@ -874,6 +1118,7 @@ def _update_cells(book: Spreadsheet, args: dict[str, Any]) -> None:
 
 
 def _append_cells(book: Spreadsheet, args: dict[str, Any]) -> None:
+    check_mask(args.get("fields"), CELL_FIELDS)
     sheet = book.by_id(args.get("sheetId", 0))
     rows = args.get("rows", [])
     start = sheet.last_data_row()
@@ -886,6 +1131,7 @@ def _append_cells(book: Spreadsheet, args: dict[str, Any]) -> None:
 
 
 def _repeat_cell(book: Spreadsheet, args: dict[str, Any]) -> None:
+    check_mask(args.get("fields"), CELL_FIELDS)
     sheet, r0, r1, c0, c1 = _grid_range(book, args.get("range", {}))
     cell = args.get("cell", {})
     rows = [{"values": [cell] * (c1 - c0)}] * (r1 - r0)
@@ -895,6 +1141,11 @@ def _repeat_cell(book: Spreadsheet, args: dict[str, Any]) -> None:
 
 def _merge_cells(book: Spreadsheet, args: dict[str, Any]) -> None:
     sheet, r0, r1, c0, c1 = _grid_range(book, args.get("range", {}))
+    # MergeCellsRequest (reference): mergeType MERGE_ALL, MERGE_COLUMNS or MERGE_ROWS.
+    if args.get("mergeType", "MERGE_ALL") not in ("MERGE_ALL", "MERGE_COLUMNS", "MERGE_ROWS"):
+        raise ApiError(400, f"Invalid value at 'requests.merge_cells.merge_type': "
+                            f"{args.get('mergeType')!r}")
+    check_merge_vs_frozen(sheet, r0, r1, c0, c1)
     for m in sheet.merges:
         if m["r0"] < r1 and r0 < m["r1"] and m["c0"] < c1 and c0 < m["c1"]:
             raise ApiError(400, "You can't merge cells that overlap a merged range.")
@@ -925,8 +1176,13 @@ def _add_protected_range(book: Spreadsheet, args: dict[str, Any]) -> Any:
     sheet, *_ = _grid_range(book, pr.get("range", {}))
     pr["protectedRangeId"] = book.next_protected_id
     book.next_protected_id += 1
+    pr["_addedBy"] = _EDITOR.get()  # may edit a range that is not warning-only
     sheet.protected.append(pr)
-    return {"addProtectedRange": {"protectedRange": pr}}
+    return {"addProtectedRange": {"protectedRange": _public(pr)}}
+
+
+def _public(pr: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in pr.items() if not k.startswith("_")}
 
 
 def _delete_protected_range(book: Spreadsheet, args: dict[str, Any]) -> None:
@@ -982,6 +1238,7 @@ def _dim_range(book: Spreadsheet, rng: dict[str, Any]) -> tuple[Sheet, str, int,
 
 
 def _update_dimension_properties(book: Spreadsheet, args: dict[str, Any]) -> None:
+    check_mask(args.get("fields"), DIMENSION_FIELDS)
     sheet, dim, start, end = _dim_range(book, args.get("range", {}))
     sheet.dimensions.append({"dimension": dim, "start": start, "end": end,
                              "properties": copy.deepcopy(args.get("properties", {}))})

@@ -244,21 +244,38 @@ def _formats(sheet_id: int, columns: list[Column], n_rows: int,
     return reqs
 
 
-def _info(sheet_id: int, layout: SheetLayout, names: list[str]) -> list[dict[str, Any]]:
-    """The info line in row 1, merged over the columns through ``note`` and wrapped."""
+def info_span(names: list[str], layout: SheetLayout) -> int:
+    """How many columns the info line is merged over: those through ``note``; but 1 (no
+    merge) when that would cross the frozen column edge: Google refuses a merge of frozen and
+    non-frozen columns, and a batchUpdate with one refused request changes nothing. (Merging
+    the frozen columns only would squeeze five lines into the narrow image and label
+    columns; unmerged, the text runs on over the empty cells of row 1.)"""
     span = names.index("note") + 1 if "note" in names else len(names)
+    frozen = frozen_columns(names, layout)
+    return 1 if 0 < frozen < span else span
+
+
+def _info(sheet_id: int, layout: SheetLayout, names: list[str]) -> list[dict[str, Any]]:
+    """The info line in row 1: merged over :func:`info_span` columns and wrapped there, or,
+    unmerged, overflowing to the right."""
+    span = info_span(names, layout)
+    wrap = "WRAP" if span > 1 or len(names) <= 1 else "OVERFLOW_CELL"
     reqs: list[dict[str, Any]] = [{"updateCells": {
         "range": grid(sheet_id, 0, 1, 0, 1),
         "rows": [{"values": [{
             "userEnteredValue": {"stringValue": layout.info},
             "userEnteredFormat": {"textFormat": {"bold": True, "fontFamily": FONT},
-                                  "backgroundColor": INFO_COLOR, "wrapStrategy": "WRAP",
+                                  "backgroundColor": INFO_COLOR, "wrapStrategy": wrap,
                                   "verticalAlignment": "MIDDLE"},
         }]}],
         "fields": "userEnteredValue,userEnteredFormat",
     }}]
     if span > 1:
         reqs.append({"mergeCells": {"range": grid(sheet_id, 0, 1, 0, span), "mergeType": "MERGE_ALL"}})
+    else:
+        # The row's other cells in the info colour too, so the line reads as one band.
+        reqs.append(_repeat(grid(sheet_id, 0, 1, 1, max(len(names), 1)),
+                            {"backgroundColor": INFO_COLOR}, "userEnteredFormat.backgroundColor"))
     reqs.append(_dimension(sheet_id, "ROWS", 0, 1, INFO_HEIGHT))
     return reqs
 

@@ -3,8 +3,10 @@
 gspread's plain ``HTTPClient`` never retries and its ``BackOffHTTPClient`` (6.2.x) retries
 forever, so every request of :class:`~sheetsync.sheets.google.GoogleBackend` goes through
 :meth:`SheetsHTTP.call`: exponential backoff with jitter on 408/429/5xx, timeouts and dropped
-connections, at most ``max_retries`` retries, then a typed error. It also counts requests and
-bytes so each sync can say what it cost.
+connections, at most ``max_retries`` retries, then a typed error; after 429s the last retry
+waits out the rest of Google's quota minute. A write marked ``repeat=False`` is not retried
+after an answer that leaves open whether it landed: :meth:`SheetsHTTP.guarded` reads back and
+plans again instead. It also counts requests and bytes so each sync can say what it cost.
 
 Usage::
 
@@ -21,7 +23,7 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import requests
 from google.auth import exceptions as gauth_exceptions
@@ -31,8 +33,17 @@ from gspread.urls import SPREADSHEETS_API_V4_BASE_URL
 from ..errors import AuthError, BackendError, QuotaError, SheetNotFoundError, SheetsRequestError
 
 log = logging.getLogger("sheetsync.google")
+T = TypeVar("T")
 
 RETRY_CODES = frozenset({408, 429, 500, 502, 503, 504})
+# Answers after which a write may still have been applied: an internal error, a deadline past
+# Google's 180 s processing limit, no answer in time, a connection dropped after the request
+# went out. 408/429/502/503 say the request was not taken.
+MAYBE_APPLIED = frozenset({500, 504})
+# Usage limits: 60 reads and 60 writes per minute per user, "After 1 minute, you can execute
+# requests again": the last retry after 429s waits out the rest of that minute (in units of
+# ``backoff_base``, 1 s unless a test shortens every wait).
+QUOTA_MINUTE = 61.0
 # Google's advice: keep one request's payload under ~2 MB.
 MAX_PAYLOAD = 2_000_000
 
@@ -72,6 +83,11 @@ def dumps(body: Mapping[str, Any]) -> bytes:
     return json.dumps(body, allow_nan=False, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+class MaybeLandedError(QuotaError):
+    """A write that must not be sent twice failed in a way that leaves open whether Google
+    applied it; the caller reads the sheet back before it writes again."""
+
+
 class SheetsHTTP:
     """Counted, retried requests to one spreadsheet through a gspread ``Client``'s session."""
 
@@ -109,17 +125,30 @@ class SheetsHTTP:
         *,
         params: Mapping[str, Any] | None = None,
         body: Mapping[str, Any] | None = None,
+        repeat: bool = True,
     ) -> dict[str, Any]:
-        """Send one API request (retrying transient failures) and return its JSON body."""
+        """Send one API request (retrying transient failures) and return its JSON body.
+
+        ``repeat=False``: the write is not safe to send twice (an append, an addSheet, a
+        delete by id); when it may have landed (no answer in time, a dropped connection,
+        500/504) it is not repeated here but :class:`MaybeLandedError` is raised, so the
+        caller reads back and plans again (:meth:`guarded`)."""
         payload = None if body is None else dumps(body)
         headers = None if payload is None else {"Content-Type": "application/json; charset=utf-8"}
         started = time.monotonic()
         last = ""
         retry_after: float | None = None
+        quota_waited: float | None = None  # seconds waited since the first 429
         for attempt in range(self.max_retries + 1):
             if attempt:
                 self.usage.retries += 1
-                self._wait(attempt, retry_after)
+                minute = QUOTA_MINUTE * self.backoff_base
+                if quota_waited is not None and attempt == self.max_retries:
+                    retry_after = max(retry_after or 0.0, minute - quota_waited)
+                delay = self._wait(attempt, retry_after,
+                                   cap=minute if quota_waited is not None else None)
+                if quota_waited is not None:
+                    quota_waited += delay
             retry_after = None
             self._count(kind, payload)
             try:
@@ -131,15 +160,23 @@ class SheetsHTTP:
                 if code not in RETRY_CODES:
                     raise self._error(e) from None
                 last = f"{code} {e.error.get('status', '')}".strip()
+                if not repeat and code in MAYBE_APPLIED:
+                    raise self._maybe_landed(last) from None
                 retry_after = _retry_after(e.response)
+                if code == 429 and quota_waited is None:
+                    quota_waited = 0.0
                 log.info("Google Sheets answered %s; retrying", last)
                 continue
-            except requests.Timeout:
+            except requests.Timeout as e:
                 last = f"no answer within {self.timeout:g}s"
+                if not repeat and not isinstance(e, requests.ConnectTimeout):
+                    raise self._maybe_landed(last) from None
                 log.info("Google Sheets timed out; retrying")
                 continue
             except (requests.ConnectionError, gauth_exceptions.TransportError) as e:
                 last = f"connection failed ({type(e).__name__})"
+                if not repeat and _after_send(e):
+                    raise self._maybe_landed(last) from None
                 continue
             except gauth_exceptions.RefreshError:
                 raise AuthError(
@@ -159,6 +196,30 @@ class SheetsHTTP:
             raise BackendError(message.replace("kept failing", "could not be reached"))
         raise QuotaError(message)
 
+    def _maybe_landed(self, last: str) -> MaybeLandedError:
+        return MaybeLandedError(
+            f"Google Sheets gave no clear answer to a write ({last}): it may have been applied")
+
+    def guarded(self, step: Callable[[int], T], what: str) -> T:
+        """Run ``step(attempt)``, which reads the sheet, works out what is still to write and
+        writes it with ``repeat=False``; when that write may have landed, wait (backoff) and
+        run it again: the fresh read finds the write if it landed, so it never lands twice.
+        ``what`` names the write for the message when every attempt stays unclear."""
+        last = ""
+        for attempt in range(self.max_retries + 1):
+            if attempt:
+                self.usage.retries += 1
+                self._wait(attempt, None)
+            try:
+                return step(attempt)
+            except MaybeLandedError as e:
+                last = str(e)
+                log.info("%s; reading the sheet back before writing again", last)
+        raise MaybeLandedError(
+            f"{last}; after {self.max_retries + 1} attempts it is still unclear whether {what} "
+            "reached the sheet: open the sheet to check, and run the command again (it reads "
+            "the sheet first, so nothing is written twice)")
+
     def _count(self, kind: str, payload: bytes | None) -> None:
         if kind == "read":
             self.usage.reads += 1
@@ -168,13 +229,14 @@ class SheetsHTTP:
         self.usage.bytes_sent += size
         self.usage.largest_payload = max(self.usage.largest_payload, size)
 
-    def _wait(self, attempt: int, retry_after: float | None) -> None:
+    def _wait(self, attempt: int, retry_after: float | None, cap: float | None = None) -> float:
         # "Equal jitter": at least half the exponential step, so retries never bunch at zero.
         step = min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1))
         delay = random.uniform(step / 2, step)
         if retry_after is not None:
-            delay = max(delay, min(retry_after, self.backoff_cap))
+            delay = max(delay, min(retry_after, cap or self.backoff_cap))
         self.sleep(delay)
+        return delay
 
     def _error(self, e: APIError) -> BackendError:
         code = _code(e)
@@ -203,6 +265,13 @@ class SheetsHTTP:
                 "(paste the sheet's URL or id)"
             )
         return SheetsRequestError(code, status, message)
+
+
+def _after_send(e: Exception) -> bool:
+    """Whether a dropped connection may have carried the request (not a refused connect)."""
+    text = repr(e)
+    return not any(k in text for k in ("NewConnectionError", "Failed to establish",
+                                       "NameResolutionError", "ConnectTimeout"))
 
 
 def _code(e: APIError) -> int:

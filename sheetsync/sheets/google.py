@@ -9,6 +9,9 @@ data tab with the layout and deletes the staging tab: a failed write leaves the 
 was, never half written. A read is one ``values.batchGet`` (unformatted values: numbers come back as
 numbers, text exactly as written). Every request goes through
 :class:`~sheetsync.sheets._google_http.SheetsHTTP`: bounded retries, a timeout, counted bytes.
+A write that is not safe to send twice (a push's batches, the score row, appended rows) is
+never repeated blindly after an unclear answer: the sheet is read back and only what is still
+missing is written (``SheetsHTTP.guarded``; docs/google-rules.md lists every write).
 
 Usage::
 
@@ -134,8 +137,15 @@ class GoogleBackend(Backend):
         return pd.DataFrame() if values is None else _frame(values, index_rows=False)
 
     def write_table(self, table: pd.DataFrame, layout: SheetLayout) -> None:
-        names = [str(c) for c in table.columns]
         check_cells(table, layout)  # before any request: a refused push changes nothing
+        # The batches add sheets and delete protected ranges by id: not safe to send twice.
+        # A write that may have landed makes the push start over from a fresh read, which
+        # plans against what the sheet holds now (a push rewrites the whole tab, so doing it
+        # again gives the same sheet).
+        self.http.guarded(lambda _: self._write_table(table, layout), "the push")
+
+    def _write_table(self, table: pd.DataFrame, layout: SheetLayout) -> None:
+        names = [str(c) for c in table.columns]
         meta = self._sheets()
         top = cells.header_offset(layout)  # the header's 0-based row: 1 below an info line
         prepare, sheet_id = self._prepare(meta, len(table), len(names), head=top,
@@ -153,7 +163,7 @@ class GoogleBackend(Backend):
             # Cells and structure in one batchUpdate: the sheet changes atomically.
             if rows:
                 first.append(_update_cells(sheet_id, top + 1, rows, len(names), _ROW_FIELDS))
-            self._batch(first)
+            self._batch(first, repeat=False)
         else:
             self._write_staged(meta, sheet_id, names, rows, layout, [*prepare, *head], structure)
 
@@ -193,11 +203,11 @@ class GoogleBackend(Backend):
                 update = _update_cells(staging, 1 + start, chunk, c + 1, fields)
                 update["updateCells"]["range"]["startColumnIndex"] = c
                 if first and len(dumps({"requests": [*first, update]})) > MAX_PAYLOAD:
-                    self._batch(first)  # full: send what is packed, start a new batch
+                    self._batch(first, repeat=False)  # full: send what is packed, start anew
                     first = []
                 first.append(update)
         if first:
-            self._batch(first)
+            self._batch(first, repeat=False)
         raw = [[None if c in image_cols else cells.raw_value(cell) for c, cell in enumerate(r["values"])]
                for r in rows]
         title = "'" + staging_title.replace("'", "''") + "'"
@@ -212,7 +222,8 @@ class GoogleBackend(Backend):
                               "destination": cells.grid(sheet_id, top + 1, top + n + 1, 0, width),
                               "pasteType": "PASTE_NORMAL"}}
         # Values before the structure: pasting also copies the staging tab's (plain) formats.
-        self._batch([*before, copy, *structure, {"deleteSheet": {"sheetId": staging}}])
+        self._batch([*before, copy, *structure, {"deleteSheet": {"sheetId": staging}}],
+                    repeat=False)
 
     def update_own_columns(self, updates: pd.DataFrame, layout: SheetLayout, *,
                            append: pd.DataFrame | None = None) -> OwnUpdate:
@@ -239,7 +250,7 @@ class GoogleBackend(Backend):
                                body={"valueInputOption": "RAW", "data": batch})
             if attempt == 0:
                 appended = self._append_rows(values[head - 1], set(rows.values()), append,
-                                             layout)
+                                             layout, head)
             expected = {r: i for r, i in rows.items() if i in set(map(str, updates.index))}
             if not ranges or not own.moved(expected, self._read_ids(header["id"], head)):
                 found = set(rows.values())
@@ -257,7 +268,7 @@ class GoogleBackend(Backend):
         return own.ids_by_row([list(r[:1]) for r in column], 0, head)
 
     def _append_rows(self, header_cells: list[Any], present: set[str],
-                     append: pd.DataFrame | None, layout: SheetLayout) -> int:
+                     append: pd.DataFrame | None, layout: SheetLayout, head: int) -> int:
         """Whole rows, in the sheet's column order, for ids with no row yet (one appendCells)."""
         if append is None or not len(append):
             return 0
@@ -268,19 +279,48 @@ class GoogleBackend(Backend):
         frame = new.reindex(columns=[n if n in new.columns else "" for n in names])
         frame.columns = [n or f"column {i + 1}" for i, n in enumerate(names)]
         frame = frame.astype(object).where(frame.notna(), "")
-        meta = self._sheets()
-        sheet_id = meta[self.worksheet]["properties"]["sheetId"]
-        self._batch([{"appendCells": {"sheetId": sheet_id, "rows": cells.table_rows(frame, layout),
-                                      "fields": "userEnteredValue"}}])
-        return len(new)
+        ids = frame["id"].astype(str).tolist() if "id" in frame.columns else []
+        id_col = names.index("id") if "id" in names else None
+
+        def step(attempt: int) -> int:
+            # appendCells is not safe to send twice: after a write that may have landed, the
+            # id column read back says which rows are there already; only the rest is sent.
+            rows = frame
+            if attempt and id_col is not None:
+                there = set(self._read_ids(id_col, head).values())
+                rows = frame[[i not in there for i in ids]]
+                if not len(rows):
+                    return len(frame)
+            meta = self._sheets()
+            sheet_id = meta[self.worksheet]["properties"]["sheetId"]
+            self._batch([{"appendCells": {"sheetId": sheet_id,
+                                          "rows": cells.table_rows(rows, layout),
+                                          "fields": "userEnteredValue"}}], repeat=False)
+            return len(frame)
+
+        return self.http.guarded(step, f"the {len(frame)} new row(s)")
 
     def append_score(self, row: Mapping[str, object]) -> None:
-        meta = self._sheets()
+        """One more row on the scores tab. An append is not safe to send twice: after a write
+        that may have landed, the tab read back says whether the row is there already."""
+        before: list[int] = []
+
+        def step(attempt: int) -> None:
+            meta = self._sheets()
+            old = (self._read_values(SCORES_SHEET) or []) if SCORES_SHEET in meta else []
+            if attempt and before and _has_row(old[before[0]:], old[:1], row):
+                return
+            before[:] = [max(len(old), 1)]  # rows below it are new (the header is row 1)
+            self._batch(self._score_requests(meta, old[:1], row), repeat=False)
+
+        self.http.guarded(step, "the score row")
+
+    def _score_requests(self, meta: dict[str, dict[str, Any]], old: list[list[Any]],
+                        row: Mapping[str, object]) -> list[dict[str, Any]]:
         reqs: list[dict[str, Any]] = []
         if SCORES_SHEET in meta:
             sheet_id = meta[SCORES_SHEET]["properties"]["sheetId"]
-            old = self._read_values(SCORES_SHEET, cells="1:1") or [[]]
-            header = [cell_text(v) for v in old[0]]
+            header = [cell_text(v) for v in (old or [[]])[0]]
             spare = meta[SCORES_SHEET]["properties"]["gridProperties"]["columnCount"]
         else:
             sheet_id = _new_id(meta)
@@ -301,7 +341,7 @@ class GoogleBackend(Backend):
         # appendCells writes after the last row with data: earlier scores are never overwritten.
         reqs.append({"appendCells": {"sheetId": sheet_id, "rows": [{"values": values}],
                                      "fields": "userEnteredValue"}})
-        self._batch(reqs)
+        return reqs
 
     # -- requests ------------------------------------------------------------------------
 
@@ -321,8 +361,8 @@ class GoogleBackend(Backend):
         body = self.http.call("read", "GET", "", params={"fields": _META_FIELDS})
         return {s["properties"]["title"]: s for s in body.get("sheets", [])}
 
-    def _batch(self, reqs: list[dict[str, Any]]) -> None:
-        self.http.call("write", "POST", ":batchUpdate", body={"requests": reqs})
+    def _batch(self, reqs: list[dict[str, Any]], *, repeat: bool = True) -> None:
+        self.http.call("write", "POST", ":batchUpdate", body={"requests": reqs}, repeat=repeat)
 
     def _prepare(self, meta: dict[str, dict[str, Any]], n_rows: int, width: int, *,
                  head: int = 0, frozen_cols: int = 0) -> tuple[list[dict[str, Any]], int]:
@@ -395,6 +435,17 @@ def _frame(values: list[list[Any]], *, index_rows: bool) -> pd.DataFrame:
     mark_header_row(frame, head)
     return mark_headerless(frame, {f"column {c + 1}": c + 1 for c in keep
                                    if c >= len(header) or not header[c]})
+
+
+def _has_row(rows: list[list[Any]], header: list[list[Any]], row: Mapping[str, object]) -> bool:
+    """Whether one of ``rows`` (read back under ``header``) holds exactly the score ``row``."""
+    names = [cell_text(v) for v in (header or [[]])[0]]
+    want = {str(k): cell_text(cells.plain(v)) for k, v in row.items()}
+    for got in rows:
+        have = {n: cell_text(got[c]) if c < len(got) else "" for c, n in enumerate(names)}
+        if all(have.get(k, "") == v for k, v in want.items()):
+            return True
+    return False
 
 
 def _fits(rows: list[dict[str, Any]], budget: int) -> bool:
