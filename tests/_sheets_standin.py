@@ -311,7 +311,7 @@ def cell_value(cell: dict[str, Any]) -> Any:
 
 # -- Google's rules -------------------------------------------------------------------------
 # Each rule is written from Google's documentation, named in its comment, not from what
-# sheetsync sends. docs/google-rules.md lists them with what the stand-in does.
+# sheetsync sends. docs/google.md ("Google's rules and the stand-in") lists them with what the stand-in does.
 
 # "Files you can store in Google Drive" (support.google.com/drive/answer/37603), Google Sheets:
 # "Up to 10 million cells or 18,278 columns (column ZZZ)" per spreadsheet, and up to 50,000

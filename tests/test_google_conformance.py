@@ -1,7 +1,7 @@
 """Conformance: every request a push, a pull, a publish, a watch cycle (pull, score row,
 republish with a new and a gone image) and a column write of the report's kind sends goes
 through the stand-in's checks of Google's documented rules (tests/_sheets_standin.py,
-docs/google-rules.md), quota included (60 reads and 60 writes a minute per user, on the real
+docs/google.md ("Google's rules and the stand-in")), quota included (60 reads and 60 writes a minute per user, on the real
 clock), and none is refused."""
 
 from __future__ import annotations

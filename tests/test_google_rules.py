@@ -1,7 +1,7 @@
 """Google's documented rules in the stand-in, and sheetsync's writes under them.
 
 The stand-in (tests/_sheets_standin.py) refuses what the real Sheets API refuses, with
-Google's error shape, and changes nothing (docs/google-rules.md lists each rule and its
+Google's error shape, and changes nothing (docs/google.md ("Google's rules and the stand-in") lists each rule and its
 source). These tests check each rule there, then that every kind of write sheetsync makes is
 accepted, and that a write which lands and then times out is never applied twice."""
 

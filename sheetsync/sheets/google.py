@@ -11,7 +11,7 @@ numbers, text exactly as written). Every request goes through
 :class:`~sheetsync.sheets._google_http.SheetsHTTP`: bounded retries, a timeout, counted bytes.
 A write that is not safe to send twice (a push's batches, the score row, appended rows) is
 never repeated blindly after an unclear answer: the sheet is read back and only what is still
-missing is written (``SheetsHTTP.guarded``; docs/google-rules.md lists every write).
+missing is written (``SheetsHTTP.guarded``; docs/google.md ("Google's rules and the stand-in") lists every write).
 
 Usage::
 
