@@ -179,6 +179,8 @@ def run(args: argparse.Namespace) -> bool:
         ablation(items, runs, problems)
     if args.subsets:
         subsets(items, runs, args.seeds, problems, args.subset_size)
+    if args.rounds:
+        checks["rounds"] = run_rounds(items, runs, signals, rev, problems)
     if args.save_signals:
         out = args.work_dir / "signals.csv"
         signals.join(rev).to_csv(out)
@@ -255,6 +257,107 @@ def subsets(items: pd.DataFrame, runs: list, seeds: list[int], problems: set[str
     print("\nsummary by number of seeds:\n" + "\n".join(summary))
 
 
+# ----------------------------------------------------------------------------- review rounds
+# (issue 24) A reviewer reads the next 5% of the unchecked rows in rank order, answers from the
+# independent review (relabel, drop or tick), and the order is learned again from every answer
+# so far (sheetsync.rerank). The ranker only ever receives the answers of rows already read.
+
+ROUND = 0.05
+FLOOR_ROUNDS_15 = 0.72
+
+
+class Reviewer:
+    """The independent review, answering one row at a time: it is asked only about the rows
+    read, and hands back only their answers (True: relabel or drop, i.e. a problem; False:
+    ticked as right)."""
+
+    def __init__(self, rev: pd.DataFrame):
+        self._verdict = rev["verdict"].astype(str)
+
+    def read(self, ids: list[str]) -> pd.Series:
+        return pd.Series([self._verdict[i] != "keep" for i in ids], index=pd.Index(ids, name="id"),
+                         dtype=bool)
+
+
+def review_rounds(signals: pd.DataFrame, spaces: list, reviewer: Reviewer, rounds: int = 4,
+                  share: float = ROUND) -> tuple[list[str], list[pd.Series], list[float]]:
+    """The rows in the order the reviewer reads them, the unread rows' scores after each re-rank
+    (the ranker's view of what is left), and the seconds of each re-rank."""
+    from sheetsync import rerank
+
+    per_round = round(share * len(signals))
+    answers = pd.Series(dtype=bool)
+    order = review.review_order(signals, "combined")  # the one-shot order reads first
+    read: list[str] = []
+    scores: list[pd.Series] = []
+    seconds: list[float] = []
+    for _ in range(rounds):
+        batch = [i for i in order if i not in answers.index][:per_round]
+        read += batch
+        answers = pd.concat([answers, reviewer.read(batch)])
+        t0 = time.perf_counter()
+        result = rerank.rerank(signals, answers, spaces)
+        seconds.append(time.perf_counter() - t0)
+        order = result.order
+        scores.append(result.score[~result.score.index.isin(answers.index)])
+    return read, scores, seconds
+
+
+def run_rounds(items: pd.DataFrame, runs: list, signals: pd.DataFrame, rev: pd.DataFrame,
+               problems: set[str]) -> bool:
+    """Print the rounds' figures against the one-shot order; True when the floors hold."""
+    spaces = [(r.embeddings, r.fold) for r in runs]
+    read, scores, seconds = review_rounds(signals, spaces, Reviewer(rev))
+    n = len(signals)
+    one_shot = recall_at(review.review_order(signals, "combined"), problems)
+    rounds = [len(problems & set(read[: round(c * n)])) / len(problems) for c in CUTS]
+    head = "order".ljust(32) + "".join(f"first {c:.0%}".rjust(11) for c in CUTS)
+    print(f"\nreview rounds: read the next {ROUND:.0%} of unchecked rows, answer from the review, "
+          f"re-rank ({len(CUTS)} rounds)")
+    print(head + "\n" + "-" * len(head))
+    print("one-shot (sheetsync combined)".ljust(32) + "".join(f"{x:11.1%}" for x in one_shot))
+    print("rounds (re-ranked after each)".ljust(32) + "".join(f"{x:11.1%}" for x in rounds))
+    print(f"one re-rank of {n:,} rows: " + ", ".join(f"{s:.2f} s" for s in seconds)
+          + " (neighbours in the fold spaces + the fit; the signals are computed once)")
+    rounds_suggestions(signals, scores, read, rev)
+    checks = {
+        f"rounds: first 15% hold >= {FLOOR_ROUNDS_15:.0%} of the problems in three rounds "
+        f"({rounds[2]:.1%})": rounds[2] >= FLOOR_ROUNDS_15,
+        "rounds never below the one-shot order (5/10/15/20%)":
+            all(a >= b for a, b in zip(rounds, one_shot, strict=True)),
+    }
+    for text, passed in checks.items():
+        print(f"floor: {text}: {'PASS' if passed else 'FAIL'}")
+    return all(checks.values())
+
+
+def rounds_suggestions(signals: pd.DataFrame, scores: list[pd.Series], read: list[str],
+                       rev: pd.DataFrame) -> None:
+    """The suggestion column's precision on the rows not read yet, after each round: as
+    ``predict`` wrote it, and kept only where the re-rank's learned odds say a problem is at
+    least as likely as not."""
+    from scipy.special import expit
+
+    verdict = rev["verdict"].reindex(signals.index).astype(str)
+    per_round = len(read) // len(scores)
+    print("suggestion precision on the unread rows (share the review removes or fixes):")
+    for k, score in enumerate(scores, start=1):
+        left = score.index
+        s = signals.loc[left, "suggestion"].astype(str)
+        likely = pd.Series(expit(score.to_numpy()) >= 0.5, index=left)
+        parts = []
+        for name, mask in (("drop?", s == "drop?"), ("relabel", s.str.startswith("relabel"))):
+            both = mask & likely
+            parts.append(f"{name} {int(mask.sum())} rows {_share(verdict[left][mask])}"
+                         f" -> {int(both.sum())} rows {_share(verdict[left][both])} when the "
+                         f"re-rank agrees")
+        print(f"  after round {k} ({k * per_round} read): " + "; ".join(parts))
+
+
+def _share(v: pd.Series) -> str:
+    return f"{(v != 'keep').mean():.1%}" if len(v) else "n/a"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.bench_review_human",
                                  description=__doc__.split("\n")[0])
@@ -275,6 +378,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="also print the figures for every subset of the seeds (how steady they are)")
     ap.add_argument("--subset-size", type=int, action="append", metavar="K",
                     help="with --subsets: only subsets of K seeds (repeatable; default: every size)")
+    ap.add_argument("--rounds", action="store_true",
+                    help="also simulate review rounds: read 5%% of the unchecked rows, answer from "
+                         "the review, re-rank, repeat (issue 24)")
     ap.add_argument("-v", "--verbose", action="store_true", help="print per-fold progress")
     return 0 if run(ap.parse_args(argv)) else 1
 

@@ -157,6 +157,11 @@ def edit_cells(sheet: pd.DataFrame | None, published: pd.DataFrame | None) -> fr
 
 
 def _differs(name: str, now: str, was: str) -> bool:
+    from .rows import CHECKED, checked_value
+
+    if name == CHECKED:  # FALSE and an empty cell are the same: not ticked
+        a, b = checked_value(now), checked_value(was)
+        return (now if a is None else a) != (was if b is None else b)
     if name in ("split", "label", "action"):
         a, b = now.strip().casefold(), was.strip().casefold()
         return a != b and not (name == "action" and a == "" and b == "keep")
