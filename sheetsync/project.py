@@ -223,7 +223,7 @@ class Project:
         signals, source = review_inputs(items, self.config.classes, stored, info.version,
                                         oos_dir=self.store.oos_dir)
         signals = with_map(signals, self.store.latest_map(info.version))
-        judged = self.versions.load(stored.version) if stored is not None else None
+        judged = self._judged(stored)
         answers = answers_of(manifest, judged)
         ids = self._review_order(signals, manifest, order, answers,
                                  lambda: self._judged_signals(items, judged, stored, signals))
@@ -279,6 +279,15 @@ class Project:
                             pushed_at=now_iso(), unreadable=sorted(scanned.images.unusable),
                             checked=(len(answers), int(answers.sum())))
 
+    def _judged(self, stored: Any) -> pd.DataFrame | None:
+        """The manifest whose labels the order was computed from: the predictions' version
+        (the first version without predictions); a relabel or drop since then is a problem
+        found."""
+        if stored is not None:
+            return self.versions.load(stored.version)
+        first = self.versions.list()
+        return self.versions.load(first[0].version) if first else None
+
     def _judged_signals(self, items: pd.DataFrame, judged: pd.DataFrame | None,
                         stored: Any, signals: pd.DataFrame) -> tuple[pd.DataFrame, list[Any]]:
         """The review signals under the labels the fold models judged (what a problem looked
@@ -287,7 +296,7 @@ class Project:
 
         runs = fold_runs(self.store.oos_dir, stored, items) if stored is not None else None
         spaces = [(r.embeddings, r.fold) for r in runs or []]
-        if judged is None:
+        if judged is None or stored is None:
             return signals, spaces
         then = judged.set_index(judged["id"].astype(str))["label"].astype(str)
         old = items["id"].map(then).fillna(items["label"])
@@ -655,6 +664,8 @@ class Project:
             result = StatusResult(self.config.root, info, len(manifest),
                                   counts_table(manifest, self.config.classes, self.config.splits),
                                   recovered=self.recovered, skipped=self.skipped)
+            answers = answers_of(manifest, self._judged(self.store.latest_predictions(info.version)))
+            result.checked, result.checked_problems = len(answers), int(answers.sum())
             if check_sheet:
                 self._sheet_status(result)
             scores = self.scores.read()

@@ -159,8 +159,9 @@ def rerank(signals: pd.DataFrame, answers: pd.Series,
         score = prior.copy()
     score = score.rename("score")
     checked = index.isin(answers.index)
-    # Unchecked rows first, by score; ties (and the checked rows) keep the fixed order.
-    key = np.lexsort((-prior.to_numpy(), -score.to_numpy(), checked))
+    # Unchecked rows first, by score; ties (and the checked rows) keep the fixed order, and
+    # its ties id order (as sheetsync.review.review_order).
+    key = np.lexsort((index.to_numpy(dtype=str), -prior.to_numpy(), -score.to_numpy(), checked))
     order = index[key]
     rank = pd.Series(np.arange(1, len(order) + 1), index=order, name="rank").reindex(index)
     return Rerank(score, order, rank, weights, len(answers), n_problems, learned=enough)
