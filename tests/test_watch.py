@@ -211,7 +211,7 @@ def test_workbook_republish_keeps_the_review_sheet_layout_a_push_makes(
     ws = load_workbook(path)["data"]
     assert header_row(ws) == 2 and ws["A1"].value == sheet_layout.info
     assert ws["A1"].value.startswith(INFO_PREFIX) and "1 blank" in ws["A1"].value
-    assert [str(r) for r in ws.merged_cells.ranges] == ["A1:H1"]
+    assert [str(r) for r in ws.merged_cells.ranges] == ["A1:J1"]
     assert ws.freeze_panes == "C3" and ws.print_title_rows == "$1:$2"
     header = [c.value for c in ws[2]]
     col = {name: i + 1 for i, name in enumerate(header)}
