@@ -124,10 +124,11 @@ def plan(state: WatchState, seen: Observation, now: float, settings: WatchSettin
         if left > 0:
             return Plan("wait", state, edits=len(edits), left=left)
         return Plan("pull", replace(state, attempted=edits), edits=len(edits))
-    if settings.train and not seen.trained:
-        return Plan("train", state, version=seen.version)
+    # The new rank (sheetsync.rerank) is out in seconds, before a training of minutes.
     if seen.published_key != state.published_key:
         return Plan("republish", state, key=seen.published_key)
+    if settings.train and not seen.trained:
+        return Plan("train", state, version=seen.version)
     return Plan("idle", state)
 
 

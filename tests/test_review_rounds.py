@@ -175,3 +175,16 @@ def test_google_checked_is_a_checkbox_and_watch_republishes_the_rank(
     rank = ranks(google)
     assert rank[order[0]] == len(order)
     assert [rank[i] for i in order[1:]] == list(range(1, len(order)))
+
+
+def test_after_a_pull_the_watcher_republishes_the_rank_before_it_trains() -> None:
+    """The new order is out in seconds; the training (minutes) comes after it."""
+    from sheetsync.watch import Observation, WatchState, plan
+
+    pulled = WatchState(published_key="v2/1 score(s)")
+    seen = Observation(frozenset(), 3, False, "v3/1 score(s)")  # a new version, not trained
+    step = plan(pulled, seen, 0.0, WatchSettings(quiet=0))
+    assert step.action == "republish"
+    step = plan(step.state if step.action != "republish" else
+                WatchState(published_key=step.key), seen, 1.0, WatchSettings(quiet=0))
+    assert step.action == "train"

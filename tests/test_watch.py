@@ -369,8 +369,10 @@ def test_an_edit_during_training_queues_exactly_one_more_run(local: Project) -> 
     trainer = fake_trainer(project, during)
     watcher = Watcher(project, WatchSettings(quiet=0, once=True), lambda e: None, trainer)
     actions = [watcher.cycle() for _ in range(10)]
-    assert actions[:6] == ["pull", "train", "pull", "train", "republish", "idle"]
-    assert set(actions[6:]) == {"idle"}
+    # The new version's columns (its rank) go out before each training (issue 24).
+    assert actions[:8] == ["pull", "republish", "train", "pull", "republish", "train",
+                           "republish", "idle"]
+    assert set(actions[8:]) == {"idle"}
     assert trainer.calls == [2, 3]  # one run per version, never two at once
     scores = project.backend.read_scores()
     assert scores["version"].tolist() == ["2", "3"]
