@@ -180,7 +180,7 @@ def run(args: argparse.Namespace) -> bool:
     if args.subsets:
         subsets(items, runs, args.seeds, problems, args.subset_size)
     if args.rounds:
-        checks["rounds"] = run_rounds(items, runs, signals, rev, problems)
+        checks["rounds"] = run_rounds(runs, signals, rev, problems)
     if args.save_signals:
         out = args.work_dir / "signals.csv"
         signals.join(rev).to_csv(out)
@@ -303,7 +303,7 @@ def review_rounds(signals: pd.DataFrame, spaces: list, reviewer: Reviewer, round
     return read, scores, seconds
 
 
-def run_rounds(items: pd.DataFrame, runs: list, signals: pd.DataFrame, rev: pd.DataFrame,
+def run_rounds(runs: list, signals: pd.DataFrame, rev: pd.DataFrame,
                problems: set[str]) -> bool:
     """Print the rounds' figures against the one-shot order; True when the floors hold."""
     spaces = [(r.embeddings, r.fold) for r in runs]
@@ -320,7 +320,16 @@ def run_rounds(items: pd.DataFrame, runs: list, signals: pd.DataFrame, rev: pd.D
     print(f"one re-rank of {n:,} rows: " + ", ".join(f"{s:.2f} s" for s in seconds)
           + " (neighbours in the fold spaces + the fit; the signals are computed once)")
     rounds_suggestions(signals, scores, read, rev)
+    # The ranker must learn only from rows read: with the review's verdicts of every unread
+    # row shuffled among them, the reviewer reads exactly the same rows.
+    unread = rev.index.difference(pd.Index(read))
+    hidden = rev.copy()
+    hidden.loc[unread, "verdict"] = (rev.loc[unread, "verdict"]
+                                     .sample(frac=1.0, random_state=1).to_numpy())
+    again, _, _ = review_rounds(signals, spaces, Reviewer(hidden))
     checks = {
+        "rounds: the unread rows' verdicts shuffled, the same rows are read (no answer of an "
+        "unread row reaches the ranker)": again == read,
         f"rounds: first 15% hold >= {FLOOR_ROUNDS_15:.0%} of the problems in three rounds "
         f"({rounds[2]:.1%})": rounds[2] >= FLOOR_ROUNDS_15,
         "rounds never below the one-shot order (5/10/15/20%)":
