@@ -16,9 +16,18 @@ rows the review fixes or removes) and how often the ``relabel`` class is the rev
 correction, and checks the floors: first 15% >= 65% of the problems, sheetsync above cleanlab
 at every depth, the relabel class right in >= 70% of the fixes it finds.
 
+With ``--rounds`` (issue 24) it also simulates review rounds: a reviewer reads the next 5% of
+the unchecked rows in rank order, answers from the review (relabel, drop or tick), and the order
+is learned again from the answers so far (:mod:`sheetsync.rerank`); it prints the share of the
+problems found after 5/10/15/20% read against the one-shot order, the time of each re-rank, the
+suggestion column's precision on the unread rows per round, and checks: >= 72% after 15% read
+(three rounds), never below the one-shot order, and the same rows read when the verdicts of the
+unread rows are shuffled (the ranker only ever receives the answers of rows read).
+
 Usage::
 
     python -m bench.bench_review_human                   # plain run + augmented seeds 123 321 519 (= predict)
+    python -m bench.bench_review_human --rounds          # ... and the review rounds
     python -m bench.bench_review_human --seeds 125 323 519   # other fold seeds
     python -m bench.bench_review_human --seeds 123 321 519 125 323 --subsets   # every subset
     python -m bench.bench_review_human --seeds 123 321 519 125 323 717 915 1113 --subsets --subset-size 3

@@ -188,3 +188,48 @@ def test_after_a_pull_the_watcher_republishes_the_rank_before_it_trains() -> Non
     step = plan(step.state if step.action != "republish" else
                 WatchState(published_key=step.key), seen, 1.0, WatchSettings(quiet=0))
     assert step.action == "train"
+
+
+def store_fold_run(project: Project, seed: int = 0) -> None:
+    """Out-of-sample predictions of the latest version as `predict` stores them (one fold
+    seed, two folds), with made-up numbers: the re-rank's inputs without training."""
+    import numpy as np
+    import pandas as pd
+
+    from sheetsync.review import LATEST, OutOfSample
+
+    info = project.versions.latest()
+    assert info is not None
+    ids = list(project.versions.load(info.version)["id"].astype(str))
+    classes = list(project.config.classes)
+    rng = np.random.default_rng(seed)
+    probs = pd.DataFrame(rng.dirichlet(np.ones(len(classes)), len(ids)), index=ids, columns=classes)
+    emb = pd.DataFrame(rng.normal(size=(len(ids), 8)), index=ids)
+    dist = pd.DataFrame(rng.random((len(ids), len(classes))) * 3, index=ids, columns=classes)
+    fold = pd.Series(np.arange(len(ids)) % 2, index=ids, name="fold")
+    project.store.oos_dir.mkdir(parents=True, exist_ok=True)
+    OutOfSample(probs, emb, dist, fold).save(project.store.oos_dir / LATEST)
+    project.store.save_predictions(info.version, "oos", ids, classes, probs.to_numpy(),
+                                   emb.to_numpy(), dist.to_numpy())
+
+
+def test_with_predictions_the_order_is_learned_from_ticks_relabels_and_drops(local: Project) -> None:
+    store_fold_run(local)
+    local.push()
+    sheet = local.backend.read_table()
+    ids = list(sheet["id"])
+    labels = sheet.set_index("id")["label"]
+    changes: dict[str, dict[str, object]] = {i: {"checked": True} for i in ids[:8]}
+    for i in ids[8:10]:
+        changes[i] = {"label": next(c for c in local.config.classes if c != labels[i])}
+    for i in ids[10:12]:
+        changes[i] = {"action": "drop"}
+    edit_workbook(local, changes)
+    local.pull()
+    assert (local.status().checked, local.status().checked_problems) == (12, 4)
+    local.push()
+    after = local.backend.read_table()
+    assert set(after["id"].iloc[-12:]) == set(ids[:12])  # the checked rows last
+    assert after["rank"].astype(int).tolist() == list(range(1, len(after) + 1))
+    info = str(load_workbook(local.config.resolve(local.config.local.path))["data"].cell(1, 1).value)
+    assert "12 rows checked (4 relabelled or dropped, 8 right)" in info
