@@ -352,23 +352,21 @@ def run_rounds(runs: list, signals: pd.DataFrame, rev: pd.DataFrame,
 def rounds_suggestions(signals: pd.DataFrame, scores: list[pd.Series], read: list[str],
                        rev: pd.DataFrame) -> None:
     """The suggestion column's precision on the rows not read yet, after each round: as
-    ``predict`` wrote it, and kept only where the re-rank's learned odds say a problem is at
-    least as likely as not."""
-    from scipy.special import expit
-
+    ``predict`` wrote it, and on the half of those rows the re-rank puts first (how much the
+    answers so far sharpen it)."""
     verdict = rev["verdict"].reindex(signals.index).astype(str)
     per_round = len(read) // len(scores)
-    print("suggestion precision on the unread rows (share the review removes or fixes):")
+    print("suggestion precision on the unread rows (share the review removes or fixes), "
+          "all of them -> the half the re-rank puts first:")
     for k, score in enumerate(scores, start=1):
         left = score.index
         s = signals.loc[left, "suggestion"].astype(str)
-        likely = pd.Series(expit(score.to_numpy()) >= 0.5, index=left)
         parts = []
         for name, mask in (("drop?", s == "drop?"), ("relabel", s.str.startswith("relabel"))):
-            both = mask & likely
-            parts.append(f"{name} {int(mask.sum())} rows {_share(verdict[left][mask])}"
-                         f" -> {int(both.sum())} rows {_share(verdict[left][both])} when the "
-                         f"re-rank agrees")
+            top = score[mask].rank(ascending=False, method="first") <= mask.sum() / 2
+            first = top[top].index
+            parts.append(f"{name} {int(mask.sum())} rows {_share(verdict[left][mask])} -> "
+                         f"{len(first)} rows {_share(verdict[first])}")
         print(f"  after round {k} ({k * per_round} read): " + "; ".join(parts))
 
 

@@ -41,6 +41,7 @@ FEATURES: dict[str, bool] = {
     "issue_score": True, "knn_agreement": False, "outlier": True, "train_margin": False,
     "far_all": True, "isolation": True, "max_prob": False, "seed_disagreement": True,
     "confidence": False, "largest_piece": False, "border_ink": True,
+    "ink": True, "speck_share": True, "components": True,
 }
 # How strongly each weight is pulled towards the prior (1 for the fixed combination, 0 for the
 # rest): a ridge penalty, in units of checked rows. With a few dozen checked rows the answers
@@ -49,6 +50,11 @@ SHRINK = 3.0
 SHRINK_PRIOR = 30.0
 # Neighbours per row and fold space; their answers, weighted by cosine similarity.
 K = 10
+# Spaces in which "near confirmed problems" is measured among the checked rows, and k.
+LOOKALIKE: dict[str, tuple[str, ...]] = {
+    "like_problems_picture": ("largest_piece", "border_ink", "ink", "speck_share", "components"),
+}
+LOOKALIKE_K = 25
 # Fewer checked rows than this, or no problem or no clean row among them: the fixed order.
 MIN_CHECKED = 10
 
@@ -135,6 +141,20 @@ def neighbour_counts(spaces: Iterable[tuple[pd.DataFrame, pd.Series]], index: pd
     return pd.DataFrame({"near_problems": near_p / n, "near_clean": near_c / n}, index=index)
 
 
+def checked_share(x: pd.DataFrame, answers: pd.Series, k: int) -> pd.Series:
+    """Per row, the share of problems among its k nearest checked rows (itself left out) in
+    the space of ``x`` (feature ranks): rows that look like confirmed problems, by the evidence
+    and the picture, rather than by the fold models' embedding."""
+    rows = x.index.get_indexer(answers.index)
+    ref = x.to_numpy(dtype=float)[rows]
+    y = answers.to_numpy(dtype=float)
+    k = max(1, min(k, len(rows) - 1))
+    d = ((x.to_numpy(dtype=float)[:, None, :] - ref[None, :, :]) ** 2).sum(axis=2)
+    d[rows, np.arange(len(rows))] = np.inf  # a checked row is not its own neighbour
+    near = np.argpartition(d, k - 1, axis=1)[:, :k]
+    return pd.Series(y[near].mean(axis=1), index=x.index)
+
+
 def rerank(signals: pd.DataFrame, answers: pd.Series,
            spaces: Sequence[tuple[pd.DataFrame, pd.Series]] = ()) -> Rerank:
     """The review order learned from ``answers`` (id -> True: a problem, False: clean; the
@@ -150,6 +170,10 @@ def rerank(signals: pd.DataFrame, answers: pd.Series,
     weights: dict[str, float] = {}
     if enough:
         x = features(signals)
+        for name, cols in LOOKALIKE.items():
+            have = [c for c in cols if c in x.columns]
+            if have:
+                x[name] = checked_share(x[have], answers, LOOKALIKE_K) - 0.5
         if spaces:
             near = neighbour_counts(spaces, index, answers)
             # log1p: the first confirmed neighbour says more than the fifth
