@@ -14,12 +14,16 @@ answers, and nothing else, to order the rows nobody checked yet, in two ways:
   embedding space (the rows of its own fold, nearest by cosine, one space per fold seed) is
   raised, one near confirmed clean rows lowered; the two neighbour counts are features of the
   same regression, so how much they count is learned too (a checked row is never its own
-  neighbour).
+  neighbour);
+* **look-alikes among the checked rows**: the share of problems among the checked rows whose
+  picture statistics (:data:`LOOKALIKE`) are nearest, another feature of the regression.
 
 Nothing here reads the answers of rows that were not checked: the caller passes only the
 checked rows' answers (``answers``: id -> True for a problem), and the rows are ranked by the
-model fitted on them. No fold model is trained again; one re-rank of 2,880 rows takes well under
-a second after the neighbours are found (see bench/bench_review_human ``--rounds``).
+model fitted on them. No fold model is trained again: one re-rank of the 2,880 competition
+images took 0.6-0.8 s, neighbours included (bench/bench_review_human ``--rounds``, 2 cores). On
+those images, reading 5% per round, the rounds found 53.2/66.5/76.3% of an independent review's
+problems after 10/15/20% read, against 51.3/65.7/73.9% for the fixed order.
 
 Usage::
 
