@@ -206,8 +206,9 @@ def plan_checkout(manifest: pd.DataFrame, target: pd.DataFrame,
     wanted = target.set_index("id")
     merged = manifest.set_index("id", drop=False).copy()
     common = merged.index.intersection(wanted.index)
-    for name in ("split", "label", "action", "note"):
-        merged.loc[common, name] = wanted.loc[common, name]
+    for name in ("split", "label", "action", "note", CHECKED):
+        if name in wanted.columns:  # versions before the checked column have none
+            merged.loc[common, name] = wanted.loc[common, name]
     gone = [str(i) for i in wanted.index.difference(merged.index)]
     moves, new_manifest = plan_locations(merged.reset_index(drop=True), exists)
     return CheckoutPlan(moves, new_manifest, diff_manifests(manifest, new_manifest), gone)

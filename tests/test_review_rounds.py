@@ -96,11 +96,15 @@ def test_ticks_and_relabels_are_kept_and_push_puts_checked_rows_last(local: Proj
     out = CliRunner().invoke(cli, ["-C", str(local.config.project_dir), "status"],
                              catch_exceptions=False)
     assert "review: 3 rows checked (1 relabelled or dropped, 2 right)" in out.output
-    # Unticking is an edit too, and the next pull records it.
+    # Unticking is an edit too, and the next pull records it; a checkout brings the tick back.
+    ticked = local.versions.latest()
+    assert ticked is not None
     edit_workbook(local, {first: {"checked": False}})
     local.pull()
     assert local.versions.load("latest").set_index("id").at[first, "checked"] == ""
     assert local.status().checked == 2
+    local.checkout(str(ticked.version))
+    assert local.versions.load("latest").set_index("id").at[first, "checked"] == "TRUE"
 
 
 def test_a_checked_cell_that_is_not_true_or_false_is_refused_naming_its_row(local: Project) -> None:
@@ -127,6 +131,12 @@ def test_watch_republishes_the_rank_after_a_pull_without_moving_rows(local: Proj
     assert rank[top] == len(order)  # the checked row goes after every unchecked one
     assert [rank[i] for i in order[1:]] == list(range(1, len(order)))
     assert after.set_index("id").at[order[3], "note"] == "seen"
+    # A cell that is no tick waits, and its row says why; the other rows' ranks stay.
+    edit_workbook(local, {order[1]: {"checked": "maybe"}})
+    run_once(local)
+    status = local.backend.read_table().set_index("id").at[order[1], "sync_status"]
+    assert "checked: 'maybe' is not TRUE or FALSE" in status
+    assert local.versions.load("latest").set_index("id").at[order[1], "checked"] == ""
 
 
 # ---- Google, through the Sheets API stand-in -----------------------------------------------
