@@ -77,6 +77,8 @@ class PushSummary:
     outliers: int  # rows farther than FAR from their class
     flagged: int  # rows highlighted in the sheet
     unreadable_paths: tuple[str, ...] = field(default=())
+    checked: int = 0  # rows people checked (ticked, relabelled or dropped; sheetsync.rerank)
+    checked_problems: int = 0  # ... of which were relabelled or dropped
 
 
 def weakness(accuracy: float | None, median_top: float | None, classes: int) -> str:
@@ -119,7 +121,7 @@ def _column(signals: pd.DataFrame, name: str, default: object) -> pd.Series:
 
 
 def summarise(signals: pd.DataFrame, manifest: pd.DataFrame, *, flagged: int = 0,
-              unreadable: Sequence[str] = ()) -> PushSummary:
+              unreadable: Sequence[str] = (), checked: tuple[int, int] = (0, 0)) -> PushSummary:
     """Counts over the pushed rows; ``signals`` and ``manifest`` are indexed / keyed by id."""
     m = manifest.set_index("id", drop=False)
     s = signals.reindex(m.index)
@@ -139,6 +141,7 @@ def summarise(signals: pd.DataFrame, manifest: pd.DataFrame, *, flagged: int = 0
         outliers=int((outlier >= FAR).sum()),
         flagged=flagged,
         unreadable_paths=tuple(unreadable),
+        checked=checked[0], checked_problems=checked[1],
     )
 
 
@@ -165,7 +168,14 @@ def summary_text(summary: PushSummary) -> str:
     return (f"{summary.flagged} rows highlighted; {summary.likely_label_errors} likely label "
             f"errors; {summary.duplicates} duplicates ({summary.duplicates_across_splits} across "
             f"splits, {summary.conflicting_duplicates} under another label); {summary.blank} "
-            f"blank, {summary.unreadable} unreadable; {summary.outliers} outliers")
+            f"blank, {summary.unreadable} unreadable; {summary.outliers} outliers; "
+            f"{checked_text(summary.checked, summary.checked_problems)}")
+
+
+def checked_text(checked: int, problems: int) -> str:
+    """How far the review got: rows checked, and the problems (relabels, drops) among them."""
+    return (f"{checked} rows checked ({problems} relabelled or dropped, "
+            f"{checked - problems} right)")
 
 
 def model_text(model: ModelInfo) -> str:
@@ -212,13 +222,14 @@ class ReviewSheet:
 
 def review_sheet(table: pd.DataFrame, signals: pd.DataFrame, manifest: pd.DataFrame,
                  model: ModelInfo, *, version: str, pushed_at: str,
-                 unreadable: Sequence[str] = ()) -> ReviewSheet:
+                 unreadable: Sequence[str] = (), checked: tuple[int, int] = (0, 0)) -> ReviewSheet:
     """The info line, highlighted rows and summary for ``table`` (``unreadable`` = paths)."""
     paths = manifest.set_index("path")["id"].astype(str) if len(manifest) else pd.Series(dtype=str)
     bad_ids = [paths[p] for p in unreadable if p in paths.index]
     rows = flagged_rows(table, signals, weak=bool(model.weak), unreadable_ids=bad_ids,
                         out_of_sample=model.kind == "out-of-sample")
-    summary = summarise(signals, manifest, flagged=len(rows), unreadable=unreadable)
+    summary = summarise(signals, manifest, flagged=len(rows), unreadable=unreadable,
+                        checked=checked)
     return ReviewSheet(model, summary, rows, info_line(version, pushed_at, model, summary))
 
 

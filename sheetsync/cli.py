@@ -304,7 +304,10 @@ def _predict_lines(r: Any) -> list[str]:
 
 
 def _status_lines(r: Any) -> list[str]:
-    lines = [f"{r.root}: {r.version.name}, {r.images} images", r.counts.to_string()]
+    from ._reviewsheet import checked_text
+
+    lines = [f"{r.root}: {r.version.name}, {r.images} images", r.counts.to_string(),
+             f"review: {checked_text(r.checked, r.checked_problems)}"]
     if r.sheet is not None and not r.pushed:
         lines.append(f"sheet: {r.sheet} (not pushed yet)")
     elif r.sheet is not None:

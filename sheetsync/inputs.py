@@ -99,6 +99,12 @@ def review_inputs(items: pd.DataFrame, classes: Sequence[str], stored: StoredPre
     return signals, PredictionSource(stored.kind, stored.version, current)
 
 
+def fold_runs(oos_dir: Path, stored: StoredPredictions, items: pd.DataFrame) -> Any:
+    """The out-of-sample runs behind ``stored`` (their embeddings and folds: the re-rank's
+    neighbours), when they scored exactly the scored rows of ``items``; else None."""
+    return _rich_oos(oos_dir, stored.kind, items[items["id"].isin(stored.probs.index)])
+
+
 def _rich_oos(oos_dir: Path, kind: str, scored: pd.DataFrame) -> Any:
     """The last out-of-sample runs (one per fold seed) when they scored exactly these images,
     else None."""

@@ -50,6 +50,7 @@ from .inputs import (
     with_map,
 )
 from .pullcheck import published_columns
+from .rerank import answers_of, rerank
 from .results import (
     AugmentResult,
     CheckoutResult,
@@ -218,13 +219,19 @@ class Project:
         """The rows a push writes (review order), the review sheet's layout (info line,
         highlighted rows), where the predictions come from, and the review sheet."""
         stored = self.store.latest_predictions(info.version)
-        signals, source = review_inputs(self._items(manifest, scanned), self.config.classes,
-                                        stored, info.version, oos_dir=self.store.oos_dir)
+        items = self._items(manifest, scanned)
+        signals, source = review_inputs(items, self.config.classes, stored, info.version,
+                                        oos_dir=self.store.oos_dir)
         signals = with_map(signals, self.store.latest_map(info.version))
-        ids = self._review_order(signals, manifest, order)
+        judged = self._judged(stored)
+        answers = answers_of(manifest, judged)
+        ids = self._review_order(signals, manifest, order, answers,
+                                 lambda: self._judged_signals(items, judged, stored, signals))
+        # The order people can sort by (1 = look first), and the push's row order.
+        signals = signals.assign(rank=pd.Series(range(1, len(ids) + 1), index=ids, dtype=float))
         table = with_image_notes(build_table(manifest, signals, self._url_builder(manifest),
                                              ids), scanned.images)
-        review = self._review_sheet(table, signals, manifest, info, scanned)
+        review = self._review_sheet(table, signals, manifest, info, scanned, answers)
         flagged_ids = frozenset(table["id"].iloc[list(review.flagged)].astype(str))
         sheet_layout = replace(
             layout(self.config.classes, self.config.splits, extra_columns(manifest)),
@@ -264,12 +271,40 @@ class Project:
                                       self.backend.describe())
 
     def _review_sheet(self, table: pd.DataFrame, signals: pd.DataFrame, manifest: pd.DataFrame,
-                      info: VersionInfo, scanned: ScanResult) -> ReviewSheet:
+                      info: VersionInfo, scanned: ScanResult, answers: pd.Series) -> ReviewSheet:
         """The sheet's info line, highlighted rows and summary (sheetsync._reviewsheet)."""
         model = model_behind(self.store.latest_predictions(info.version), manifest, info.version,
                              self.scores.read(), self.store.oos_dir)
         return review_sheet(table, signals, manifest, model, version=info.name,
-                            pushed_at=now_iso(), unreadable=sorted(scanned.images.unusable))
+                            pushed_at=now_iso(), unreadable=sorted(scanned.images.unusable),
+                            checked=(len(answers), int(answers.sum())))
+
+    def _judged(self, stored: Any) -> pd.DataFrame | None:
+        """The manifest whose labels the order was computed from: the predictions' version
+        (the first version without predictions); a relabel or drop since then is a problem
+        found."""
+        if stored is not None:
+            return self.versions.load(stored.version)
+        first = self.versions.list()
+        return self.versions.load(first[0].version) if first else None
+
+    def _judged_signals(self, items: pd.DataFrame, judged: pd.DataFrame | None,
+                        stored: Any, signals: pd.DataFrame) -> tuple[pd.DataFrame, list[Any]]:
+        """The review signals under the labels the fold models judged (what a problem looked
+        like before people fixed it: the re-rank learns from those), and the fold spaces."""
+        from .inputs import fold_runs
+
+        runs = fold_runs(self.store.oos_dir, stored, items) if stored is not None else None
+        spaces = [(r.embeddings, r.fold) for r in runs or []]
+        if judged is None or stored is None:
+            return signals, spaces
+        then = judged.set_index(judged["id"].astype(str))["label"].astype(str)
+        old = items["id"].map(then).fillna(items["label"])
+        if (old == items["label"]).all():
+            return signals, spaces
+        found, _ = review_inputs(items.assign(label=old), self.config.classes, stored,
+                                 stored.version, oos_dir=self.store.oos_dir)
+        return found, spaces
 
     def _pending_edits(self, sheet: pd.DataFrame | None, published: pd.DataFrame | None) -> list[str]:
         if sheet is None or not len(sheet):
@@ -355,14 +390,26 @@ class Project:
         with self._locked():
             return prune(self.storage, plan, self.store.upload_record())
 
-    def _review_order(self, signals: pd.DataFrame, manifest: pd.DataFrame,
-                      order: str | None) -> list[str]:
+    def _review_order(self, signals: pd.DataFrame, manifest: pd.DataFrame, order: str | None,
+                      answers: pd.Series | None = None,
+                      judged: Callable[[], tuple[pd.DataFrame, list[Any]]] | None = None) -> list[str]:
+        """Ids in push order: the rows nobody checked first (with the default order, as the
+        re-rank learned it from the checked rows' ``answers``), the checked ones after them,
+        derived images last."""
         from .augment import derived_last
         from .review import review_order
 
-        paths = manifest.set_index("id")["path"].astype(str)
-        return derived_last(list(review_order(signals, order or self.config.review.order,
-                                              seed=self.config.train.seed, paths=paths)), manifest)
+        name = order or self.config.review.order
+        checked = set(answers.index) if answers is not None else set()
+        if name == "combined" and checked and judged is not None:
+            ranking, spaces = judged()
+            ids = list(rerank(ranking, answers, spaces).order) if answers is not None else []
+            ids += [i for i in signals.index.astype(str) if i not in set(ids)]
+        else:
+            paths = manifest.set_index("id")["path"].astype(str)
+            fixed = list(review_order(signals, name, seed=self.config.train.seed, paths=paths))
+            ids = [i for i in fixed if i not in checked] + [i for i in fixed if i in checked]
+        return derived_last(ids, manifest)
 
     # ---- pull ------------------------------------------------------------------------------
 
@@ -617,6 +664,8 @@ class Project:
             result = StatusResult(self.config.root, info, len(manifest),
                                   counts_table(manifest, self.config.classes, self.config.splits),
                                   recovered=self.recovered, skipped=self.skipped)
+            answers = answers_of(manifest, self._judged(self.store.latest_predictions(info.version)))
+            result.checked, result.checked_problems = len(answers), int(answers.sum())
             if check_sheet:
                 self._sheet_status(result)
             scores = self.scores.read()

@@ -179,6 +179,8 @@ class StatusResult(Result):
     pending: list[str] = field(default_factory=list)  # unpulled edits, one line each
     sheet_error: str | None = None
     last_score: dict[str, Any] | None = None
+    checked: int = 0  # rows people checked (ticked, relabelled or dropped; sheetsync.rerank)
+    checked_problems: int = 0  # ... of which relabelled or dropped
 
 
 @dataclass

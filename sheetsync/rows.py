@@ -9,24 +9,28 @@ import pandas as pd
 from .dataset import ACTIONS, MANIFEST_COLUMNS
 from .sheets.base import Column, ColumnKind, SheetLayout
 
-EDITABLE = ("split", "label", "action", "note")
+# ``checked``: ticked by people for a row they looked at and found right (sheetsync.rerank).
+CHECKED = "checked"
+EDITABLE = ("split", "label", "action", "note", CHECKED)
 # Filled by `sheetsync report` (the embedding map): position and region of each image.
 MAP_COLUMNS = ("map_x", "map_y", "cluster")
+# The review order after the last pull (1 = look first; sheetsync.rerank): sort by it.
+RANK = "rank"
 SIGNAL_COLUMNS = ("predicted", "confidence", "margin", "loss", "issue_score", "suspected",
-                  "duplicate_of", "outlier", "why", *MAP_COLUMNS)
+                  "duplicate_of", "outlier", "why", RANK, *MAP_COLUMNS)
 # Filled by the review (another module): a suggested fix in words, e.g. "relabel → iv", "drop?".
 SUGGESTION = "suggestion"
 # Written by ``sheetsync watch``: why an edit on this row waits, or that its image is gone.
 SYNC_STATUS = "sync_status"
-NUMERIC_SIGNALS = ("confidence", "margin", "loss", "issue_score", "outlier", *MAP_COLUMNS)
+NUMERIC_SIGNALS = ("confidence", "margin", "loss", "issue_score", "outlier", RANK, *MAP_COLUMNS)
 # Filled for derived images only (sheetsync augment): the image it was made from, and how.
 DERIVED = ("source_id", "transform")
 # Sheet order, for the work: what a reviewer looks at and edits first (picture, label, what to
 # do, why), then the rest (the derived-image columns, then the report's map columns last of
 # them); the identifiers last.
 # Columns people add go before ``TAIL``.
-HEAD = ("image", "label", "action", SUGGESTION, "why", "confidence", "split", "note",
-        "predicted", "suspected", "issue_score", "margin", "loss", "outlier", "duplicate_of",
+HEAD = ("image", "label", "action", CHECKED, RANK, SUGGESTION, "why", "confidence", "split",
+        "note", "predicted", "suspected", "issue_score", "margin", "loss", "outlier", "duplicate_of",
         SYNC_STATUS, *DERIVED, *MAP_COLUMNS)
 TAIL = ("id", "path", "url")
 CORE = (*HEAD, *TAIL)
@@ -44,6 +48,10 @@ _NOTES = {
     "label": "Edit: the correct class. sheetsync moves the file on `pull`.",
     "action": "Edit: keep, or drop to take the image out of training (it is kept aside, "
               "not deleted).",
+    CHECKED: "Edit: tick when you looked at the row and its label is right (a relabel or a "
+             "drop counts as checked). The order learns from the checked rows after each pull.",
+    RANK: "The review order after the last pull: 1 = look first. Unchecked rows come first; "
+          "sort by this column to see the next ones.",
     SUGGESTION: "What the review suggests doing with this row (e.g. relabel → iv, drop?); "
                 "empty when it suggests nothing. Apply it by editing label / action.",
     "note": "Edit: free text for the team.",
@@ -68,13 +76,27 @@ _NOTES = {
     "transform": "Derived image: the transform that made it (drop the row to veto it).",
 }
 _WIDTHS = {"id": 12, "path": 36, "url": 24, "split": 7, "label": 8, "action": 7,
-           "note": 24, "why": 44, SUGGESTION: 16, "duplicate_of": 14, "predicted": 9,
+           CHECKED: 9, RANK: 7, "note": 24, "why": 44, SUGGESTION: 16, "duplicate_of": 14, "predicted": 9,
            "suspected": 9, "confidence": 9, "issue_score": 10, "margin": 8, "loss": 7,
            "outlier": 8, SYNC_STATUS: 30, "map_x": 8, "map_y": 8, "cluster": 8,
            "source_id": 13, "transform": 18}
 _FORMATS = {"confidence": "0%", "margin": "+0.00;-0.00;0.00", "loss": "0.00",
             "issue_score": "0.00", "outlier": "0.00", "map_x": "0.000", "map_y": "0.000",
-            "cluster": "0"}
+            "cluster": "0", RANK: "0"}
+
+
+def checked_value(text: object) -> str | None:
+    """What a ``checked`` cell means: "TRUE" (ticked), "" (not ticked: FALSE or empty), or
+    None when it is neither."""
+    folded = str(text).strip().casefold()
+    return {"true": "TRUE", "false": "", "": ""}.get(folded)
+
+
+def _checked_cells(manifest: pd.DataFrame) -> pd.Series | str:
+    """The ``checked`` cells a push writes: TRUE or FALSE (a manifest without it: FALSE)."""
+    if CHECKED not in manifest.columns:
+        return "FALSE"
+    return manifest[CHECKED].map(checked_value).map({"TRUE": "TRUE"}).fillna("FALSE")
 
 
 def extra_columns(manifest: pd.DataFrame) -> list[str]:
@@ -92,7 +114,7 @@ def layout(classes: Sequence[str], splits: Sequence[str], extras: Sequence[str] 
 
 def _column(name: str, choices: dict[str, tuple[str, ...]]) -> Column:
     kind: ColumnKind = "image" if name == "image" else "number" if name in NUMERIC_SIGNALS else (
-        "choice" if name in choices else "text")
+        "choice" if name in choices else "checkbox" if name == CHECKED else "text")
     return Column(name, kind, editable=name in EDITABLE, choices=choices.get(name, ()),
                   width=_WIDTHS.get(name), note=_NOTES.get(name, ""),
                   number_format=_FORMATS.get(name, ""))
@@ -113,6 +135,7 @@ def build_table(
         "url": [url_for(p) for p in m["path"]],
         "split": m["split"], "label": m["label"], "action": m["action"],
         "note": m["note"].fillna(""),
+        CHECKED: _checked_cells(m),
     }, index=m.index)
     for name in (*SIGNAL_COLUMNS, SUGGESTION, SYNC_STATUS):
         if signals is not None and name in signals.columns:

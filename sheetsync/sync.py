@@ -22,7 +22,7 @@ from .dataset import ACTIONS
 from .errors import Problem
 from .journal import Move, plan_locations
 from .pullcheck import cell_problems, headerless_problems, published_columns, rekeyed_problems
-from .rows import CORE, EDITABLE, REQUIRED, extra_columns
+from .rows import CHECKED, CORE, EDITABLE, REQUIRED, checked_value, extra_columns
 from .sheets.base import header_row_of, headerless_columns
 from .versions import diff_manifests
 
@@ -152,6 +152,14 @@ def plan_pull(
             problems.append(Problem(int(rows[idx]), name, f"{cells.at[idx, name]!r} is not {what} "
                                                           f"(one of: {', '.join(allowed)})"))
         cell_bad |= mask
+    if CHECKED in cells.columns:
+        # TRUE or FALSE (a tick box), "" for an empty cell: anything else names its row.
+        theirs[CHECKED] = cells[CHECKED].map(checked_value)
+        mask = theirs[CHECKED].isna() & ~bad & ~cell_bad
+        for idx in mask[mask].index:
+            problems.append(Problem(int(rows[idx]), CHECKED, f"{cells.at[idx, CHECKED]!r} is not "
+                                                             f"TRUE or FALSE (tick or untick the box)"))
+        cell_bad |= mask
     bad |= cell_bad
     problems.sort(key=lambda p: (p.row or 0, CORE.index(p.column) if p.column in CORE else 99))
     good = ~bad
@@ -182,7 +190,8 @@ def _shown(theirs: pd.DataFrame, cells: pd.DataFrame, published: pd.DataFrame | 
     """What the sheet shows after the pull (cells as normalised, and the read-only cells the
     row check compares), so the next push sees no unpulled edit; rows the sheet lacks keep
     what was published. ``cells`` holds the rows of ``theirs``, in its order."""
-    cols = [*EDITABLE, *[c for c in cells.columns if c in extra_columns(cells)]]
+    cols = [*[c for c in EDITABLE if c in theirs.columns],
+            *[c for c in cells.columns if c in extra_columns(cells)]]
     read_only = cells[published_columns(cells.columns)].set_axis(theirs.index)
     shown = pd.concat([theirs[cols], read_only], axis=1).rename_axis("id").reset_index()
     if published is not None:
@@ -197,8 +206,9 @@ def plan_checkout(manifest: pd.DataFrame, target: pd.DataFrame,
     wanted = target.set_index("id")
     merged = manifest.set_index("id", drop=False).copy()
     common = merged.index.intersection(wanted.index)
-    for name in ("split", "label", "action", "note"):
-        merged.loc[common, name] = wanted.loc[common, name]
+    for name in ("split", "label", "action", "note", CHECKED):
+        if name in wanted.columns:  # versions before the checked column have none
+            merged.loc[common, name] = wanted.loc[common, name]
     gone = [str(i) for i in wanted.index.difference(merged.index)]
     moves, new_manifest = plan_locations(merged.reset_index(drop=True), exists)
     return CheckoutPlan(moves, new_manifest, diff_manifests(manifest, new_manifest), gone)
@@ -222,12 +232,16 @@ def _merge(
             merged[name] = ""
         new = theirs[name].astype(str)
         ours = merged.loc[theirs.index, name].astype(str)
+        if name == CHECKED:  # "" and FALSE both mean not ticked
+            ours = ours.map(checked_value).fillna(ours)
         changed = new != ours
         if base is not None and name in base.columns:
             has_base = theirs.index.isin(base.index)
             was = base[name].reindex(theirs.index).fillna("").astype(str)
             if name in EDITABLE[:3]:
                 was = was.str.strip()
+            elif name == CHECKED:
+                was = was.map(checked_value).fillna(was)
             # A cell nobody edited in the sheet never overrides the folders.
             untouched = has_base & (new == was)
             conflict = has_base & ~untouched & changed & (ours != was)
@@ -267,6 +281,8 @@ def unpulled_edits(sheet: pd.DataFrame | None, published: pd.DataFrame | None) -
         if name in EDITABLE[:3]:
             a, b = now.str.strip().str.casefold(), was.str.strip().str.casefold()
             same = (a == b) | ((a == "") & (b == "keep") if name == "action" else False)
+        elif name == CHECKED:
+            same = now.map(checked_value).fillna(now) == was.map(checked_value).fillna(was)
         else:
             same = now == was
         for r in same[~same].index:

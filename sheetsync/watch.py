@@ -124,10 +124,11 @@ def plan(state: WatchState, seen: Observation, now: float, settings: WatchSettin
         if left > 0:
             return Plan("wait", state, edits=len(edits), left=left)
         return Plan("pull", replace(state, attempted=edits), edits=len(edits))
-    if settings.train and not seen.trained:
-        return Plan("train", state, version=seen.version)
+    # The new rank (sheetsync.rerank) is out in seconds, before a training of minutes.
     if seen.published_key != state.published_key:
         return Plan("republish", state, key=seen.published_key)
+    if settings.train and not seen.trained:
+        return Plan("train", state, version=seen.version)
     return Plan("idle", state)
 
 
@@ -157,6 +158,11 @@ def edit_cells(sheet: pd.DataFrame | None, published: pd.DataFrame | None) -> fr
 
 
 def _differs(name: str, now: str, was: str) -> bool:
+    from .rows import CHECKED, checked_value
+
+    if name == CHECKED:  # FALSE and an empty cell are the same: not ticked
+        a, b = checked_value(now), checked_value(was)
+        return (now if a is None else a) != (was if b is None else b)
     if name in ("split", "label", "action"):
         a, b = now.strip().casefold(), was.strip().casefold()
         return a != b and not (name == "action" and a == "" and b == "keep")

@@ -29,7 +29,7 @@ from sheetsync.errors import (
 )
 from sheetsync.project import Project
 from sheetsync.publish import object_bytes, object_name
-from sheetsync.sheets.base import INFO_PREFIX
+from sheetsync.sheets.base import INFO_PREFIX, column_letter
 
 try:
     from tests._gcs_emulator import GCSEmulator
@@ -476,7 +476,7 @@ def test_pushes_that_change_the_urls_agree_with_the_pull_row_check(api, gcs, pro
         assert urls != first and set(urls) == set(first)
         first = urls
         at, header, rows = table_values(ws)
-        col = {n: chr(ord("A") + header.index(n)) for n in ("label", "url")}
+        col = {n: column_letter(header.index(n)) for n in ("label", "url")}
         new = {"i": "ii", "ii": "iii", "iii": "i"}[rows[0][header.index("label")]]
         ws.update_acell(f"{col['label']}{at + 1}", new)
         result = open_project(api, proj).pull()
@@ -487,6 +487,6 @@ def test_pushes_that_change_the_urls_agree_with_the_pull_row_check(api, gcs, pro
     url = header.index("url")
     # Another row's url (not the byte-identical copy's: that one shares the object and URL).
     other = next(row[url] for row in rows[1:] if row[url] != rows[0][url])
-    ws.update_acell(f"{chr(ord('A') + url)}{at + 1}", other)
+    ws.update_acell(f"{column_letter(url)}{at + 1}", other)
     with pytest.raises(SheetValidationError, match="was published with url"):
         open_project(api, proj).pull()

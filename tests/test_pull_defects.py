@@ -17,6 +17,7 @@ from openpyxl import load_workbook
 from sheetsync.errors import SheetValidationError
 from sheetsync.project import Project
 from sheetsync.rows import CORE
+from sheetsync.sheets.base import column_letter
 from sheetsync.sheets.local import header_row
 
 try:
@@ -187,7 +188,7 @@ def test_google_rekeyed_rows_bad_cells_and_headerless_data_are_refused(api, gpro
     ws.add_cols(2)
     ws.update_cell(7, len(header) + 2, "stray")
     problems = refused(gproject)
-    letter = chr(ord("A") + len(header) + 1)
+    letter = column_letter(len(header) + 1)  # 0-based: the second column past the header
     assert problems == [f"row 7: cell {letter}7 holds 'stray' but column {letter} has no header: "
                         f"give the column a header in row 2, or clear the cell"]
     ws.update_cell(7, len(header) + 2, "")

@@ -50,9 +50,10 @@ def test_workbook_is_laid_out_for_review(data_root: Path, tmp_path: Path, blank_
     info = ws["A1"].value
     assert info.startswith(INFO_PREFIX) and "v1 pushed" in info and "no model yet" in info
     assert "1 blank" in info and "highlighted" in info
-    assert [str(r) for r in ws.merged_cells.ranges] == ["A1:H1"]
+    assert [str(r) for r in ws.merged_cells.ranges] == ["A1:J1"]
     header = [c.value for c in ws[2]]
-    assert header[:6] == ["image", "label", "action", "suggestion", "why", "confidence"]
+    assert header[:8] == ["image", "label", "action", "checked", "rank", "suggestion", "why",
+                          "confidence"]
     assert header[-3:] == ["id", "path", "url"] and set(header) == set(CORE)
     col = {name: i + 1 for i, name in enumerate(header)}
     # Frozen: the info line, the header, and every column through the label.

@@ -211,7 +211,7 @@ def test_workbook_republish_keeps_the_review_sheet_layout_a_push_makes(
     ws = load_workbook(path)["data"]
     assert header_row(ws) == 2 and ws["A1"].value == sheet_layout.info
     assert ws["A1"].value.startswith(INFO_PREFIX) and "1 blank" in ws["A1"].value
-    assert [str(r) for r in ws.merged_cells.ranges] == ["A1:H1"]
+    assert [str(r) for r in ws.merged_cells.ranges] == ["A1:J1"]
     assert ws.freeze_panes == "C3" and ws.print_title_rows == "$1:$2"
     header = [c.value for c in ws[2]]
     col = {name: i + 1 for i, name in enumerate(header)}
@@ -369,8 +369,10 @@ def test_an_edit_during_training_queues_exactly_one_more_run(local: Project) -> 
     trainer = fake_trainer(project, during)
     watcher = Watcher(project, WatchSettings(quiet=0, once=True), lambda e: None, trainer)
     actions = [watcher.cycle() for _ in range(10)]
-    assert actions[:6] == ["pull", "train", "pull", "train", "republish", "idle"]
-    assert set(actions[6:]) == {"idle"}
+    # The new version's columns (its rank) go out before each training (issue 24).
+    assert actions[:8] == ["pull", "republish", "train", "pull", "republish", "train",
+                           "republish", "idle"]
+    assert set(actions[8:]) == {"idle"}
     assert trainer.calls == [2, 3]  # one run per version, never two at once
     scores = project.backend.read_scores()
     assert scores["version"].tolist() == ["2", "3"]

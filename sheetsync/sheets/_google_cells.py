@@ -14,7 +14,7 @@ from typing import Any, cast
 
 import pandas as pd
 
-from .base import Column, SheetLayout, cell_text, column_letter
+from .base import Column, SheetLayout, cell_text, checkbox_value, column_letter
 
 ROW_HEIGHT = 118  # px: a 112 px thumbnail (=IMAGE fits and centres it in the cell) + padding
 IMAGE_WIDTH = 124
@@ -123,6 +123,8 @@ def table_rows(table: pd.DataFrame, layout: SheetLayout) -> list[dict[str, Any]]
                 cells.append(image_cell(urls[r]))
             elif kind == "number":
                 cells.append(number_cell(value))
+            elif kind == "checkbox":
+                cells.append({"userEnteredValue": {"boolValue": checkbox_value(value)}})
             elif linked[c]:
                 cells.append(link_cell(value))
             else:
@@ -169,6 +171,12 @@ def layout_requests(
                                   "values": [{"userEnteredValue": ch} for ch in col.choices]},
                     "strict": True, "showCustomUi": True,
                 },
+            }})
+        elif col.kind == "checkbox" and n_rows:
+            # A BOOLEAN rule is what makes the cells checkboxes (TRUE ticked, FALSE not).
+            reqs.append({"setDataValidation": {
+                "range": grid(sheet_id, first, total, c, c + 1),
+                "rule": {"condition": {"type": "BOOLEAN"}, "strict": True, "showCustomUi": True},
             }})
     reqs.append(_protect(grid(sheet_id, 0, first, 0, width)))
     for c0, c1 in _runs([not col.editable for col in columns]):

@@ -28,7 +28,7 @@ from openpyxl.worksheet.worksheet import Worksheet
 from ..errors import BackendError
 from . import _xlsx_images as images
 from ._xlsx_package import PackageError, Picture, row_xml, sheet_rows
-from .base import Column, SheetLayout, cell_text
+from .base import Column, SheetLayout, cell_text, checkbox_value
 
 LISTS_SHEET = "sheetsync_lists"
 MAX_CELL_TEXT = 32_767  # Excel refuses longer cell text
@@ -243,6 +243,8 @@ class DataSheetWriter:
                     cells.append(None)
                 elif spec.kind == "number":
                     cells.append(number_value(value, where=where))
+                elif spec.kind == "checkbox":
+                    cells.append(checkbox_value(value))
                 else:
                     cells.append(checked_text(as_text(value), where=where))
             out.append(cells)
@@ -295,9 +297,12 @@ class DataSheetWriter:
         lists_ws: Worksheet | None = None
         list_col = 0
         for col, spec in enumerate(self.columns, start=1):
-            if spec.kind != "choice" or not spec.choices:
+            if spec.kind == "checkbox":
+                choices = ["TRUE", "FALSE"]  # a workbook has no checkbox: a TRUE/FALSE dropdown
+            elif spec.kind != "choice" or not spec.choices:
                 continue
-            choices = [str(c) for c in spec.choices]
+            else:
+                choices = [str(c) for c in spec.choices]
             inline = ",".join(choices)
             if len(inline) <= MAX_INLINE_LIST and not any(("," in c or '"' in c) for c in choices):
                 source = f'"{inline}"'

@@ -44,7 +44,8 @@ from typing import Literal
 
 import pandas as pd
 
-ColumnKind = Literal["text", "number", "image", "choice"]
+# "checkbox": TRUE/FALSE (a checkbox in Google Sheets, a TRUE/FALSE dropdown in the workbook).
+ColumnKind = Literal["text", "number", "image", "choice", "checkbox"]
 
 DATA_SHEET = "data"
 INFO_PREFIX = "sheetsync · "
@@ -253,6 +254,13 @@ def column_letter(index: int) -> str:
         index, rest = divmod(index - 1, 26)
         out = chr(65 + rest) + out
     return out
+
+
+def checkbox_value(value: object) -> bool:
+    """A checkbox cell's value: True for TRUE (any case), a true bool; False otherwise."""
+    if isinstance(value, bool):
+        return value
+    return str(value).strip().casefold() == "true"
 
 
 def cell_text(value: object) -> str:
