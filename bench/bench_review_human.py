@@ -25,7 +25,7 @@ suggestion column's precision on the unread rows per round, and checks: >= 72% a
 unread rows are shuffled (the ranker only ever receives the answers of rows read). Measured on
 the default seeds (2 cores, cached folds): 30.3/53.2/66.5/76.3% after 5/10/15/20% read against
 30.3/51.3/65.7/73.9% one-shot; one re-rank 0.6-0.8 s after 4.9 s of signals; the 72% floor
-FAILs, the other two checks PASS (docs/review-rounds.md says why the floor is out of reach of
+FAILs, the other two checks PASS (docs/review.md, "Review rounds", says why the floor is out of reach of
 these signals).
 
 Usage::
