@@ -42,6 +42,7 @@ def code_snippets(text: str) -> list[str]:
 def segments(snippet: str) -> list[list[str]]:
     """A snippet cut into shell commands (comments dropped), each as its tokens."""
     snippet = re.split(r"(?:^|\s)#", snippet, maxsplit=1)[0]
+    snippet = re.sub(r"\(sheetsync\b", "(", snippet)  # "(sheetsync combined)": a name, no command
     parts = re.split(r"\|\||\||;|&&|>>", snippet)
     return [[tok.strip(PUNCT) for tok in part.split()] for part in parts]
 
