@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
 import pytest
-from _xlsx_helpers import libreoffice_macro, soffice
+from _tools import need
+from _xlsx_helpers import libreoffice_macro
 from conftest import dcai_root
 from openpyxl import load_workbook
 
@@ -17,10 +17,7 @@ from sheetsync.rows import CORE
 
 
 def need_soffice() -> None:
-    if soffice() is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("LibreOffice (soffice) is required under CI=true; .ci/run installs it")
-        pytest.skip("LibreOffice is not installed")
+    need("soffice")
 
 
 def copy_slice(src: Path, dst: Path, per_class: dict[str, int]) -> None:

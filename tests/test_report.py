@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from _tools import need
 from click.testing import CliRunner
 from conftest import CLASSES, write_images
 from PIL import Image
@@ -122,6 +123,7 @@ def test_page_is_self_contained(reported) -> None:
 
 
 def test_page_renders_hovers_and_brushes_in_chromium(reported) -> None:
+    need("chromium")
     from playwright.sync_api import sync_playwright
 
     project, result = reported

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from _tools import need
 from openpyxl import load_workbook
 from PIL import Image
 
@@ -152,8 +153,7 @@ def test_pull_reads_rows_below_the_info_line(data_root: Path, tmp_path: Path, bl
 
 
 def need_soffice() -> None:
-    if shutil.which("soffice") is None or shutil.which("pdftoppm") is None:
-        pytest.fail("LibreOffice (soffice) and pdftoppm are needed: .ci/run installs them")
+    need("soffice", "pdftoppm", "carlito")
 
 
 def test_libreoffice_draws_the_thumbnail_at_its_size(tmp_path: Path) -> None:
