@@ -73,6 +73,7 @@ from .versions import VersionInfo, counts_of, diff_manifests, now_iso
 
 if TYPE_CHECKING:
     from ._gcs import Bucket
+    from ._workers import Say
     from .augment import AugmentPlan, ClassTable, Prepared, Priorities
 
 # The old name of a command's result; every result has ``lines``, ``warnings`` and ``str()``.
@@ -313,14 +314,14 @@ class Project:
 
     def _publish_images(self, manifest: pd.DataFrame, verify: bool = False) -> PublishResult | None:
         """Upload what the bucket lacks (None: no bucket, the URL template only)."""
-        from .publish import check_settings, publish_images
+        from .publish import UploadRecord, check_settings, publish_images
 
         pub, template = self.config.publish, self.config.google.image_url_template
         check_settings(pub, template)
         if not pub.bucket:
             return None
         return publish_images(manifest, self.config.root, pub, self.storage,
-                              self.store.upload_record(), template=template,
+                              UploadRecord(self.store.uploaded_path), template=template,
                               progress=self.progress, verify=verify)
 
     def publish(self) -> PublishResult:
@@ -350,10 +351,10 @@ class Project:
 
     def prune(self, plan: PrunePlan) -> int:
         """Delete what :meth:`prune_plan` listed (after the caller showed it and had it confirmed)."""
-        from .publish import prune
+        from .publish import UploadRecord, prune
 
         with self._locked():
-            return prune(self.storage, plan, self.store.upload_record())
+            return prune(self.storage, plan, UploadRecord(self.store.uploaded_path))
 
     def _review_order(self, signals: pd.DataFrame, manifest: pd.DataFrame,
                       order: str | None) -> list[str]:
@@ -510,7 +511,7 @@ class Project:
         outcome.usage = self._usage()
 
     def predict(self, *, folds: int | None = None, epochs: int | None = None,
-                fold_seeds: int | None = None, on_fold: Any = None) -> PredictResult:
+                fold_seeds: int | None = None, on_fold: Say | None = None) -> PredictResult:
         """Out-of-sample probabilities for every kept train/val image (k-fold, once per fold
         seed)."""
         from .review import fold_seeds as seeds_for

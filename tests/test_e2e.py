@@ -11,6 +11,7 @@ from _xlsx_helpers import libreoffice_macro
 from conftest import dcai_root
 from openpyxl import load_workbook
 
+from sheetsync._words import text_of
 from sheetsync.dataset import QUARANTINE
 from sheetsync.project import Project
 from sheetsync.rows import CORE
@@ -73,7 +74,7 @@ def test_loop_on_the_competition_data_edited_in_libreoffice(tmp_path: Path) -> N
     })
 
     report = project.pull()
-    assert "recorded v2" in str(report)
+    assert "recorded v2" in text_of(report)
     v2 = project.versions.load("v2").set_index("id")
     assert v2.at[relabel, "label"] == "x" and v2.at[relabel, "note"] == "=looks like a formula"
     assert (data / v2.at[relabel, "path"]).parent == data / "train" / "x"
