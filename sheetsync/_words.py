@@ -38,6 +38,7 @@ from .results import (
 )
 
 if TYPE_CHECKING:
+    from .report import ReportStep
     from .watch import Event
 
 # ---- words for results ---------------------------------------------------------------------
@@ -164,6 +165,37 @@ def _(r: WatchResult) -> str | None:
     if r.abandoned_training:
         return "sheetsync watch (the interrupted training runs again first)"
     return "sheetsync watch (without --once) to keep the sheet in step" if r.once else None
+
+
+@next_step.register
+def _(r: ScoresResult) -> str | None:
+    if not len(r.table):
+        return "sheetsync train (a first score row)"
+    return "sheetsync report (the scores with 95% intervals, the map and the split coverage)"
+
+
+def log_next(versions: pd.DataFrame) -> str | None:
+    """After ``sheetsync log``: what changed between the last two versions."""
+    if len(versions) < 2:
+        return None
+    a, b = versions["version"].iloc[-2], versions["version"].iloc[-1]
+    return f"sheetsync diff v{a} v{b} (what changed), or sheetsync checkout VERSION to go back"
+
+
+def diff_next(a: str, b: str) -> str:
+    """After ``sheetsync diff A B``: how to go back to A."""
+    return (f"sheetsync checkout {a} (the folders as in {a}, recorded as a new version), "
+            f"or sheetsync log")
+
+
+def report_step_text(step: ReportStep) -> str:
+    """A long step of ``sheetsync report`` as it starts (sheetsync.report.ReportStep)."""
+    if step.step == "map":
+        return (f"mapping {step.images} images (cached)…" if step.cached else
+                f"mapping {step.images} images with UMAP (about a minute on 2 cores)…")
+    if step.step == "thumbnails":
+        return f"drawing {step.images} thumbnails…"
+    return "writing the page…"
 
 
 @next_step.register

@@ -240,6 +240,10 @@ def diff(ctx: click.Context, a: str, b: str) -> None:
     after = project.versions.load(b)
     paths = dict(zip(after["id"].astype(str), after["path"].astype(str), strict=True))
     _echo_lines(diff_lines(changes, a, b, paths))
+    if len(changes):
+        from ._words import diff_next
+
+        click.echo(f"next: {diff_next(a, b)}")
 
 
 @cli.command()
@@ -250,9 +254,14 @@ def log(ctx: click.Context) -> None:
     Example: sheetsync log
     """
     from ._tables import log_lines
+    from ._words import log_next
 
     project = _project(ctx)
-    _echo_lines(log_lines(project.log(), [*project.config.splits, "dropped", "images"]))
+    versions = project.log()
+    _echo_lines(log_lines(versions, [*project.config.splits, "dropped", "images"]))
+    step = log_next(versions)
+    if step:
+        click.echo(f"next: {step}")
 
 
 @cli.command()
@@ -321,7 +330,10 @@ def report(ctx: click.Context, output: str | None, max_points: int | None) -> No
 
     Example: sheetsync report -o report.html
     """
-    _show(_project(ctx).report(out=Path(output) if output else None, max_points=max_points))
+    from ._words import report_step_text
+
+    _show(_project(ctx).report(out=Path(output) if output else None, max_points=max_points,
+                               on_step=lambda step: click.echo(report_step_text(step), err=True)))
 
 
 @cli.command()

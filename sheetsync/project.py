@@ -75,6 +75,7 @@ if TYPE_CHECKING:
     from ._gcs import Bucket
     from ._workers import Say
     from .augment import AugmentPlan, ClassTable, Prepared, Priorities
+    from .report import ReportStep
 
 # The old name of a command's result; every result has ``lines``, ``warnings`` and ``str()``.
 Report = (PushResult | PullResult | StatusResult | CheckoutResult | TrainOutcome | PredictResult
@@ -598,15 +599,17 @@ class Project:
 
     # ---- report ----------------------------------------------------------------------------
 
-    def report(self, *, out: Path | None = None, max_points: int | None = None) -> ReportResult:
-        """`sheetsync report`: the HTML page of :mod:`sheetsync.report`."""
+    def report(self, *, out: Path | None = None, max_points: int | None = None,
+               on_step: Callable[[ReportStep], None] | None = None) -> ReportResult:
+        """`sheetsync report`: the HTML page of :mod:`sheetsync.report`; ``on_step`` hears of
+        each long step (:class:`sheetsync.report.ReportStep`)."""
         from .report import MAX_POINTS, build_report, require_extra
 
         require_extra()  # before the lock and the scan: a missing extra is a one-line answer
         with self._locked():
             manifest, info, _ = self._refresh()
             result = build_report(self, manifest, info, out=out,
-                                  max_points=max_points or MAX_POINTS)
+                                  max_points=max_points or MAX_POINTS, on_step=on_step)
             result.recovered, result.skipped = self.recovered, self.skipped
             return result
 

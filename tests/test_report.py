@@ -237,3 +237,18 @@ def test_a_torn_embeddings_file_is_one_clear_error(data_root: Path, tmp_path: Pa
     with pytest.raises(ReportError, match=r"cannot read the embeddings in .*v0001-insample.npz"):
         project.report()
     assert torn.read_bytes() == b"PK\x03\x04 not a whole zip"  # nothing was touched
+
+
+def test_report_and_scores_at_the_terminal_show_progress_and_fit_100_columns(reported) -> None:
+    project, _ = reported
+    runner = CliRunner()
+    out = runner.invoke(cli, ["-C", str(project.config.project_dir), "report", "-o",
+                              str(project.config.project_dir / "again.html")])
+    assert out.exit_code == 0, out.output
+    # The long steps are said as they start (stderr); the map of this data is cached by now.
+    assert out.stderr.splitlines() == ["mapping 46 images (cached)…", "drawing 46 thumbnails…",
+                                       "writing the page…"]
+    scores = runner.invoke(cli, ["-C", str(project.config.project_dir), "scores"])
+    lines = scores.output.splitlines()
+    assert scores.exit_code == 0 and max(map(len, lines)) <= 100, scores.output
+    assert lines[-1].startswith("next: sheetsync report")

@@ -516,9 +516,10 @@ def test_folds_keep_the_probabilities_of_the_original_pictures_beside_the_viewed
 def test_folds_vote_with_their_training_images_and_several_seeds_are_read_back_together(tmp_path):
     items, work = _stroke_items(tmp_path), tmp_path / "w"
     calls: list[dict] = []
-    messages: list[str] = []
+    events: list[FoldEvent] = []
     runs = review.out_of_sample_runs(items, CLS3, seeds=review.fold_seeds(123, 2), folds=3, epochs=2,
-                                     work_dir=work, fit_predict=_stand_in(calls), progress=messages.append)
+                                     work_dir=work, fit_predict=_stand_in(calls), progress=events.append)
+    messages = [fold_text(e) for e in events]
     assert review.fold_seeds(123, 2) == [123, 321] and len(calls) == 6
     assert [r.settings["seed"] for r in runs] == [123, 321]
     assert not runs[0].fold.equals(runs[1].fold)  # other seeds, other splits

@@ -110,7 +110,7 @@ def test_workbook_is_laid_out_for_review(data_root: Path, tmp_path: Path, blank_
     assert (summary.flagged, summary.blank, summary.rows) == (1, 1, 20)
     # The byte-identical train/val pair: two rows with a copy, both across splits.
     assert (summary.duplicates, summary.duplicates_across_splits) == (2, 2)
-    assert "summary: 1 rows highlighted" in text_of(report)
+    assert "summary: 1 row highlighted; 0 likely label errors; 2 duplicates" in text_of(report)
     # The scores tab: every header readable, also after an in-place append.
     project.backend.append_score({"version": 1, "best_val_accuracy": 0.5, "test_accuracy": 0.4})
     scores = load_workbook(book)["scores"]
