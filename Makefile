@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml
 # and why: tests/_tools.py). As root with apt-get they are installed; otherwise this says what to
 # install and carries on, and each test that needs a missing tool fails with the same command.
 system-deps:
-	@missing="$$($(PYTHON) tests/_tools.py)"; \
+	@missing="$$($(PYTHON) tests/_tools.py)" || { echo "$(PYTHON) tests/_tools.py failed"; exit 1; }; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	  echo "installing $$missing (apt-get; log in /tmp/sheetsync-apt.log)"; \
@@ -52,7 +52,8 @@ bench: install
 bench-quick: install
 	$(PY) -m bench --quick
 
-# docs/workbook.png: the pushed workbook as LibreOffice Calc shows it at 100% (needs soffice).
+# docs/workbook.png: the pushed workbook as LibreOffice Calc shows it at 100% (soffice, pdftoppm);
+# docs/report.png: the first screen of `sheetsync report` in headless Chromium.
 screenshot: system-deps install
 	$(PY) docs/screenshot.py
 
