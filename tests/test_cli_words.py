@@ -184,3 +184,24 @@ def test_the_report_map_hides_tensorflows_start_up_lines(tmp_path: Path) -> None
     assert done.stdout.strip() == "(30, 2)"
     assert "oneDNN" not in done.stderr and "cuda" not in done.stderr.lower(), done.stderr
     assert done.stderr.strip() == ""
+
+
+def test_watch_says_a_pulls_skipped_files_and_recovery_as_the_pull_command_does() -> None:
+    # The watcher emits typed fields (JSON-able); the words are the ones `sheetsync pull` prints.
+    from dataclasses import asdict
+
+    from sheetsync._words import warnings_of, watch_event_json, watch_event_text
+    from sheetsync.dataset import SkippedFile
+    from sheetsync.journal import Recovery
+    from sheetsync.results import CheckoutResult
+    from sheetsync.versions import VersionInfo
+    from sheetsync.watch import Event
+
+    skipped = [SkippedFile("train/i/a\\b.png", "backslash")]
+    recovered = Recovery(completed=False, version=3, reason="a file changed meanwhile")
+    result = CheckoutResult(1, VersionInfo(2, "", "", {}), 0, 0, recovered=recovered,
+                            skipped=skipped)
+    events = [Event("t", "recovered", asdict(recovered)),
+              Event("t", "skipped", {"files": [asdict(s) for s in skipped]})]
+    assert [watch_event_text(e) for e in events] == warnings_of(result)
+    assert '"event": "skipped"' in watch_event_json(events[1])
