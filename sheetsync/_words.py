@@ -14,11 +14,12 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from functools import singledispatch
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 
 from .dataset import SkippedFile
+from .report import ReportStep
 from .results import (
     AugmentResult,
     CheckoutResult,
@@ -36,10 +37,7 @@ from .results import (
     TrainOutcome,
     WatchResult,
 )
-
-if TYPE_CHECKING:
-    from .report import ReportStep
-    from .watch import Event
+from .watch import Event
 
 # ---- words for results ---------------------------------------------------------------------
 
