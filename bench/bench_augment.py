@@ -56,6 +56,7 @@ def sheets_at_cap(data: Path, work: Path) -> None:
     import json
 
     from sheetsync import Project
+    from sheetsync._words import describe
     from sheetsync.config import Config
     from sheetsync.sheets.google import GoogleBackend
     from tests._sheets_standin import SheetsStandin, route
@@ -68,7 +69,7 @@ def sheets_at_cap(data: Path, work: Path) -> None:
           f"{len(project.versions.load('latest'))} rows; {load()}", flush=True)
     for name, fn in (("local push", project.push), ("local pull", project.pull)):
         started = time.perf_counter()
-        lines = fn().lines
+        lines = describe(fn())
         print(f"{name}: {time.perf_counter() - started:.1f} s; {lines[-1]}", flush=True)
     with SheetsStandin() as api:
         bot = "bench@team.iam.gserviceaccount.com"
@@ -86,7 +87,7 @@ def sheets_at_cap(data: Path, work: Path) -> None:
         google = Project(config, progress=project.progress, backend=backend)
         for name, fn in (("google push", lambda: google.push(force=True)), ("google pull", google.pull)):
             started = time.perf_counter()
-            lines = fn().lines
+            lines = describe(fn())
             print(f"{name}: {time.perf_counter() - started:.1f} s; {lines[-1]}", flush=True)
 
 

@@ -17,16 +17,41 @@ from __future__ import annotations
 
 import io
 import os
-import re
 import sys
+from functools import singledispatch
 from typing import IO, Any
+
+from ._workers import FoldDone, FoldEpoch, FoldEvent, FoldReused, FoldStarted
 
 COMPILE_LINE = "compiling the model (XLA), about a minute on 2 cores…"
 TRACE_LINE = "building the model; the first epoch takes longer…"
-# review.out_of_sample words its progress as "fold 2/4: epoch 3/20, loss 1.234", "fold 2/4: done
-# in 40 s", "fold 2/4: unchanged, reused", "fold 2/4: training on ..." (sheetsync/review.py).
-_FOLD = re.compile(r"fold (\d+)/(\d+): (.*)")
-_FOLD_EPOCH = re.compile(r"epoch (\d+)/(\d+)(?:, loss ([0-9.]+))?")
+
+
+@singledispatch
+def fold_text(event: FoldEvent) -> str:
+    """One line for a fold's progress event (review.out_of_sample's, typed in _workers)."""
+    raise TypeError(f"no words for {type(event).__name__}")
+
+
+@fold_text.register
+def _(e: FoldStarted) -> str:
+    return f"fold {e.number}/{e.total}: training on {e.training} images, scoring {e.scoring}"
+
+
+@fold_text.register
+def _(e: FoldEpoch) -> str:
+    loss = f", loss {e.loss:.3f}" if e.loss is not None else ""
+    return f"fold {e.number}/{e.total}: epoch {e.epoch}/{e.epochs}{loss}"
+
+
+@fold_text.register
+def _(e: FoldDone) -> str:
+    return f"fold {e.number}/{e.total}: done in {e.seconds:.0f} s"
+
+
+@fold_text.register
+def _(e: FoldReused) -> str:
+    return f"fold {e.number}/{e.total}: unchanged, reused"
 
 
 def duration(seconds: float) -> str:
@@ -105,21 +130,18 @@ class TrainBars:
         if epoch >= total:
             self._close("_epochs")
 
-    def fold(self, message: str, jit_compile: bool = False) -> None:
-        """Progress of `predict` from out_of_sample's messages."""
-        m = _FOLD.match(message)
-        if not m or not self.terminal:
-            self._say(message)
+    def fold(self, event: FoldEvent, jit_compile: bool = False) -> None:
+        """Progress of `predict` from out_of_sample's typed events."""
+        if not self.terminal:
+            self._say(fold_text(event))
             return
-        f, folds, rest = int(m[1]), int(m[2]), m[3]
         if self._folds is None:
-            self._folds = self._bar(total=folds, desc="folds", unit="fold", position=0)
-        e = _FOLD_EPOCH.match(rest)
-        name = f"fold {f}/{folds}"
-        if e:
-            self._fold_epoch(name, int(e[1]), int(e[2]), e[3])
-        elif rest.startswith("training on"):
-            self._folds.write(f"{name}: {rest}", file=self.stream)
+            self._folds = self._bar(total=event.total, desc="folds", unit="fold", position=0)
+        name = f"fold {event.number}/{event.total}"
+        if isinstance(event, FoldEpoch):
+            self._fold_epoch(name, event.epoch, event.epochs, event.loss)
+        elif isinstance(event, FoldStarted):
+            self._folds.write(fold_text(event), file=self.stream)
             if not self._building_said:  # once, though several folds may start together
                 self._building_said = True
                 self._folds.write(COMPILE_LINE if jit_compile else TRACE_LINE, file=self.stream)
@@ -127,10 +149,10 @@ class TrainBars:
             bar = self._fold_epochs.pop(name, None)
             if bar is not None:
                 bar.close()
-            self._folds.write(f"{name}: {rest}", file=self.stream)
+            self._folds.write(fold_text(event), file=self.stream)
             self._folds.update(1)
 
-    def _fold_epoch(self, name: str, epoch: int, total: int, loss: str | None) -> None:
+    def _fold_epoch(self, name: str, epoch: int, total: int, loss: float | None) -> None:
         bar = self._fold_epochs.get(name)
         if bar is None:
             # The next free line under the folds bar: folds that train at once get a bar each.
@@ -138,8 +160,8 @@ class TrainBars:
             line = next(i for i in range(1, len(taken) + 2) if i not in taken and -i not in taken)
             bar = self._fold_epochs[name] = self._bar(total=total, desc=name, unit="epoch",
                                                       position=line)
-        if loss:
-            bar.set_postfix_str(epoch_words({"loss": float(loss)}), refresh=False)
+        if loss is not None:
+            bar.set_postfix_str(epoch_words({"loss": loss}), refresh=False)
         bar.update(epoch - bar.n)
 
     def close(self) -> None:

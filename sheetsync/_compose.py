@@ -27,6 +27,13 @@ _I_RATIO = 0.5
 _SPECK = 0.02
 
 
+def background(a: np.ndarray) -> int:
+    """The most common border value: what uncovered pixels are filled with (the transforms
+    in sheetsync._transforms fill with it too)."""
+    border = np.concatenate([a[0].ravel(), a[-1].ravel(), a[:, 0].ravel(), a[:, -1].ravel()])
+    return int(np.bincount(border.astype(np.int64)).argmax())
+
+
 def targets_of(label: str) -> tuple[str, ...]:
     """Classes that erasing glyphs of a ``label`` image can make (empty if not V?I*)."""
     m = _VI.match(label)
@@ -88,8 +95,6 @@ def compose(a: np.ndarray, target: str) -> np.ndarray:
     cols[:first] = True
     cols[last:] = True
     cut = a[:, cols]
-    from ._transforms import background
-
     out = np.full_like(a, background(a))
     offset = (a.shape[1] - cut.shape[1]) // 2
     out[:, offset:offset + cut.shape[1]] = cut

@@ -163,18 +163,25 @@ def flagged_rows(table: pd.DataFrame, signals: pd.DataFrame, *, weak: bool,
     return tuple(int(i) for i in np.flatnonzero(flag.to_numpy()))
 
 
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
 def summary_text(summary: PushSummary) -> str:
     """One line for people: the counts that matter."""
-    return (f"{summary.flagged} rows highlighted; {summary.likely_label_errors} likely label "
-            f"errors; {summary.duplicates} duplicates ({summary.duplicates_across_splits} across "
-            f"splits, {summary.conflicting_duplicates} under another label); {summary.blank} "
-            f"blank, {summary.unreadable} unreadable; {summary.outliers} outliers; "
+    return (f"{_count(summary.flagged, 'row', 'rows')} highlighted; "
+            f"{_count(summary.likely_label_errors, 'likely label error', 'likely label errors')}; "
+            f"{_count(summary.duplicates, 'duplicate', 'duplicates')} "
+            f"({summary.duplicates_across_splits} across splits, "
+            f"{summary.conflicting_duplicates} under another label); {summary.blank} "
+            f"blank, {summary.unreadable} unreadable; "
+            f"{_count(summary.outliers, 'outlier', 'outliers')}; "
             f"{checked_text(summary.checked, summary.checked_problems)}")
 
 
 def checked_text(checked: int, problems: int) -> str:
     """How far the review got: rows checked, and the problems (relabels, drops) among them."""
-    return (f"{checked} rows checked ({problems} relabelled or dropped, "
+    return (f"{_count(checked, 'row', 'rows')} checked ({problems} relabelled or dropped, "
             f"{checked - problems} right)")
 
 

@@ -79,13 +79,20 @@ def log_lines(versions: pd.DataFrame, count_columns: Sequence[str]) -> list[str]
     return table(header, rows)
 
 
+# The image counts of a score row (sheetsync.inputs.score_row); the other fields (intervals,
+# the val set's digest, the spread of repeats) are for the report and the sheet, not this table.
+SCORE_COUNTS = ("train", "val", "test", "dropped", "derived")
+
+
 def scores_lines(scores: pd.DataFrame) -> list[str]:
     """One line per training run, oldest first."""
     if not len(scores):
         return ["no score rows yet: run `sheetsync train`"]
-    fixed = ("version", "time", "best_val_accuracy", "test_accuracy", "epochs", "best_epoch",
-             "seed", "seconds")
-    counts = [c for c in scores.columns if c not in fixed]
+    import pandas as pd
+
+    # derived images: a column only once augment made some
+    counts = [c for c in SCORE_COUNTS if c in scores.columns and (
+        c != "derived" or pd.to_numeric(scores[c], errors="coerce").fillna(0).any())]
     header = ["version", "when (UTC)", *counts, "val acc", "test acc", "epochs", "best", "seed",
               "time"]
     rows = [[f"v{r['version']}", _when(r["time"], year=False), *[r[c] for c in counts],

@@ -20,6 +20,7 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image, ImageFilter
 
+from ._compose import background, compose
 from .errors import ConfigError
 
 # Families whose variants differ by parameters (many per source); flips have one variant each.
@@ -40,12 +41,6 @@ def parse_spec(spec: str) -> tuple[str, tuple[str, ...]]:
         raise ConfigError(f"{spec!r} is not a transform (one of: {', '.join(FAMILIES)})")
     args = tuple(a.strip() for a in m.group(2).split(",")) if m.group(2) else ()
     return m.group(1), args
-
-
-def background(a: np.ndarray) -> int:
-    """The most common border value: what uncovered pixels are filled with."""
-    border = np.concatenate([a[0].ravel(), a[-1].ravel(), a[:, 0].ravel(), a[:, -1].ravel()])
-    return int(np.bincount(border.astype(np.int64)).argmax())
 
 
 def sample_spec(family: str, rng: np.random.Generator) -> str:
@@ -70,8 +65,6 @@ def apply_spec(a: np.ndarray, spec: str) -> np.ndarray:
     """The pixels of ``a`` transformed by ``spec`` (composition lives in ``_compose``)."""
     family, args = parse_spec(spec)
     if family == "compose":
-        from ._compose import compose
-
         return compose(a, args[0] if args else "")
     fn = _APPLY[family]
     try:

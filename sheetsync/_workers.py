@@ -49,7 +49,43 @@ import pandas as pd
 from ._crossval import FoldResult, run_fold
 from .errors import TrainingError
 
-Say = Callable[[str], None]
+
+# What fold training tells its caller, as typed events (the command line words them and draws
+# the bars: sheetsync._bars). Plain frozen dataclasses: they cross the workers' queue pickled.
+@dataclass(frozen=True)
+class FoldStarted:
+    number: int  # 1-based, across every run of the k-fold
+    total: int
+    training: int  # images it trains on
+    scoring: int  # images it scores (held out)
+
+
+@dataclass(frozen=True)
+class FoldEpoch:
+    number: int
+    total: int
+    epoch: int
+    epochs: int
+    loss: float | None = None
+
+
+@dataclass(frozen=True)
+class FoldDone:
+    number: int
+    total: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class FoldReused:
+    """A fold whose training images are unchanged: its saved result is used again."""
+
+    number: int
+    total: int
+
+
+FoldEvent = FoldStarted | FoldEpoch | FoldDone | FoldReused
+Say = Callable[[FoldEvent], None]
 # Set in each worker process by _start_worker: where its progress lines go.
 _WORKER_QUEUE: Any = None
 
@@ -96,24 +132,23 @@ def train_one(
 ) -> FoldResult:
     """Train one fold, save it, and say so (started, each epoch, done)."""
     held = job.fold_of.to_numpy() == job.fold
-    name = f"fold {job.number}/{job.total}"
-    say(f"{name}: training on {int((~held).sum())} images, scoring {int(held.sum())}")
+    say(FoldStarted(job.number, job.total, int((~held).sum()), int(held.sum())))
     t0 = time.perf_counter()
     kwargs = dict(job.fit_kwargs)
     if report_epochs:
-        kwargs["progress"] = _epoch_reporter(say, name)
+        kwargs["progress"] = _epoch_reporter(say, job)
     result = run_fold(fit_predict, items, job.fold_of, job.fold, classes, kwargs)
     result.save(job.path)
-    say(f"{name}: done in {time.perf_counter() - t0:.0f} s")
+    say(FoldDone(job.number, job.total, time.perf_counter() - t0))
     return result
 
 
-def _epoch_reporter(say: Say, name: str) -> Callable[..., None]:
+def _epoch_reporter(say: Say, job: FoldJob) -> Callable[..., None]:
     # sheetsync.train calls progress(epoch, epochs, logs) after each epoch.
     def report(epoch: int, epochs: int, logs: Mapping[str, float] | None = None) -> None:
         loss = (logs or {}).get("loss")
-        tail = f", loss {loss:.3f}" if loss is not None else ""
-        say(f"{name}: epoch {epoch}/{epochs}{tail}")
+        say(FoldEpoch(job.number, job.total, epoch, epochs,
+                      None if loss is None else float(loss)))
 
     return report
 
@@ -189,7 +224,7 @@ def _main_hidden() -> Iterator[None]:
 
 
 def _relay(lines: Any, say: Say, linger: float = 0.0) -> None:
-    """Say every line waiting in the queue (waiting up to ``linger`` s for each next one)."""
+    """Pass on every event waiting in the queue (waiting up to ``linger`` s for each next one)."""
     while True:
         try:
             say(lines.get(timeout=linger) if linger else lines.get_nowait())

@@ -219,6 +219,7 @@ def _verdict(before: Any, after: Any) -> list[str]:
 
 def run(folder: Path, epochs: int = 12, seeds: list[int] | None = None,
         fraction: float = 0.2, wrong: int = 60) -> int:
+    from ._words import augment_plan_lines, describe
     from .project import Project
 
     seeds = seeds or [123, 124, 125]
@@ -234,11 +235,11 @@ def run(folder: Path, epochs: int = 12, seeds: list[int] | None = None,
         f"{counts['label_book']} test images (label_book); {len(truth.wrong)} train labels are "
         "wrong on purpose, 1 image is blank")
     project, report = Project.init(data, folder)
-    say(str(report))
+    say("\n".join(describe(report)))
     say(f"== sheetsync train --epochs {epochs}, seeds {', '.join(map(str, seeds))}")
     before = _train_seeds(project, epochs, seeds, say)
     say("== sheetsync push")
-    say(str(project.push()))
+    say("\n".join(describe(project.push())))
     workbook = project.config.resolve(project.config.local.path)
     review = review_first_rows(workbook, truth, fraction)
     expected = len(truth.wrong) * review.read / review.rows
@@ -253,19 +254,17 @@ def run(folder: Path, epochs: int = 12, seeds: list[int] | None = None,
     if len(review.relabelled) > 5:
         say(f"   ... and {len(review.relabelled) - 5} more relabelled")
     say("== sheetsync pull")
-    say(str(project.pull()))
+    say("\n".join(describe(project.pull())))
     say(f"== sheetsync train --epochs {epochs}, seeds {', '.join(map(str, seeds))}")
     after = _train_seeds(project, epochs, seeds, say)
     say("== what the review bought (test folder, mean over the seeds)")
     for line in _verdict(before, after):
         say("   " + line)
     say("== sheetsync augment --budget 40")
-    from .cli import augment_plan_lines
-
     augmented = project.augment(budget=40, on_plan=lambda plan: say("\n".join(augment_plan_lines(plan))))
-    say(str(augmented))
+    say("\n".join(describe(augmented)))
     say("== sheetsync push   (derived rows follow the originals, composed ones first)")
-    say(str(project.push()))
+    say("\n".join(describe(project.push())))
     say("== sheetsync log")
     from ._tables import log_lines
 

@@ -74,7 +74,9 @@ from .versions import VersionInfo, counts_of, diff_manifests, now_iso
 
 if TYPE_CHECKING:
     from ._gcs import Bucket
+    from ._workers import Say
     from .augment import AugmentPlan, ClassTable, Prepared, Priorities
+    from .report import ReportStep
 
 # The old name of a command's result; every result has ``lines``, ``warnings`` and ``str()``.
 Report = (PushResult | PullResult | StatusResult | CheckoutResult | TrainOutcome | PredictResult
@@ -348,14 +350,14 @@ class Project:
 
     def _publish_images(self, manifest: pd.DataFrame, verify: bool = False) -> PublishResult | None:
         """Upload what the bucket lacks (None: no bucket, the URL template only)."""
-        from .publish import check_settings, publish_images
+        from .publish import UploadRecord, check_settings, publish_images
 
         pub, template = self.config.publish, self.config.google.image_url_template
         check_settings(pub, template)
         if not pub.bucket:
             return None
         return publish_images(manifest, self.config.root, pub, self.storage,
-                              self.store.upload_record(), template=template,
+                              UploadRecord(self.store.uploaded_path), template=template,
                               progress=self.progress, verify=verify)
 
     def publish(self) -> PublishResult:
@@ -385,10 +387,10 @@ class Project:
 
     def prune(self, plan: PrunePlan) -> int:
         """Delete what :meth:`prune_plan` listed (after the caller showed it and had it confirmed)."""
-        from .publish import prune
+        from .publish import UploadRecord, prune
 
         with self._locked():
-            return prune(self.storage, plan, self.store.upload_record())
+            return prune(self.storage, plan, UploadRecord(self.store.uploaded_path))
 
     def _review_order(self, signals: pd.DataFrame, manifest: pd.DataFrame, order: str | None,
                       answers: pd.Series | None = None,
@@ -557,7 +559,7 @@ class Project:
         outcome.usage = self._usage()
 
     def predict(self, *, folds: int | None = None, epochs: int | None = None,
-                fold_seeds: int | None = None, on_fold: Any = None) -> PredictResult:
+                fold_seeds: int | None = None, on_fold: Say | None = None) -> PredictResult:
         """Out-of-sample probabilities for every kept train/val image (k-fold, once per fold
         seed)."""
         from .review import fold_seeds as seeds_for
@@ -644,15 +646,17 @@ class Project:
 
     # ---- report ----------------------------------------------------------------------------
 
-    def report(self, *, out: Path | None = None, max_points: int | None = None) -> ReportResult:
-        """`sheetsync report`: the HTML page of :mod:`sheetsync.report`."""
+    def report(self, *, out: Path | None = None, max_points: int | None = None,
+               on_step: Callable[[ReportStep], None] | None = None) -> ReportResult:
+        """`sheetsync report`: the HTML page of :mod:`sheetsync.report`; ``on_step`` hears of
+        each long step (:class:`sheetsync.report.ReportStep`)."""
         from .report import MAX_POINTS, build_report, require_extra
 
         require_extra()  # before the lock and the scan: a missing extra is a one-line answer
         with self._locked():
             manifest, info, _ = self._refresh()
             result = build_report(self, manifest, info, out=out,
-                                  max_points=max_points or MAX_POINTS)
+                                  max_points=max_points or MAX_POINTS, on_step=on_step)
             result.recovered, result.skipped = self.recovered, self.skipped
             return result
 

@@ -17,7 +17,7 @@ The results are typed (:class:`~sheetsync.results.PublishResult`,
 
 Usage::
 
-    result = publish_images(manifest, root, config.publish, bucket, store.upload_record())
+    result = publish_images(manifest, root, config.publish, bucket, UploadRecord(store.uploaded_path))
     url = image_url(template, bucket.public_url, object_name(config.publish, sha, path), row)
 """
 

@@ -33,9 +33,10 @@ import json
 import os
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -183,8 +184,7 @@ def umap_coords(embeddings: np.ndarray, seed: int, cache_dir: Path | None = None
                 fit_max: int = UMAP_FIT_MAX) -> np.ndarray:
     """2-D UMAP of ``embeddings`` (seeded); cached by content under ``cache_dir``."""
     x = np.ascontiguousarray(embeddings, dtype=np.float32)
-    key = hashlib.sha256(x.tobytes() + json.dumps([seed, fit_max, UMAP_PARAMS]).encode())
-    cache = cache_dir / f"umap-{key.hexdigest()[:16]}.npy" if cache_dir is not None else None
+    cache = _umap_cache(x, seed, cache_dir, fit_max) if cache_dir is not None else None
     if cache is not None and cache.exists():
         return np.load(cache, allow_pickle=False)
     coords = _umap(x, seed, fit_max)
@@ -196,10 +196,22 @@ def umap_coords(embeddings: np.ndarray, seed: int, cache_dir: Path | None = None
     return coords
 
 
+def _umap_cache(embeddings: np.ndarray, seed: int, cache_dir: Path,
+                fit_max: int = UMAP_FIT_MAX) -> Path:
+    """Where the map of these embeddings is cached (keyed by their content and the settings)."""
+    x = np.ascontiguousarray(embeddings, dtype=np.float32)
+    key = hashlib.sha256(x.tobytes() + json.dumps([seed, fit_max, UMAP_PARAMS]).encode())
+    return cache_dir / f"umap-{key.hexdigest()[:16]}.npy"
+
+
 def _umap(x: np.ndarray, seed: int, fit_max: int) -> np.ndarray:
     n = len(x)
     if n < 4:  # too few for a neighbour graph: lay them on a line
         return np.c_[np.arange(n, dtype=np.float32), np.zeros(n, np.float32)]
+    from ._quiet import quiet_tensorflow
+
+    # umap imports TensorFlow (for its parametric variant): without its start-up lines.
+    quiet_tensorflow()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "n_jobs overridden by random_state", numba notices
         import umap
@@ -225,21 +237,36 @@ def map_table(ids: list[str], coords: np.ndarray, clusters: np.ndarray) -> pd.Da
 # Building the page
 
 
+@dataclass(frozen=True)
+class ReportStep:
+    """A long step of the report about to start (the command line shows it as progress)."""
+
+    step: Literal["map", "thumbnails", "page"]
+    images: int
+    cached: bool = False  # "map": the coordinates come from the cache (no UMAP fit)
+
+
 def build_report(project: Project, manifest: pd.DataFrame, info: VersionInfo, *,
-                 out: Path | None = None, max_points: int = MAX_POINTS) -> ReportResult:
+                 out: Path | None = None, max_points: int = MAX_POINTS,
+                 on_step: Callable[[ReportStep], None] | None = None) -> ReportResult:
     """Gather, compute and write the page for ``project`` (the caller holds its lock)."""
     require_extra()
     inputs = gather(project, manifest, info)
     out = Path(out) if out is not None else project.config.project_dir / "sheetsync-report.html"
-    return write_report(inputs, out, max_points=max_points, store=project.store)
+    return write_report(inputs, out, max_points=max_points, store=project.store, on_step=on_step)
 
 
 def write_report(inputs: ReportInputs, out: Path, *, max_points: int = MAX_POINTS,
-                 store: StateStore | None = None) -> ReportResult:
+                 store: StateStore | None = None,
+                 on_step: Callable[[ReportStep], None] | None = None) -> ReportResult:
     """Compute the map and the checks for ``inputs`` and write the page to ``out``; with a
-    ``store``, UMAP is cached there and the map columns are kept for the next push."""
+    ``store``, UMAP is cached there and the map columns are kept for the next push.
+    ``on_step`` hears of each long step as it starts."""
+    say = on_step or (lambda step: None)
     start = time.perf_counter()
     cache = store.report_cache if store is not None else None
+    say(ReportStep("map", len(inputs.embeddings),
+                   cached=cache is not None and _umap_cache(inputs.embeddings, inputs.seed, cache).exists()))
     coords = umap_coords(inputs.embeddings, inputs.seed, cache)
     clusters = clusters_of(coords, seed=inputs.seed)
     items = inputs.items
@@ -251,8 +278,10 @@ def write_report(inputs: ReportInputs, out: Path, *, max_points: int = MAX_POINT
                if store is not None else None)
     points = _points(inputs, coords, clusters)
     shown = sample_points(points, max_points, inputs.seed)
+    say(ReportStep("thumbnails", len(shown)))
     unreadable = _thumbnails(shown)
     findings = summarise(items, inputs.signals, unreadable)
+    say(ReportStep("page", len(points)))
     page = render_page(inputs, shown, len(points), coverage, findings, coords, clusters)
     _write_atomic(out, page)
     return ReportResult(out, inputs.version, len(points), len(shown), coverage, findings,

@@ -1,11 +1,10 @@
 """What each library call returns: typed results, no English.
 
-The words people read are made in :mod:`sheetsync.cli` (:func:`sheetsync.cli.describe`);
-``str(result)`` and ``result.lines`` / ``result.warnings`` give the same text from Python::
+The words people read are made by the command line's own module, :mod:`sheetsync._words`
+(one formatter per result type); this module knows nothing of them::
 
     result = Project.open(".").pull()
     result.version, result.moves, result.changes   # for programs
-    print(result)                                  # what `sheetsync pull` prints
 """
 
 from __future__ import annotations
@@ -36,21 +35,6 @@ class Result:
     recovered: Recovery | None = field(default=None, kw_only=True)
     skipped: list[SkippedFile] = field(default_factory=list, kw_only=True)
     notices: list[str] = field(default_factory=list, kw_only=True)
-
-    @property
-    def lines(self) -> list[str]:
-        from .cli import describe
-
-        return describe(self)
-
-    @property
-    def warnings(self) -> list[str]:
-        from .cli import warnings_of
-
-        return warnings_of(self)
-
-    def __str__(self) -> str:
-        return "\n".join(self.lines)
 
 
 @dataclass

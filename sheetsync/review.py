@@ -190,7 +190,7 @@ def fold_seeds(first: int, count: int) -> list[int]:
 
 def out_of_sample_runs(
     items: pd.DataFrame, classes: Sequence[str], *, seeds: Sequence[int], folds: int,
-    work_dir: Path, progress: Callable[[str], None] | None = None, **options: Any,
+    work_dir: Path, progress: _workers.Say | None = None, **options: Any,
 ) -> list[OutOfSample]:
     """:func:`out_of_sample` once per fold seed (other splits of the data, other models): the
     review averages their probabilities and neighbours, and their disagreement is a signal.
@@ -236,7 +236,7 @@ def out_of_sample(
     work_dir: Path,
     cache_dir: Path | None = None,
     fit_predict: Callable[..., Any] | None = None,
-    progress: Callable[[str], None] | None = None,
+    progress: _workers.Say | None = None,
     augment: bool = False,
     snapshots: Sequence[int] = (),
     latest: str = LATEST,
@@ -249,7 +249,8 @@ def out_of_sample(
     an interrupted run resumes per fold and a fold whose training images (id, hash, label) are
     unchanged is reused. ``fit_predict`` defaults to :func:`sheetsync.train.fit_predict`;
     ``fit_options`` (batch_size, precision, jit_compile) are passed on to it.
-    ``progress(message)`` hears about each fold (started, reused, done) and each epoch.
+    ``progress(event)`` hears about each fold (started, reused, done) and each epoch, as typed
+    events (:data:`sheetsync._workers.FoldEvent`).
     ``augment`` trains the folds on class-preserving variants (:mod:`sheetsync._augment`).
     ``snapshots`` (epochs) also keep training dynamics: :attr:`OutOfSample.snapshot_probs` and
     :attr:`OutOfSample.train_margin`. The result is also saved as ``work_dir / latest``.
@@ -278,7 +279,7 @@ class _Plan:
 def _runs(
     items: pd.DataFrame, classes: Sequence[str], *, seeds: list[int], latest: list[str],
     folds: int, epochs: int, work_dir: Path, cache_dir: Path | None = None,
-    fit_predict: Callable[..., Any] | None = None, progress: Callable[[str], None] | None = None,
+    fit_predict: Callable[..., Any] | None = None, progress: _workers.Say | None = None,
     augment: bool = False, snapshots: Sequence[int] = (), workers: int | None = None,
     **fit_options: Any,
 ) -> list[OutOfSample]:
@@ -300,7 +301,7 @@ def _runs(
         fit_options = {**fit_options, "augment_settings": augment_settings}
     if snapshots:
         fit_options = {**fit_options, "snapshots": sorted(int(e) for e in snapshots)}
-    say = progress or (lambda message: None)
+    say = progress or (lambda event: None)
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     plans = [_plan(items, classes, seed=seed, folds=folds, epochs=epochs, work_dir=work_dir,
@@ -324,7 +325,7 @@ def _runs(
 def _plan(
     items: pd.DataFrame, classes: Sequence[str], *, seed: int, folds: int, epochs: int,
     work_dir: Path, cache_dir: Path | None, fit_options: Mapping[str, Any], first: int,
-    total: int, say: Callable[[str], None],
+    total: int, say: _workers.Say,
 ) -> _Plan:
     """Split ``items`` for ``seed`` (keeping earlier assignments), and look up each fold's
     result by its content key; ``first``: how many folds of other runs come before this one's."""
@@ -348,7 +349,7 @@ def _plan(
         cached = _crossval.FoldResult.load(path)
         if cached is not None:
             plan.found[f] = cached
-            say(f"fold {first + f + 1}/{total}: unchanged, reused")
+            say(_workers.FoldReused(first + f + 1, total))
         else:
             plan.jobs.append(_workers.FoldJob(fold=f, fold_of=fold_of, fit_kwargs=fit_kwargs,
                                               path=path, number=first + f + 1, total=total))

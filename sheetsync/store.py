@@ -41,7 +41,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -49,9 +48,6 @@ import pandas as pd
 from .dataset import HashCache
 from .errors import SheetsyncError
 from .versions import ScoreHistory, VersionStore, now_iso, read_csv_text, write_csv_atomic
-
-if TYPE_CHECKING:
-    from .publish import UploadRecord
 
 PREDICTION_KINDS = ("oos", "insample")
 
@@ -126,12 +122,6 @@ class StateStore:
 
     def embedding_chart(self, version: int) -> Path:
         return self.dir / "charts" / f"embedding-v{version}.png"
-
-    def upload_record(self) -> UploadRecord:
-        """The objects known to be in the ``[publish]`` bucket (sheetsync.publish)."""
-        from .publish import UploadRecord
-
-        return UploadRecord(self.uploaded_path)
 
     # ---- what the sheet shows --------------------------------------------------------------
 

@@ -91,24 +91,11 @@ class Plan:
 @dataclass(frozen=True)
 class Event:
     """One thing the watcher did or saw: its name and typed fields; the words people read
-    are made in :mod:`sheetsync.cli` (:func:`sheetsync.cli.watch_event_text`)."""
+    are made by the command line (:func:`sheetsync._words.watch_event_text`)."""
 
     time: str
     event: str
     data: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def message(self) -> str:
-        from .cli import watch_event_text
-
-        return watch_event_text(self)
-
-    def text(self) -> str:
-        return f"{self.time} {self.event}: {self.message}"
-
-    def json(self) -> str:
-        return json.dumps({"time": self.time, "event": self.event, "message": self.message,
-                           **self.data}, default=str)
 
 
 # ---- pure planning ---------------------------------------------------------------------
@@ -424,7 +411,11 @@ class Watcher:
         assert self.sheet is not None
         self.emit("pulling", edits=step.edits, quiet=self.settings.quiet)
         result = self.project.pull(sheet=self.sheet, hold_invalid=True)
-        for w in result.warnings:
+        if result.recovered is not None:
+            self.emit("recovered", **asdict(result.recovered))
+        if result.skipped:
+            self.emit("skipped", files=[asdict(f) for f in result.skipped])
+        for w in result.notices:
             self.emit("warning", text=w)
         held = list(result.held)
         messages = status_messages(held, self.sheet)

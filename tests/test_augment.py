@@ -16,6 +16,7 @@ from test_project import edit, tree, workbook
 
 from sheetsync import _transforms as tf
 from sheetsync._compose import compose, glyphs, targets_of
+from sheetsync._words import augment_plan_lines, describe, warnings_of
 from sheetsync.augment import (
     ROMAN_TABLE,
     Variant,
@@ -25,7 +26,6 @@ from sheetsync.augment import (
     follow_sources,
     plan_augment,
 )
-from sheetsync.cli import augment_plan_lines
 from sheetsync.dataset import QUARANTINE
 from sheetsync.errors import AugmentError, ConfigError
 from sheetsync.project import Project
@@ -180,7 +180,7 @@ def test_derived_rows_round_trip_through_the_sheet_and_a_pull(project: Project) 
     # Derived rows come after every original.
     is_derived = sheet["source_id"] != ""
     assert not is_derived[: (~is_derived).sum()].any()
-    assert project.pull().lines[0].startswith("nothing to pull")
+    assert describe(project.pull())[0].startswith("nothing to pull")
 
 
 def test_a_dropped_derived_row_stays_dropped(project: Project) -> None:
@@ -216,7 +216,7 @@ def test_a_relabelled_source_carries_its_derived_images(project: Project) -> Non
         assert row["label"] == "vi" and row["path"].startswith("train/vi/")
     assert "relabelled iv→vi" in flip["note"]
     assert (d[d["source_id"] == dropped_src]["action"] == "drop").all()
-    assert any("dropped too" in line for line in report.lines)
+    assert any("dropped too" in line for line in describe(report))
     # The sheet says so after the next push.
     project.push()
     sheet = project.backend.read_table().set_index("id")
@@ -314,7 +314,7 @@ def test_an_unreadable_source_is_named_and_skipped_not_a_traceback(project: Proj
     broken = root / "train" / "iv" / "broken.png"
     broken.write_bytes(b"not a png at all")
     result = project.augment(budget=30, families=["rotate"])
-    assert any("train/iv/broken.png: cannot read the image" in s for s in result.warnings)
+    assert any("train/iv/broken.png: cannot read the image" in s for s in warnings_of(result))
     assert result.written == 30 - len(result.unbuilt)
     assert broken.read_bytes() == b"not a png at all"
 

@@ -94,3 +94,19 @@ def test_bad_config_is_a_clean_error(runner: CliRunner, tmp_path: Path) -> None:
     (tmp_path / "sheetsync.toml").write_text('root = "d"\nclasses = ["a", "../b"]\n')
     result = runner.invoke(cli, ["-C", str(tmp_path), "status"])
     assert result.exit_code == 1 and "cannot be a class" in result.output
+
+
+def test_every_command_of_the_group_maps_library_errors_to_one_line_and_its_exit_code() -> None:
+    # One wrapper for the whole group: a command added later needs no error handling of its own.
+    from sheetsync.errors import UnpulledEditsError
+
+    @cli.command("raises-for-test")
+    def raises() -> None:
+        raise UnpulledEditsError("the sheet holds 2 edits never pulled")
+
+    try:
+        result = CliRunner().invoke(cli, ["raises-for-test"])
+    finally:
+        cli.commands.pop("raises-for-test")
+    assert result.exit_code == UnpulledEditsError.exit_code == 4
+    assert result.output == "Error: the sheet holds 2 edits never pulled\n"

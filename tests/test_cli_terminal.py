@@ -14,6 +14,7 @@ import pytest
 
 from sheetsync._bars import COMPILE_LINE, TrainBars, duration, epoch_words
 from sheetsync._quiet import noise_filter
+from sheetsync._workers import FoldDone
 
 NOISE = ("absl::InitializeLog", "oneDNN", "cuda", "cuInit", "cpu_feature_guard", "I0000", "E0000",
          "WARNING:tensorflow")
@@ -81,7 +82,7 @@ def test_bars_print_plain_lines_when_piped() -> None:
     bars.decoded("train", 10, 10)
     bars.compiling(True)
     bars.epoch(1, 2, {"loss": 1.5, "seconds": 43.4685})
-    bars.fold("fold 1/4: done in 40 s")
+    bars.fold(FoldDone(1, 4, 40.2))
     bars.close()
     assert out.getvalue().splitlines() == [
         "decoded 10 train image(s)", COMPILE_LINE, "epoch 1/2: loss 1.50, 43 s",
@@ -91,6 +92,7 @@ def test_bars_print_plain_lines_when_piped() -> None:
 _DRIVE_BARS = """
 import sys, time
 from sheetsync._bars import TrainBars
+from sheetsync._workers import FoldDone, FoldEpoch, FoldStarted
 bars = TrainBars()
 for done in (4, 8, 12):
     time.sleep(0.25)  # real updates are seconds apart; tqdm redraws at most every 0.2 s
@@ -101,19 +103,19 @@ for e in (1, 2, 3):
     bars.epoch(e, 3, {"loss": 1.0 / e, "seconds": 2.5})
 # Two folds training at once (worker processes): their epoch lines interleave.
 for f in (1, 2):
-    bars.fold(f"fold {f}/3: training on 9 images, scoring 3")
+    bars.fold(FoldStarted(f, 3, 9, 3))
 for e in (1, 2):
     for f in (1, 2):
         time.sleep(0.25)
-        bars.fold(f"fold {f}/3: epoch {e}/2, loss 0.500")
-bars.fold("fold 2/3: done in 3 s")
-bars.fold("fold 3/3: training on 9 images, scoring 3")
+        bars.fold(FoldEpoch(f, 3, e, 2, 0.5))
+bars.fold(FoldDone(2, 3, 3.0))
+bars.fold(FoldStarted(3, 3, 9, 3))
 time.sleep(0.25)
-bars.fold("fold 3/3: epoch 1/2, loss 0.250")
-bars.fold("fold 1/3: done in 3 s")
+bars.fold(FoldEpoch(3, 3, 1, 2, 0.25))
+bars.fold(FoldDone(1, 3, 3.0))
 time.sleep(0.25)
-bars.fold("fold 3/3: epoch 2/2, loss 0.250")
-bars.fold("fold 3/3: done in 3 s")
+bars.fold(FoldEpoch(3, 3, 2, 2, 0.25))
+bars.fold(FoldDone(3, 3, 3.0))
 bars.close()
 print("finished")
 """

@@ -125,3 +125,83 @@ def test_project_found_from_a_subfolder(runner: CliRunner, data_root: Path, tmp_
                              capture_output=True, text=True)
     assert outside.returncode == 1
     assert outside.stderr.startswith(f"Error: no sheetsync.toml in {elsewhere} or any folder above")
+
+
+def test_scores_of_real_score_rows_fit_100_columns() -> None:
+    # A score row as train writes it (sheetsync.inputs.score_row + score_intervals +
+    # repeat_fields): its intervals, digest and spread stay out of the terminal table.
+    from sheetsync._bootstrap import score_fields, set_digest
+
+    rows = [{"version": v, "time": "2026-12-01T07:34:43+00:00", "train": 2067, "val": 813,
+             "dropped": 12, "test": 52, "derived": 0, "best_val_accuracy": 0.81234,
+             "test_accuracy": 0.8, "epochs": 100, "best_epoch": 87, "seed": 123,
+             "seconds": 4243.4685, **score_fields("val", [True, False, True] * 271),
+             "val_set": set_digest(["a", "b"], ["i", "ii"]),
+             **score_fields("test", [True, False] * 26), "repeats": 3, "val_repeat_sd": 0.0123,
+             "test_repeat_sd": 0.0211} for v in (1, 12)]
+    lines = scores_lines(pd.DataFrame(rows))
+    assert max(map(len, lines)) <= 100, "\n".join(lines)
+    assert lines[0].split()[:6] == ["version", "when", "(UTC)", "train", "val", "test"]
+
+
+def test_log_diff_and_scores_end_with_the_next_command(runner: CliRunner, data_root: Path,
+                                                       tmp_path: Path) -> None:
+    proj = tmp_path / "proj"
+    run(runner, "-C", str(proj), "init", str(data_root))
+    assert "next:" not in run(runner, "-C", str(proj), "log")  # one version: nothing to compare
+    assert run(runner, "-C", str(proj), "scores").splitlines()[-1] == (
+        "next: sheetsync train (a first score row)")
+    run(runner, "-C", str(proj), "push")
+    _relabel_first_row(proj / "sheetsync.xlsx")
+    run(runner, "-C", str(proj), "pull")
+    log = run(runner, "-C", str(proj), "log").splitlines()
+    assert log[-1] == "next: sheetsync diff v1 v2 (what changed), or sheetsync checkout VERSION to go back"
+    diff = run(runner, "-C", str(proj), "diff", "v1", "v2").splitlines()
+    assert diff[-1].startswith("next: sheetsync checkout v1 ")
+    assert all(len(line) <= 100 for line in [*log, *diff])
+
+
+def test_the_summary_line_says_one_row_not_one_rows() -> None:
+    from sheetsync._reviewsheet import PushSummary, summary_text
+
+    one = PushSummary(rows=5, likely_label_errors=1, duplicates=1, duplicates_across_splits=0,
+                      conflicting_duplicates=0, blank=1, unreadable=0, outliers=1, flagged=1)
+    assert summary_text(one) == ("1 row highlighted; 1 likely label error; 1 duplicate (0 across "
+                                 "splits, 0 under another label); 1 blank, 0 unreadable; 1 outlier")
+    two = PushSummary(rows=5, likely_label_errors=2, duplicates=2, duplicates_across_splits=2,
+                      conflicting_duplicates=0, blank=0, unreadable=0, outliers=0, flagged=2)
+    assert summary_text(two).startswith("2 rows highlighted; 2 likely label errors; 2 duplicates")
+
+
+def test_the_report_map_hides_tensorflows_start_up_lines(tmp_path: Path) -> None:
+    # umap imports TensorFlow, which writes its start-up lines straight to descriptor 2.
+    code = ("import numpy as np; from sheetsync.report import umap_coords; "
+            "print(umap_coords(np.random.default_rng(0).normal(size=(30, 8)), 0).shape)")
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "SHEETSYNC_VERBOSE")}
+    done = subprocess.run([sys.executable, "-c", code], env={**env, "PYTHONPATH": str(REPO)},
+                          capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "(30, 2)"
+    assert "oneDNN" not in done.stderr and "cuda" not in done.stderr.lower(), done.stderr
+    assert done.stderr.strip() == ""
+
+
+def test_watch_says_a_pulls_skipped_files_and_recovery_as_the_pull_command_does() -> None:
+    # The watcher emits typed fields (JSON-able); the words are the ones `sheetsync pull` prints.
+    from dataclasses import asdict
+
+    from sheetsync._words import warnings_of, watch_event_json, watch_event_text
+    from sheetsync.dataset import SkippedFile
+    from sheetsync.journal import Recovery
+    from sheetsync.results import CheckoutResult
+    from sheetsync.versions import VersionInfo
+    from sheetsync.watch import Event
+
+    skipped = [SkippedFile("train/i/a\\b.png", "backslash")]
+    recovered = Recovery(completed=False, version=3, reason="a file changed meanwhile")
+    result = CheckoutResult(1, VersionInfo(2, "", "", {}), 0, 0, recovered=recovered,
+                            skipped=skipped)
+    events = [Event("t", "recovered", asdict(recovered)),
+              Event("t", "skipped", {"files": [asdict(s) for s in skipped]})]
+    assert [watch_event_text(e) for e in events] == warnings_of(result)
+    assert '"event": "skipped"' in watch_event_json(events[1])

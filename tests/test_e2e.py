@@ -2,25 +2,23 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
 import pytest
-from _xlsx_helpers import libreoffice_macro, soffice
+from _tools import need
+from _xlsx_helpers import libreoffice_macro
 from conftest import dcai_root
 from openpyxl import load_workbook
 
+from sheetsync._words import text_of
 from sheetsync.dataset import QUARANTINE
 from sheetsync.project import Project
 from sheetsync.rows import CORE
 
 
 def need_soffice() -> None:
-    if soffice() is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("LibreOffice (soffice) is required under CI=true; .ci/run installs it")
-        pytest.skip("LibreOffice is not installed")
+    need("soffice")
 
 
 def copy_slice(src: Path, dst: Path, per_class: dict[str, int]) -> None:
@@ -76,7 +74,7 @@ def test_loop_on_the_competition_data_edited_in_libreoffice(tmp_path: Path) -> N
     })
 
     report = project.pull()
-    assert "recorded v2" in str(report)
+    assert "recorded v2" in text_of(report)
     v2 = project.versions.load("v2").set_index("id")
     assert v2.at[relabel, "label"] == "x" and v2.at[relabel, "note"] == "=looks like a formula"
     assert (data / v2.at[relabel, "path"]).parent == data / "train" / "x"

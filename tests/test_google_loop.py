@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from sheetsync._words import text_of
 from sheetsync.dataset import QUARANTINE
 from sheetsync.errors import UnpulledEditsError
 from sheetsync.project import Project
@@ -70,7 +71,7 @@ def test_push_edit_in_sheets_pull_rearranges_folders(api: SheetsStandin, project
     api.reset_counts()
     report = project.push()
     assert (api.reads, api.writes) == (2, 1)  # unpulled-edit check + sheet ids; one batchUpdate
-    assert "3 requests (2 read, 1 write)" in str(report)
+    assert "3 requests (2 read, 1 write)" in text_of(report)
     ws = collaborator(api, project)
     values = ws.get_all_values(value_render_option="FORMULA")
     head = header_index(values)
@@ -87,7 +88,7 @@ def test_push_edit_in_sheets_pull_rearranges_folders(api: SheetsStandin, project
     api.reset_counts()
     report = project.pull()
     assert api.reads == 1 and api.writes == 0
-    assert "recorded v2" in str(report)
+    assert "recorded v2" in text_of(report)
     assert (root / "train/ii/img-0001.png").exists() and not (root / "train/i/img-0001.png").exists()
     assert (root / "val/ii/img-0005.png").exists()
     assert (root / QUARANTINE / "val/iii/img-0018.png").exists()

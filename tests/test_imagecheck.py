@@ -11,6 +11,7 @@ from PIL import Image
 
 from sheetsync._imagecheck import check_image, check_images
 from sheetsync._progress import no_progress
+from sheetsync._words import text_of
 from sheetsync.dataset import QUARANTINE
 from sheetsync.project import Project
 from sheetsync.sheets.local import header_row
@@ -79,7 +80,7 @@ def test_checks_are_cached_by_hash(data_root: Path, tmp_path: Path, monkeypatch:
 def test_odd_images_go_through_init_push_pull(data_root: Path, tmp_path: Path) -> None:
     write_odd_images(data_root)
     project, report = Project.init(data_root, tmp_path / "proj", progress=no_progress)
-    text = str(report)
+    text = text_of(report)
     # Every unusable file is named at once, at scan time.
     assert "3 image(s) the model cannot read" in text
     for key in ("truncated", "tiff", "garbage"):
@@ -87,7 +88,7 @@ def test_odd_images_go_through_init_push_pull(data_root: Path, tmp_path: Path) -
     push = project.push()  # does not stop at the first bad file
     summary = push.summary
     assert summary.unreadable == 3 and set(summary.unreadable_paths) == {ODD[k] for k in ("truncated", "tiff", "garbage")}
-    assert "unreadable (flagged in the sheet, excluded from training)" in str(push)
+    assert "unreadable (flagged in the sheet, excluded from training)" in text_of(push)
     book = project.config.resolve(project.config.local.path)
     wb = load_workbook(book)
     ws = wb["data"]
@@ -112,12 +113,12 @@ def test_odd_images_go_through_init_push_pull(data_root: Path, tmp_path: Path) -
     for key in ("truncated", "garbage"):
         ws.cell(rows[ODD[key]], col["action"]).value = "drop"
     wb.save(book)
-    assert "recorded v2" in str(project.pull())
+    assert "recorded v2" in text_of(project.pull())
     v2 = project.versions.load("v2").set_index("id")
     dropped = v2[v2["action"] == "drop"]["path"].tolist()
     assert sorted(Path(p).name for p in dropped) == ["notes.png", "truncated.png"]
     assert all(p.startswith(QUARANTINE) and (data_root / p).exists() for p in dropped)
-    assert "unreadable" in str(project.push())
+    assert "unreadable" in text_of(project.push())
 
 
 @pytest.mark.slow
@@ -125,11 +126,11 @@ def test_train_skips_unreadable_images_with_one_line(data_root: Path, tmp_path: 
     write_odd_images(data_root)
     project, _ = Project.init(data_root, tmp_path / "proj", progress=no_progress)
     report = project.train(epochs=1, jit_compile=False)
-    text = str(report)
+    text = text_of(report)
     assert ("excluded 3 unreadable image(s) from training: train/i/truncated.png, "
             "train/ii/scan.tif, val/iii/notes.png") in text
     assert "trained on v1" in text
     push = project.push()
     # One epoch on 20 images: the sheet says the ranking means little, and what to run.
-    assert push.model is not None and push.model.weak and "MODEL TOO WEAK" in str(push)
-    assert "sheetsync train --epochs 30" in str(push)
+    assert push.model is not None and push.model.weak and "MODEL TOO WEAK" in text_of(push)
+    assert "sheetsync train --epochs 30" in text_of(push)

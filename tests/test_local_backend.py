@@ -16,6 +16,7 @@ from pathlib import Path
 import openpyxl
 import pandas as pd
 import pytest
+from _tools import need
 from _xlsx_helpers import (  # tests/ is on sys.path (pytest's rootdir import mode)
     CLASSES,
     COLUMNS,
@@ -23,7 +24,6 @@ from _xlsx_helpers import (  # tests/ is on sys.path (pytest's rootdir import mo
     make_layout,
     make_png,
     make_table,
-    soffice,
     write_excel_like_workbook,
     zip_names,
     zip_text,
@@ -451,13 +451,10 @@ def test_layout_without_highlight_or_choices(book: Path, root: Path) -> None:
     assert got is not None and got.to_dict("records") == [{"id": "1", "label": "x"}]
 
 
-@pytest.mark.skipif(
-    soffice() is None and os.environ.get("CI") != "true",
-    reason="LibreOffice (soffice) is not installed",
-)
 def test_libreoffice_edits_and_saves_the_workbook(
     book: Path, root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    need("soffice")
     """A real spreadsheet program changes cells, re-sorts, adds a sheet and saves."""
     table = make_table(root, 6)
     table["note"] = ["=1+1", "+x", "", "-", "@a", "0042"]

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from openpyxl import load_workbook
 
+from sheetsync._words import describe, text_of, warnings_of
 from sheetsync.dataset import QUARANTINE
 from sheetsync.errors import SheetValidationError, UnpulledEditsError
 from sheetsync.project import Project
@@ -71,14 +72,14 @@ def test_push_edit_pull_rearranges_and_records_a_version(project: Project) -> No
     edit(workbook(project), {a: {"label": "II"}, b: {"split": "val", "note": "=moved"},
                              c: {"action": "drop"}})
     report = project.pull()
-    assert "recorded v2" in str(report)
+    assert "recorded v2" in text_of(report)
     assert (root / "train/ii/img-0001.png").exists() and not (root / "train/i/img-0001.png").exists()
     assert (root / "val/ii/img-0005.png").exists()
     assert (root / QUARANTINE / "val/iii/img-0018.png").exists()
     m = project.versions.load("v2").set_index("id")
     assert m.at[b, "note"] == "=moved" and m.at[c, "action"] == "drop"
     # Nothing pending now, and the next push goes through without --force.
-    assert "no pending edits" in str(project.status())
+    assert "no pending edits" in text_of(project.status())
     project.push()
     # A dropped image comes back when its action returns to keep.
     edit(workbook(project), {c: {"action": "keep"}})
@@ -121,7 +122,7 @@ def test_push_refuses_unpulled_edits_and_force_backs_up(project: Project) -> Non
     report = project.push(force=True)
     backups = list((project.state / "backups").glob("sheet-*.csv"))
     assert len(backups) == 1 and "please check" in backups[0].read_text()
-    assert "backed up" in str(report)
+    assert "backed up" in text_of(report)
 
 
 def test_extra_columns_survive_pull_and_push(project: Project) -> None:
@@ -191,7 +192,7 @@ def test_killed_pull_loses_nothing_and_next_command_completes_it(
     # Killed mid-move: every image still exists somewhere (staging included).
     assert sorted(tree(root).values()) == contents_before
     report = Project.open(project.config.project_dir).status(check_sheet=False)
-    assert "completed an interrupted pull" in report.warnings[0]
+    assert "completed an interrupted pull" in warnings_of(report)[0]
     assert sorted(tree(root).values()) == contents_before
     assert not (project.state / "journal.json").exists()
     assert (root / "train/ii/img-0001.png").exists()
@@ -199,7 +200,7 @@ def test_killed_pull_loses_nothing_and_next_command_completes_it(
     latest = project.versions.load("latest").set_index("id")
     assert latest.at[ids["val/iii/img-0017.png"], "action"] == "drop"
     assert [v.message for v in project.versions.list()][-1].startswith("pull")
-    assert Project.open(project.config.project_dir).pull().lines[0].startswith("nothing to pull")
+    assert describe(Project.open(project.config.project_dir).pull())[0].startswith("nothing to pull")
 
 
 def test_manifest_is_a_dataframe_usable_from_python(project: Project) -> None:

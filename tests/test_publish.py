@@ -17,6 +17,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from sheetsync import _gcs
+from sheetsync._words import describe, text_of
 from sheetsync.cli import cli
 from sheetsync.config import Config
 from sheetsync.errors import (
@@ -138,8 +139,8 @@ def test_first_push_uploads_every_distinct_image_once(api, gcs, proj: Path) -> N
     stored = gcs.objects(BUCKET)
     assert set(stored) == {f"sheetsync/{h}.png" for h in distinct}
     assert all(hashlib.sha256(data).hexdigest() in name for name, data in stored.items())
-    assert "images: 18 of 18 objects uploaded to gs://team-images" in str(report)
-    assert "0 already there" in str(report)
+    assert "images: 18 of 18 objects uploaded to gs://team-images" in text_of(report)
+    assert "0 already there" in text_of(report)
     ws = sheet(api, project)
     assert_all_resolve(project, ws)
     # The url column holds the same stable link as the =IMAGE formula.
@@ -197,13 +198,13 @@ def test_pull_that_moves_100_files_uploads_nothing_and_urls_still_resolve(api, g
 
     project = open_project(api, proj)
     report = project.pull()
-    assert "100 file(s) to move" in str(report)
+    assert "100 file(s) to move" in text_of(report)
     gcs.reset_log()
     report = project.push()
     assert gcs.uploads() == []
     # The local record covered every object: no listing either, only the public check.
     assert [s.method for s in gcs.seen] == ["HEAD"]
-    assert "0 of 140 objects uploaded" in str(report)
+    assert "0 of 140 objects uploaded" in text_of(report)
     assert_all_resolve(project, sheet(api, project))
 
 
@@ -287,7 +288,7 @@ def test_an_interrupted_push_resumes_without_resending(api, gcs, tmp_path) -> No
     sent = len(gcs.uploads())
     assert sent == 30 - len(arrived)
     # Nothing listed twice: the record held what arrived, the listing confirmed the rest missing.
-    assert f"{sent} of 30 objects uploaded" in str(report)
+    assert f"{sent} of 30 objects uploaded" in text_of(report)
     assert_all_resolve(project, sheet(api, project))
 
 
@@ -451,7 +452,7 @@ def test_template_only_uploads_nothing(api, gcs, proj: Path) -> None:
     gcs.reset_log()
     project = open_project(api, proj)
     report = project.push()
-    assert gcs.seen == [] and "images:" not in str(report)
+    assert gcs.seen == [] and "images:" not in text_of(report)
     assert all(u.startswith("https://cdn.example/") for u in image_urls(sheet(api, project)).values())
 
 
@@ -480,7 +481,7 @@ def test_pushes_that_change_the_urls_agree_with_the_pull_row_check(api, gcs, pro
         new = {"i": "ii", "ii": "iii", "iii": "i"}[rows[0][header.index("label")]]
         ws.update_acell(f"{col['label']}{at + 1}", new)
         result = open_project(api, proj).pull()
-        assert result.edited == 1 and result.version is not None, str(result)
+        assert result.edited == 1 and result.version is not None, "\n".join(describe(result))
 
     ws = sheet(api, project)
     at, header, rows = table_values(ws)

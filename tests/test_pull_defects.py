@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from openpyxl import load_workbook
 
+from sheetsync._words import text_of, warnings_of
 from sheetsync.errors import SheetValidationError
 from sheetsync.project import Project
 from sheetsync.rows import CORE
@@ -102,9 +103,9 @@ def test_a_whole_row_sort_and_cleared_read_only_cells_still_pull(project: Projec
     ws.cell(first, why).value = None  # clearing a read-only cell is no re-keying
     ws.cell(first, column_of(ws, "note")).value = "checked"
     wb.save(workbook(project))
-    assert "recorded v2" in str(project.pull())
+    assert "recorded v2" in text_of(project.pull())
     assert "checked" in set(project.versions.load("v2")["note"])
-    assert "nothing to pull" in str(project.pull())  # the check holds after a pull too
+    assert "nothing to pull" in text_of(project.pull())  # the check holds after a pull too
 
 
 # -- case 4: cells a push could not write ---------------------------------------------------
@@ -209,13 +210,13 @@ def test_a_backslash_in_a_file_name_is_skipped_by_name_at_scan(data_root: Path, 
     p, report = Project.init(data_root, tmp_path / "proj")
     said = "skipped 2 image file(s) whose name sheetsync cannot use"
     assert any(said in w and "train/i/a\\b.png: a backslash" in w
-               and "'val/ii/c\\x07d.png': a control character" in w for w in report.warnings)
+               and "'val/ii/c\\x07d.png': a control character" in w for w in warnings_of(report))
     manifest = p.versions.load("latest")
     assert len(manifest) == 19 and not manifest["path"].str.contains("\\\\", regex=False).any()
     pushed = p.push()  # the rest of the project works: push, pull, status
-    assert any(said in w for w in pushed.warnings)
-    assert "nothing to pull" in str(p.pull())
-    assert any(said in w for w in p.status().warnings)
+    assert any(said in w for w in warnings_of(pushed))
+    assert "nothing to pull" in text_of(p.pull())
+    assert any(said in w for w in warnings_of(p.status()))
     assert odd.exists() and bell.exists()  # left alone, never moved or deleted
 
 

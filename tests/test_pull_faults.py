@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from test_project import KILL_SCRIPT, edit, ids_by_path, tree, workbook
 
+from sheetsync._words import describe, text_of, warnings_of
 from sheetsync.dataset import QUARANTINE
 from sheetsync.errors import UnsafePathError
 from sheetsync.journal import STAGING
@@ -60,7 +61,7 @@ def test_os_error_during_moves_rolls_back_with_one_clear_line(project: Project) 
     assert status.returncode == 0, status.stderr
     # Once the obstacle is gone the same pull goes through.
     (root / QUARANTINE).unlink()
-    assert "recorded v2" in str(Project.open(project.config.project_dir).pull())
+    assert "recorded v2" in text_of(Project.open(project.config.project_dir).pull())
     assert (root / QUARANTINE / "val/iii/img-0017.png").exists()
 
 
@@ -125,7 +126,7 @@ def test_staging_folder_linking_out_of_the_root_is_refused_before_the_journal(
     assert list(outside.iterdir()) == []
     assert tree(root) == before
     # Other commands are not blocked by a journal that cannot finish.
-    assert "v1" in str(Project.open(project.config.project_dir).status(check_sheet=False))
+    assert "v1" in text_of(Project.open(project.config.project_dir).status(check_sheet=False))
 
 
 # ---- case 7: no false "no longer on disk" warning on checkout --------------------------------
@@ -138,12 +139,12 @@ def test_checkout_after_a_pull_warns_only_about_images_really_gone(project: Proj
     edit(workbook(project), {ids["train/i/img-0001.png"]: {"label": "ii"}})
     project.pull()
     result = Project.open(project.config.project_dir).checkout("v1")
-    assert result.warnings == []
+    assert warnings_of(result) == []
     assert (root / "train/i/img-0001.png").exists()
     (root / "train/i/img-0002.png").unlink()
     result = Project.open(project.config.project_dir).checkout("v1")
     assert result.gone == 1
-    assert result.warnings == ["1 image(s) of v1 are no longer on disk"]
+    assert warnings_of(result) == ["1 image(s) of v1 are no longer on disk"]
 
 
 # ---- case 8: a late refusal leaves no pending files ------------------------------------------
@@ -192,7 +193,7 @@ def test_pull_of_only_a_user_column_says_what_changed_and_diff_shows_it(project:
     a = ids["train/i/img-0001.png"]
     edit(workbook(project), {a: {"reviewer": "ana"}})
     result = Project.open(project.config.project_dir).pull()
-    text = str(result)
+    text = "\n".join(describe(result))
     assert "no change" not in text
     assert "1 change(s) in column 'reviewer'" in text and "recorded v2" in text
     changes = project.diff("v1", "v2")

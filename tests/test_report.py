@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from _tools import need
 from click.testing import CliRunner
 from conftest import CLASSES, write_images
 from PIL import Image
@@ -122,6 +123,7 @@ def test_page_is_self_contained(reported) -> None:
 
 
 def test_page_renders_hovers_and_brushes_in_chromium(reported) -> None:
+    need("chromium")
     from playwright.sync_api import sync_playwright
 
     project, result = reported
@@ -235,3 +237,18 @@ def test_a_torn_embeddings_file_is_one_clear_error(data_root: Path, tmp_path: Pa
     with pytest.raises(ReportError, match=r"cannot read the embeddings in .*v0001-insample.npz"):
         project.report()
     assert torn.read_bytes() == b"PK\x03\x04 not a whole zip"  # nothing was touched
+
+
+def test_report_and_scores_at_the_terminal_show_progress_and_fit_100_columns(reported) -> None:
+    project, _ = reported
+    runner = CliRunner()
+    out = runner.invoke(cli, ["-C", str(project.config.project_dir), "report", "-o",
+                              str(project.config.project_dir / "again.html")])
+    assert out.exit_code == 0, out.output
+    # The long steps are said as they start (stderr); the map of this data is cached by now.
+    assert out.stderr.splitlines() == ["mapping 46 images (cached)…", "drawing 46 thumbnails…",
+                                       "writing the page…"]
+    scores = runner.invoke(cli, ["-C", str(project.config.project_dir), "scores"])
+    lines = scores.output.splitlines()
+    assert scores.exit_code == 0 and max(map(len, lines)) <= 100, scores.output
+    assert lines[-1].startswith("next: sheetsync report")

@@ -13,6 +13,8 @@ from PIL import Image, ImageDraw
 
 from sheetsync import _signals as sig
 from sheetsync import review
+from sheetsync._bars import fold_text
+from sheetsync._workers import FoldEvent
 from sheetsync.errors import ConfigError, SheetsyncError, TrainingError
 
 CLASSES = ["i", "ii", "iii"]
@@ -313,9 +315,10 @@ def test_unknown_order_is_a_clear_config_error():
 def test_out_of_sample_scores_each_image_with_a_model_that_did_not_see_it(tmp_path):
     items = dataset(tmp_path)
     fit = LogisticFitPredict()
-    messages: list[str] = []
+    events: list[FoldEvent] = []
     oos = review.out_of_sample(items, CLASSES, folds=3, epochs=2, work_dir=tmp_path / "w",
-                               fit_predict=fit, progress=messages.append)
+                               fit_predict=fit, progress=events.append)
+    messages = [fold_text(e) for e in events]  # typed events; the command line words them
     assert len(fit.calls) == 3
     assert oos.probs.index.tolist() == items["id"].tolist()
     assert oos.probs.columns.tolist() == CLASSES

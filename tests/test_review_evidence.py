@@ -11,6 +11,8 @@ from PIL import Image, ImageDraw
 
 from sheetsync import _augment, _picture
 from sheetsync import _neighbours as nbr
+from sheetsync._bars import fold_text
+from sheetsync._workers import FoldEvent
 
 ROMAN = ["i", "ii", "iii", "iv", "v", "vi", "vii", "viii", "ix", "x"]
 
@@ -333,13 +335,14 @@ def test_folds_trained_in_two_worker_processes_match_the_folds_trained_here(tmp_
     import os
 
     items = _stroke_items(tmp_path)
-    here: list[str] = []
-    there: list[str] = []
+    here: list[FoldEvent] = []
+    events: list[FoldEvent] = []
     kw = dict(folds=3, epochs=2, snapshots=(1, 2), fit_predict=mean_pixels_fit_predict)
     a = review.out_of_sample(items, CLS3, work_dir=tmp_path / "a", workers=1,
                              progress=here.append, **kw)
     b = review.out_of_sample(items, CLS3, work_dir=tmp_path / "b", workers=2,
-                             progress=there.append, **kw)
+                             progress=events.append, **kw)
+    there = [fold_text(e) for e in events]
     pd.testing.assert_frame_equal(a.probs, b.probs)
     pd.testing.assert_frame_equal(a.train_vote, b.train_vote)
     pd.testing.assert_series_equal(a.train_margin, b.train_margin)
@@ -364,9 +367,10 @@ def test_every_seeds_folds_go_to_one_pool_of_workers(tmp_path, mocker):
     kw = dict(seeds=review.fold_seeds(123, 2), folds=3, epochs=2, fit_predict=mean_pixels_fit_predict)
     here = review.out_of_sample_runs(items, CLS3, work_dir=tmp_path / "a", workers=1, **kw)
     pools = mocker.spy(_workers, "_in_workers")
-    messages: list[str] = []
+    events: list[FoldEvent] = []
     there = review.out_of_sample_runs(items, CLS3, work_dir=tmp_path / "b", workers=2,
-                                      progress=messages.append, **kw)
+                                      progress=events.append, **kw)
+    messages = [fold_text(e) for e in events]
     assert pools.call_count == 1 and len(pools.call_args.args[2]) == 6
     for a, b in zip(here, there, strict=True):
         pd.testing.assert_frame_equal(a.probs, b.probs)
@@ -512,9 +516,10 @@ def test_folds_keep_the_probabilities_of_the_original_pictures_beside_the_viewed
 def test_folds_vote_with_their_training_images_and_several_seeds_are_read_back_together(tmp_path):
     items, work = _stroke_items(tmp_path), tmp_path / "w"
     calls: list[dict] = []
-    messages: list[str] = []
+    events: list[FoldEvent] = []
     runs = review.out_of_sample_runs(items, CLS3, seeds=review.fold_seeds(123, 2), folds=3, epochs=2,
-                                     work_dir=work, fit_predict=_stand_in(calls), progress=messages.append)
+                                     work_dir=work, fit_predict=_stand_in(calls), progress=events.append)
+    messages = [fold_text(e) for e in events]
     assert review.fold_seeds(123, 2) == [123, 321] and len(calls) == 6
     assert [r.settings["seed"] for r in runs] == [123, 321]
     assert not runs[0].fold.equals(runs[1].fold)  # other seeds, other splits

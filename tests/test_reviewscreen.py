@@ -14,11 +14,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from _tools import need
 from openpyxl import load_workbook
 from PIL import Image
 
 from sheetsync import _reviewsheet as rs
 from sheetsync._progress import no_progress
+from sheetsync._words import text_of
 from sheetsync.config import Config
 from sheetsync.project import Project
 from sheetsync.rows import CORE, HEAD, TAIL, layout
@@ -109,7 +111,7 @@ def test_workbook_is_laid_out_for_review(data_root: Path, tmp_path: Path, blank_
     assert (summary.flagged, summary.blank, summary.rows) == (1, 1, 20)
     # The byte-identical train/val pair: two rows with a copy, both across splits.
     assert (summary.duplicates, summary.duplicates_across_splits) == (2, 2)
-    assert "summary: 1 rows highlighted" in str(report)
+    assert "summary: 1 row highlighted; 0 likely label errors; 2 duplicates" in text_of(report)
     # The scores tab: every header readable, also after an in-place append.
     project.backend.append_score({"version": 1, "best_val_accuracy": 0.5, "test_accuracy": 0.4})
     scores = load_workbook(book)["scores"]
@@ -145,7 +147,7 @@ def test_pull_reads_rows_below_the_info_line(data_root: Path, tmp_path: Path, bl
     wb.save(book)
     sheet = project.backend.read_table()
     assert sheet.index[0] == 3 and list(sheet.columns[:2]) == ["image", "label"]
-    assert "recorded v2" in str(project.pull())
+    assert "recorded v2" in text_of(project.pull())
     assert project.versions.load("v2").set_index("path").index.str.endswith(Path(path).name).any()
     v2 = project.versions.load("v2")
     moved = v2[v2["path"].str.endswith("/" + Path(path).name)]
@@ -153,8 +155,7 @@ def test_pull_reads_rows_below_the_info_line(data_root: Path, tmp_path: Path, bl
 
 
 def need_soffice() -> None:
-    if shutil.which("soffice") is None or shutil.which("pdftoppm") is None:
-        pytest.fail("LibreOffice (soffice) and pdftoppm are needed: .ci/run installs them")
+    need("soffice", "pdftoppm", "carlito")
 
 
 def test_libreoffice_draws_the_thumbnail_at_its_size(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from click.testing import CliRunner
 from openpyxl import load_workbook
 
 from sheetsync._progress import no_progress
+from sheetsync._words import watch_event_text
 from sheetsync.cli import cli
 from sheetsync.errors import BackendError, WatchError
 from sheetsync.project import Project
@@ -636,7 +637,7 @@ def test_run_turns_a_quota_burst_into_a_retry_event_and_an_unhealthy_health_file
     api.fail_next(3, 429)
     result = Watcher(project, WatchSettings(once=True), events.append).run()
     assert [e.event for e in events] == ["started", "retry", "stopped"]
-    assert "kept failing" in events[1].message and "next try in" in events[1].message
+    assert "kept failing" in watch_event_text(events[1]) and "next try in" in watch_event_text(events[1])
     assert events[1].data["error"] == "QuotaError"
     health = json.loads(project.store.watch_health.read_text())
     assert health["ok"] is False and health["last_error"] == result.last_error

@@ -114,10 +114,6 @@ class OwnUpdate:
     missing_columns: tuple[str, ...] = ()  # own columns the sheet's header lacks (not written)
 
 
-class OrderChangedError(Exception):
-    """Rows kept moving while their own columns were written (internal; becomes BackendError)."""
-
-
 def own_columns_check(updates: pd.DataFrame, layout: SheetLayout) -> None:
     """Refuse (a bug, not bad input) to write a column people edit through the own-column path."""
     bad = [c for c in updates.columns if layout.column(str(c)).editable]
