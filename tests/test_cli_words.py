@@ -167,9 +167,12 @@ def test_the_summary_line_says_one_row_not_one_rows() -> None:
     one = PushSummary(rows=5, likely_label_errors=1, duplicates=1, duplicates_across_splits=0,
                       conflicting_duplicates=0, blank=1, unreadable=0, outliers=1, flagged=1)
     assert summary_text(one) == ("1 row highlighted; 1 likely label error; 1 duplicate (0 across "
-                                 "splits, 0 under another label); 1 blank, 0 unreadable; 1 outlier")
+                                 "splits, 0 under another label); 1 blank, 0 unreadable; 1 outlier; "
+                                 "0 rows checked (0 relabelled or dropped, 0 right)")
     two = PushSummary(rows=5, likely_label_errors=2, duplicates=2, duplicates_across_splits=2,
-                      conflicting_duplicates=0, blank=0, unreadable=0, outliers=0, flagged=2)
+                      conflicting_duplicates=0, blank=0, unreadable=0, outliers=0, flagged=2, checked=1,
+                      checked_problems=1)
+    assert summary_text(two).endswith("; 1 row checked (1 relabelled or dropped, 0 right)")
     assert summary_text(two).startswith("2 rows highlighted; 2 likely label errors; 2 duplicates")
 
 
