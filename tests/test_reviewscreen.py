@@ -58,7 +58,7 @@ def test_workbook_is_laid_out_for_review(data_root: Path, tmp_path: Path, blank_
     # Frozen: the info line, the header, and every column through the label.
     assert ws.freeze_panes == "C3"
     # The thumbnail column is sized from the box (112 px by default), each row from its own
-    # picture: as tall as the thumbnail plus padding, never below three lines of text.
+    # picture: as tall as the thumbnail plus padding (at most MAX_HEIGHT), never below a line.
     assert project.config.local.thumb_size == 112
     assert ws.column_dimensions["A"].width == pytest.approx(images.column_width_for(112))
     shown = {img.anchor._from.row + 1: (img.anchor.to.rowOff - img.anchor._from.rowOff) // 9525
@@ -67,7 +67,8 @@ def test_workbook_is_laid_out_for_review(data_root: Path, tmp_path: Path, blank_
     for r, h in shown.items():
         expected = max(h + 2 * images.PADDING, images.MIN_ROW_PIXELS) * 0.75
         assert ws.row_dimensions[r].height == pytest.approx(expected, abs=0.01), r
-    assert min(ws.row_dimensions[r].height for r in shown) < 112 * 0.75  # wide numerals: low rows
+    assert max(shown.values()) <= images.MAX_HEIGHT
+    assert max(ws.row_dimensions[r].height for r in shown) <= (images.MAX_HEIGHT + 6) * 0.75
     # Number formats, one font, centred cells, wrapped why.
     letter = {name: ws.cell(2, c).column_letter for name, c in col.items()}
     assert ws[f"{letter['confidence']}3"].number_format == "0%"
@@ -75,7 +76,14 @@ def test_workbook_is_laid_out_for_review(data_root: Path, tmp_path: Path, blank_
     assert ws[f"{letter['margin']}3"].number_format == "+0.00;-0.00;0.00"
     fonts = {ws.cell(r, c).font.name for r in (1, 2, 3, 4) for c in col.values()}
     assert fonts == {"Calibri"}
-    assert ws[f"{letter['why']}3"].alignment.wrap_text
+    # why: one line (not wrapped); a longer text is in full in the cell's note, one reason a line.
+    assert not ws[f"{letter['why']}3"].alignment.wrap_text
+    assert ws[f"{letter['suggestion']}3"].alignment.wrap_text
+    whys = [(ws.cell(r, col["why"]).value or "", ws.cell(r, col["why"]).comment)
+            for r in range(3, ws.max_row + 1)]
+    long = [(w, c) for w, c in whys if len(w) > ws.column_dimensions[letter["why"]].width]
+    assert all(c is not None and c.text == w.replace("; ", ";\n") for w, c in long)
+    assert all(c is None for w, c in whys if (w, c) not in long)
     assert ws["A3"].alignment.horizontal == "center" and ws["B3"].alignment.vertical == "center"
     # Header notes: what each column means, and which ones people edit.
     assert ws[f"{letter['label']}2"].comment.text.startswith("Edit:")
@@ -130,8 +138,30 @@ def test_thumbnail_is_centred_in_its_cell(tmp_path: Path) -> None:
     w = (img.anchor.to.colOff - img.anchor._from.colOff) // 9525
     h = (img.anchor.to.rowOff - img.anchor._from.rowOff) // 9525
     assert (w, h) == (112, 28)  # aspect ratio kept
-    # Centred across the box's width, and in a row as tall as three lines of text (48 px).
-    assert (x, y) == images.centre_offsets(112, images.Thumbnail(b"", w, h)) == (6, (48 - 28) // 2)
+    # Centred across the box's width, and in a row as tall as the picture plus padding.
+    assert (x, y) == images.centre_offsets(112, images.Thumbnail(b"", w, h)) == (6, 3)
+
+
+def test_why_shows_one_line_and_keeps_the_full_text_in_a_note(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    (root / "train" / "i").mkdir(parents=True)
+    Image.new("L", (300, 300), 255).save(root / "train" / "i" / "a.png")  # square, as real data
+    Image.new("L", (300, 300), 255).save(root / "train" / "i" / "b.png")
+    long_why = ("model says iv (0.91); label i has 0.03; cleanlab suspects v; neighbours are iv "
+                "(10% share label i); never learned in training (margin -0.52)")
+    table = pd.DataFrame({"image": ["", ""], "label": ["i", "i"], "why": [long_why, "blank image"],
+                          "id": ["a", "b"], "path": ["train/i/a.png", "train/i/b.png"],
+                          "url": ["", ""]})
+    book = tmp_path / "b.xlsx"
+    LocalBackend(book, root).write_table(table, layout(["i"], ["train"]))
+    ws = load_workbook(book)["data"]
+    assert ws["C1"].value == "why" and ws["C2"].value == long_why and ws["C3"].value == "blank image"
+    assert not ws["C2"].alignment.wrap_text
+    assert ws["C2"].comment is not None and ws["C2"].comment.text == long_why.replace("; ", ";\n")
+    assert ws["C3"].comment is None
+    # A square picture is capped at MAX_HEIGHT: rows about 30 pt, not the box's 88 pt.
+    assert ws.row_dimensions[2].height == pytest.approx((images.MAX_HEIGHT + 6) * 0.75)
+    assert LocalBackend(book, root).read_table()["why"].tolist() == [long_why, "blank image"]
 
 
 def test_pull_reads_rows_below_the_info_line(data_root: Path, tmp_path: Path, blank_png: Path) -> None:
@@ -303,3 +333,55 @@ def test_google_sheet_has_the_same_layout(data_root: Path, tmp_path: Path, blank
         # Read back: the info line is skipped, the index is the sheet row.
         table = project.backend.read_table()
         assert table.index[0] == 3 and list(table.columns) == list(header)
+
+
+# A 1600x1000 LibreOffice Calc window at 100% zoom: title bar, menu, two toolbars, formula bar,
+# column letters, sheet tabs and status bar take about 240 px of its height (LibreOffice 7.4,
+# default UI); the rest shows the info line, the header and the rows.
+CALC_WINDOW_HEIGHT, CALC_CHROME_HEIGHT = 1000, 240
+
+
+def test_libreoffice_shows_15_rows_of_real_shaped_images(tmp_path: Path) -> None:
+    """The workbook as Calc draws it at 100% (printed at scale 100, 96 dpi, as
+    docs/screenshot.py does): info line, header and 15 rows of about-square pictures (the
+    competition's numerals are 180-470 px a side) with long ``why`` texts fit the window."""
+    need_soffice()
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "screenshot", Path(__file__).resolve().parents[1] / "docs" / "screenshot.py")
+    assert spec is not None and spec.loader is not None
+    shot = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(shot)
+    root = tmp_path / "data"
+    rng = np.random.default_rng(0)
+    rows = []
+    for k in range(20):
+        w, h = (int(v) for v in rng.integers(180, 470, size=2))
+        im = Image.new("L", (w, h), 255)
+        pixels = np.asarray(im).copy()
+        for x in rng.integers(w // 5, 4 * w // 5, size=3):  # three strokes: a III
+            pixels[h // 6: 5 * h // 6, x: x + max(3, w // 25)] = 0
+        (root / "train" / "iii").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(pixels).save(root / "train" / "iii" / f"{k}.png")
+        rows.append({"id": f"id{k:02d}", "path": f"train/iii/{k}.png", "url": "", "split": "train",
+                     "label": "iii", "action": "keep", "note": "", "suggestion": "relabel → ii",
+                     "why": ("model says ii (0.81); label iii has 0.07; cleanlab suspects ii; "
+                             "neighbours are ii (20% share label iii); never learned in training "
+                             "(margin -0.41); fold seeds disagree (0.35)")})
+    table = pd.DataFrame(rows).reindex(columns=CORE, fill_value="")
+    table[["confidence", "margin", "loss", "issue_score", "outlier", "map_x", "map_y",
+           "cluster"]] = 0.5
+    lay = dataclasses.replace(layout(["ii", "iii"], ["train", "val"]),
+                              info="sheetsync · v1 pushed now\nmodel: ...\nsummary ...")
+    book = tmp_path / "book.xlsx"
+    LocalBackend(book, root).write_table(table, lay)
+    screen = tmp_path / "screen.xlsx"
+    shot.screen_copy(book, screen, 15)
+    out = tmp_path / "screen.png"
+    shot.render_png(screen, out, tmp_path, 1600, 15)
+    page = Image.open(out)
+    # The rendered page is as tall as the info line, the header and the 15 rows.
+    assert page.height <= CALC_WINDOW_HEIGHT - CALC_CHROME_HEIGHT, page.size
+    drawn = np.asarray(page.convert("L")) < 128
+    assert drawn[:, :150].sum() > 15 * 100  # the pictures are drawn in the image column
