@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from ._imagecheck import ImageChecks
+from ._picture import DOTTED
 
 FAR = 2.5  # outlier distance from which an image is far from its class (as in review.py)
 # A model is "too weak" when its accuracy, or its typical top probability, is less than a
@@ -77,6 +78,8 @@ class PushSummary:
     outliers: int  # rows farther than FAR from their class
     flagged: int  # rows highlighted in the sheet
     unreadable_paths: tuple[str, ...] = field(default=())
+    # The model is too weak: its label errors and outliers are noise, and are not stated.
+    model_too_weak: bool = False
 
 
 def weakness(accuracy: float | None, median_top: float | None, classes: int) -> str:
@@ -119,7 +122,7 @@ def _column(signals: pd.DataFrame, name: str, default: object) -> pd.Series:
 
 
 def summarise(signals: pd.DataFrame, manifest: pd.DataFrame, *, flagged: int = 0,
-              unreadable: Sequence[str] = ()) -> PushSummary:
+              unreadable: Sequence[str] = (), weak: bool = False) -> PushSummary:
     """Counts over the pushed rows; ``signals`` and ``manifest`` are indexed / keyed by id."""
     m = manifest.set_index("id", drop=False)
     s = signals.reindex(m.index)
@@ -139,6 +142,7 @@ def summarise(signals: pd.DataFrame, manifest: pd.DataFrame, *, flagged: int = 0
         outliers=int((outlier >= FAR).sum()),
         flagged=flagged,
         unreadable_paths=tuple(unreadable),
+        model_too_weak=weak,
     )
 
 
@@ -155,17 +159,22 @@ def flagged_rows(table: pd.DataFrame, signals: pd.DataFrame, *, weak: bool,
     else:
         doubted = _column(s, "suspected", "").fillna("").astype(str) != ""
         if out_of_sample:
-            doubted |= _column(s, "suggestion", "").fillna("").astype(str) != ""
+            text = _column(s, "suggestion", "").fillna("").astype(str)
+            doubted |= (text != "") & ~text.isin(list(NO_SUGGESTION.values()))
         flag = sure | doubted
     return tuple(int(i) for i in np.flatnonzero(flag.to_numpy()))
 
 
 def summary_text(summary: PushSummary) -> str:
-    """One line for people: the counts that matter."""
-    return (f"{summary.flagged} rows highlighted; {summary.likely_label_errors} likely label "
-            f"errors; {summary.duplicates} duplicates ({summary.duplicates_across_splits} across "
-            f"splits, {summary.conflicting_duplicates} under another label); {summary.blank} "
-            f"blank, {summary.unreadable} unreadable; {summary.outliers} outliers")
+    """One line for people: the counts that matter (a too-weak model's label errors and
+    outliers are not counted: they are noise)."""
+    model = ("label errors and outliers not counted (model too weak)" if summary.model_too_weak
+             else f"{summary.likely_label_errors} likely label errors")
+    outliers = "" if summary.model_too_weak else f"; {summary.outliers} outliers"
+    return (f"{summary.flagged} rows highlighted; {model}; {summary.duplicates} duplicates "
+            f"({summary.duplicates_across_splits} across splits, "
+            f"{summary.conflicting_duplicates} under another label); {summary.blank} "
+            f"blank, {summary.unreadable} unreadable{outliers}")
 
 
 def model_text(model: ModelInfo) -> str:
@@ -185,6 +194,43 @@ def model_text(model: ModelInfo) -> str:
         text += (f"; MODEL TOO WEAK to rank labels: {model.weak}; run `sheetsync train "
                  f"--epochs 30` or `sheetsync predict` before trusting the order")
     return text
+
+
+# What the suggestion cell says when the model cannot support a suggestion (sheet and report).
+NO_SUGGESTION = {"in-sample": "none: in-sample", "stale": "none: stale model",
+                 "weak": "none: model too weak"}
+
+
+def withheld_because(model: ModelInfo) -> str:
+    """Why the model's suggestions are withheld ("" when they stand): they need out-of-sample
+    predictions of the current data from a model above the "too weak" line."""
+    if model.kind == "none":
+        return ""
+    if model.weak:
+        return "weak"
+    if model.kind != "out-of-sample":
+        return "in-sample"
+    return "stale" if model.stale else ""
+
+
+def gated_suggestions(signals: pd.DataFrame, model: ModelInfo) -> pd.DataFrame:
+    """``signals`` with the model's suggestions replaced by why there is none
+    (:data:`NO_SUGGESTION`) when the model cannot support them (:func:`withheld_because`).
+
+    A ``drop?`` from the pixels alone (a blank picture, one drawn in dots or dashes) stands
+    whatever the model: it does not come from the model. Rows the model does not doubt keep an
+    empty cell."""
+    reason = withheld_because(model)
+    if not reason or "suggestion" not in signals.columns or not len(signals):
+        return signals
+    picture = _column(signals, "blank", False).fillna(False).astype(bool)
+    piece = pd.to_numeric(_column(signals, "largest_piece", np.nan), errors="coerce")
+    picture |= (piece < DOTTED).fillna(False)
+    suggested = signals["suggestion"].fillna("").astype(str)
+    from_model = (suggested != "") & ~picture
+    out = signals.copy()
+    out["suggestion"] = suggested.where(~from_model, NO_SUGGESTION[reason])
+    return out
 
 
 def info_line(version: str, pushed_at: str, model: ModelInfo, summary: PushSummary) -> str:
@@ -218,7 +264,8 @@ def review_sheet(table: pd.DataFrame, signals: pd.DataFrame, manifest: pd.DataFr
     bad_ids = [paths[p] for p in unreadable if p in paths.index]
     rows = flagged_rows(table, signals, weak=bool(model.weak), unreadable_ids=bad_ids,
                         out_of_sample=model.kind == "out-of-sample")
-    summary = summarise(signals, manifest, flagged=len(rows), unreadable=unreadable)
+    summary = summarise(signals, manifest, flagged=len(rows), unreadable=unreadable,
+                        weak=bool(model.weak))
     return ReviewSheet(model, summary, rows, info_line(version, pushed_at, model, summary))
 
 

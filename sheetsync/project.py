@@ -28,7 +28,7 @@ import pandas as pd
 from . import journal as jr
 from ._imagecheck import check_images
 from ._progress import Progress, tqdm_progress
-from ._reviewsheet import ReviewSheet, review_sheet, with_image_notes
+from ._reviewsheet import ReviewSheet, gated_suggestions, review_sheet, with_image_notes
 from .config import CONFIG_NAME, Config
 from .dataset import ScanResult, SkippedFile, detect_layout, order_classes, safe_join, scan
 from .errors import BackendError, ConfigError, Problem, SheetValidationError, UnpulledEditsError
@@ -222,9 +222,13 @@ class Project:
                                         stored, info.version, oos_dir=self.store.oos_dir)
         signals = with_map(signals, self.store.latest_map(info.version))
         ids = self._review_order(signals, manifest, order)
+        model = model_behind(stored, manifest, info.version, self.scores.read(), self.store.oos_dir)
+        # Suggestions only from out-of-sample predictions of a model above the "too weak" line.
+        signals = gated_suggestions(signals, model)
         table = with_image_notes(build_table(manifest, signals, self._url_builder(manifest),
                                              ids), scanned.images)
-        review = self._review_sheet(table, signals, manifest, info, scanned)
+        review = review_sheet(table, signals, manifest, model, version=info.name,
+                              pushed_at=now_iso(), unreadable=sorted(scanned.images.unusable))
         flagged_ids = frozenset(table["id"].iloc[list(review.flagged)].astype(str))
         sheet_layout = replace(
             layout(self.config.classes, self.config.splits, extra_columns(manifest)),
@@ -262,14 +266,6 @@ class Project:
             info = self.versions.latest()
             self.store.save_published(out.fillna("").astype(str), info.version if info else 0,
                                       self.backend.describe())
-
-    def _review_sheet(self, table: pd.DataFrame, signals: pd.DataFrame, manifest: pd.DataFrame,
-                      info: VersionInfo, scanned: ScanResult) -> ReviewSheet:
-        """The sheet's info line, highlighted rows and summary (sheetsync._reviewsheet)."""
-        model = model_behind(self.store.latest_predictions(info.version), manifest, info.version,
-                             self.scores.read(), self.store.oos_dir)
-        return review_sheet(table, signals, manifest, model, version=info.name,
-                            pushed_at=now_iso(), unreadable=sorted(scanned.images.unusable))
 
     def _pending_edits(self, sheet: pd.DataFrame | None, published: pd.DataFrame | None) -> list[str]:
         if sheet is None or not len(sheet):

@@ -267,6 +267,45 @@ def test_review_rule_and_weak_model() -> None:
                              "split": ["train"] * 6, "label": labels.tolist()})
     summary = rs.summarise(signals, manifest, flagged=3, unreadable=["p5"])
     assert (summary.likely_label_errors, summary.blank, summary.outliers, summary.unreadable) == (1, 1, 2, 1)
+    assert "1 likely label errors" in rs.summary_text(summary) and "2 outliers" in rs.summary_text(summary)
+    # Below the "too weak" line the model's counts are not stated.
+    said = rs.summary_text(rs.summarise(signals, manifest, flagged=3, unreadable=["p5"], weak=True))
+    assert "likely label errors" not in said and "2 outliers" not in said
+    assert "not counted (model too weak)" in said and "1 blank" in said
+
+
+def test_suggestions_need_an_out_of_sample_model_strong_enough() -> None:
+    """In-sample, stale or too-weak predictions: the cell says why there is no suggestion, and
+    such a row is not highlighted for it; a picture with no numeral keeps its drop?."""
+    ids = ["a", "b", "c", "d"]
+    signals = pd.DataFrame({
+        "suggestion": ["relabel → ii", "drop?", "", "drop?"],
+        "blank": [False, False, False, True], "largest_piece": [0.9, 0.1, 0.9, np.nan],
+        "suspected": [""] * 4, "duplicate_conflict": [False] * 4,
+    }, index=ids)
+    labels = pd.Series(["i", "ii", "iii", "i"], index=ids)
+    sure = pd.DataFrame(np.eye(3)[[0, 1, 2, 0]] * 0.9 + 0.1 / 3, index=ids,
+                        columns=["i", "ii", "iii"])
+    weak_probs = sure * 0 + 1 / 3
+    table = pd.DataFrame({"id": ids})
+    cases = {
+        "out-of-sample": (rs.model_info("out-of-sample", 2, sure, labels, current=2),
+                          ["relabel → ii", "drop?", "", "drop?"]),
+        "in-sample": (rs.model_info("in-sample", 2, sure, labels, current=2),
+                      ["none: in-sample", "drop?", "", "drop?"]),
+        "stale": (rs.model_info("out-of-sample", 1, sure, labels, current=2),
+                  ["none: stale model", "drop?", "", "drop?"]),
+        "weak": (rs.model_info("out-of-sample", 2, weak_probs, labels, current=2),
+                 ["none: model too weak", "drop?", "", "drop?"]),
+    }
+    for name, (model, expected) in cases.items():
+        gated = rs.gated_suggestions(signals, model)
+        assert gated["suggestion"].tolist() == expected, name
+        # b is dotted (largest piece 10% of the ink): its drop? stands, highlighted as a
+        # suggestion from out-of-sample predictions; the blank d is highlighted whatever the model.
+        flagged = rs.flagged_rows(table, gated, weak=bool(model.weak),
+                                  out_of_sample=not rs.withheld_because(model))
+        assert flagged == ((0, 1, 3) if name == "out-of-sample" else (3,)), name
 
 
 # -- Google Sheets: the same layout through the stand-in ---------------------------------------
