@@ -338,7 +338,7 @@ def test_the_workbook_is_dressed_for_people(book: Path, root: Path) -> None:
     assert anchors == [(r, 1, r) for r in range(1, n + 1)]  # inside B2..B5, each in its own cell
     assert all(img.anchor.editAs == "twoCell" for img in ws._images)
     shown = [(img.anchor.to.rowOff - img.anchor._from.rowOff) // 9525 for img in ws._images]
-    assert all(ws.row_dimensions[r].height >= (h + 2) * 0.75 for r, h in zip(range(2, n + 2), shown))
+    assert all(ws.row_dimensions[r].height >= (h + 2) * 0.75 for r, h in zip(range(2, n + 2), shown, strict=True))
     media = [m for m in zip_names(book) if m.startswith("xl/media/")]
     assert len(media) == n
     with zipfile.ZipFile(book) as zf:
