@@ -162,7 +162,20 @@ def flagged_rows(table: pd.DataFrame, signals: pd.DataFrame, *, weak: bool,
             text = _column(s, "suggestion", "").fillna("").astype(str)
             doubted |= (text != "") & ~text.isin(list(NO_SUGGESTION.values()))
         flag = sure | doubted
+    flag = _inherited(table, flag)
     return tuple(int(i) for i in np.flatnonzero(flag.to_numpy()))
+
+
+def _inherited(table: pd.DataFrame, flag: pd.Series) -> pd.Series:
+    """A derived row (sheetsync augment) is highlighted when its source is: a derived image
+    copies its source's label, so a doubt about the source is a doubt about it."""
+    if "source_id" not in table.columns:
+        return flag
+    by_id = pd.Series(flag.to_numpy(), index=table["id"].astype(str).to_numpy())
+    by_id = by_id[~by_id.index.duplicated()]
+    source = table["source_id"].fillna("").astype(str).to_numpy()
+    inherited = pd.Series(source).map(by_id).fillna(False).astype(bool).to_numpy()
+    return pd.Series(flag.to_numpy() | inherited, index=flag.index)
 
 
 def summary_text(summary: PushSummary) -> str:
@@ -267,6 +280,22 @@ def review_sheet(table: pd.DataFrame, signals: pd.DataFrame, manifest: pd.DataFr
     summary = summarise(signals, manifest, flagged=len(rows), unreadable=unreadable,
                         weak=bool(model.weak))
     return ReviewSheet(model, summary, rows, info_line(version, pushed_at, model, summary))
+
+
+def with_derived_notes(table: pd.DataFrame) -> pd.DataFrame:
+    """``why`` of a derived row (sheetsync augment) starts with what it is: "hflip of <id>"."""
+    if not len(table) or "source_id" not in table.columns:
+        return table
+    source = table["source_id"].fillna("").astype(str)
+    derived = source != ""
+    if not derived.any():
+        return table
+    what = table["transform"].fillna("").astype(str) + " of " + source
+    why = table["why"].fillna("").astype(str)
+    table = table.copy()
+    table.loc[derived, "why"] = [f"{w}; {o}" if o else w
+                                 for w, o in zip(what[derived], why[derived], strict=True)]
+    return table
 
 
 def with_image_notes(table: pd.DataFrame, checks: ImageChecks) -> pd.DataFrame:
