@@ -46,6 +46,11 @@ VIEWS: dict[str, bool] = {
 }
 MAJORITY = 0.5
 SUGGEST_FROM = 0.8  # the priority (a mean rank) from which a row's doubt is worth an action
+# relabel → c: c's support beats the label's by this much (tuned by cross-validation over the
+# rows of the human review, see bench_review_human --suggestion-cv).
+RELABEL_MARGIN = 0.2
+# drop?: no class has this much support (the picture reads as no numeral).
+LEGIBLE = 0.4
 TOP = 1.5  # the priority of blank images and of copies under another label
 # The priority of pictures drawn in dots or dashes (sheetsync._picture.DOTTED): evidence from
 # the pixels alone that the image holds no written numeral, so after the blank images and the
@@ -76,34 +81,57 @@ def priority(views: pd.Series, *, sure: pd.Series, dotted: pd.Series, scored: pd
 
 def suggestion(
     probs: pd.DataFrame | None, vote: pd.DataFrame | None, labels: pd.Series, blank: pd.Series,
-    priority: pd.Series | None = None,
+    priority: pd.Series | None = None, *, margin: float | None = None,
+    legible: float | None = None,
 ) -> pd.Series:
     """``relabel → <class>``, ``drop?`` or '' per row (index = labels' index); ``blank``: True
-    for pictures that hold no numeral (blank, dotted), which are never given a class."""
+    for pictures that hold no numeral (blank, dotted), which are never given a class.
+
+    A row is in doubt when the evidence (the mean of the models' probability and the
+    neighbours' share, :func:`support`) gives its label less than half and the views put it
+    among the most doubtful (``priority`` >= :data:`SUGGEST_FROM`). Then:
+
+    * ``relabel → c`` when the picture reads as a legible ``c``: the models and the neighbours
+      both put ``c`` first, and its support beats the label's by ``margin``
+      (:data:`RELABEL_MARGIN`);
+    * ``drop?`` when no class reads: no class has ``legible`` (:data:`LEGIBLE`) support;
+    * nothing when the evidence is split (a class stands out, but the models and the
+      neighbours do not agree on it, or not by enough).
+    """
+    margin = RELABEL_MARGIN if margin is None else margin
+    legible = LEGIBLE if legible is None else legible
     index = labels.index
     out = pd.Series("", index=index, dtype=object)
     if probs is not None and len(probs):
         p = probs.reindex(index)
         scored = p.notna().all(axis=1)
-        mine = _at(p, labels)
+        sup = support(p, vote)
+        mine = _at(sup, labels)
         doubted = scored & (mine < MAJORITY)
         if priority is not None:
             doubted &= priority.reindex(index).fillna(1.0) >= SUGGEST_FROM
-        best, best_p = _best_other(p, labels)
+        best, best_s = _best_other(sup, labels)
+        agree = p.idxmax(axis=1).astype(object) == best
         if vote is not None:
             v = vote.reindex(index)
             has_vote = v.notna().all(axis=1)
-            doubted &= ~has_vote | (_at(v, labels) < MAJORITY)
-            v_best = pd.Series([v.at[i, c] if c else np.nan for i, c in best.items()], index=index)
-            neighbours_agree = ~has_vote | (v_best >= MAJORITY)
-        else:
-            neighbours_agree = pd.Series(True, index=index)
-        relabel = doubted & (best_p >= MAJORITY) & neighbours_agree
+            agree &= ~has_vote | (v.fillna(-1.0).idxmax(axis=1).astype(object) == best)
+        relabel = doubted & agree & (best_s - mine >= margin)
         out[relabel] = "relabel → " + best[relabel]
-        out[doubted & (p.max(axis=1) < MAJORITY)] = "drop?"
+        out[doubted & ~relabel & (sup.max(axis=1) < legible)] = "drop?"
     # A picture without a numeral is never given a class.
     out[blank.reindex(index).fillna(False).astype(bool)] = "drop?"
     return out.astype(str).rename("suggestion")
+
+
+def support(probs: pd.DataFrame, vote: pd.DataFrame | None) -> pd.DataFrame:
+    """Per row and class, the mean of the models' probability and the neighbours' share (the
+    probability alone where a row has no neighbours' vote)."""
+    if vote is None:
+        return probs
+    v = vote.reindex(index=probs.index, columns=probs.columns)
+    mean = (probs + v) / 2
+    return mean.where(v.notna().all(axis=1), probs, axis=0)
 
 
 def _at(frame: pd.DataFrame, labels: pd.Series) -> pd.Series:

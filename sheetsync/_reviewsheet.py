@@ -171,10 +171,9 @@ def _inherited(table: pd.DataFrame, flag: pd.Series) -> pd.Series:
     copies its source's label, so a doubt about the source is a doubt about it."""
     if "source_id" not in table.columns:
         return flag
-    by_id = pd.Series(flag.to_numpy(), index=table["id"].astype(str).to_numpy())
-    by_id = by_id[~by_id.index.duplicated()]
-    source = table["source_id"].fillna("").astype(str).to_numpy()
-    inherited = pd.Series(source).map(by_id).fillna(False).astype(bool).to_numpy()
+    by_id = dict(zip(table["id"].astype(str), flag.to_numpy(dtype=bool), strict=True))
+    source = table["source_id"].fillna("").astype(str)
+    inherited = np.array([bool(by_id.get(s, False)) for s in source], dtype=bool)
     return pd.Series(flag.to_numpy() | inherited, index=flag.index)
 
 

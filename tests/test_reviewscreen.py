@@ -363,7 +363,9 @@ def test_google_sheet_has_the_same_layout(data_root: Path, tmp_path: Path, blank
         sizes = {(d["dimension"], d["start"], d["end"]): d["properties"]["pixelSize"]
                  for d in sheet.dimensions}
         assert sizes[("COLUMNS", col["image"], col["image"] + 1)] == 124
-        assert sizes[("ROWS", 2, n + 2)] == 118 and sizes[("ROWS", 0, 1)] == 96
+        assert sizes[("ROWS", 2, n + 2)] == 40 and sizes[("ROWS", 0, 1)] == 96
+        assert fmt[(2, col["why"])]["wrapStrategy"] == "CLIP"  # one line; the cell holds it all
+        assert fmt[(2, col["suggestion"])]["wrapStrategy"] == "WRAP"
         # The scores tab: columns as wide as their headers.
         project.backend.append_score({"version": 1, "best_val_accuracy": 0.5})
         scores = api.sheet(sid, "scores")
