@@ -173,8 +173,10 @@ def sources(args: argparse.Namespace, work: Path, base) -> int:
     for name in results:
         project = fresh_project(args.data, work, f"sources_{name}")
         shutil.copytree(base.store.predictions_dir, project.store.predictions_dir)
-        keep_all = mock.patch.object(ag, "unfit_sources", lambda *a, **k: {})
-        with keep_all if name == "unfiltered" else mock.patch.object(ag, "NEAR_DUPLICATE", ag.NEAR_DUPLICATE):
+        if name == "unfiltered":
+            with mock.patch.object(ag, "unfit_sources", lambda *a, **k: {}):
+                got = project.augment()
+        else:
             got = project.augment()
         print(f"{name}: {got.written} derived; never a source: "
               f"{len(got.plan.priorities.excluded)}", flush=True)
@@ -184,9 +186,11 @@ def sources(args: argparse.Namespace, work: Path, base) -> int:
             print(f"  seed {seed}: val {r['val']:.4f}, label_book {r['label_book']:.4f}; {load()}",
                   flush=True)
     print("\n| sources | val accuracy (mean ± sd over seeds) | label_book accuracy |\n|---|---|---|")
+    def sd(x: list[float]) -> float:
+        return stdev(x) if len(x) > 1 else 0.0
+
     for name, rs in results.items():
         v, b = [r["val"] for r in rs], [r["label_book"] for r in rs]
-        sd = (lambda x: stdev(x) if len(x) > 1 else 0.0)
         print(f"| {name} | {mean(v):.4f} ± {sd(v):.4f} | {mean(b):.4f} ± {sd(b):.4f} |")
     return 0
 
