@@ -46,11 +46,13 @@ VIEWS: dict[str, bool] = {
 }
 MAJORITY = 0.5
 SUGGEST_FROM = 0.8  # the priority (a mean rank) from which a row's doubt is worth an action
-# relabel → c: c's support beats the label's by this much (tuned by cross-validation over the
-# rows of the human review, see bench_review_human --suggestion-cv).
-RELABEL_MARGIN = 0.2
-# drop?: no class has this much support (the picture reads as no numeral).
-LEGIBLE = 0.4
+# relabel → c: c's support beats the label's by this much (chosen by cross-validation over the
+# rows of the human review: bench_review_human --suggestion-cv).
+RELABEL_MARGIN = 0.1
+# drop?: no class has a majority of the support (the picture reads as no numeral; not tuned) ...
+LEGIBLE = MAJORITY
+# ... and the views put the row this high (a mean percentile rank; chosen as RELABEL_MARGIN).
+DROP_FROM = 0.95
 TOP = 1.5  # the priority of blank images and of copies under another label
 # The priority of pictures drawn in dots or dashes (sheetsync._picture.DOTTED): evidence from
 # the pixels alone that the image holds no written numeral, so after the blank images and the
@@ -82,7 +84,7 @@ def priority(views: pd.Series, *, sure: pd.Series, dotted: pd.Series, scored: pd
 def suggestion(
     probs: pd.DataFrame | None, vote: pd.DataFrame | None, labels: pd.Series, blank: pd.Series,
     priority: pd.Series | None = None, *, margin: float | None = None,
-    legible: float | None = None,
+    legible: float | None = None, drop_from: float | None = None,
 ) -> pd.Series:
     """``relabel → <class>``, ``drop?`` or '' per row (index = labels' index); ``blank``: True
     for pictures that hold no numeral (blank, dotted), which are never given a class.
@@ -94,12 +96,16 @@ def suggestion(
     * ``relabel → c`` when the picture reads as a legible ``c``: the models and the neighbours
       both put ``c`` first, and its support beats the label's by ``margin``
       (:data:`RELABEL_MARGIN`);
-    * ``drop?`` when no class reads: no class has ``legible`` (:data:`LEGIBLE`) support;
+    * ``drop?`` when no class reads (no class has ``legible``, :data:`LEGIBLE`, support) and
+      the views all but agree that the row is among the most doubtful (``priority`` >=
+      ``drop_from``, :data:`DROP_FROM`): dropping throws an image away, so it takes more
+      doubt than a relabel;
     * nothing when the evidence is split (a class stands out, but the models and the
       neighbours do not agree on it, or not by enough).
     """
     margin = RELABEL_MARGIN if margin is None else margin
     legible = LEGIBLE if legible is None else legible
+    drop_from = DROP_FROM if drop_from is None else drop_from
     index = labels.index
     out = pd.Series("", index=index, dtype=object)
     if probs is not None and len(probs):
@@ -108,17 +114,21 @@ def suggestion(
         sup = support(p, vote)
         mine = _at(sup, labels)
         doubted = scored & (mine < MAJORITY)
-        if priority is not None:
-            doubted &= priority.reindex(index).fillna(1.0) >= SUGGEST_FROM
+        prio = priority.reindex(index).fillna(1.0) if priority is not None else None
+        if prio is not None:
+            doubted &= prio >= SUGGEST_FROM
         best, best_s = _best_other(sup, labels)
-        agree = p.idxmax(axis=1).astype(object) == best
+        agree = scored & (p.fillna(-1.0).idxmax(axis=1).astype(object) == best)
         if vote is not None:
             v = vote.reindex(index)
             has_vote = v.notna().all(axis=1)
             agree &= ~has_vote | (v.fillna(-1.0).idxmax(axis=1).astype(object) == best)
         relabel = doubted & agree & (best_s - mine >= margin)
         out[relabel] = "relabel → " + best[relabel]
-        out[doubted & ~relabel & (sup.max(axis=1) < legible)] = "drop?"
+        unread = doubted & ~relabel & (sup.max(axis=1) < legible)
+        if prio is not None:
+            unread &= prio >= drop_from
+        out[unread] = "drop?"
     # A picture without a numeral is never given a class.
     out[blank.reindex(index).fillna(False).astype(bool)] = "drop?"
     return out.astype(str).rename("suggestion")
