@@ -72,7 +72,7 @@ class Coverage:
     @property
     def verdict(self) -> str:
         if self.withheld:
-            return (f"No verdict: the model is too weak ({self.withheld}); its embedding space "
+            return (f"No verdict: the model is too weak: {self.withheld}. Its embedding space "
                     "says nothing about whether the validation split covers the training data. "
                     "Train longer (`sheetsync train --epochs 30`) and run the report again.")
         if not self.judged:

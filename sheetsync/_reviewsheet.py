@@ -195,7 +195,7 @@ def model_text(model: ModelInfo) -> str:
         return "no model yet: run `sheetsync train` (then `sheetsync predict`)"
     parts = [f"{model.kind} predictions of v{model.version}"]
     if model.epochs:
-        parts.append(f"{model.epochs} epochs")
+        parts.append(f"{model.epochs} epoch{'' if model.epochs == 1 else 's'}")
     if model.val_accuracy is not None:
         what = "val accuracy" if model.kind == "in-sample" else "out-of-sample accuracy"
         parts.append(f"{what} {model.val_accuracy:.0%}")

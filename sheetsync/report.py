@@ -484,7 +484,7 @@ def _body(inputs: ReportInputs, n_total: int, n_shown: int, coverage: Coverage,
     verdict_class = "none" if coverage.withheld else "ok" if coverage.covers else "bad"
     weak = inputs.model.weak if inputs.model is not None else ""
     withheld = ("<p class='verdict none'>Likely label errors and outliers are not counted: the "
-                f"model is too weak ({_esc(weak)}).</p>" if weak else "")
+                f"model is too weak: {_esc(weak)}.</p>" if weak else "")
     parts += [
         "<h2 id=map-section>Embedding map</h2>",
         f"<p>UMAP of the fixed model's 256-d pooled features (v{inputs.version}), seed "

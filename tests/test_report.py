@@ -79,7 +79,7 @@ def test_report_result_and_map_columns(reported) -> None:
     assert "label-errors" not in found and "outliers" not in found
     page = result.path.read_text()
     assert "MODEL TOO WEAK" in page and "Likely label errors and outliers are not counted" in page
-    assert "in-sample predictions of v2, 1 epochs" in page
+    assert "in-sample predictions of v2, 1 epoch, val accuracy" in page
     m = pd.read_csv(result.map_csv, dtype={"id": str})
     assert set(m["id"]) == set(project.versions.load("latest")["id"])
     assert np.isfinite(m[["map_x", "map_y"]].to_numpy()).all()
