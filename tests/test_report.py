@@ -96,6 +96,18 @@ def test_push_puts_map_columns_into_the_sheet(reported) -> None:
     assert cols[-5:] == ["map_x", "map_y", "cluster", "path", "url"]
     got = sheet.loc[m.index, ["map_x", "map_y", "cluster"]].astype(float)
     assert np.allclose(got.to_numpy(), m[["map_x", "map_y", "cluster"]].to_numpy(), atol=1e-3)
+    # The page's suggestion for each image is the sheet's cell, word for word ("" where empty).
+    import json
+
+    page = result.path.read_text()
+    payload = json.loads(re.search(r"<script type=application/json id=payload>(.*?)</script>",
+                                   page, re.S).group(1).replace("<\\/", "</"))
+    points = payload["specs"]["map"]["datasets"][payload["mapData"]]
+    shown = {p["id"]: p["suggestion"] for p in points}
+    cells = sheet["suggestion"].fillna("").astype(str)
+    assert shown == {i: cells[i] for i in shown}
+    assert set(shown.values()) <= {"", "drop?", "none: model too weak"}  # weak: nothing else
+    assert shown[_id_of(project, "train/i/blank.png")] == "drop?"
 
 
 def test_pull_checks_the_map_columns_as_numbers(reported) -> None:
