@@ -261,3 +261,23 @@ def test_a_torn_embeddings_file_is_one_clear_error(data_root: Path, tmp_path: Pa
     with pytest.raises(ReportError, match=r"cannot read the embeddings in .*v0001-insample.npz"):
         project.report()
     assert torn.read_bytes() == b"PK\x03\x04 not a whole zip"  # nothing was touched
+
+
+def test_the_page_prefers_predicts_out_of_sample_results_and_then_states_a_verdict(reported) -> None:
+    """Out-of-sample predictions of the current version (as `predict` saves them) replace the
+    in-sample ones on the page, as in the sheet; a model above the "too weak" line gets its
+    coverage verdict and its counts back. Runs last: it adds predictions to the project."""
+    project, _ = reported
+    m = project.versions.load("latest")
+    ids, labels = list(m["id"].astype(str)), list(m["label"])
+    probs = np.full((len(ids), len(CLASSES)), 0.05)
+    for k, lab in enumerate(labels):
+        probs[k, CLASSES.index(lab)] = 0.9  # a strong model that agrees with every label
+    project.store.save_predictions(2, "oos", ids, list(CLASSES), probs, None, None)
+    result = project.report(out=project.state / "strong.html")
+    page = result.path.read_text()
+    assert "model: out-of-sample predictions of v2" in page and "MODEL TOO WEAK" not in page
+    assert not result.coverage.withheld
+    assert result.coverage.verdict.startswith(("Yes:", "No:", "Cannot tell:"))
+    found = {f.key for f in result.findings}
+    assert {"label-errors", "outliers"} <= found
