@@ -377,7 +377,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=8, help="as [train] batch_size")
     ap.add_argument("--seed", type=int, default=7, help="seed of the random order")
     ap.add_argument("--data", type=Path, default=DATA)
-    ap.add_argument("--review", type=Path, default=DATA / "reviews" / "independent_review.csv")
+    ap.add_argument("--review", type=Path,
+                    help="the human review (default: DATA/reviews/independent_review.csv)")
     ap.add_argument("--work-dir", type=Path, default=Path("bench-out/review-human"))
     ap.add_argument("--save-signals", action="store_true", help="write the signals as CSV")
     ap.add_argument("--suggestion-cv", action="store_true",
@@ -390,7 +391,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--subset-size", type=int, action="append", metavar="K",
                     help="with --subsets: only subsets of K seeds (repeatable; default: every size)")
     ap.add_argument("-v", "--verbose", action="store_true", help="print per-fold progress")
-    return 0 if run(ap.parse_args(argv)) else 1
+    args = ap.parse_args(argv)
+    args.review = args.review or args.data / "reviews" / "independent_review.csv"
+    return 0 if run(args) else 1
 
 
 if __name__ == "__main__":
