@@ -9,6 +9,9 @@ left out each. Also prints the time augment takes to plan and write the derived 
     python -m bench.bench_augment --epochs 10                 # with/without only
     python -m bench.bench_augment --epochs 10 --ablation      # + one run per family group left out
     python -m bench.bench_augment --sheets                    # push/pull at 10,000 rows, both backends
+    python -m bench.bench_augment --epochs 10 --sources --seeds 123 321 519
+        # issue 23: sources filtered (never blank, unreadable, conflicting, suggested or
+        # flagged) vs unfiltered, each trained with every seed; val and label_book accuracy
 """
 
 from __future__ import annotations
@@ -37,9 +40,9 @@ def fresh_project(data: Path, work: Path, name: str):
     return project
 
 
-def train(project, epochs: int) -> dict:
+def train(project, epochs: int, seed: int | None = None) -> dict:
     started = time.perf_counter()
-    row = project.train(epochs=epochs).score
+    row = project.train(epochs=epochs, seed=seed).score
     return {"val": float(row["best_val_accuracy"]), "label_book": float(row["test_accuracy"]),
             "train": int(row["train"]), "derived": int(row["derived"]),
             "train_s": time.perf_counter() - started}
@@ -99,6 +102,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", type=Path, help="keep the projects here (default: a temp folder)")
     ap.add_argument("--reuse-baseline", action="store_true",
                     help="take the run without augment from an earlier run in --work (said so)")
+    ap.add_argument("--sources", action="store_true",
+                    help="filtered vs unfiltered augmentation sources, trained with each --seeds")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[123, 321, 519],
+                    help="with --sources: training seeds")
     ap.add_argument("--sheets", action="store_true",
                     help="only push/pull an augmented 10,000-row project on both backends")
     args = ap.parse_args(argv)
@@ -127,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
         base = fresh_project(args.data, work, "baseline")
         results = {"without augment": train(base, args.epochs)}
         print(f"without augment: {results['without augment']}; {load()}", flush=True)
+    if args.sources:
+        return sources(args, work, base)
     runs = [("with augment (all families)", None)]
     if args.ablation:
         runs += [(f"without {g}", [f for f in FAMILIES if f not in fams]) for g, fams in GROUPS.items()]
@@ -150,6 +159,40 @@ def main(argv: list[str] | None = None) -> int:
     gain = results["with augment (all families)"]["val"] - ref["val"]
     print(f"\nfloor: val accuracy +{FLOOR:.2f} over without augment: "
           f"{'HELD' if gain >= FLOOR else 'MISSED'} ({gain:+.4f}); {load()}")
+    return 0
+
+
+def sources(args: argparse.Namespace, work: Path, base) -> int:
+    """Augment with the sources filtered (sheetsync.augment.unfit_sources, the default) and
+    unfiltered (every kept original, as before issue 23), each trained with every seed."""
+    from statistics import mean, stdev
+    from unittest import mock
+
+    from sheetsync import augment as ag
+
+    results: dict[str, list[dict]] = {"filtered": [], "unfiltered": []}
+    for name in results:
+        project = fresh_project(args.data, work, f"sources_{name}")
+        shutil.copytree(base.store.predictions_dir, project.store.predictions_dir)
+        if name == "unfiltered":
+            with mock.patch.object(ag, "unfit_sources", lambda *a, **k: {}):
+                got = project.augment()
+        else:
+            got = project.augment()
+        print(f"{name}: {got.written} derived; never a source: "
+              f"{len(got.plan.priorities.excluded)}", flush=True)
+        for seed in args.seeds:
+            r = train(project, args.epochs, seed)
+            results[name].append(r)
+            print(f"  seed {seed}: val {r['val']:.4f}, label_book {r['label_book']:.4f}; {load()}",
+                  flush=True)
+    print("\n| sources | val accuracy (mean ± sd over seeds) | label_book accuracy |\n|---|---|---|")
+    def sd(x: list[float]) -> float:
+        return stdev(x) if len(x) > 1 else 0.0
+
+    for name, rs in results.items():
+        v, b = [r["val"] for r in rs], [r["label_book"] for r in rs]
+        print(f"| {name} | {mean(v):.4f} ± {sd(v):.4f} | {mean(b):.4f} ± {sd(b):.4f} |")
     return 0
 
 

@@ -14,7 +14,16 @@ of rows for:
 then the precision of the ``suggestion`` column (``drop?`` rows the review removes; ``relabel``
 rows the review fixes or removes) and how often the ``relabel`` class is the review's
 correction, and checks the floors: first 15% >= 65% of the problems, sheetsync above cleanlab
-at every depth, the relabel class right in >= 70% of the fixes it finds.
+at every depth, the relabel class right in >= 70% of the fixes it finds; and in the first 15%
+of rows (issue 23): the review's fixes get ``relabel`` (>= 70%), with the review's class
+(>= 90%), and ``drop?`` rows are ones the review removes or fixes (>= 70%).
+``--suggestion-cv`` prints the suggestion rule's thresholds on a grid and chooses them by
+5-fold cross-validation over rows.
+
+Suggestions (issue 23 rule, same folds, 17:45 UTC run): first 15% of rows: 252 relabel, 50
+drop? (78.0% removed or fixed); the review's 76 fixes there: 73.7% get relabel (PASS), 83.9% of
+those with the review's class (FAIL: floor 90%); cross-validated over rows: 68.4%, 82.7%,
+72.7%.
 
 With ``--rounds`` (issue 24) it also simulates review rounds: a reviewer reads the next 5% of
 the unchecked rows in rank order, answers from the review (relabel, drop or tick), and the order
@@ -70,6 +79,9 @@ from sheetsync.config import ReviewConfig
 CUTS = (0.05, 0.10, 0.15, 0.20)
 FLOOR_15 = 0.65
 FLOOR_CLASS = 0.70
+# The suggestions in the first 15% of rows (issue 23): the review's fixes get relabel, with the
+# review's class, and a drop? is a row the review removes or fixes.
+FLOOR_RELABEL, FLOOR_RELABEL_CLASS, FLOOR_DROP = 0.70, 0.90, 0.70
 
 
 def load_review(path: Path, items: pd.DataFrame) -> pd.DataFrame:
@@ -143,6 +155,109 @@ def suggestion_report(signals: pd.DataFrame, rev: pd.DataFrame) -> dict[str, flo
     }
 
 
+def top_suggestions(signals: pd.DataFrame, rev: pd.DataFrame, order: pd.Index,
+                    share: float = 0.15, rows: pd.Index | None = None) -> dict[str, float]:
+    """The suggestions in the first ``share`` of rows (of ``rows`` only, when given: the
+    held-out rows of a cross-validation): the share of the review's fixes that get ``relabel``,
+    how often its class is the review's correction, the share of ``drop?`` rows the review
+    removes or fixes."""
+    top = pd.Index(order[: round(share * len(order))])
+    if rows is not None:
+        top = top[top.isin(rows)]
+    s = signals["suggestion"].astype(str).reindex(top)
+    verdict = rev["verdict"].reindex(top)
+    fixes = top[(verdict == "fix").to_numpy()]
+    relabel = fixes[s[fixes].str.startswith("relabel").to_numpy()]
+    right = s[relabel].str.replace("relabel → ", "", regex=False) == rev["corrected_label"].reindex(relabel)
+    drops = top[(s == "drop?").to_numpy()]
+    return {"rows": len(top), "fixes": len(fixes), "relabelled": len(relabel),
+            "relabel_share": len(relabel) / len(fixes) if len(fixes) else 0.0,
+            "class_right": float(right.mean()) if len(right) else 0.0,
+            "drops": len(drops),
+            "drop_problem": float((verdict[drops] != "keep").mean()) if len(drops) else 0.0,
+            "relabels": int(s.str.startswith("relabel").sum()),
+            "relabel_problem": float((verdict[s.str.startswith("relabel")] != "keep").mean())
+            if s.str.startswith("relabel").any() else 0.0}
+
+
+def top_lines(top: dict[str, float]) -> list[str]:
+    return [f"first 15% of rows ({top['rows']}): {top['relabels']} relabel "
+            f"({top['relabel_problem']:.1%} fixed or removed by the review), {top['drops']} drop? "
+            f"({top['drop_problem']:.1%} removed or fixed); the review's {top['fixes']} fixes there: "
+            f"{top['relabelled']} get relabel, {top['class_right']:.1%} of those with the review's class"]
+
+
+def top_floors(top: dict[str, float]) -> dict[str, bool]:
+    return {
+        f"first 15%: the review's fixes get relabel >= {FLOOR_RELABEL:.0%} "
+        f"({top['relabel_share']:.1%} of {top['fixes']})": top["relabel_share"] >= FLOOR_RELABEL,
+        f"first 15%: relabel class = the review's in >= {FLOOR_RELABEL_CLASS:.0%} of those fixes "
+        f"({top['class_right']:.1%} of {top['relabelled']})": top["class_right"] >= FLOOR_RELABEL_CLASS,
+        f"first 15%: drop? rows the review removes or fixes >= {FLOOR_DROP:.0%} "
+        f"({top['drop_problem']:.1%} of {top['drops']})": top["drop_problem"] >= FLOOR_DROP,
+    }
+
+
+GRID_MARGIN = (0.0, 0.1, 0.2, 0.3)
+GRID_DROP_FROM = (0.8, 0.9, 0.93, 0.95, 0.97)
+
+
+def suggestion_cv(items: pd.DataFrame, runs: list, signals: pd.DataFrame, rev: pd.DataFrame,
+                  order: pd.Index, k: int = 5, seed: int = 0) -> None:
+    """How the suggestion rule's two tuned thresholds (sheetsync._evidence.RELABEL_MARGIN and
+    DROP_FROM; LEGIBLE is the majority, not tuned) were chosen without reporting on the rows
+    they were tuned on: k-fold cross-validation over the rows (the review order fixed). On
+    each fold's other rows RELABEL_MARGIN is the one whose two relabel floors of
+    :func:`top_floors` have the most room (the lesser of the two), DROP_FROM the one whose
+    drop? floor has the most; the pair's suggestions are counted on the fold's own rows, and
+    the held-out counts pooled."""
+    import numpy as np
+
+    from sheetsync import _evidence, _picture
+
+    labels = pd.Series(items["label"].astype(str).to_numpy(), index=pd.Index(items["id"].astype(str)))
+    _, vote = review._run_evidence(runs, labels, CLASSES)
+    probs = review.ensemble_probs(runs).loc[labels.index]
+    blank = (signals["blank"].astype(bool)
+             | (signals["largest_piece"].astype(float) < _picture.DOTTED)).reindex(labels.index)
+    views = _evidence.combine(signals)
+    grid = {(m, d): signals.assign(suggestion=_evidence.suggestion(
+        probs, vote, labels, blank, views, margin=m, drop_from=d))
+        for m in GRID_MARGIN for d in GRID_DROP_FROM}
+
+    def relabel_room(t: dict[str, float]) -> float:
+        return min(t["relabel_share"] - FLOOR_RELABEL, t["class_right"] - FLOOR_RELABEL_CLASS)
+
+    print(f"\nsuggestion rule on all rows (first 15%), per (RELABEL_MARGIN, DROP_FROM); in use "
+          f"({_evidence.RELABEL_MARGIN}, {_evidence.DROP_FROM}), LEGIBLE {_evidence.LEGIBLE}:")
+    print("  margin drop_from  relabel-share  class-right  drop-problem  relabels drops")
+    for (m, d), sg in grid.items():
+        t = top_suggestions(sg, rev, order)
+        print(f"  {m:6.1f} {d:9.2f} {t['relabel_share']:14.1%} {t['class_right']:12.1%} "
+              f"{t['drop_problem']:13.1%} {t['relabels']:9d} {t['drops']:5d}")
+    ids = np.asarray(labels.index)
+    fold_of = np.random.default_rng(seed).permutation(len(ids)) % k
+    pooled = {"fixes": 0, "relabelled": 0, "right": 0.0, "drops": 0, "drop_problems": 0.0}
+    for f in range(k):
+        train, held = pd.Index(ids[fold_of != f]), pd.Index(ids[fold_of == f])
+        scored = {key: top_suggestions(sg, rev, order, rows=train) for key, sg in grid.items()}
+        margin = max(GRID_MARGIN, key=lambda m: relabel_room(scored[m, GRID_DROP_FROM[0]]))
+        drop_from = max(GRID_DROP_FROM, key=lambda d: scored[margin, d]["drop_problem"])
+        t = top_suggestions(grid[margin, drop_from], rev, order, rows=held)
+        print(f"  fold {f + 1}/{k}: chosen on the other rows ({margin}, {drop_from}); held out: "
+              f"relabel share {t['relabel_share']:.1%} of {t['fixes']}, class right "
+              f"{t['class_right']:.1%}, drop? problems {t['drop_problem']:.1%} of {t['drops']}")
+        pooled["fixes"] += t["fixes"]
+        pooled["relabelled"] += t["relabelled"]
+        pooled["right"] += t["class_right"] * t["relabelled"]
+        pooled["drops"] += t["drops"]
+        pooled["drop_problems"] += t["drop_problem"] * t["drops"]
+    print(f"  held-out rows pooled ({k} folds): the review's fixes get relabel "
+          f"{pooled['relabelled'] / max(1, pooled['fixes']):.1%} of {pooled['fixes']}, class right in "
+          f"{pooled['right'] / max(1, pooled['relabelled']):.1%}, drop? rows removed or fixed "
+          f"{pooled['drop_problems'] / max(1, pooled['drops']):.1%} of {pooled['drops']}")
+
+
 def run(args: argparse.Namespace) -> bool:
     items = load_items(args.data)
     rev = load_review(args.review, items)
@@ -179,15 +294,20 @@ def run(args: argparse.Namespace) -> bool:
     print(f"suggestion relabel: {rep['relabel']} rows, {rep['relabel_fixed']:.1%} fixed by the review "
           f"({rep['relabel_problem']:.1%} fixed or removed); class = the review's correction in "
           f"{rep['class_right']:.1%} of the {rep['relabel_fixes']} fixes it finds")
+    top = top_suggestions(signals, rev, orders["sheetsync combined"])
+    print("\n".join(top_lines(top)))
     ours, cl = found["sheetsync combined"], found["cleanlab default (same probs)"]
     checks = {
         f"first 15% hold >= {FLOOR_15:.0%} of the problems ({ours[2]:.1%})": ours[2] >= FLOOR_15,
         "sheetsync above cleanlab's default at every depth": all(a > b for a, b in zip(ours, cl, strict=True)),
         f"relabel class right in >= {FLOOR_CLASS:.0%} of the fixes found ({rep['class_right']:.1%})":
             rep["class_right"] >= FLOOR_CLASS,
+        **top_floors(top),
     }
     for text, passed in checks.items():
         print(f"floor: {text}: {'PASS' if passed else 'FAIL'}")
+    if args.suggestion_cv:
+        suggestion_cv(items, runs, signals, rev, orders["sheetsync combined"])
     if args.ablation:
         ablation(items, runs, problems)
     if args.subsets:
@@ -390,9 +510,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=8, help="as [train] batch_size")
     ap.add_argument("--seed", type=int, default=7, help="seed of the random order")
     ap.add_argument("--data", type=Path, default=DATA)
-    ap.add_argument("--review", type=Path, default=DATA / "reviews" / "independent_review.csv")
+    ap.add_argument("--review", type=Path,
+                    help="the human review (default: DATA/reviews/independent_review.csv)")
     ap.add_argument("--work-dir", type=Path, default=Path("bench-out/review-human"))
     ap.add_argument("--save-signals", action="store_true", help="write the signals as CSV")
+    ap.add_argument("--suggestion-cv", action="store_true",
+                    help="also print how the suggestion rule's thresholds fare, and a k-fold "
+                         "cross-validation over rows of choosing them")
     ap.add_argument("--ablation", action="store_true",
                     help="also print what each part of the order buys, on the same folds")
     ap.add_argument("--subsets", action="store_true",
@@ -403,7 +527,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="also simulate review rounds: read 5%% of the unchecked rows, answer from "
                          "the review, re-rank, repeat (issue 24)")
     ap.add_argument("-v", "--verbose", action="store_true", help="print per-fold progress")
-    return 0 if run(ap.parse_args(argv)) else 1
+    args = ap.parse_args(argv)
+    args.review = args.review or args.data / "reviews" / "independent_review.csv"
+    return 0 if run(args) else 1
 
 
 if __name__ == "__main__":

@@ -56,6 +56,9 @@ class Coverage:
     gaps: list[RegionGap] = field(default_factory=list)
     n_train: int = 0
     n_val: int = 0
+    # Why no verdict is given although the check ran ("": it stands): the model behind the
+    # embeddings is too weak (sheetsync._reviewsheet.weakness), so its space says nothing.
+    withheld: str = ""
 
     @property
     def judged(self) -> bool:
@@ -64,10 +67,14 @@ class Coverage:
 
     @property
     def covers(self) -> bool:
-        return self.judged and not self.gaps and self.auc < AUC_SAME
+        return self.judged and not self.withheld and not self.gaps and self.auc < AUC_SAME
 
     @property
     def verdict(self) -> str:
+        if self.withheld:
+            return (f"No verdict: the model is too weak: {self.withheld}. Its embedding space "
+                    "says nothing about whether the validation split covers the training data. "
+                    "Train longer (`sheetsync train --epochs 30`) and run the report again.")
         if not self.judged:
             return (f"Cannot tell: the check needs at least {MIN_SPLIT} train and {MIN_SPLIT} val "
                     f"images (here {self.n_train} and {self.n_val}).")

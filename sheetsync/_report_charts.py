@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-COLOUR_BY = {"label": "class", "split": "split", "suggestion": "suggested action",
+COLOUR_BY = {"label": "class", "split": "split", "suggested": "suggestion (as in the sheet)",
              "issue_band": "issue score"}
 MAP_SIZE = 620
 
@@ -23,8 +23,9 @@ def _alt() -> Any:
     return alt
 
 
-SUGGESTIONS = {"keep": "#c7c7c7", "relabel?": "#d62728", "drop: blank": "#111111",
-               "check: outlier": "#9467bd", "check: copy under another label": "#ff7f0e"}
+# The sheet's suggestion cells in groups (sheetsync.report.suggested).
+SUGGESTIONS = {"no suggestion": "#c7c7c7", "relabel": "#d62728", "drop?": "#111111",
+               "none: model cannot support one": "#9ecae1"}
 ISSUE_BANDS = {"0-0.25": "#fcbba1", "0.25-0.5": "#fb6a4a", "0.5-0.75": "#cb181d",
                "0.75-1": "#67000d", "not scored": "#bdbdbd"}
 PALETTE = ["#4c78a8", "#f58518", "#e45756", "#72b7b2", "#54a24b", "#eeca3b", "#b279a2",
@@ -42,7 +43,7 @@ def map_colours(points: pd.DataFrame, classes: list[str]) -> tuple[pd.DataFrame,
     maps = {
         "label": {c: PALETTE[k % len(PALETTE)] for k, c in enumerate(classes)},
         "split": {v: SPLIT_COLOURS[k % len(SPLIT_COLOURS)] for k, v in enumerate(splits)},
-        "suggestion": SUGGESTIONS,
+        "suggested": SUGGESTIONS,
         "issue_band": ISSUE_BANDS,
     }
     out = points.copy()
@@ -138,13 +139,14 @@ def scores_spec(scores: pd.DataFrame, changed: pd.DataFrame) -> dict[str, Any]:
     differs from the row before)."""
     alt = _alt()
     runs = list(dict.fromkeys(scores.sort_values("order")["run"]))
-    x = alt.X("run:N", sort=runs, title="score row (dataset version #row)")
+    x = alt.X("run:N", sort=runs, title="score row (dataset version #row, epochs, seed)")
     base = alt.Chart(scores).encode(x=x, xOffset="set:N", color=alt.Color("set:N"))
     bars = base.mark_rule(strokeWidth=2).encode(y=alt.Y("low:Q", title="accuracy (95% interval)",
                                                         scale=alt.Scale(domain=[0, 1])), y2="high:Q")
     dots = base.mark_point(filled=True, size=60).encode(
         y="accuracy:Q",
-        tooltip=["run", "set", alt.Tooltip("accuracy:Q", format=".3f"),
+        tooltip=["run", "set", alt.Tooltip("model:N", title="trained"),
+                 alt.Tooltip("accuracy:Q", format=".3f"),
                  alt.Tooltip("low:Q", format=".3f"), alt.Tooltip("high:Q", format=".3f")])
     layers = [bars, dots]
     if len(changed):

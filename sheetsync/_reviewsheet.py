@@ -23,7 +23,8 @@ blank, unreadable, or the same picture appears under another label. When the mod
 (:func:`weakness`), only the last three flag a row: a near-chance model's doubts are noise.
 On the competition data against its human review (bench/bench_review_human, three fold seeds),
 cleanlab's flags alone highlighted 105 rows, 64% of them real problems, 18% of the problems;
-with the suggestions, 481 rows, 56% real problems, 71% of the problems. In-sample predictions
+with the suggestions (the rule of issue 23), 316 rows, 62% real problems, 52% of the problems
+(481, 56% and 71% with the rule before, which gave drop? to about 400 rows). In-sample predictions
 (no ``predict`` yet) keep cleanlab's flags only: on the 381 demo rows after 8 epochs the
 suggestions would have flagged 73 rows for 6 planted wrong labels, cleanlab 10 (a threshold of
 0.5 on the priority, 135).
@@ -38,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from ._imagecheck import ImageChecks
+from ._picture import DOTTED
 
 FAR = 2.5  # outlier distance from which an image is far from its class (as in review.py)
 # A model is "too weak" when its accuracy, or its typical top probability, is less than a
@@ -79,6 +81,8 @@ class PushSummary:
     unreadable_paths: tuple[str, ...] = field(default=())
     checked: int = 0  # rows people checked (ticked, relabelled or dropped; sheetsync.rerank)
     checked_problems: int = 0  # ... of which were relabelled or dropped
+    # The model is too weak: its label errors and outliers are noise, and are not stated.
+    model_too_weak: bool = False
 
 
 def weakness(accuracy: float | None, median_top: float | None, classes: int) -> str:
@@ -121,7 +125,8 @@ def _column(signals: pd.DataFrame, name: str, default: object) -> pd.Series:
 
 
 def summarise(signals: pd.DataFrame, manifest: pd.DataFrame, *, flagged: int = 0,
-              unreadable: Sequence[str] = (), checked: tuple[int, int] = (0, 0)) -> PushSummary:
+              unreadable: Sequence[str] = (), checked: tuple[int, int] = (0, 0),
+              weak: bool = False) -> PushSummary:
     """Counts over the pushed rows; ``signals`` and ``manifest`` are indexed / keyed by id."""
     m = manifest.set_index("id", drop=False)
     s = signals.reindex(m.index)
@@ -142,6 +147,7 @@ def summarise(signals: pd.DataFrame, manifest: pd.DataFrame, *, flagged: int = 0
         flagged=flagged,
         unreadable_paths=tuple(unreadable),
         checked=checked[0], checked_problems=checked[1],
+        model_too_weak=weak,
     )
 
 
@@ -158,8 +164,10 @@ def flagged_rows(table: pd.DataFrame, signals: pd.DataFrame, *, weak: bool,
     else:
         doubted = _column(s, "suspected", "").fillna("").astype(str) != ""
         if out_of_sample:
-            doubted |= _column(s, "suggestion", "").fillna("").astype(str) != ""
+            text = _column(s, "suggestion", "").fillna("").astype(str)
+            doubted |= (text != "") & ~text.isin(list(NO_SUGGESTION.values()))
         flag = sure | doubted
+    flag = _inherited(table, flag)
     return tuple(int(i) for i in np.flatnonzero(flag.to_numpy()))
 
 
@@ -167,15 +175,28 @@ def _count(n: int, one: str, many: str) -> str:
     return f"{n} {one if n == 1 else many}"
 
 
+def _inherited(table: pd.DataFrame, flag: pd.Series) -> pd.Series:
+    """A derived row (sheetsync augment) is highlighted when its source is: a derived image
+    copies its source's label, so a doubt about the source is a doubt about it."""
+    if "source_id" not in table.columns:
+        return flag
+    by_id = dict(zip(table["id"].astype(str), flag.to_numpy(dtype=bool), strict=True))
+    source = table["source_id"].fillna("").astype(str)
+    inherited = np.array([bool(by_id.get(s, False)) for s in source], dtype=bool)
+    return pd.Series(flag.to_numpy() | inherited, index=flag.index)
+
+
 def summary_text(summary: PushSummary) -> str:
-    """One line for people: the counts that matter."""
-    return (f"{_count(summary.flagged, 'row', 'rows')} highlighted; "
-            f"{_count(summary.likely_label_errors, 'likely label error', 'likely label errors')}; "
+    """One line for people: the counts that matter (a too-weak model's label errors and
+    outliers are not counted: they are noise)."""
+    model = ("label errors and outliers not counted (model too weak)" if summary.model_too_weak
+             else _count(summary.likely_label_errors, "likely label error", "likely label errors"))
+    outliers = "" if summary.model_too_weak else f"; {_count(summary.outliers, 'outlier', 'outliers')}"
+    return (f"{_count(summary.flagged, 'row', 'rows')} highlighted; {model}; "
             f"{_count(summary.duplicates, 'duplicate', 'duplicates')} "
             f"({summary.duplicates_across_splits} across splits, "
             f"{summary.conflicting_duplicates} under another label); {summary.blank} "
-            f"blank, {summary.unreadable} unreadable; "
-            f"{_count(summary.outliers, 'outlier', 'outliers')}; "
+            f"blank, {summary.unreadable} unreadable{outliers}; "
             f"{checked_text(summary.checked, summary.checked_problems)}")
 
 
@@ -191,7 +212,7 @@ def model_text(model: ModelInfo) -> str:
         return "no model yet: run `sheetsync train` (then `sheetsync predict`)"
     parts = [f"{model.kind} predictions of v{model.version}"]
     if model.epochs:
-        parts.append(f"{model.epochs} epochs")
+        parts.append(f"{model.epochs} epoch{'' if model.epochs == 1 else 's'}")
     if model.val_accuracy is not None:
         what = "val accuracy" if model.kind == "in-sample" else "out-of-sample accuracy"
         parts.append(f"{what} {model.val_accuracy:.0%}")
@@ -202,6 +223,43 @@ def model_text(model: ModelInfo) -> str:
         text += (f"; MODEL TOO WEAK to rank labels: {model.weak}; run `sheetsync train "
                  f"--epochs 30` or `sheetsync predict` before trusting the order")
     return text
+
+
+# What the suggestion cell says when the model cannot support a suggestion (sheet and report).
+NO_SUGGESTION = {"in-sample": "none: in-sample", "stale": "none: stale model",
+                 "weak": "none: model too weak"}
+
+
+def withheld_because(model: ModelInfo) -> str:
+    """Why the model's suggestions are withheld ("" when they stand): they need out-of-sample
+    predictions of the current data from a model above the "too weak" line."""
+    if model.kind == "none":
+        return ""
+    if model.weak:
+        return "weak"
+    if model.kind != "out-of-sample":
+        return "in-sample"
+    return "stale" if model.stale else ""
+
+
+def gated_suggestions(signals: pd.DataFrame, model: ModelInfo) -> pd.DataFrame:
+    """``signals`` with the model's suggestions replaced by why there is none
+    (:data:`NO_SUGGESTION`) when the model cannot support them (:func:`withheld_because`).
+
+    A ``drop?`` from the pixels alone (a blank picture, one drawn in dots or dashes) stands
+    whatever the model: it does not come from the model. Rows the model does not doubt keep an
+    empty cell."""
+    reason = withheld_because(model)
+    if not reason or "suggestion" not in signals.columns or not len(signals):
+        return signals
+    picture = _column(signals, "blank", False).fillna(False).astype(bool)
+    piece = pd.to_numeric(_column(signals, "largest_piece", np.nan), errors="coerce")
+    picture |= (piece < DOTTED).fillna(False)
+    suggested = signals["suggestion"].fillna("").astype(str)
+    from_model = (suggested != "") & ~picture
+    out = signals.copy()
+    out["suggestion"] = suggested.where(~from_model, NO_SUGGESTION[reason])
+    return out
 
 
 def info_line(version: str, pushed_at: str, model: ModelInfo, summary: PushSummary) -> str:
@@ -236,8 +294,24 @@ def review_sheet(table: pd.DataFrame, signals: pd.DataFrame, manifest: pd.DataFr
     rows = flagged_rows(table, signals, weak=bool(model.weak), unreadable_ids=bad_ids,
                         out_of_sample=model.kind == "out-of-sample")
     summary = summarise(signals, manifest, flagged=len(rows), unreadable=unreadable,
-                        checked=checked)
+                        checked=checked, weak=bool(model.weak))
     return ReviewSheet(model, summary, rows, info_line(version, pushed_at, model, summary))
+
+
+def with_derived_notes(table: pd.DataFrame) -> pd.DataFrame:
+    """``why`` of a derived row (sheetsync augment) starts with what it is: "hflip of <id>"."""
+    if not len(table) or "source_id" not in table.columns:
+        return table
+    source = table["source_id"].fillna("").astype(str)
+    derived = source != ""
+    if not derived.any():
+        return table
+    what = table["transform"].fillna("").astype(str) + " of " + source
+    why = table["why"].fillna("").astype(str)
+    table = table.copy()
+    table.loc[derived, "why"] = [f"{w}; {o}" if o else w
+                                 for w, o in zip(what[derived], why[derived], strict=True)]
+    return table
 
 
 def with_image_notes(table: pd.DataFrame, checks: ImageChecks) -> pd.DataFrame:

@@ -33,18 +33,21 @@ class Finding:
 
 
 def summarise(items: pd.DataFrame, signals: pd.DataFrame,
-              unreadable: Sequence[str] = ()) -> list[Finding]:
-    """Every finding of the module docstring, in a fixed order (zero counts included)."""
+              unreadable: Sequence[str] = (), *, weak: bool = False) -> list[Finding]:
+    """Every finding of the module docstring, in a fixed order (zero counts included). With a
+    ``weak`` model (below the "too weak" line) its label errors and outliers are left out:
+    a near-chance model's doubts are noise, and a count of them would read as a finding."""
     it = items.set_index(items["id"].astype(str))
     sig = signals.reindex(it.index)
-    return [
-        _label_errors(it, sig),
+    found = [
+        None if weak else _label_errors(it, sig),
         _dropped(it),
         _duplicates(it, sig),
         _blank(it, sig, unreadable),
-        _outliers(sig),
+        None if weak else _outliers(sig),
         _imbalance(it),
     ]
+    return [f for f in found if f is not None]
 
 
 def _ids(mask: pd.Series) -> list[str]:

@@ -306,6 +306,7 @@ def augment_plan_lines(plan: Any) -> list[str]:
               else "none (no predictions yet: every class and image weighs the same)")
     lines = [f"plan: {len(plan.variants)} derived image(s), budget {plan.budget}; "
              f"priorities: {source}"]
+    lines += [f"  {note}" for note in prio.notes()]  # never-sources, class-uniform sampling
     if plan.variants:
         lines.append(plan.table().to_string())
     return [*lines, *(f"  {s.label}: {s.planned} of {s.wanted} planned (not enough sources)"

@@ -130,6 +130,22 @@ class Priorities:
     weight: dict[str, float] = field(default_factory=dict)  # per source id; 0 = near-duplicate
     kind: str = ""  # the predictions they come from: "oos", "insample", or "" (none yet: all weigh the same)
     version: int | None = None  # the version those predictions were made for
+    # Images never used as a source, and why (id -> reason; see :func:`unfit_sources`).
+    excluded: dict[str, str] = field(default_factory=dict)
+    # Why the model's priorities are not used ("" when they are, or when there is no model):
+    # every class and every fit source then weighs the same.
+    uniform: str = ""
+
+    def notes(self) -> list[str]:
+        """What the plan says about its sources, for people."""
+        out = []
+        if self.uniform:
+            out.append(f"class-uniform sampling: {self.uniform}")
+        if self.excluded:
+            counts = pd.Series(list(self.excluded.values())).map(lambda r: r.split(":")[0])
+            parts = ", ".join(f"{n} {why}" for why, n in counts.value_counts().sort_index().items())
+            out.append(f"never a source: {len(self.excluded)} image(s) ({parts})")
+        return out
 
 
 @dataclass(frozen=True)
@@ -270,7 +286,7 @@ def _plan_class(c: str, n: int, sources: pd.DataFrame, table: ClassTable, prio: 
     options = {}
     for id_, label, split in zip(sources["id"], sources["label"], sources["split"], strict=True):
         fams = _families_for(str(label), c, table, spelled.get(str(id_)))
-        if fams and prio.weight.get(str(id_), 1.0) > 0:
+        if fams and prio.weight.get(str(id_), 1.0) > 0 and str(id_) not in prio.excluded:
             options[str(id_)] = (fams, str(split))
     quota = _quotas(n, {i: prio.weight.get(i, 1.0) for i in options},
                     {i: _capacity(i, c, f, taken) for i, (f, _) in options.items()})
@@ -375,6 +391,39 @@ def load_source(path: Any, max_side: int) -> np.ndarray:
 
 
 # ---- priorities from the last model ------------------------------------------------------------
+
+def unfit_sources(signals: pd.DataFrame, unreadable: Sequence[str] = (), *,
+                  model_doubts: bool = True) -> dict[str, str]:
+    """Images that must not be copied into training (id -> why): blank, unreadable, the same
+    picture under another label, a row with a suggestion (a relabel, a drop?, or the model
+    cannot support one: the cell says none) or a label cleanlab flags. A derived image would
+    multiply whatever is wrong with them. ``signals``: push's review signals, index = id,
+    the suggestions as the sheet shows them (sheetsync._reviewsheet.gated_suggestions).
+    ``model_doubts=False`` (a model below the "too weak" line) keeps only what the pixels say
+    (blank, unreadable, a copy under another label, a picture with no numeral)."""
+    def col(name: str, default: object) -> pd.Series:
+        return signals[name] if name in signals.columns else pd.Series(default, index=signals.index)
+
+    out: dict[str, str] = {}
+    suggestion = col("suggestion", "").fillna("").astype(str)
+    suspected = col("suspected", "").fillna("").astype(str)
+    if not model_doubts:
+        # What is left of the suggestions then comes from the pixels (a drop? of a blank or
+        # dotted picture); the model's doubts are noise.
+        suggestion = suggestion.where(~suggestion.str.startswith("none:"), "")
+        suspected = pd.Series("", index=suspected.index)
+    for i in suspected[suspected != ""].index:
+        out[str(i)] = f"cleanlab flag: suspected {suspected[i]}"
+    for i in suggestion[suggestion != ""].index:
+        out[str(i)] = f"suggestion: {suggestion[i]}"
+    for i in col("duplicate_conflict", False).fillna(False).astype(bool).loc[lambda s: s].index:
+        out[str(i)] = "copy under another label"
+    for i in col("blank", False).fillna(False).astype(bool).loc[lambda s: s].index:
+        out[str(i)] = "blank"
+    for i in unreadable:
+        out[str(i)] = "unreadable"
+    return out
+
 
 def priorities_from(manifest: pd.DataFrame, classes: Sequence[str], probs: pd.DataFrame,
                     distance: pd.DataFrame | None, embeddings: pd.DataFrame | None,

@@ -28,7 +28,13 @@ import pandas as pd
 from . import journal as jr
 from ._imagecheck import check_images
 from ._progress import Progress, tqdm_progress
-from ._reviewsheet import ReviewSheet, review_sheet, with_image_notes
+from ._reviewsheet import (
+    ReviewSheet,
+    gated_suggestions,
+    review_sheet,
+    with_derived_notes,
+    with_image_notes,
+)
 from .config import CONFIG_NAME, Config
 from .dataset import ScanResult, SkippedFile, detect_layout, order_classes, safe_join, scan
 from .errors import BackendError, ConfigError, Problem, SheetValidationError, UnpulledEditsError
@@ -231,9 +237,14 @@ class Project:
                                  lambda: self._judged_signals(items, judged, stored, signals))
         # The order people can sort by (1 = look first), and the push's row order.
         signals = signals.assign(rank=pd.Series(range(1, len(ids) + 1), index=ids, dtype=float))
-        table = with_image_notes(build_table(manifest, signals, self._url_builder(manifest),
-                                             ids), scanned.images)
-        review = self._review_sheet(table, signals, manifest, info, scanned, answers)
+        model = model_behind(stored, manifest, info.version, self.scores.read(), self.store.oos_dir)
+        # Suggestions only from out-of-sample predictions of a model above the "too weak" line.
+        signals = gated_suggestions(signals, model)
+        table = with_derived_notes(with_image_notes(
+            build_table(manifest, signals, self._url_builder(manifest), ids), scanned.images))
+        review = review_sheet(table, signals, manifest, model, version=info.name,
+                              pushed_at=now_iso(), unreadable=sorted(scanned.images.unusable),
+                              checked=(len(answers), int(answers.sum())))
         flagged_ids = frozenset(table["id"].iloc[list(review.flagged)].astype(str))
         sheet_layout = replace(
             layout(self.config.classes, self.config.splits, extra_columns(manifest)),
@@ -271,15 +282,6 @@ class Project:
             info = self.versions.latest()
             self.store.save_published(out.fillna("").astype(str), info.version if info else 0,
                                       self.backend.describe())
-
-    def _review_sheet(self, table: pd.DataFrame, signals: pd.DataFrame, manifest: pd.DataFrame,
-                      info: VersionInfo, scanned: ScanResult, answers: pd.Series) -> ReviewSheet:
-        """The sheet's info line, highlighted rows and summary (sheetsync._reviewsheet)."""
-        model = model_behind(self.store.latest_predictions(info.version), manifest, info.version,
-                             self.scores.read(), self.store.oos_dir)
-        return review_sheet(table, signals, manifest, model, version=info.name,
-                            pushed_at=now_iso(), unreadable=sorted(scanned.images.unusable),
-                            checked=(len(answers), int(answers.sum())))
 
     def _judged(self, stored: Any) -> pd.DataFrame | None:
         """The manifest whose labels the order was computed from: the predictions' version
@@ -600,11 +602,11 @@ class Project:
 
         started = time.perf_counter()
         with self._locked():
-            manifest, info, _ = self._refresh()
+            manifest, info, scanned = self._refresh()
             history = [self.versions.load(v.version) for v in self.versions.list()]
             run = ag.prepare(self.config, manifest, history, budget=budget, seed=seed,
                              splits=splits, families=families,
-                             priorities=self._augment_priorities(manifest, info))
+                             priorities=self._augment_priorities(manifest, info, scanned))
             result = AugmentResult(info, run.plan, dry_run, recovered=self.recovered,
                                    skipped=self.skipped)
             if on_plan is not None:
@@ -634,15 +636,30 @@ class Project:
             if not self._journal.pending:
                 ag.discard_staged(staging)  # committed (already moved) or refused: nothing left
 
-    def _augment_priorities(self, manifest: pd.DataFrame, info: VersionInfo) -> Priorities | None:
+    def _augment_priorities(self, manifest: pd.DataFrame, info: VersionInfo,
+                            scanned: ScanResult) -> Priorities:
+        """What the sources weigh (sheetsync.augment.priorities_from) and which images are
+        never sources (sheetsync.augment.unfit_sources), from the rows as push shows them."""
         from . import augment as ag
 
         found = self.store.latest_predictions(info.version)
+        signals, _ = review_inputs(self._items(manifest, scanned), self.config.classes, found,
+                                   info.version, oos_dir=self.store.oos_dir)
+        model = model_behind(found, manifest, info.version, self.scores.read(), self.store.oos_dir)
+        signals = gated_suggestions(signals, model)
+        paths = manifest.set_index("path")["id"].astype(str)
+        unreadable = [paths[p] for p in scanned.images.unusable if p in paths.index]
+        excluded = ag.unfit_sources(signals, unreadable, model_doubts=not model.weak)
         if found is None:
-            return None
+            return ag.Priorities(excluded=excluded)
+        if model.weak:
+            # A near-chance model's margins and class accuracies are noise.
+            return ag.Priorities(kind=found.kind, version=found.version, excluded=excluded,
+                                 uniform=f"the model is too weak ({model.weak})")
         emb = self.store.read_embeddings(found.version, found.kind)
-        return ag.priorities_from(manifest, self.config.classes, found.probs, found.distance, emb,
+        prio = ag.priorities_from(manifest, self.config.classes, found.probs, found.distance, emb,
                                   found.kind, found.version)
+        return replace(prio, excluded=excluded)
 
     # ---- report ----------------------------------------------------------------------------
 

@@ -26,6 +26,7 @@ Usage::
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import html
 import io
@@ -33,7 +34,7 @@ import json
 import os
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -43,10 +44,11 @@ import pandas as pd
 
 from ._confusion import confusion, per_class_accuracy
 from ._coverage import Coverage, clusters_of, split_coverage
+from ._reviewsheet import ModelInfo, gated_suggestions, model_text
 from ._summary import Finding, summarise
 from .errors import ReportError
-from .inputs import items_of, review_inputs, with_map
-from .results import PredictionSource, ReportResult
+from .inputs import items_of, model_behind, review_inputs, with_map
+from .results import ReportResult
 
 if TYPE_CHECKING:  # pragma: no cover
     from .project import Project
@@ -76,6 +78,8 @@ class ReportInputs:
     title: str = "sheetsync report"
     seed: int = 0
     notes: list[str] = field(default_factory=list)
+    # The model behind the predictions, as the sheet's info line says it (None: not known).
+    model: ModelInfo | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -110,13 +114,17 @@ def gather(project: Project, manifest: pd.DataFrame, info: VersionInfo) -> Repor
     pos = {i: k for k, i in enumerate(emb_ids)}
     items = items[items["id"].isin(pos)].reset_index(drop=True)
     embeddings = all_embeddings[[pos[i] for i in items["id"]]]
-    # The mapped images (readable when trained), where they are now.
-    signals, source = review_inputs(items.drop(columns="path"), classes,
-                                    store.latest_predictions(version), version,
+    # The mapped images (readable when trained), where they are now. The predictions are
+    # push's (the freshest for the current data, predict's out-of-sample ones first), so the
+    # page and the sheet say the same model line and the same suggestion for each row.
+    stored = store.latest_predictions(info.version)
+    signals, source = review_inputs(items.drop(columns="path"), classes, stored, info.version,
                                     oos_dir=store.oos_dir)
+    model = model_behind(stored, manifest, info.version, project.scores.read(), store.oos_dir)
+    signals = gated_suggestions(signals, model)
     if source.kind is not None:
         signals = with_map(signals, store.latest_map(version))
-    notes = [f"embeddings and predictions: v{version} ({_source_note(source)})"]
+    notes = [f"embeddings: v{version}; model: {model_text(model)}"]
     if version != info.version:
         notes.append(f"the data is now {info.name}; the map shows v{version}, the latest trained "
                      f"version (run `sheetsync train` for a map of {info.name})")
@@ -125,14 +133,7 @@ def gather(project: Project, manifest: pd.DataFrame, info: VersionInfo) -> Repor
         embeddings=embeddings, signals=signals, scores=project.scores.read(),
         versions=[dict(v.__dict__) for v in project.versions.list()],
         per_version=_per_version(project), title=f"sheetsync report: {project.config.root.name}",
-        seed=project.config.train.seed, notes=notes)
-
-
-def _source_note(source: PredictionSource) -> str:
-    """Where the page's predictions come from, for its header."""
-    what = "out-of-sample (cross-validated)" if source.kind == "oos" else (
-        "in-sample (from the trained model; run `sheetsync predict` for out-of-sample)")
-    return f"{what} for v{source.version}"
+        seed=project.config.train.seed, notes=notes, model=model)
 
 
 def _read_embeddings(path: Path) -> tuple[list[str], np.ndarray]:
@@ -274,13 +275,17 @@ def write_report(inputs: ReportInputs, out: Path, *, max_points: int = MAX_POINT
     in_play = ((items["action"] == "keep") & items["split"].isin(["train", "val"])).to_numpy()
     coverage = split_coverage(inputs.embeddings[in_play], coords[in_play], is_val[in_play],
                               clusters[in_play], items["label"].to_numpy()[in_play], inputs.seed)
+    weak = inputs.model.weak if inputs.model is not None else ""
+    if weak:
+        # A near-chance model's embedding space says nothing about coverage: no verdict, no rings.
+        coverage = dataclasses.replace(coverage, withheld=weak, gaps=[])
     map_csv = (store.save_map(inputs.version, map_table(list(items["id"]), coords, clusters))
                if store is not None else None)
     points = _points(inputs, coords, clusters)
     shown = sample_points(points, max_points, inputs.seed)
     say(ReportStep("thumbnails", len(shown)))
     unreadable = _thumbnails(shown)
-    findings = summarise(items, inputs.signals, unreadable)
+    findings = summarise(items, inputs.signals, unreadable, weak=bool(weak))
     say(ReportStep("page", len(points)))
     page = render_page(inputs, shown, len(points), coverage, findings, coords, clusters)
     _write_atomic(out, page)
@@ -296,14 +301,19 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 def suggestion(sig: pd.DataFrame) -> pd.Series:
-    """A short suggested action per image from its review signals."""
-    out = pd.Series("keep", index=sig.index, dtype=object)
-    outlier = pd.to_numeric(sig["outlier"], errors="coerce") > 2.5
-    out[outlier.fillna(False).to_numpy()] = "check: outlier"
-    out[(sig["suspected"].fillna("").astype(str) != "").to_numpy()] = "relabel?"
-    dup = sig.get("duplicate_conflict", pd.Series(False, index=sig.index)).fillna(False)
-    out[dup.astype(bool).to_numpy()] = "check: copy under another label"
-    out[sig["blank"].fillna(False).astype(bool).to_numpy()] = "drop: blank"
+    """The sheet's ``suggestion`` cell of each image (empty where the sheet's is empty)."""
+    if "suggestion" not in sig.columns:
+        return pd.Series("", index=sig.index, dtype=object)
+    return sig["suggestion"].fillna("").astype(str)
+
+
+def suggested(cells: pd.Series) -> pd.Series:
+    """The map's colour group of each ``suggestion`` cell: relabel, drop?, none (the model
+    cannot support one: the cell says why) or no suggestion (an empty cell)."""
+    out = pd.Series("no suggestion", index=cells.index, dtype=object)
+    out[cells.str.startswith("relabel").to_numpy()] = "relabel"
+    out[(cells == "drop?").to_numpy()] = "drop?"
+    out[cells.str.startswith("none:").to_numpy()] = "none: model cannot support one"
     return out
 
 
@@ -324,17 +334,19 @@ def _points(inputs: ReportInputs, coords: np.ndarray, clusters: np.ndarray) -> p
         "action": it["action"].astype(str).to_numpy(),
         "predicted": sig["predicted"].fillna("").astype(str).to_numpy(),
         "issue_score": pd.to_numeric(sig["issue_score"], errors="coerce").round(3).to_numpy(),
-        "suggestion": suggestion(sig).to_numpy(), "issue_band": _issue_band(sig["issue_score"]).to_numpy(),
+        "suggestion": suggestion(sig).to_numpy(), "suggested": suggested(suggestion(sig)).to_numpy(),
+        "issue_band": _issue_band(sig["issue_score"]).to_numpy(),
         "path": it["path"].astype(str).to_numpy(), "file": it["file"].astype(str).to_numpy(),
     })
 
 
 def sample_points(points: pd.DataFrame, max_points: int, seed: int) -> pd.DataFrame:
-    """All points when they fit; else every flagged point (up to a quarter of the budget) and
+    """All points when they fit; else every point with a suggestion (up to a quarter of the
+    budget) and
     a random sample of the rest stratified by split and class, seeded."""
     if len(points) <= max_points:
         return points.reset_index(drop=True)
-    flagged = points[points["suggestion"] != "keep"]
+    flagged = points[points["suggestion"].fillna("") != ""]
     flagged = flagged.sample(min(len(flagged), max_points // 4), random_state=seed)
     rest = points.drop(flagged.index)
     frac = (max_points - len(flagged)) / len(rest)
@@ -396,25 +408,41 @@ def per_class_frame(per_version: dict[int, dict[str, pd.DataFrame]], classes: li
     return pd.DataFrame(rows).dropna(subset=["accuracy"]) if rows else pd.DataFrame()
 
 
+def _trained_with(row: Mapping[Any, Any]) -> str:
+    """How a score row's model was trained, e.g. "4 epochs, seed 123" ("" when unknown): a
+    score is only comparable with one trained as long."""
+    epochs = pd.to_numeric(row.get("epochs", ""), errors="coerce")
+    seed = str(row.get("seed", "")).strip()
+    parts = [] if pd.isna(epochs) else [f"{int(epochs)} epoch{'s' if int(epochs) != 1 else ''}"]
+    repeats = pd.to_numeric(row.get("repeats", ""), errors="coerce")
+    if not pd.isna(repeats) and repeats > 1:
+        parts.append(f"{int(repeats)} seeds from {seed}" if seed else f"{int(repeats)} seeds")
+    elif seed and seed != "nan":
+        parts.append(f"seed {seed}")
+    return ", ".join(parts)
+
+
 def scores_frame(scores: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
     """(points with intervals, rows where the val set changed, sentences about comparability)."""
     rows, changed, said = [], [], []
     previous: tuple[str, str] | None = None
     for k, r in enumerate(scores.to_dict("records")):
         run = f"v{r.get('version', '?')} #{k + 1}"
+        model = _trained_with(r)
         for name, col in (("val", "best_val_accuracy"), ("test", "test_accuracy")):
             acc = pd.to_numeric(r.get(col, ""), errors="coerce")
             if pd.isna(acc):
                 continue
             low = pd.to_numeric(r.get(f"{name}_ci_low", ""), errors="coerce")
             high = pd.to_numeric(r.get(f"{name}_ci_high", ""), errors="coerce")
-            rows.append({"run": run, "order": k, "set": name, "accuracy": float(acc),
+            rows.append({"run": f"{run} ({model})" if model else run, "order": k, "set": name,
+                         "model": model, "accuracy": float(acc),
                          "low": float(acc if pd.isna(low) else low),
                          "high": float(acc if pd.isna(high) else high),
                          "interval": not pd.isna(low)})
         digest = str(r.get("val_set", ""))
         if digest and previous is not None and previous[1] and digest != previous[1]:
-            changed.append({"run": run})
+            changed.append({"run": f"{run} ({model})" if model else run})
             said.append(f"{previous[0]} and {run} were validated on different images: their "
                         "validation scores are not comparable (compare test scores).")
         previous = (run, digest)
@@ -447,7 +475,7 @@ def render_page(inputs: ReportInputs, shown: pd.DataFrame, n_total: int, coverag
     gaps = pd.DataFrame([{"x": g.x, "y": g.y, "name": f"#{g.cluster}: no val"}
                          for g in coverage.gaps], columns=["x", "y", "name"])
     points, legends = charts.map_colours(shown.drop(columns=["file"]), inputs.classes)
-    points = points.drop(columns=["issue_band", "action"])  # only the colours are drawn
+    points = points.drop(columns=["issue_band", "action", "suggested"])  # only the colours are drawn
     specs: dict[str, Any] = {"map": charts.map_spec(points, gaps),
                              "counts": charts.counts_spec(counts_frame(inputs.items, inputs.classes))}
     latest = inputs.per_version.get(inputs.version, {})
@@ -481,7 +509,10 @@ def _body(inputs: ReportInputs, n_total: int, n_shown: int, coverage: Coverage,
                 f"quarter of the points) and a random sample of the rest, stratified by split "
                 f"and class (seed {inputs.seed}). Every statistic on this page uses all "
                 f"{n_total:,} images.")
-    verdict_class = "ok" if coverage.covers else "bad"
+    verdict_class = "none" if coverage.withheld else "ok" if coverage.covers else "bad"
+    weak = inputs.model.weak if inputs.model is not None else ""
+    withheld = ("<p class='verdict none'>Likely label errors and outliers are not counted: the "
+                f"model is too weak: {_esc(weak)}.</p>" if weak else "")
     parts += [
         "<h2 id=map-section>Embedding map</h2>",
         f"<p>UMAP of the fixed model's 256-d pooled features (v{inputs.version}), seed "
@@ -499,7 +530,7 @@ def _body(inputs: ReportInputs, n_total: int, n_shown: int, coverage: Coverage,
         "little. Regions with (almost) no val images are the stronger evidence. All three "
         "checks use every kept train and val image.</p>",
         "<div id=counts></div>",
-        "<h2 id=summary>Dataset summary</h2>", _summary_table(findings),
+        "<h2 id=summary>Dataset summary</h2>", withheld, _summary_table(findings),
         "<h2 id=errors>Errors per class</h2><div class=row>",
         *(f"<div id={k}></div>" for k in ("cm-val", "cm-test") if k in charts_present),
         "</div>",
@@ -584,6 +615,7 @@ h1{font-size:22px}h2{margin-top:36px;border-bottom:1px solid #ddd;padding-bottom
 #selection figure{margin:0;width:64px;font-size:10px;text-align:center;word-break:break-all}
 #selection img{width:48px;height:48px;object-fit:contain;image-rendering:pixelated;border:1px solid #ccc}
 .verdict{font-size:16px;padding:10px 14px;border-radius:4px}.ok{background:#e7f6e7}.bad{background:#fdeaea}
+.none{background:#eeeeee}
 table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ddd;padding:4px 8px;vertical-align:top}
 th{background:#f5f5f5;text-align:left}.num{text-align:right}.warn{color:#a15c00}
 table.rows img{width:40px;height:40px;object-fit:contain;image-rendering:pixelated}

@@ -16,7 +16,7 @@ from test_project import edit, tree, workbook
 
 from sheetsync import _transforms as tf
 from sheetsync._compose import compose, glyphs, targets_of
-from sheetsync._words import augment_plan_lines, describe, warnings_of
+from sheetsync._words import augment_plan_lines, describe
 from sheetsync.augment import (
     ROMAN_TABLE,
     Variant,
@@ -314,8 +314,13 @@ def test_an_unreadable_source_is_named_and_skipped_not_a_traceback(project: Proj
     broken = root / "train" / "iv" / "broken.png"
     broken.write_bytes(b"not a png at all")
     result = project.augment(budget=30, families=["rotate"])
-    assert any("train/iv/broken.png: cannot read the image" in s for s in warnings_of(result))
-    assert result.written == 30 - len(result.unbuilt)
+    # Found unreadable when the plan is made: never a source, and the plan says so.
+    m = project.versions.load("latest")
+    broken_id = str(m.loc[m["path"] == "train/iv/broken.png", "id"].iloc[0])
+    assert result.plan.priorities.excluded == {broken_id: "unreadable"}
+    assert broken_id not in {v.source_id for v in result.plan.variants}
+    assert "never a source: 1 image(s) (1 unreadable)" in "\n".join(augment_plan_lines(result.plan))
+    assert result.written == 30 and not result.unbuilt
     assert broken.read_bytes() == b"not a png at all"
 
 
@@ -356,11 +361,13 @@ def test_saved_predictions_steer_the_plan(project: Project) -> None:
     m = project.versions.load("latest")
     ids = list(m["id"])
     labels = list(m["label"])
+    splits = list(m["split"])
     rng = np.random.default_rng(0)
     probs = np.full((len(ids), len(CLASSES)), 0.02)
-    for k, lab in enumerate(labels):
-        # The model gets every 'ii' wrong (says 'i'), the rest right.
-        probs[k, CLASSES.index("i" if lab == "ii" else lab)] = 0.9
+    for k, (lab, split) in enumerate(zip(labels, splits, strict=True)):
+        # The model gets the val 'ii' wrong (says 'i'), the rest right. (A training image it
+        # doubted would not be a source at all: see the next test.)
+        probs[k, CLASSES.index("i" if lab == "ii" and split == "val" else lab)] = 0.9
     emb = rng.normal(size=(len(ids), 8))
     twins = m[(m["label"] == "iii") & (m["split"] == "train")]["id"].iloc[:2].tolist()
     emb[ids.index(twins[1])] = emb[ids.index(twins[0])]
@@ -374,6 +381,72 @@ def test_saved_predictions_steer_the_plan(project: Project) -> None:
     per_class = result.plan.table()["total"]
     assert per_class["ii"] > 2 * per_class["i"]
     assert max(twins) not in {v.source_id for v in result.plan.variants}
+
+
+def test_doubtful_blank_and_conflicting_images_are_never_sources(project: Project) -> None:
+    """Blank, a copy under another label, a row the model doubts (its suggestion cell is filled,
+    here "none: in-sample") or cleanlab flags: never copied into training; the plan says so."""
+    root = project.config.root
+    Image.new("L", (60, 30), 255).save(root / "train" / "i" / "blank.png")
+    twin = sorted((root / "train" / "ii").iterdir())[0]
+    (root / "train" / "iii" / "twin.png").write_bytes(twin.read_bytes())
+    project.status(check_sheet=False)  # record the new files
+    m = project.versions.load("latest")
+    ids, labels = list(m["id"]), list(m["label"])
+    probs = np.full((len(ids), len(CLASSES)), 0.05)
+    doubted = str(m[(m["label"] == "iii") & (m["split"] == "train")
+                    & ~m["path"].str.endswith("twin.png")]["id"].iloc[0])
+    for k, (i, lab) in enumerate(zip(ids, labels, strict=True)):
+        probs[k, CLASSES.index("i" if i == doubted else lab)] = 0.9
+    emb = np.random.default_rng(0).normal(size=(len(ids), 8))
+    project.store.save_predictions(1, "insample", ids, CLASSES, probs, emb, np.ones_like(probs))
+    result = project.augment(budget=60, dry_run=True, families=["rotate"])
+    by_path = dict(zip(m["path"], m["id"], strict=True))
+    unfit = {by_path["train/i/blank.png"], by_path["train/iii/twin.png"], doubted,
+             by_path[twin.relative_to(root).as_posix()]}
+    excluded = result.plan.priorities.excluded
+    assert unfit <= set(excluded)
+    assert excluded[by_path["train/i/blank.png"]] == "blank"
+    assert excluded[by_path["train/iii/twin.png"]] == "copy under another label"
+    assert excluded[doubted].startswith(("suggestion: none: in-sample", "cleanlab flag"))
+    sources = {v.source_id for v in result.plan.variants}
+    assert sources and not sources & set(excluded)
+    said = "\n".join(augment_plan_lines(result.plan))
+    assert f"never a source: {len(excluded)} image(s) (" in said and "1 blank" in said
+
+
+def test_a_too_weak_model_gives_class_uniform_sampling(project: Project) -> None:
+    m = project.versions.load("latest")
+    ids = list(m["id"])
+    probs = np.full((len(ids), len(CLASSES)), 1 / len(CLASSES))  # near uniform: too weak
+    probs[:, 0] += 0.01
+    probs /= probs.sum(axis=1, keepdims=True)
+    emb = np.random.default_rng(0).normal(size=(len(ids), 8))
+    project.store.save_predictions(1, "oos", ids, CLASSES, probs, emb, np.ones_like(probs))
+    result = project.augment(budget=60, dry_run=True, families=["rotate"])
+    prio = result.plan.priorities
+    assert prio.uniform.startswith("the model is too weak") and prio.weight == {}
+    assert prio.class_accuracy == {} and prio.excluded == {}  # its doubts are noise
+    per_class = result.plan.table()["total"]
+    assert per_class.drop("total").nunique() == 1  # every class the same share
+    assert any(line.strip().startswith("class-uniform sampling: the model is too weak")
+               for line in augment_plan_lines(result.plan))
+
+
+def test_derived_rows_say_what_they_are_and_follow_their_sources_highlight() -> None:
+    import pandas as pd
+
+    from sheetsync import _reviewsheet as rs
+
+    table = pd.DataFrame({"id": ["a", "b", "d1", "d2"], "source_id": ["", "", "a", "b"],
+                          "transform": ["", "", "hflip", "rotate(3.00)"],
+                          "why": ["model says ii (0.91)", "", "", "blank image"]})
+    signals = pd.DataFrame({"suspected": ["ii", "", "", ""], "blank": [False] * 3 + [True],
+                            "duplicate_conflict": [False] * 4}, index=["a", "b", "d1", "d2"])
+    assert rs.with_derived_notes(table)["why"].tolist() == [
+        "model says ii (0.91)", "", "hflip of a", "rotate(3.00) of b; blank image"]
+    assert rs.flagged_rows(table, signals, weak=False) == (0, 2, 3)
+    assert rs.flagged_rows(table, signals, weak=True) == (3,)
 
 
 def test_a_derived_rows_source_cells_are_read_only_like_the_other_published_cells(

@@ -72,7 +72,15 @@ def test_report_result_and_map_columns(reported) -> None:
     found = {f.key: f for f in result.findings}
     assert found["blank"].count == 1 and found["blank"].ids == [_id_of(project, "train/i/blank.png")]
     assert result.coverage.n_train == 32 and result.coverage.n_val == 14
-    assert result.coverage.verdict.startswith(("Yes:", "No:"))
+    # One epoch on 46 images: a model below the "too weak" line. The page states no coverage
+    # verdict and no counts of label errors or outliers, and says the sheet's model line.
+    assert result.coverage.withheld.startswith("accuracy")
+    assert result.coverage.verdict.startswith("No verdict: the model is too weak")
+    assert not result.coverage.covers and result.coverage.gaps == []
+    assert "label-errors" not in found and "outliers" not in found
+    page = result.path.read_text()
+    assert "MODEL TOO WEAK" in page and "Likely label errors and outliers are not counted" in page
+    assert "in-sample predictions of v2, 1 epoch, val accuracy" in page
     m = pd.read_csv(result.map_csv, dtype={"id": str})
     assert set(m["id"]) == set(project.versions.load("latest")["id"])
     assert np.isfinite(m[["map_x", "map_y"]].to_numpy()).all()
@@ -89,6 +97,18 @@ def test_push_puts_map_columns_into_the_sheet(reported) -> None:
     assert cols[-5:] == ["map_x", "map_y", "cluster", "path", "url"]
     got = sheet.loc[m.index, ["map_x", "map_y", "cluster"]].astype(float)
     assert np.allclose(got.to_numpy(), m[["map_x", "map_y", "cluster"]].to_numpy(), atol=1e-3)
+    # The page's suggestion for each image is the sheet's cell, word for word ("" where empty).
+    import json
+
+    page = result.path.read_text()
+    payload = json.loads(re.search(r"<script type=application/json id=payload>(.*?)</script>",
+                                   page, re.S).group(1).replace("<\\/", "</"))
+    points = payload["specs"]["map"]["datasets"][payload["mapData"]]
+    shown = {p["id"]: p["suggestion"] for p in points}
+    cells = sheet["suggestion"].fillna("").astype(str)
+    assert shown == {i: cells[i] for i in shown}
+    assert set(shown.values()) <= {"", "drop?", "none: model too weak"}  # weak: nothing else
+    assert shown[_id_of(project, "train/i/blank.png")] == "drop?"
 
 
 def test_pull_checks_the_map_columns_as_numbers(reported) -> None:
@@ -120,6 +140,8 @@ def test_page_is_self_contained(reported) -> None:
     assert not re.search(r"""(src|href)=["']?https?:""", page)
     assert "val set changed" in page or "were validated on different images" in page
     assert "v1 #1 and v2 #2 were validated on different images" in page
+    # Each score is drawn with how its model was trained.
+    assert "v1 #1 (1 epoch, seed " in page and "v2 #2 (1 epoch, seed " in page
 
 
 def test_page_renders_hovers_and_brushes_in_chromium(reported) -> None:
@@ -162,6 +184,10 @@ def test_page_renders_hovers_and_brushes_in_chromium(reported) -> None:
         assert tip.locator("img").get_attribute("src").startswith("data:image/png;base64,")
         hovered = [i for i in ids if i in tip.inner_text()]
         assert len(hovered) == 1
+        # The tooltip's suggestion is the sheet's cell: empty here (in-sample, too weak), and
+        # never a "keep" the sheet does not say.
+        assert "keep" not in tip.inner_text()
+        page.screenshot(path=str(result.path.with_suffix(".png")), full_page=True)
 
         # A box around the hovered point: the list shows it, and not every image.
         page.mouse.move(cx - 30, cy - 30)
@@ -215,11 +241,11 @@ def test_sampling_keeps_flagged_points_and_the_budget() -> None:
     points = pd.DataFrame({"id": [f"p{i}" for i in range(n)],
                            "split": rng.choice(["train", "val"], n, p=[0.7, 0.3]),
                            "label": rng.choice(CLASSES, n),
-                           "suggestion": np.where(rng.random(n) < 0.02, "relabel?", "keep")})
+                           "suggestion": np.where(rng.random(n) < 0.02, "relabel → ii", "")})
     shown = sample_points(points, 1000, seed=1)
     assert 990 <= len(shown) <= 1000 and shown["id"].is_unique
-    assert set(points.loc[points["suggestion"] != "keep", "id"]) <= set(shown["id"])
-    share = shown[shown["suggestion"] == "keep"]["split"].value_counts(normalize=True)
+    assert set(points.loc[points["suggestion"] != "", "id"]) <= set(shown["id"])
+    share = shown[shown["suggestion"] == ""]["split"].value_counts(normalize=True)
     assert abs(share["val"] - 0.3) < 0.03
     assert sample_points(points.head(50), 1000, seed=1)["id"].tolist() == points["id"][:50].tolist()
 
@@ -252,3 +278,23 @@ def test_report_and_scores_at_the_terminal_show_progress_and_fit_100_columns(rep
     lines = scores.output.splitlines()
     assert scores.exit_code == 0 and max(map(len, lines)) <= 100, scores.output
     assert lines[-1].startswith("next: sheetsync report")
+
+
+def test_the_page_prefers_predicts_out_of_sample_results_and_then_states_a_verdict(reported) -> None:
+    """Out-of-sample predictions of the current version (as `predict` saves them) replace the
+    in-sample ones on the page, as in the sheet; a model above the "too weak" line gets its
+    coverage verdict and its counts back. Runs last: it adds predictions to the project."""
+    project, _ = reported
+    m = project.versions.load("latest")
+    ids, labels = list(m["id"].astype(str)), list(m["label"])
+    probs = np.full((len(ids), len(CLASSES)), 0.05)
+    for k, lab in enumerate(labels):
+        probs[k, CLASSES.index(lab)] = 0.9  # a strong model that agrees with every label
+    project.store.save_predictions(2, "oos", ids, list(CLASSES), probs, None, None)
+    result = project.report(out=project.state / "strong.html")
+    page = result.path.read_text()
+    assert "model: out-of-sample predictions of v2" in page and "MODEL TOO WEAK" not in page
+    assert not result.coverage.withheld
+    assert result.coverage.verdict.startswith(("Yes:", "No:", "Cannot tell:"))
+    found = {f.key for f in result.findings}
+    assert {"label-errors", "outliers"} <= found

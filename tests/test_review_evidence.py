@@ -207,6 +207,29 @@ def test_suggestion_relabels_only_when_models_and_neighbours_agree_and_never_a_b
         "agree": "", "split": "", "lost": "", "fine": "", "blank": "drop?"}
 
 
+def test_a_legible_numeral_under_the_wrong_label_gets_relabel_not_drop():
+    """Issue 23: the models unsure (no class above 0.5) but leaning to ii, the neighbours
+    clearly ii: a legible ii, relabel (the rule before gave drop?). Only a picture no class
+    reads as gets drop?; models and neighbours pointing at different classes get nothing."""
+    probs = _frame({"legible": [0.30, 0.45, 0.25], "nothing": [0.30, 0.36, 0.34],
+                    "torn": [0.05, 0.60, 0.35]})
+    vote = _frame({"legible": [0.05, 0.90, 0.05], "nothing": [0.40, 0.25, 0.35],
+                   "torn": [0.05, 0.25, 0.70]})
+    labels = pd.Series(["i", "i", "i"], index=probs.index)
+    blank = pd.Series(False, index=probs.index)
+    out = _evidence.suggestion(probs, vote, labels, blank)
+    assert out.to_dict() == {"legible": "relabel → ii", "nothing": "drop?", "torn": ""}
+    support = _evidence.support(probs, vote)
+    assert support.loc["legible", "ii"] - support.loc["legible", "i"] >= _evidence.RELABEL_MARGIN
+    assert support.loc["nothing"].max() < _evidence.LEGIBLE <= support.loc["torn"].max()
+    # A drop? takes more doubt than a relabel: the views must put the row near the very top.
+    doubtful = pd.Series((_evidence.SUGGEST_FROM + _evidence.DROP_FROM) / 2, index=probs.index)
+    assert _evidence.suggestion(probs, vote, labels, blank, doubtful).to_dict() == {
+        "legible": "relabel → ii", "nothing": "", "torn": ""}
+    top = pd.Series(_evidence.DROP_FROM, index=probs.index)
+    assert _evidence.suggestion(probs, vote, labels, blank, top)["nothing"] == "drop?"
+
+
 def _run(probs: pd.DataFrame, emb: np.ndarray, margin: pd.Series | None = None) -> review.OutOfSample:
     ids = probs.index
     dist = pd.DataFrame(1.0 - probs.to_numpy(), index=ids, columns=probs.columns)

@@ -61,7 +61,7 @@ def test_workbook_is_laid_out_for_review(data_root: Path, tmp_path: Path, blank_
     # Frozen: the info line, the header, and every column through the label.
     assert ws.freeze_panes == "C3"
     # The thumbnail column is sized from the box (112 px by default), each row from its own
-    # picture: as tall as the thumbnail plus padding, never below three lines of text.
+    # picture: as tall as the thumbnail plus padding (at most MAX_HEIGHT), never below a line.
     assert project.config.local.thumb_size == 112
     assert ws.column_dimensions["A"].width == pytest.approx(images.column_width_for(112))
     shown = {img.anchor._from.row + 1: (img.anchor.to.rowOff - img.anchor._from.rowOff) // 9525
@@ -70,7 +70,8 @@ def test_workbook_is_laid_out_for_review(data_root: Path, tmp_path: Path, blank_
     for r, h in shown.items():
         expected = max(h + 2 * images.PADDING, images.MIN_ROW_PIXELS) * 0.75
         assert ws.row_dimensions[r].height == pytest.approx(expected, abs=0.01), r
-    assert min(ws.row_dimensions[r].height for r in shown) < 112 * 0.75  # wide numerals: low rows
+    assert max(shown.values()) <= images.MAX_HEIGHT
+    assert max(ws.row_dimensions[r].height for r in shown) <= (images.MAX_HEIGHT + 6) * 0.75
     # Number formats, one font, centred cells, wrapped why.
     letter = {name: ws.cell(2, c).column_letter for name, c in col.items()}
     assert ws[f"{letter['confidence']}3"].number_format == "0%"
@@ -78,7 +79,14 @@ def test_workbook_is_laid_out_for_review(data_root: Path, tmp_path: Path, blank_
     assert ws[f"{letter['margin']}3"].number_format == "+0.00;-0.00;0.00"
     fonts = {ws.cell(r, c).font.name for r in (1, 2, 3, 4) for c in col.values()}
     assert fonts == {"Calibri"}
-    assert ws[f"{letter['why']}3"].alignment.wrap_text
+    # why: one line (not wrapped); a longer text is in full in the cell's note, one reason a line.
+    assert not ws[f"{letter['why']}3"].alignment.wrap_text
+    assert ws[f"{letter['suggestion']}3"].alignment.wrap_text
+    whys = [(ws.cell(r, col["why"]).value or "", ws.cell(r, col["why"]).comment)
+            for r in range(3, ws.max_row + 1)]
+    long = [(w, c) for w, c in whys if len(w) > ws.column_dimensions[letter["why"]].width]
+    assert all(c is not None and c.text == w.replace("; ", ";\n") for w, c in long)
+    assert all(c is None for w, c in whys if (w, c) not in long)
     assert ws["A3"].alignment.horizontal == "center" and ws["B3"].alignment.vertical == "center"
     # Header notes: what each column means, and which ones people edit.
     assert ws[f"{letter['label']}2"].comment.text.startswith("Edit:")
@@ -133,8 +141,30 @@ def test_thumbnail_is_centred_in_its_cell(tmp_path: Path) -> None:
     w = (img.anchor.to.colOff - img.anchor._from.colOff) // 9525
     h = (img.anchor.to.rowOff - img.anchor._from.rowOff) // 9525
     assert (w, h) == (112, 28)  # aspect ratio kept
-    # Centred across the box's width, and in a row as tall as three lines of text (48 px).
-    assert (x, y) == images.centre_offsets(112, images.Thumbnail(b"", w, h)) == (6, (48 - 28) // 2)
+    # Centred across the box's width, and in a row as tall as the picture plus padding.
+    assert (x, y) == images.centre_offsets(112, images.Thumbnail(b"", w, h)) == (6, 3)
+
+
+def test_why_shows_one_line_and_keeps_the_full_text_in_a_note(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    (root / "train" / "i").mkdir(parents=True)
+    Image.new("L", (300, 300), 255).save(root / "train" / "i" / "a.png")  # square, as real data
+    Image.new("L", (300, 300), 255).save(root / "train" / "i" / "b.png")
+    long_why = ("model says iv (0.91); label i has 0.03; cleanlab suspects v; neighbours are iv "
+                "(10% share label i); never learned in training (margin -0.52)")
+    table = pd.DataFrame({"image": ["", ""], "label": ["i", "i"], "why": [long_why, "blank image"],
+                          "id": ["a", "b"], "path": ["train/i/a.png", "train/i/b.png"],
+                          "url": ["", ""]})
+    book = tmp_path / "b.xlsx"
+    LocalBackend(book, root).write_table(table, layout(["i"], ["train"]))
+    ws = load_workbook(book)["data"]
+    assert ws["C1"].value == "why" and ws["C2"].value == long_why and ws["C3"].value == "blank image"
+    assert not ws["C2"].alignment.wrap_text
+    assert ws["C2"].comment is not None and ws["C2"].comment.text == long_why.replace("; ", ";\n")
+    assert ws["C3"].comment is None
+    # A square picture is capped at MAX_HEIGHT: rows about 30 pt, not the box's 88 pt.
+    assert ws.row_dimensions[2].height == pytest.approx((images.MAX_HEIGHT + 6) * 0.75)
+    assert LocalBackend(book, root).read_table()["why"].tolist() == [long_why, "blank image"]
 
 
 def test_pull_reads_rows_below_the_info_line(data_root: Path, tmp_path: Path, blank_png: Path) -> None:
@@ -163,7 +193,7 @@ def test_libreoffice_draws_the_thumbnail_at_its_size(tmp_path: Path) -> None:
     need_soffice()
     root = tmp_path / "data"
     (root / "train" / "i").mkdir(parents=True)
-    Image.new("RGB", (64, 32), (255, 0, 0)).save(root / "train" / "i" / "red.png")  # 112 x 56
+    Image.new("RGB", (64, 32), (255, 0, 0)).save(root / "train" / "i" / "red.png")  # 68 x 34
     table = pd.DataFrame({"image": [""], "label": ["i"], "id": ["a"], "path": ["train/i/red.png"],
                           "url": [""]})
     book = tmp_path / "book.xlsx"
@@ -179,7 +209,8 @@ def test_libreoffice_draws_the_thumbnail_at_its_size(tmp_path: Path) -> None:
     ys, xs = np.nonzero(red)
     assert len(xs), "LibreOffice drew no picture"
     width, height = xs.max() - xs.min() + 1, ys.max() - ys.min() + 1
-    assert abs(width - 112) <= 2 and abs(height - 56) <= 2, (width, height)
+    tall = images.MAX_HEIGHT  # the box is 112 wide; the height cap decides here
+    assert abs(width - round(64 * tall / 32)) <= 2 and abs(height - tall) <= 2, (width, height)
     assert red.sum() >= 0.95 * width * height  # one solid picture, not scattered pixels
 
 
@@ -239,6 +270,45 @@ def test_review_rule_and_weak_model() -> None:
                              "split": ["train"] * 6, "label": labels.tolist()})
     summary = rs.summarise(signals, manifest, flagged=3, unreadable=["p5"])
     assert (summary.likely_label_errors, summary.blank, summary.outliers, summary.unreadable) == (1, 1, 2, 1)
+    assert "1 likely label errors" in rs.summary_text(summary) and "2 outliers" in rs.summary_text(summary)
+    # Below the "too weak" line the model's counts are not stated.
+    said = rs.summary_text(rs.summarise(signals, manifest, flagged=3, unreadable=["p5"], weak=True))
+    assert "likely label errors" not in said and "2 outliers" not in said
+    assert "not counted (model too weak)" in said and "1 blank" in said
+
+
+def test_suggestions_need_an_out_of_sample_model_strong_enough() -> None:
+    """In-sample, stale or too-weak predictions: the cell says why there is no suggestion, and
+    such a row is not highlighted for it; a picture with no numeral keeps its drop?."""
+    ids = ["a", "b", "c", "d"]
+    signals = pd.DataFrame({
+        "suggestion": ["relabel → ii", "drop?", "", "drop?"],
+        "blank": [False, False, False, True], "largest_piece": [0.9, 0.1, 0.9, np.nan],
+        "suspected": [""] * 4, "duplicate_conflict": [False] * 4,
+    }, index=ids)
+    labels = pd.Series(["i", "ii", "iii", "i"], index=ids)
+    sure = pd.DataFrame(np.eye(3)[[0, 1, 2, 0]] * 0.9 + 0.1 / 3, index=ids,
+                        columns=["i", "ii", "iii"])
+    weak_probs = sure * 0 + 1 / 3
+    table = pd.DataFrame({"id": ids})
+    cases = {
+        "out-of-sample": (rs.model_info("out-of-sample", 2, sure, labels, current=2),
+                          ["relabel → ii", "drop?", "", "drop?"]),
+        "in-sample": (rs.model_info("in-sample", 2, sure, labels, current=2),
+                      ["none: in-sample", "drop?", "", "drop?"]),
+        "stale": (rs.model_info("out-of-sample", 1, sure, labels, current=2),
+                  ["none: stale model", "drop?", "", "drop?"]),
+        "weak": (rs.model_info("out-of-sample", 2, weak_probs, labels, current=2),
+                 ["none: model too weak", "drop?", "", "drop?"]),
+    }
+    for name, (model, expected) in cases.items():
+        gated = rs.gated_suggestions(signals, model)
+        assert gated["suggestion"].tolist() == expected, name
+        # b is dotted (largest piece 10% of the ink): its drop? stands, highlighted as a
+        # suggestion from out-of-sample predictions; the blank d is highlighted whatever the model.
+        flagged = rs.flagged_rows(table, gated, weak=bool(model.weak),
+                                  out_of_sample=not rs.withheld_because(model))
+        assert flagged == ((0, 1, 3) if name == "out-of-sample" else (3,)), name
 
 
 # -- Google Sheets: the same layout through the stand-in ---------------------------------------
@@ -296,7 +366,9 @@ def test_google_sheet_has_the_same_layout(data_root: Path, tmp_path: Path, blank
         sizes = {(d["dimension"], d["start"], d["end"]): d["properties"]["pixelSize"]
                  for d in sheet.dimensions}
         assert sizes[("COLUMNS", col["image"], col["image"] + 1)] == 124
-        assert sizes[("ROWS", 2, n + 2)] == 118 and sizes[("ROWS", 0, 1)] == 96
+        assert sizes[("ROWS", 2, n + 2)] == 40 and sizes[("ROWS", 0, 1)] == 96
+        assert fmt[(2, col["why"])]["wrapStrategy"] == "CLIP"  # one line; the cell holds it all
+        assert fmt[(2, col["suggestion"])]["wrapStrategy"] == "WRAP"
         # The scores tab: columns as wide as their headers.
         project.backend.append_score({"version": 1, "best_val_accuracy": 0.5})
         scores = api.sheet(sid, "scores")
@@ -305,3 +377,55 @@ def test_google_sheet_has_the_same_layout(data_root: Path, tmp_path: Path, blank
         # Read back: the info line is skipped, the index is the sheet row.
         table = project.backend.read_table()
         assert table.index[0] == 3 and list(table.columns) == list(header)
+
+
+# A 1600x1000 LibreOffice Calc window at 100% zoom: title bar, menu, two toolbars, formula bar,
+# column letters, sheet tabs and status bar take about 240 px of its height (LibreOffice 7.4,
+# default UI); the rest shows the info line, the header and the rows.
+CALC_WINDOW_HEIGHT, CALC_CHROME_HEIGHT = 1000, 240
+
+
+def test_libreoffice_shows_15_rows_of_real_shaped_images(tmp_path: Path) -> None:
+    """The workbook as Calc draws it at 100% (printed at scale 100, 96 dpi, as
+    docs/screenshot.py does): info line, header and 15 rows of about-square pictures (the
+    competition's numerals are 180-470 px a side) with long ``why`` texts fit the window."""
+    need_soffice()
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "screenshot", Path(__file__).resolve().parents[1] / "docs" / "screenshot.py")
+    assert spec is not None and spec.loader is not None
+    shot = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(shot)
+    root = tmp_path / "data"
+    rng = np.random.default_rng(0)
+    rows = []
+    for k in range(20):
+        w, h = (int(v) for v in rng.integers(180, 470, size=2))
+        im = Image.new("L", (w, h), 255)
+        pixels = np.asarray(im).copy()
+        for x in rng.integers(w // 5, 4 * w // 5, size=3):  # three strokes: a III
+            pixels[h // 6: 5 * h // 6, x: x + max(3, w // 25)] = 0
+        (root / "train" / "iii").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(pixels).save(root / "train" / "iii" / f"{k}.png")
+        rows.append({"id": f"id{k:02d}", "path": f"train/iii/{k}.png", "url": "", "split": "train",
+                     "label": "iii", "action": "keep", "note": "", "suggestion": "relabel → ii",
+                     "why": ("model says ii (0.81); label iii has 0.07; cleanlab suspects ii; "
+                             "neighbours are ii (20% share label iii); never learned in training "
+                             "(margin -0.41); fold seeds disagree (0.35)")})
+    table = pd.DataFrame(rows).reindex(columns=CORE, fill_value="")
+    table[["confidence", "margin", "loss", "issue_score", "outlier", "map_x", "map_y",
+           "cluster"]] = 0.5
+    lay = dataclasses.replace(layout(["ii", "iii"], ["train", "val"]),
+                              info="sheetsync · v1 pushed now\nmodel: ...\nsummary ...")
+    book = tmp_path / "book.xlsx"
+    LocalBackend(book, root).write_table(table, lay)
+    screen = tmp_path / "screen.xlsx"
+    shot.screen_copy(book, screen, 15)
+    out = tmp_path / "screen.png"
+    shot.render_png(screen, out, tmp_path, 1600, 15)
+    page = Image.open(out)
+    # The rendered page is as tall as the info line, the header and the 15 rows.
+    assert page.height <= CALC_WINDOW_HEIGHT - CALC_CHROME_HEIGHT, page.size
+    drawn = np.asarray(page.convert("L")) < 128
+    assert drawn[:, :150].sum() > 15 * 100  # the pictures are drawn in the image column

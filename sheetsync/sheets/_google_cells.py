@@ -16,7 +16,9 @@ import pandas as pd
 
 from .base import Column, SheetLayout, cell_text, checkbox_value, column_letter
 
-ROW_HEIGHT = 118  # px: a 112 px thumbnail (=IMAGE fits and centres it in the cell) + padding
+# px: a 34 px tall thumbnail (=IMAGE fits and centres it in the cell) + padding, as the workbook
+# (sheetsync.sheets._xlsx_images.MAX_HEIGHT): about 15 rows on a laptop screen.
+ROW_HEIGHT = 40
 IMAGE_WIDTH = 124
 INFO_HEIGHT = 96  # px: five lines of the info text
 FONT = "Calibri"  # the same single font as the workbook
@@ -239,8 +241,10 @@ def _formats(sheet_id: int, columns: list[Column], n_rows: int,
                                 {"horizontalAlignment": "CENTER"},
                                 "userEnteredFormat.horizontalAlignment"))
         if col.name in ("why", "suggestion"):
+            # why: one line, strongest reason first (the cell holds the full text).
+            wrap = "CLIP" if col.name == "why" else "WRAP"
             reqs.append(_repeat(grid(sheet_id, first, total, c, c + 1),
-                                {"wrapStrategy": "WRAP"}, "userEnteredFormat.wrapStrategy"))
+                                {"wrapStrategy": wrap}, "userEnteredFormat.wrapStrategy"))
     # The review's flagged rows; written after the row order, so they match the rows written.
     flags = [False] * n_rows
     for i in layout.flagged:

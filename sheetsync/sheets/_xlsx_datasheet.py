@@ -47,11 +47,14 @@ BODY_FONT = Font(name=FONT_NAME, size=11)
 HEADER_FONT = Font(name=FONT_NAME, size=11, bold=True)
 READONLY_FONT = Font(name=FONT_NAME, size=11, color="FF595959")
 LINK_FONT = Font(name=FONT_NAME, size=11, color="FF0563C1", underline="single")
-WRAPPED = ("why", "suggestion")
+WRAPPED = ("suggestion",)
+# One line per row: ``why`` shows its strongest reason (it lists them strongest first), and a
+# note on the cell holds the full text when it is longer than the column shows.
+NOTED = "why"
 INFO_FONT = Font(name=FONT_NAME, size=11, bold=True, color="FF1F3864")
 INFO_FILL = PatternFill(fill_type="solid", start_color="FFDDEBF7", end_color="FFDDEBF7")
 INFO_HEIGHT = 72  # points: five lines of the info text
-INFO_THROUGH = "note"  # the info cell spans the columns through this one  # long text: wrapped inside the tall thumbnail rows
+INFO_THROUGH = "note"  # the info cell spans the columns through this one
 HEADER_BORDER = Border(bottom=Side(style="thin", color="FF808080"))
 TEXT_FORMAT = "@"  # "Text": what people type into these cells stays text
 
@@ -95,12 +98,27 @@ class DataSheetWriter:
         self._info()
         self._header()
         self._prototypes()
+        self._notes()
         self._dropdowns()
         self._highlight()
         self.ws.freeze_panes = self._freeze_cell()
         self.ws.auto_filter.ref = self.filter_range
         self._links()
         self._print_setup()
+
+    def _notes(self) -> None:
+        """A note with the full ``why`` on each cell whose text is longer than the column shows
+        on its one line (hover the cell's red corner to read it)."""
+        if NOTED not in self.names:
+            return
+        col = self.names.index(NOTED)
+        shown = self._width(col, self.columns[col])
+        for r, value in enumerate(self.table.iloc[:, col], start=self.first):
+            text = as_text(value)
+            if len(text) > shown:
+                # One reason a line, strongest first.
+                self.ws.cell(row=r, column=col + 1).comment = Comment(
+                    text.replace("; ", ";\n"), "sheetsync", width=320, height=110)
 
     def _freeze_cell(self) -> str:
         """The header row, and every column through ``layout.freeze_through``."""

@@ -14,8 +14,12 @@ from PIL import Image, UnidentifiedImageError
 
 # Space between the picture and the cell's border, in pixels.
 PADDING = 3
-# The lowest data row, in pixels: three lines of wrapped text at the sheet's font size.
-MIN_ROW_PIXELS = 48
+# The lowest data row, in pixels: one line of text at the sheet's font size (``why`` shows its
+# strongest reason on one line; the full text is in the cell's note).
+MIN_ROW_PIXELS = 22
+# The tallest thumbnail, in pixels: with the info line and the header, 15 rows of real images
+# (about square) fit a 1600x1000 LibreOffice Calc window at 100% zoom (tests/test_reviewscreen).
+MAX_HEIGHT = 34
 
 
 @dataclass(frozen=True)
@@ -56,7 +60,7 @@ def stamp(file: Path, box: int) -> str | None:
         st = file.stat()
     except OSError:
         return None
-    return f"sheetsync thumbnail {box}px {st.st_size} {st.st_mtime_ns}"
+    return f"sheetsync thumbnail {box}x{min(box, MAX_HEIGHT)}px {st.st_size} {st.st_mtime_ns}"
 
 
 def picture_name(stamp_text: str, thumb: Thumbnail) -> str:
@@ -75,15 +79,17 @@ def from_picture_name(name: str, png: bytes) -> tuple[str, Thumbnail] | None:
 
 
 def render_thumbnail(file: Path, box: int) -> Thumbnail | None:
-    """A PNG thumbnail of ``file`` fitting ``box`` x ``box`` pixels; None if unreadable.
+    """A PNG thumbnail of ``file`` fitting ``box`` wide and :data:`MAX_HEIGHT` (at most ``box``)
+    tall; None if unreadable.
 
     Pixels are only ever reduced (a 32x32 image stays 32x32 bytes-wise) but the shown size
     is always fitted to the box, so small images are still visible in the sheet.
     """
+    tall = min(box, MAX_HEIGHT)
     try:
         with Image.open(file) as im:
             full_w, full_h = im.size
-            im.thumbnail((box, box))  # shrinks only; uses a fast reduce() first
+            im.thumbnail((box, tall))  # shrinks only; uses a fast reduce() first
             png = _png_friendly(im)
             buf = io.BytesIO()
             png.save(buf, format="PNG")
@@ -91,7 +97,7 @@ def render_thumbnail(file: Path, box: int) -> Thumbnail | None:
         return None
     if full_w <= 0 or full_h <= 0:
         return None
-    scale = box / max(full_w, full_h)
+    scale = min(box / full_w, tall / full_h)
     width = max(1, round(full_w * scale))
     height = max(1, round(full_h * scale))
     return Thumbnail(buf.getvalue(), width, height)
@@ -113,7 +119,7 @@ def _png_friendly(im: Image.Image) -> Image.Image:
 
 def row_pixels(thumb: Thumbnail) -> int:
     """The height of a data row holding ``thumb``: the picture plus padding, and never less
-    than three lines of the wrapped ``why`` text."""
+    than one line of text."""
     # Rows follow their own picture, not the square box: the numerals are mostly about twice
     # as wide as tall, so a square row would show half as many rows on a screen.
     return max(thumb.height + 2 * PADDING, MIN_ROW_PIXELS)
