@@ -146,7 +146,7 @@ class SheetsHTTP:
                 if quota_waited is not None and attempt == self.max_retries:
                     retry_after = max(retry_after or 0.0, minute - quota_waited)
                 delay = self._wait(attempt, retry_after,
-                                   cap=minute if quota_waited is not None else None)
+                                   cap=max(minute, self.backoff_cap) if quota_waited is not None else None)
                 if quota_waited is not None:
                     quota_waited += delay
             retry_after = None
