@@ -22,7 +22,7 @@ from .dataset import ACTIONS
 from .errors import Problem
 from .journal import Move, plan_locations
 from .pullcheck import cell_problems, headerless_problems, published_columns, rekeyed_problems
-from .rows import CORE, EDITABLE, REQUIRED, extra_columns
+from .rows import CORE, EDITABLE, REQUIRED, RESERVED, extra_columns
 from .sheets.base import header_row_of, headerless_columns
 from .versions import diff_manifests
 
@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from .augment import ClassTable, Followed
 
 _ACTION_ALIASES = {"": "keep", "keep": "keep", "drop": "drop"}
+# Reserved names that are not sheet columns (the manifest's ``hash``): never a person's column.
+_INTERNAL = {c.casefold() for c in RESERVED if c not in CORE}
 
 
 @dataclass
@@ -73,6 +75,11 @@ def normalise_header(sheet: pd.DataFrame) -> tuple[dict[str, str], list[Problem]
                 problems.append(Problem(head, None, "a column holds data but has no header"))
             continue
         name = core.get(key, text)
+        if name not in core.values() and key in _INTERNAL:
+            problems.append(Problem(head, text, f"header {text!r} is a name sheetsync keeps for "
+                                                f"its own data; rename the column (e.g. "
+                                                f"{text + ' (mine)'!r}) to pull"))
+            continue
         if name in seen:
             problems.append(Problem(head, text, f"header {text!r} appears twice"))
             continue

@@ -123,7 +123,9 @@ def plan(state: WatchState, seen: Observation, now: float, settings: WatchSettin
         left = settings.quiet - (now - state.changed_at)
         if left > 0:
             return Plan("wait", state, edits=len(edits), left=left)
-        return Plan("pull", replace(state, attempted=edits), edits=len(edits))
+        # Marked as attempted only once a pull applied or held them (Watcher.do_pull): a pull
+        # that fails (a lock, an OS error) is tried again on the next cycle.
+        return Plan("pull", state, edits=len(edits))
     if settings.train and not seen.trained:
         return Plan("train", state, version=seen.version)
     if seen.published_key != state.published_key:

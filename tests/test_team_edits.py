@@ -1,0 +1,83 @@
+"""Issue 22: a person's edit is never lost, ignored or put on the wrong row.
+
+One test per case of the issue, each made as a person would make it (openpyxl for the
+workbook, files copied into the folders), on a real project of real PNG files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from openpyxl import load_workbook
+
+from sheetsync._progress import no_progress
+from sheetsync.errors import SheetsyncError, SheetValidationError
+from sheetsync.project import Project
+from sheetsync.sheets.local import header_row
+from sheetsync.watch import Watcher, WatchSettings
+
+try:
+    from tests.test_watch import edit_workbook, run_once, workbook
+except ImportError:  # tests/ is not a package
+    from test_watch import edit_workbook, run_once, workbook
+
+
+@pytest.fixture
+def local(data_root: Path, tmp_path: Path) -> Project:
+    project, _ = Project.init(data_root, tmp_path / "proj", progress=no_progress)
+    project.push()
+    return project
+
+
+def tree(root: Path) -> dict[str, str]:
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def add_column(path: Path, name: str, values: dict[str, str]) -> None:
+    """A person adds a column ``name`` and types ``values`` (by id) into it."""
+    wb = load_workbook(path)
+    ws = wb["data"]
+    head = header_row(ws)
+    header = [c.value for c in ws[head]]
+    col = len(header) + 1
+    ws.cell(head, col).value = name
+    for r in range(head + 1, ws.max_row + 1):
+        id_ = ws.cell(r, header.index("id") + 1).value
+        if id_ in values:
+            ws.cell(r, col).value = values[id_]
+    wb.save(path)
+
+
+def fresh(project: Project) -> Project:
+    return Project.open(project.config.project_dir, progress=no_progress)
+
+
+# ---- 1: a column named like an internal one ---------------------------------------------------
+
+
+def test_1_a_column_people_name_hash_is_refused_by_name_and_no_hash_changes(local: Project) -> None:
+    ids = list(local.backend.read_table()["id"])
+    before = local.versions.load("latest").set_index("id")["hash"]
+    add_column(workbook(local), "Hash", {ids[0]: "ok", ids[1]: "ok"})
+    edit_workbook(workbook(local), {ids[0]: {"label": "iii"}, ids[1]: {"label": "ii"}})
+    with pytest.raises(SheetValidationError) as info:
+        local.pull()
+    assert any(p.column == "Hash" and "rename" in p.message for p in info.value.problems)
+    assert local.versions.load("latest").set_index("id")["hash"].equals(before)
+
+
+# ---- 2: a failed pull is tried again -----------------------------------------------------------
+
+
+def test_2_after_a_failed_pull_a_running_watcher_applies_the_edit(local: Project) -> None:
+    ids = list(local.backend.read_table()["id"])
+    edit_workbook(workbook(local), {ids[0]: {"note": "Alice was here"}})
+    watcher = Watcher(fresh(local), WatchSettings(quiet=0, train=False), lambda e: None)
+    with local.store.lock(), pytest.raises(SheetsyncError, match="another sheetsync command"):
+        watcher.cycle()  # another command holds the project
+    assert watcher.cycle() == "pull"  # the obstacle is gone: the same edit goes through
+    assert local.versions.load("latest").set_index("id").at[ids[0], "note"] == "Alice was here"
