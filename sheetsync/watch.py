@@ -24,6 +24,7 @@ import fcntl
 import json
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -55,6 +56,9 @@ class WatchSettings:
     epochs: int | None = None  # None: [train] epochs of sheetsync.toml
     once: bool = False  # one cycle (cron, CI)
     max_backoff: float = 300.0  # longest wait after repeated errors
+    # A cycle (a training: each epoch) that runs longer is stopped and reported (0: no limit);
+    # see _Watchdog.
+    cycle_timeout: float = 1800.0
 
 
 @dataclass(frozen=True)
@@ -258,6 +262,68 @@ class _Stop:
         self.requested = True
 
 
+class CycleTimeout(WatchError):
+    """A watch cycle ran past its time limit (``--cycle-timeout``); it was stopped."""
+
+
+# After the limit plus this grace a cycle that ignored the stop signal ends the process
+# (a supervisor restarts it; an interrupted move batch is finished by the journal).
+HUNG_GRACE = 60.0
+EXIT_HUNG = 75  # EX_TEMPFAIL: try again later
+
+
+class _Watchdog:
+    """A time limit on each cycle: a service must never hang.
+
+    In the main thread (the CLI), SIGALRM raises :class:`CycleTimeout` in the cycle when the
+    limit passes; the loop reports it and goes on. A cycle stuck where no signal reaches it
+    (a C call holding the GIL's attention elsewhere) is ended by a backstop thread after
+    :data:`HUNG_GRACE`: it reports, then exits the process with :data:`EXIT_HUNG`. Training
+    pets the dog once per epoch. Outside the main thread (tests driving a watcher) there is
+    no limit."""
+
+    def __init__(self, seconds: float, on_hung: Callable[[float], None]):
+        self.seconds, self.on_hung = seconds, on_hung
+        self.deadline = 0.0
+        self.armed = False
+
+    def pet(self) -> None:
+        self.deadline = time.monotonic() + self.seconds
+        if self.armed:
+            signal.setitimer(signal.ITIMER_REAL, self.seconds)
+
+    @contextmanager
+    def __call__(self) -> Iterator[None]:
+        if self.seconds <= 0 or threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def expire(signum: int, frame: Any) -> None:
+            self.armed = False
+            raise CycleTimeout(f"a watch cycle ran past its {self.seconds:g} s limit "
+                               "(--cycle-timeout) and was stopped; the next cycle starts afresh")
+
+        old = signal.signal(signal.SIGALRM, expire)
+        done = threading.Event()
+        self.armed = True
+        self.pet()
+        threading.Thread(target=self._backstop, args=(done,), daemon=True,
+                         name="watch-watchdog").start()
+        try:
+            yield
+        finally:
+            self.armed = False
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, old)
+            done.set()
+
+    def _backstop(self, done: threading.Event) -> None:
+        while not done.wait(1.0):
+            if time.monotonic() > self.deadline + HUNG_GRACE:
+                self.on_hung(self.seconds)
+                os._exit(EXIT_HUNG)
+
+
 class _Abandon(Exception):
     """Raised from the epoch callback to abandon a training when asked to stop."""
 
@@ -283,6 +349,7 @@ class Watcher:
         self.stop = _Stop()
         self.sheet: pd.DataFrame | None = None
         self._stamp: object = None
+        self.watchdog = _Watchdog(settings.cycle_timeout, self._hung)
 
     # -- events and files
 
@@ -329,7 +396,8 @@ class Watcher:
                 delay = self.settings.interval
                 try:
                     self.result.cycles += 1
-                    self.cycle()
+                    with self.watchdog():
+                        self.cycle()
                     errors = 0
                     self._health()
                 except _Abandon:
@@ -351,6 +419,14 @@ class Watcher:
             self.emit("stopped", cycles=self.result.cycles, pulls=self.result.pulls,
                       trainings=self.result.trainings)
         return self.result
+
+    def _hung(self, seconds: float) -> None:
+        """The backstop's last words: the cycle ignored its stop; the process exits."""
+        detail = (f"a watch cycle ran past its {seconds:g} s limit and did not stop within "
+                  f"{HUNG_GRACE:g} s more; exiting (exit code {EXIT_HUNG}) so that a supervisor "
+                  "restarts the watcher")
+        self.emit("hung", detail=detail)
+        self._health(detail)
 
     @contextmanager
     def _signals(self) -> Iterator[None]:
@@ -451,6 +527,7 @@ class Watcher:
 
     def do_train(self, step: Plan) -> None:
         def on_epoch(epoch: int, total: int, logs: dict[str, float]) -> None:
+            self.watchdog.pet()  # the limit holds per epoch: a long training is no hang
             if self.stop.requested:
                 raise _Abandon()
 
@@ -490,8 +567,9 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
 
 def check_settings(project: Project, settings: WatchSettings) -> WatchSettings:
     """Refuse settings that would break the quota or make no sense."""
-    if settings.interval <= 0 or settings.quiet < 0:
-        raise WatchError("--interval must be above 0 and --quiet at least 0 seconds")
+    if settings.interval <= 0 or settings.quiet < 0 or settings.cycle_timeout < 0:
+        raise WatchError("--interval must be above 0, --quiet and --cycle-timeout at least 0 "
+                         "seconds")
     if project.config.backend == "google" and settings.interval < GOOGLE_MIN_INTERVAL:
         raise WatchError(f"--interval {settings.interval:g} s would exceed Google's 60 reads per "
                          f"minute; use at least {GOOGLE_MIN_INTERVAL:g} s")
@@ -504,5 +582,5 @@ def run(project: Project, settings: WatchSettings, *, log: Callable[[Event], Non
     return Watcher(project, check_settings(project, settings), log, trainer).run()
 
 
-__all__ = ["Event", "Observation", "Plan", "WatchResult", "WatchSettings", "WatchState",
+__all__ = ["CycleTimeout", "Event", "Observation", "Plan", "WatchResult", "WatchSettings", "WatchState",
            "edit_cells", "own_updates", "plan", "refuse_if_watched", "run", "status_messages"]

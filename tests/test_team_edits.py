@@ -81,3 +81,43 @@ def test_2_after_a_failed_pull_a_running_watcher_applies_the_edit(local: Project
         watcher.cycle()  # another command holds the project
     assert watcher.cycle() == "pull"  # the obstacle is gone: the same edit goes through
     assert local.versions.load("latest").set_index("id").at[ids[0], "note"] == "Alice was here"
+
+
+# ---- 2b: watch never hangs ---------------------------------------------------------------------
+
+
+def test_2b_label_issues_forks_no_pool(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fork after TensorFlow's threads started can deadlock: cleanlab must run in-process."""
+    import multiprocessing
+
+    import numpy as np
+
+    from sheetsync._signals import label_issues
+
+    def no_fork(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a multiprocessing pool was started")
+
+    monkeypatch.setattr(multiprocessing, "cpu_count", lambda: 4)  # a machine with cores to use
+    monkeypatch.setattr(multiprocessing, "Pool", no_fork)
+    rng = np.random.default_rng(0)
+    classes = ["i", "ii", "iii"]
+    labels = pd.Series(rng.choice(classes, 300))
+    probs = pd.DataFrame(rng.dirichlet(np.ones(3), 300), columns=classes)
+    flags = label_issues(probs, labels)
+    assert len(flags) == 300 and flags.dtype == bool
+
+
+def test_2b_a_cycle_past_its_time_limit_is_reported_and_the_watcher_returns(local: Project) -> None:
+    import time
+
+    def stuck(on_epoch: object) -> object:
+        time.sleep(120)  # a training (or a lock wait) that never ends
+        raise AssertionError("the watchdog did not stop the cycle")
+
+    events: list = []
+    started = time.monotonic()
+    result = Watcher(fresh(local), WatchSettings(once=True, quiet=0, cycle_timeout=1),
+                     events.append, trainer=stuck).run()
+    assert time.monotonic() - started < 30
+    assert result.errors == 1 and "limit" in result.last_error
+    assert [e.event for e in events][-2:] == ["error", "stopped"]
