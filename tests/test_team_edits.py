@@ -121,3 +121,25 @@ def test_2b_a_cycle_past_its_time_limit_is_reported_and_the_watcher_returns(loca
     assert time.monotonic() - started < 30
     assert result.errors == 1 and "limit" in result.last_error
     assert [e.event for e in events][-2:] == ["error", "stopped"]
+
+
+# ---- 3: refused data never becomes a column -----------------------------------------------------
+
+
+def test_3_a_value_without_a_header_stays_without_one_after_the_watcher_writes(local: Project) -> None:
+    path = workbook(local)
+    ids = list(local.backend.read_table()["id"])
+    wb = load_workbook(path)
+    ws = wb["data"]
+    head = header_row(ws)
+    assert ws.max_column < 26
+    ws.cell(head + 3, 26).value = "stray"  # Z, below the header: no header above it
+    held_id = ws.cell(head + 3, [c.value for c in ws[head]].index("id") + 1).value
+    wb.save(path)
+    edit_workbook(path, {ids[-1] if ids[-1] != held_id else ids[0]: {"note": "valid"}})
+    run_once(local, quiet=0, train=False)  # the valid note is pulled, row 5 held, status written
+    ws = load_workbook(path)["data"]
+    assert ws.cell(head, 26).value is None and ws.cell(head + 3, 26).value == "stray"
+    assert "no header" in local.backend.read_table().set_index("id").at[held_id, "sync_status"]
+    run_once(local, quiet=0, train=False)
+    assert "column 26" not in local.versions.load("latest").columns

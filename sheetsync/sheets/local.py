@@ -86,6 +86,7 @@ from .base import (
     OwnUpdate,
     SheetLayout,
     cell_text,
+    headerless_columns,
     mark_header_row,
     mark_headerless,
     merge_own_columns,
@@ -160,8 +161,12 @@ class LocalBackend(Backend):
     def write_table(
         self, table: pd.DataFrame, layout: SheetLayout, *, force: bool | None = None,
         unchanged_since: tuple[int, int, int] | None = None,
+        blank_headers: frozenset[str] = frozenset(),
     ) -> None:
         """Replace the data sheet; ``force`` overrides the open-in-a-program check.
+
+        ``blank_headers``: columns of ``table`` written without a header (a rewrite keeps
+        the columns people left without one as they were).
 
         ``unchanged_since`` (a :func:`_stamp`): replace the file only if it is still that
         saved version, else raise :class:`WorkbookChangedError` (a save made meanwhile wins)."""
@@ -187,6 +192,7 @@ class LocalBackend(Backend):
             thumbnails=self.thumbnails,
             thumb_size=self.thumb_size,
             reuse=_previous_thumbnails(old),
+            blank_headers=blank_headers,
         )
         writer.prepare()
         _select_only(wb, ws)
@@ -220,13 +226,15 @@ class LocalBackend(Backend):
             if sheet is None or "id" not in sheet.columns:
                 raise BackendError(f"{self.path} has no data sheet with an id column: push first")
             table, result = merge_own_columns(sheet, updates, append)
+            table, blank = _at_sheet_columns(table, headerless_columns(sheet))
             # The review sheet as a push makes it: the info line, and the flagged rows
             # highlighted wherever they now are (this rebuild keeps the sheet's row order).
             ids = table["id"].astype(str).str.strip().tolist()
             rebuilt = replace(layout, flagged=tuple(
                 i for i, id_ in enumerate(ids) if id_ in layout.flagged_ids))
             try:
-                self.write_table(table, rebuilt, force=force, unchanged_since=before)
+                self.write_table(table, rebuilt, force=force, unchanged_since=before,
+                                 blank_headers=blank)
             except WorkbookChangedError:
                 continue
             first = 3 if layout.info else 2  # the first data row, below the info line if any
@@ -421,6 +429,27 @@ class LocalBackend(Backend):
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
+
+
+def _at_sheet_columns(table: pd.DataFrame,
+                      headerless: Mapping[str, int]) -> tuple[pd.DataFrame, frozenset[str]]:
+    """``table`` with each column people left without a header (``column N``) back at sheet
+    column N (empty columns without a header fill the gap), and the names of all of them,
+    whose header a rewrite leaves blank."""
+    if not headerless:
+        return table, frozenset()
+    names: list[str] = []
+    blank = set(headerless)
+    for name in table.columns:
+        at = headerless.get(str(name))
+        while at is not None and len(names) + 1 < at:
+            filler = f"column {len(names) + 1}"
+            filler = filler if filler not in table.columns else f"{filler} (gap)"
+            names.append(filler)
+            blank.add(filler)
+        names.append(str(name))
+    out = table.reindex(columns=names, fill_value="")
+    return out, frozenset(blank)
 
 
 def header_row(ws: Worksheet) -> int:
