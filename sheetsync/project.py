@@ -178,7 +178,8 @@ class Project:
         return usable(items_of(manifest, self.config.root), manifest, scanned.images.unusable)
 
     def _exists(self, rel: str) -> bool:
-        return safe_join(self.config.root, rel).exists()
+        # lexists: a dangling link holds the name too (a move there would be refused).
+        return os.path.lexists(safe_join(self.config.root, rel))
 
     def _usage(self, *, wrote: bool = False) -> str:
         # The workbook's usage line describes its last write; only an online backend counts

@@ -143,3 +143,35 @@ def test_3_a_value_without_a_header_stays_without_one_after_the_watcher_writes(l
     assert "no header" in local.backend.read_table().set_index("id").at[held_id, "sync_status"]
     run_once(local, quiet=0, train=False)
     assert "column 26" not in local.versions.load("latest").columns
+
+
+# ---- 6: a dangling link at a destination ------------------------------------------------------
+
+
+def test_6_a_dangling_link_at_the_destination_neither_blocks_nor_strands_a_pull(local: Project) -> None:
+    root = local.config.root
+    sheet = local.backend.read_table().set_index("id")
+    id_ = sheet.index[sheet["path"] == "train/i/img-0001.png"][0]
+    (root / "train" / "iii" / "img-0001.png").symlink_to(root / "nowhere.png")  # dangling
+    edit_workbook(workbook(local), {id_: {"label": "iii"}})
+    local.pull()
+    moved = root / local.versions.load("latest").set_index("id").at[id_, "path"]
+    assert moved.is_file() and not moved.is_symlink() and moved.name == "img-0001-1.png"
+    assert not (root / ".sheetsync-staging").exists()
+
+
+def test_6_a_move_onto_a_dangling_link_is_rolled_back_at_once(tmp_path: Path) -> None:
+    from sheetsync import journal as jr
+    from sheetsync.errors import MoveError
+
+    root = tmp_path / "root"
+    (root / "a").mkdir(parents=True)
+    (root / "b").mkdir()
+    (root / "a" / "x.png").write_bytes(b"x")
+    (root / "b" / "x.png").symlink_to(root / "gone.png")
+    journal = jr.Journal(tmp_path / "journal.json", root)
+    with pytest.raises(MoveError, match="rolled back"):
+        jr.carry_out(journal, [jr.Move("1", "a/x.png", "b/x.png")], jr.Commit(2, "pull"),
+                     lambda: None, lambda c: c)
+    assert (root / "a" / "x.png").read_bytes() == b"x" and not journal.pending
+    assert not (root / jr.STAGING).exists()
