@@ -175,3 +175,30 @@ def test_6_a_move_onto_a_dangling_link_is_rolled_back_at_once(tmp_path: Path) ->
                      lambda: None, lambda c: c)
     assert (root / "a" / "x.png").read_bytes() == b"x" and not journal.pending
     assert not (root / jr.STAGING).exists()
+
+
+# ---- 9: every bad value in sheetsync.toml is a ConfigError naming its key ------------------
+
+
+@pytest.mark.parametrize("old, new, key", [
+    ("thumb_size = 112", "thumb_size = 4", "thumb_size"),
+    ("thumb_size = 112", 'thumb_size = "big"', "thumb_size"),
+    ("thumbnails = true", 'thumbnails = "yes"', "thumbnails"),
+    ('splits = [\n    "train",\n    "val",\n]', 'splits = ["train", 2]', "splits"),
+    ("epochs = 100", "epochs = 0", "epochs"),
+    ("batch_size = 8", "batch_size = 2.5", "batch_size"),
+    ('precision = "float32"', 'precision = "float8"', "precision"),
+    ("folds = 4", "folds = 1", "folds"),
+    ('root = "', 'root = 3\nx = "', "root"),
+])
+def test_9_a_bad_value_in_the_config_names_its_key(local: Project, old: str, new: str, key: str) -> None:
+    from sheetsync.config import Config
+    from sheetsync.errors import ConfigError
+
+    text = local.config.path.read_text(encoding="utf-8")
+    assert old in text
+    local.config.path.write_text(text.replace(old, new, 1), encoding="utf-8")
+    with pytest.raises(ConfigError, match=key):
+        Project.open(local.config.project_dir).backend.read_table()
+    with pytest.raises(ConfigError):
+        Config.load(local.config.project_dir)
