@@ -202,3 +202,23 @@ def test_9_a_bad_value_in_the_config_names_its_key(local: Project, old: str, new
         Project.open(local.config.project_dir).backend.read_table()
     with pytest.raises(ConfigError):
         Config.load(local.config.project_dir)
+
+
+# ---- 10: a symlinked workbook ---------------------------------------------------------------------
+
+
+def test_10_a_workbook_that_is_a_link_is_written_through_the_link(local: Project, tmp_path: Path) -> None:
+    path = workbook(local)
+    shared = tmp_path / "shared drive" / "team.xlsx"
+    shared.parent.mkdir()
+    path.rename(shared)
+    path.symlink_to(shared)
+    ids = list(local.backend.read_table()["id"])
+    edit_workbook(shared, {ids[0]: {"note": "typed on the shared copy"}})
+    local.pull()
+    local.push()
+    assert path.is_symlink() and path.resolve() == shared.resolve()
+    assert not list(shared.parent.glob(".*.tmp")) and not list(path.parent.glob(".*.tmp"))
+    edit_workbook(shared, {ids[1]: {"label": "iii"}})
+    local.pull()  # the pushed rows are in the shared file, so the row check passes there
+    assert local.versions.load("latest").set_index("id").at[ids[1], "label"] == "iii"

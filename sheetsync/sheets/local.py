@@ -284,17 +284,18 @@ class LocalBackend(Backend):
     # -- locking and files -----------------------------------------------------------------
 
     def lock_files(self) -> list[Path]:
-        """Lock files of spreadsheet programs that have this workbook open (may be stale)."""
-        name = self.path.name
-        candidates = [f".~lock.{name}#", f"~${name}"]
-        if len(name) > 2:
-            # Excel drops the first two characters of longer names: ~$eetsync.xlsx
-            candidates.append(f"~${name[2:]}")
-        return [
-            self.path.with_name(c)
-            for c in dict.fromkeys(candidates)
-            if self.path.with_name(c).exists()
-        ]
+        """Lock files of spreadsheet programs that have this workbook open (may be stale);
+        for a linked workbook, beside the link and beside the file it points to."""
+        found: list[Path] = []
+        for path in dict.fromkeys([self.path, Path(os.path.realpath(self.path))]):
+            name = path.name
+            candidates = [f".~lock.{name}#", f"~${name}"]
+            if len(name) > 2:
+                # Excel drops the first two characters of longer names: ~$eetsync.xlsx
+                candidates.append(f"~${name[2:]}")
+            found += [path.with_name(c) for c in dict.fromkeys(candidates)
+                      if path.with_name(c).exists()]
+        return found
 
     def _check_unlocked(self, force: bool | None) -> None:
         if self.force if force is None else force:
@@ -403,23 +404,27 @@ class LocalBackend(Backend):
 
     def _save(self, data: bytes, force: bool | None,
               unchanged_since: tuple[int, int, int] | None = None) -> None:
-        """Write to a temporary file beside the workbook, then atomically replace it."""
-        folder = self.path.parent
+        """Write to a temporary file beside the workbook, then atomically replace it.
+
+        A workbook that is a link (to a shared drive, say) is written through the link:
+        the file it points to is replaced, and the link stays."""
+        target = Path(os.path.realpath(self.path))
+        folder = target.parent
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".{self.path.name}.{secrets.token_hex(4)}.tmp"
+        tmp = folder / f".{target.name}.{secrets.token_hex(4)}.tmp"
         try:
             with open(tmp, "xb") as fh:  # default permissions, unlike mkstemp's 0600
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
-            if self.path.exists():
+            if target.exists():
                 with contextlib.suppress(OSError):
-                    os.chmod(tmp, self.path.stat().st_mode & 0o7777)
+                    os.chmod(tmp, target.stat().st_mode & 0o7777)
             # A person may have opened the workbook while we were writing.
             self._check_unlocked(force)
             if unchanged_since is not None and _stamp(self.path) != unchanged_since:
                 raise WorkbookChangedError(f"{self.path} was saved by someone else meanwhile")
-            os.replace(tmp, self.path)
+            os.replace(tmp, target)
         except (WorkbookLockedError, WorkbookChangedError):
             tmp.unlink(missing_ok=True)
             raise
