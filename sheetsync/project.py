@@ -31,7 +31,14 @@ from ._progress import Progress, tqdm_progress
 from ._reviewsheet import ReviewSheet, review_sheet, with_image_notes
 from .config import CONFIG_NAME, Config
 from .dataset import ScanResult, SkippedFile, detect_layout, order_classes, safe_join, scan
-from .errors import BackendError, ConfigError, Problem, SheetValidationError, UnpulledEditsError
+from .errors import (
+    BackendError,
+    ConfigError,
+    Problem,
+    SheetValidationError,
+    UnpulledEditsError,
+    WorkbookChangedError,
+)
 from .inputs import (
     class_distances,
     counts_table,
@@ -193,26 +200,54 @@ class Project:
     def push(self, *, force: bool = False, order: str | None = None) -> PushResult:
         with self._locked():
             manifest, info, scanned = self._refresh()
+            saved = self._saved_version()  # before the read: a save after it is seen at the write
             sheet = self.backend.read_table()
             edits = self._pending_edits(sheet, self.store.read_published())
             if edits and not force:
-                raise UnpulledEditsError(
-                    f"the sheet has {len(edits)} edit(s) that were never pulled, e.g.:\n  "
-                    + "\n  ".join(edits[:10])
-                    + "\nrun `sheetsync pull` first, or `sheetsync push --force` to overwrite "
-                      "them (the sheet is backed up first)")
+                raise _unpulled(edits)
             backup = sheet is not None and len(sheet) > 0 and bool(edits or force)
             sheet_backup = self.store.backup_sheet(sheet) if backup and sheet is not None else None
             workbook_backup = self.backup_workbook() if backup else None
             # Every image a row will point at is in the bucket before the sheet is written.
             images = self._publish_images(manifest) if self.config.backend == "google" else None
             table, sheet_layout, source, review = self._review(manifest, info, scanned, order)
-            self.backend.write_table(table, sheet_layout)
+            self._write_unless_edited(table, sheet_layout, saved, edits, force)
             self._save_published(table, info)
             return PushResult(len(table), info, self.backend.describe(), source, sheet_backup,
                               workbook_backup, self._usage(wrote=True), images,
                               model=review.model, summary=review.summary,
                               recovered=self.recovered, skipped=self.skipped)
+
+    def _saved_version(self) -> tuple[int, int, int] | None:
+        """The workbook's saved version (its file stamp); None for a backend without one."""
+        from .sheets.local import LocalBackend
+
+        return self.backend.saved_version() if isinstance(self.backend, LocalBackend) else None
+
+    def _write_unless_edited(self, table: pd.DataFrame, sheet_layout: SheetLayout,
+                             saved: tuple[int, int, int] | None, edits: list[str],
+                             force: bool) -> None:
+        """Write the rows a push prepared, unless people saved an edit since the check (the
+        uploads and thumbnails between them take a while): never overwritten unseen."""
+        from .sheets.local import LocalBackend
+
+        if isinstance(self.backend, LocalBackend):
+            try:  # the file is replaced only if it is still the version checked
+                self.backend.write_table(table, sheet_layout, unchanged_since=saved)
+            except WorkbookChangedError:
+                raise UnpulledEditsError(
+                    f"{self.backend.describe()} was saved while push prepared the rows; nothing "
+                    "was written: run `sheetsync pull` for its edits, then push again") from None
+            return
+        # An online sheet has no saved version to compare: read it again just before writing.
+        now = self.backend.read_table()
+        again = self._pending_edits(now, self.store.read_published())
+        if again != edits:
+            if not force:
+                raise _unpulled(again)
+            if now is not None and len(now):
+                self.store.backup_sheet(now)  # --force: the newer edits are backed up too
+        self.backend.write_table(table, sheet_layout)
 
     def _review(self, manifest: pd.DataFrame, info: VersionInfo, scanned: ScanResult,
                 order: str | None) -> tuple[pd.DataFrame, SheetLayout, PredictionSource, ReviewSheet]:
@@ -676,6 +711,14 @@ class Project:
             return None
         src = self.config.resolve(self.config.local.path)
         return self.store.backup_file(src) if src.exists() else None
+
+
+def _unpulled(edits: list[str]) -> UnpulledEditsError:
+    return UnpulledEditsError(
+        f"the sheet has {len(edits)} edit(s) that were never pulled, e.g.:\n  "
+        + "\n  ".join(edits[:10])
+        + "\nrun `sheetsync pull` first, or `sheetsync push --force` to overwrite "
+          "them (the sheet is backed up first)")
 
 
 def _new_config(root: Path, project_dir: Path, backend: str, classes: list[str] | None,

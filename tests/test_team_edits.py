@@ -8,21 +8,24 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
 from openpyxl import load_workbook
 
 from sheetsync._progress import no_progress
-from sheetsync.errors import SheetsyncError, SheetValidationError
+from sheetsync.errors import SheetsyncError, SheetValidationError, UnpulledEditsError
 from sheetsync.project import Project
-from sheetsync.sheets.local import header_row
+from sheetsync.sheets.local import LocalBackend, header_row
 from sheetsync.watch import Watcher, WatchSettings
 
 try:
-    from tests.test_watch import edit_workbook, run_once, workbook
+    from tests.test_watch import alice, api, edit_workbook, google, run_once, type_cells, workbook
 except ImportError:  # tests/ is not a package
-    from test_watch import edit_workbook, run_once, workbook
+    from test_watch import alice, api, edit_workbook, google, run_once, type_cells, workbook
+
+__all__ = ["api", "google"]  # fixtures
 
 
 @pytest.fixture
@@ -222,3 +225,74 @@ def test_10_a_workbook_that_is_a_link_is_written_through_the_link(local: Project
     edit_workbook(shared, {ids[1]: {"label": "iii"}})
     local.pull()  # the pushed rows are in the shared file, so the row check passes there
     assert local.versions.load("latest").set_index("id").at[ids[1], "label"] == "iii"
+
+
+# ---- 5: push and the score row never overwrite a save made meanwhile ----------------------------
+
+
+class SavingMeanwhile(LocalBackend):
+    """The workbook, with a person saving an edit right after sheetsync's first read."""
+
+    def __init__(self, *args: Any, edit: dict[str, dict[str, object]], **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.edit, self.reads = edit, 0
+
+    def read_table(self) -> pd.DataFrame | None:
+        frame = super().read_table()
+        self.reads += 1
+        if self.reads == 1:
+            edit_workbook(self.path, self.edit)
+        return frame
+
+
+def meanwhile(project: Project, edit: dict[str, dict[str, object]]) -> Project:
+    cfg = project.config
+    backend = SavingMeanwhile(cfg.resolve(cfg.local.path), cfg.root, edit=edit, thumbnails=False)
+    return Project(cfg, progress=no_progress, backend=backend)
+
+
+def test_5_a_label_saved_while_push_prepares_the_rows_is_not_overwritten(local: Project) -> None:
+    ids = list(local.backend.read_table()["id"])
+    with pytest.raises(UnpulledEditsError, match="saved while push prepared"):
+        meanwhile(local, {ids[0]: {"label": "iii", "note": "mine"}}).push()
+    row = local.backend.read_table().set_index("id").loc[ids[0]]
+    assert (row["label"], row["note"]) == ("iii", "mine")
+    local.pull()
+    assert local.versions.load("latest").set_index("id").at[ids[0], "note"] == "mine"
+
+
+def test_5_a_score_row_never_overwrites_a_save_made_meanwhile(local: Project) -> None:
+    ids = list(local.backend.read_table()["id"])
+
+    class Racing(LocalBackend):
+        saved = False
+
+        def _read_package(self) -> Any:
+            package = super()._read_package()
+            if not self.saved:  # the person saves between sheetsync's read and its write
+                self.saved = True
+                edit_workbook(self.path, {ids[0]: {"note": "saved meanwhile"}})
+            return package
+
+    cfg = local.config
+    Racing(cfg.resolve(cfg.local.path), cfg.root).append_score({"version": 1, "score": 0.5})
+    assert local.backend.read_table().set_index("id").at[ids[0], "note"] == "saved meanwhile"
+    assert local.backend.read_scores()["score"].tolist() == ["0.5"]
+
+
+def test_5_google_push_reads_again_before_writing(api: Any, google: Project) -> None:
+    ids = list(google.backend.read_table()["id"])
+    first = google.backend.read_table
+    reads = []
+
+    def read_then_alice_types() -> Any:
+        frame = first()
+        reads.append(1)
+        if len(reads) == 1:
+            type_cells(alice(api, google), {ids[0]: {"note": "typed meanwhile"}})
+        return frame
+
+    google.backend.read_table = read_then_alice_types  # type: ignore[method-assign]
+    with pytest.raises(UnpulledEditsError, match="typed meanwhile"):
+        google.push()
+    assert first().set_index("id").at[ids[0], "note"] == "typed meanwhile"

@@ -149,6 +149,10 @@ class LocalBackend(Backend):
     def usage(self) -> str:
         return self._usage
 
+    def saved_version(self) -> tuple[int, int, int] | None:
+        """What tells this saved version of the workbook from the next (``unchanged_since``)."""
+        return _stamp(self.path)
+
     def read_table(self) -> pd.DataFrame | None:
         fast = _read_with_calamine(self.path, DATA_SHEET)
         if not isinstance(fast, bool):  # False: fall back to openpyxl
@@ -251,11 +255,22 @@ class LocalBackend(Backend):
         values: dict[str, object] = {
             str(k): _score_value(v, where=f"{SCORES_SHEET} column {k!r}") for k, v in row.items()
         }
+        for _ in range(_OWN_ATTEMPTS):
+            try:  # replaced only if still the version read: a save meanwhile is kept
+                self._append_score_once(values, force, _stamp(self.path))
+                return
+            except WorkbookChangedError:
+                continue
+        raise WorkbookChangedError(f"{self.path} kept changing while sheetsync added a score row "
+                                   f"({_OWN_ATTEMPTS} attempts); nothing lost, try again")
+
+    def _append_score_once(self, values: dict[str, object], force: bool | None,
+                           before: tuple[int, int, int] | None) -> None:
         package = self._read_package()
         if package is not None:
             data = self._append_in_place(package, values)
             if data is not None:
-                self._save(data, force)
+                self._save(data, force, before)
                 return
         # No scores sheet yet (or one too unusual to edit in place): go through openpyxl.
         wb = self._load_for_update(package)
@@ -273,7 +288,7 @@ class LocalBackend(Backend):
         if ws.freeze_panes is None:
             ws.freeze_panes = "A2"
         _fit_header_widths(ws)
-        self._save(self._workbook_bytes(wb), force)
+        self._save(self._workbook_bytes(wb), force, before)
 
     def read_scores(self) -> pd.DataFrame:
         with self._open_read_only() as wb:
