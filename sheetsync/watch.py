@@ -170,15 +170,25 @@ def _differs(name: str, now: str, was: str) -> bool:
 
 
 def status_messages(problems: list[Problem], sheet: pd.DataFrame) -> dict[str, str]:
-    """id -> the text of its row's sync_status cell, from held-back problems."""
+    """id -> the text of its row's sync_status cell, from held-back problems.
+
+    The cell is found by id, so it is on the id's first row: a problem of a later row with
+    the same id (a copied row) says which row it is about, never that the first row's own
+    edit waits."""
+    from .sheets.base import row_positions
+
     ids = sheet["id"].astype(str).str.strip() if "id" in sheet.columns else pd.Series(dtype=str)
-    out: dict[str, list[str]] = {}
+    first = row_positions(sheet)
+    out: dict[str, dict[int, list[str]]] = {}
     for p in problems:
         if p.row is None or p.row not in ids.index or not ids[p.row]:
             continue
         where = f"{p.column}: " if p.column else ""
-        out.setdefault(ids[p.row], []).append(f"{where}{p.message}")
-    return {k: "not applied: " + "; ".join(v) for k, v in out.items()}
+        out.setdefault(ids[p.row], {}).setdefault(p.row, []).append(f"{where}{p.message}")
+    return {id_: "; ".join(
+        ("not applied: " if row == first.get(id_) else f"row {row} (a copy of this row's id) "
+         "not applied: ") + "; ".join(texts) for row, texts in sorted(rows.items()))
+        for id_, rows in out.items()}
 
 
 def own_updates(table: pd.DataFrame, sheet: pd.DataFrame, own: list[str],

@@ -296,3 +296,27 @@ def test_5_google_push_reads_again_before_writing(api: Any, google: Project) -> 
     with pytest.raises(UnpulledEditsError, match="typed meanwhile"):
         google.push()
     assert first().set_index("id").at[ids[0], "note"] == "typed meanwhile"
+
+
+# ---- 7: sync_status on the right row ------------------------------------------------------------
+
+
+def test_7_a_copied_row_held_back_never_says_the_original_row_waits(local: Project) -> None:
+    path = workbook(local)
+    wb = load_workbook(path)
+    ws = wb["data"]
+    head = header_row(ws)
+    header = [c.value for c in ws[head]]
+    first, copy = head + 1, ws.max_row + 1
+    for col in range(1, len(header) + 1):
+        ws.cell(copy, col).value = ws.cell(first, col).value
+    id_ = ws.cell(first, header.index("id") + 1).value
+    ws.cell(copy, header.index("label") + 1).value = "iii" if ws.cell(
+        first, header.index("label") + 1).value != "iii" else "ii"
+    ws.cell(first, header.index("note") + 1).value = "row 3's own edit"
+    wb.save(path)
+    run_once(local, quiet=0, train=False)
+    assert local.versions.load("latest").set_index("id").at[id_, "note"] == "row 3's own edit"
+    status = load_workbook(path)["data"].cell(first, header.index("sync_status") + 1).value
+    assert status.startswith(f"row {copy} (a copy of this row's id) not applied: ")
+    assert "also appears on row" in status
