@@ -21,9 +21,15 @@ import pandas as pd
 from .dataset import ACTIONS
 from .errors import Problem
 from .journal import Move, plan_locations
-from .pullcheck import cell_problems, headerless_problems, published_columns, rekeyed_problems
+from .pullcheck import (
+    cell_problems,
+    headerless_problems,
+    published_columns,
+    rekeyed_problems,
+    uncomputed_problems,
+)
 from .rows import CORE, EDITABLE, REQUIRED, RESERVED, extra_columns
-from .sheets.base import header_row_of, headerless_columns
+from .sheets.base import header_row_of, headerless_columns, uncomputed_cells
 from .versions import diff_manifests
 
 if TYPE_CHECKING:
@@ -130,6 +136,8 @@ def plan_pull(
     ids = cells["id"].str.strip()
     # Cells no push could write back, and rows whose id was moved apart from the row.
     problems += cell_problems(cells, header_row_of(sheet)) + rekeyed_problems(ids, cells, published)
+    # A formula with no computed value reads as empty: what was typed would be lost unseen.
+    problems += [p for p in uncomputed_problems(uncomputed_cells(sheet)) if p.row in sheet.index]
     rows = pd.Series(cells.index.astype(int), index=cells.index)
     bad = pd.Series(False, index=cells.index)
 
@@ -265,6 +273,8 @@ def unpulled_edits(sheet: pd.DataFrame | None, published: pd.DataFrame | None) -
     known = ids.isin(base.index)
     lines = {(int(r), 0): f"row {r}: id {ids[r]!r} was not in the last push (row added or id edited)"
              for r in ids[~known].index}
+    for p in uncomputed_problems(uncomputed_cells(sheet)):  # a push would overwrite them
+        lines[(p.row or 0, 0)] = f"row {p.row}: {p.message}"
     compare = [c for c in cells.columns if c in EDITABLE or c not in CORE]
     for k, name in enumerate(compare, start=1):
         now = cells.loc[known, name]

@@ -320,3 +320,31 @@ def test_7_a_copied_row_held_back_never_says_the_original_row_waits(local: Proje
     status = load_workbook(path)["data"].cell(first, header.index("sync_status") + 1).value
     assert status.startswith(f"row {copy} (a copy of this row's id) not applied: ")
     assert "also appears on row" in status
+
+
+# ---- 12: a formula with no computed value ------------------------------------------------------
+
+
+def test_12_a_note_that_is_a_formula_without_a_computed_value_is_refused_naming_the_cell(
+        local: Project) -> None:
+    path = workbook(local)
+    ids = list(local.backend.read_table()["id"])
+    wb = load_workbook(path)
+    ws = wb["data"]
+    head = header_row(ws)
+    header = [c.value for c in ws[head]]
+    cell = ws.cell(head + 2, header.index("note") + 1)
+    cell.value = '=IMPORTXML("https://example.com","//title")'  # openpyxl stores no value
+    wb.save(path)
+    with pytest.raises(SheetValidationError) as info:
+        local.pull()
+    assert any(p.row == head + 2 and f"cell {cell.coordinate}" in p.message and "IMPORTXML"
+               in p.message for p in info.value.problems)
+    with pytest.raises(UnpulledEditsError, match="no computed value"):
+        local.push()  # it would overwrite the formula
+    edit_workbook(path, {ids[0]: {"note": "fine"}})  # the watcher applies that row, holds H5's
+    events = run_once(local, quiet=0, train=False)
+    assert local.versions.load("latest").set_index("id").at[ids[0], "note"] == "fine"
+    assert any("no computed value" in e.message for e in events if e.event in ("error", "retry"))
+    formula = load_workbook(path)["data"][cell.coordinate].value  # never rewritten as empty
+    assert formula == '=IMPORTXML("https://example.com","//title")'

@@ -231,6 +231,21 @@ def headerless_columns(frame: pd.DataFrame) -> dict[str, int]:
     return dict(frame.attrs.get(_HEADERLESS, {}))
 
 
+_UNCOMPUTED = "sheetsync.uncomputed"
+
+
+def mark_uncomputed(frame: pd.DataFrame, cells: Mapping[str, str]) -> pd.DataFrame:
+    """Record cells holding a formula with no computed value (``"H5"`` -> the formula): they
+    read as empty, though the person typed something there."""
+    frame.attrs[_UNCOMPUTED] = dict(cells)
+    return frame
+
+
+def uncomputed_cells(frame: pd.DataFrame) -> dict[str, str]:
+    """The cells :func:`mark_uncomputed` recorded (empty for a frame from elsewhere)."""
+    return dict(frame.attrs.get(_UNCOMPUTED, {}))
+
+
 _HEADER_ROW = "sheetsync.header_row"
 
 

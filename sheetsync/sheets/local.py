@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import html
 import io
 import numbers
 import os
@@ -86,13 +87,16 @@ from .base import (
     OwnUpdate,
     SheetLayout,
     cell_text,
+    header_row_of,
     headerless_columns,
     mark_header_row,
     mark_headerless,
+    mark_uncomputed,
     merge_own_columns,
     own_columns_check,
     row_positions,
     skip_info,
+    uncomputed_cells,
 )
 
 _READ_ERRORS = (
@@ -154,6 +158,12 @@ class LocalBackend(Backend):
         return _stamp(self.path)
 
     def read_table(self) -> pd.DataFrame | None:
+        frame = self._read_data()
+        if frame is not None:
+            mark_uncomputed(frame, _uncomputed_formulas(self.path, frame))
+        return frame
+
+    def _read_data(self) -> pd.DataFrame | None:
         fast = _read_with_calamine(self.path, DATA_SHEET)
         if not isinstance(fast, bool):  # False: fall back to openpyxl
             return fast
@@ -229,6 +239,12 @@ class LocalBackend(Backend):
             sheet = self.read_table()
             if sheet is None or "id" not in sheet.columns:
                 raise BackendError(f"{self.path} has no data sheet with an id column: push first")
+            formulas = uncomputed_cells(sheet)
+            if formulas:  # a rewrite would store them as empty cells: the formula lost
+                cells = ", ".join(list(formulas)[:5])
+                raise BackendError(f"{self.path} holds formulas with no computed value ({cells}); "
+                                   "sheetsync will not rewrite it, which would lose them: open "
+                                   "and save it in a spreadsheet program, or type the values")
             table, result = merge_own_columns(sheet, updates, append)
             table, blank = _at_sheet_columns(table, headerless_columns(sheet))
             # The review sheet as a push makes it: the info line, and the flagged rows
@@ -551,6 +567,34 @@ def _value_text(value: object) -> str:
     if isinstance(value, dt.timedelta):
         return str(value)
     return cell_text(value)
+
+
+_FORMULA_CELL = re.compile(rb'<c\b[^>]*\br="([A-Z]+)(\d+)"[^>]*>(.*?)</c>', re.S)
+_FORMULA = re.compile(rb"<f\b[^>]*(?:/>|>(.*?)</f>)", re.S)
+# A cached value: <v>..</v>, even an empty one; openpyxl writes a bare <v /> for none.
+_CACHED = re.compile(rb"<v>")
+
+
+def _uncomputed_formulas(path: Path, frame: pd.DataFrame) -> dict[str, str]:
+    """Cells below the header holding a formula with no cached value (a program that does not
+    compute formulas wrote them, e.g. ``=IMPORTXML(...)`` typed through a script): "H5" ->
+    the formula. Such a cell reads as empty, so a pull would drop what was typed silently."""
+    try:
+        package = Package.read(path)
+        part = package.sheet_part(DATA_SHEET)
+    except _READ_ERRORS:
+        return {}
+    xml = b"" if part is None else package.parts[part]
+    if b"<f" not in xml:
+        return {}
+    out = {}
+    for letters, row, body in _FORMULA_CELL.findall(xml):
+        formula = _FORMULA.search(body)
+        if formula is None or _CACHED.search(body) or int(row) <= header_row_of(frame):
+            continue
+        text = (formula.group(1) or b"").decode("utf-8", "replace")
+        out[f"{letters.decode()}{int(row)}"] = "=" + html.unescape(text) if text else "(shared)"
+    return out
 
 
 def _read_with_calamine(path: Path, sheet: str) -> pd.DataFrame | None | bool:
