@@ -91,11 +91,11 @@ def normalise_header(sheet: pd.DataFrame) -> tuple[dict[str, str], list[Problem]
             continue
         seen[name] = raw
         mapping[raw] = name
-    for name in REQUIRED:
-        if name not in seen:
-            problems.append(Problem(head, name, f"header {name!r} is missing (renamed or removed?); "
-                                             f"restore it to pull"))
-    return mapping, problems
+    # The cause first: a header that is gone makes every cell below look out of place.
+    missing = [Problem(head, name, f"header {name!r} is missing (renamed or removed, or the "
+                                   f"header row moved?); restore it to pull")
+               for name in REQUIRED if name not in seen]
+    return mapping, missing + problems
 
 
 def clean_cells(sheet: pd.DataFrame, mapping: dict[str, str]) -> pd.DataFrame:

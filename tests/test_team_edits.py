@@ -348,3 +348,37 @@ def test_12_a_note_that_is_a_formula_without_a_computed_value_is_refused_naming_
     assert any("no computed value" in e.message for e in events if e.event in ("error", "retry"))
     formula = load_workbook(path)["data"][cell.coordinate].value  # never rewritten as empty
     assert formula == '=IMPORTXML("https://example.com","//title")'
+
+
+# ---- 11: an edited info line -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["overtype", "clear", "insert above", "insert between"])
+def test_11_the_header_is_found_where_people_left_it(local: Project, how: str) -> None:
+    path = workbook(local)
+    ids = list(local.backend.read_table()["id"])
+    edit_workbook(path, {ids[0]: {"note": "still pulled"}})
+    wb = load_workbook(path)
+    ws = wb["data"]
+    assert header_row(ws) == 2
+    if how == "overtype":
+        ws["A1"] = "Bob: please check the blurry ones first"
+    elif how == "clear":
+        ws["A1"] = None
+    else:
+        ws.insert_rows(1 if how == "insert above" else 2)
+    wb.save(path)
+    local.pull()
+    assert local.versions.load("latest").set_index("id").at[ids[0], "note"] == "still pulled"
+
+
+def test_11_a_missing_header_is_the_first_problem_named(local: Project) -> None:
+    path = workbook(local)
+    wb = load_workbook(path)
+    ws = wb["data"]
+    for cell in ws[2]:
+        cell.value = None  # the whole header row cleared
+    wb.save(path)
+    with pytest.raises(SheetValidationError) as info:
+        local.pull()
+    assert "header 'id' is missing" in info.value.problems[0].message

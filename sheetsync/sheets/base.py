@@ -207,14 +207,23 @@ class Backend(ABC):
         return ""
 
 
+# How far down people may push the header (rows inserted above it) and still have it found.
+HEADER_SEARCH = 10
+
+
 def skip_info(rows: list[list[str]]) -> tuple[list[list[str]], int]:
-    """``rows`` without a leading info line, and the sheet row number of the header.
+    """``rows`` from the header on, and the header's row number (1-based, in ``rows``).
 
     Row 1 is the info line when its first cell starts with :data:`INFO_PREFIX` (anything
-    typed beside it in row 1 is outside the table and is not read)."""
-    if rows and rows[0] and rows[0][0].startswith(INFO_PREFIX):
-        return rows[1:], 2
-    return rows, 1
+    typed beside it in row 1 is outside the table and is not read). The header is the row
+    below it, unless people overtyped or cleared the info line or inserted rows above the
+    header: then it is the first of the top rows holding an ``id`` cell (rows above it are
+    outside the table), so an edited info line never turns every row into a problem."""
+    start = 1 if rows and rows[0] and rows[0][0].startswith(INFO_PREFIX) else 0
+    for k in range(start, min(len(rows), start + HEADER_SEARCH)):
+        if any(str(c).strip().casefold() == "id" for c in rows[k]):
+            return rows[k:], k + 1
+    return rows[start:], start + 1
 
 
 _HEADERLESS = "sheetsync.headerless"

@@ -239,6 +239,11 @@ class LocalBackend(Backend):
             sheet = self.read_table()
             if sheet is None or "id" not in sheet.columns:
                 raise BackendError(f"{self.path} has no data sheet with an id column: push first")
+            if header_row_of(sheet) > 2:  # the rewrite puts it on row 2: rows above it would go
+                raise BackendError(f"{self.path}: the header is on row {header_row_of(sheet)}, "
+                                   "not row 2, so rows were inserted above it; sheetsync will "
+                                   "not rewrite the sheet, which would lose them: delete those "
+                                   "rows or move them below the data")
             formulas = uncomputed_cells(sheet)
             if formulas:  # a rewrite would store them as empty cells: the formula lost
                 cells = ", ".join(list(formulas)[:5])
