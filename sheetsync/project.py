@@ -278,6 +278,13 @@ class Project:
             table, sheet_layout, source, _ = self._review(manifest, info, scanned, None)
             return table, sheet_layout, info, source
 
+    def rescan(self) -> VersionInfo:
+        """Scan the folders now (``sheetsync watch``, when they changed): a version is recorded
+        when images were added, removed or moved outside sheetsync."""
+        with self._locked():
+            _, info, _ = self._refresh()
+            return info
+
     def published_own_columns(self, updates: pd.DataFrame, appended: pd.DataFrame) -> None:
         """What a republish wrote joins what was last published: the read-only cells of
         existing rows (the pull's row check compares them) and whole appended rows."""

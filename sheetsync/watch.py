@@ -359,6 +359,7 @@ class Watcher:
         self.stop = _Stop()
         self.sheet: pd.DataFrame | None = None
         self._stamp: object = None
+        self._folders: str | None = None  # folder_stamp at the last scan
         self.watchdog = _Watchdog(settings.cycle_timeout, self._hung)
 
     # -- events and files
@@ -473,6 +474,10 @@ class Watcher:
 
     def poll(self) -> Observation:
         project = self.project
+        folders = folder_stamp(project.config.root)
+        if folders != self._folders:  # files added, removed or moved: new rows, gone rows
+            project.rescan()
+            self._folders = folders
         if self._stale():
             self.sheet = project.backend.read_table()
             if self.sheet is None:
@@ -567,6 +572,26 @@ class Watcher:
         if result.missing_columns:
             self.emit("missing-columns", columns=list(result.missing_columns))
         self._stamp = None
+
+
+def folder_stamp(root: Path) -> str:
+    """What tells the dataset folders apart from their state at the last look: every file's
+    path, size and modification time (a stat per file, no reading), as one digest."""
+    import hashlib
+
+    from .journal import STAGING
+
+    digest = hashlib.sha256()
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if d != STAGING)
+        for name in sorted(files):
+            path = os.path.join(folder, name)
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue  # gone between the listing and the stat: the next look sees it
+            digest.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\n".encode("utf-8", "replace"))
+    return digest.hexdigest()
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:

@@ -7,6 +7,7 @@ workbook, files copied into the folders), on a real project of real PNG files.
 from __future__ import annotations
 
 import hashlib
+import random
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import pytest
 from openpyxl import load_workbook
 
 from sheetsync._progress import no_progress
+from sheetsync.demo import draw_numeral
 from sheetsync.errors import SheetsyncError, SheetValidationError, UnpulledEditsError
 from sheetsync.project import Project
 from sheetsync.sheets.local import LocalBackend, header_row
@@ -382,3 +384,19 @@ def test_11_a_missing_header_is_the_first_problem_named(local: Project) -> None:
     with pytest.raises(SheetValidationError) as info:
         local.pull()
     assert "header 'id' is missing" in info.value.problems[0].message
+
+
+# ---- 8: the watcher sees new image files --------------------------------------------------------
+
+
+def test_8_a_new_image_copied_in_while_the_watcher_runs_gets_a_row(local: Project) -> None:
+    root = local.config.root
+    watcher = Watcher(fresh(local), WatchSettings(quiet=0, train=False), lambda e: None)
+    for _ in range(3):
+        watcher.cycle()  # settled: nothing to do
+    assert watcher.cycle() == "idle"
+    new = root / "train" / "i" / "copied-in.png"
+    draw_numeral("i", random.Random(7)).save(new)  # a new image, copied in by a person
+    actions = [watcher.cycle() for _ in range(2)]
+    assert "republish" in actions
+    assert "train/i/copied-in.png" in set(local.backend.read_table()["path"])
