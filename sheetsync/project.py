@@ -285,6 +285,22 @@ class Project:
             _, info, _ = self._refresh()
             return info
 
+    def published_followed(self, cells: pd.DataFrame) -> None:
+        """The sheet now shows ``cells`` (index = id; label, action, note) for rows that
+        followed their source (:meth:`Backend.update_followed`): the next merge's base."""
+        with self._locked():
+            published = self.store.read_published()
+            if published is None:
+                return
+            shown = published.set_index("id", drop=False)
+            ids = [i for i in cells.index if i in shown.index]
+            for name in cells.columns:
+                if name in shown.columns:
+                    shown.loc[ids, name] = cells.loc[ids, name].astype(str)
+            info = self.versions.latest()
+            self.store.save_published(shown.reset_index(drop=True).fillna("").astype(str),
+                                      info.version if info else 0, self.backend.describe())
+
     def published_own_columns(self, updates: pd.DataFrame, appended: pd.DataFrame) -> None:
         """What a republish wrote joins what was last published: the read-only cells of
         existing rows (the pull's row check compares them) and whole appended rows."""

@@ -523,12 +523,30 @@ class Watcher:
                       edited=result.edited)
         else:
             self.emit("pulled", version=None)
+        if result.followed and result.version is not None:
+            self.show_followed([f.id for f in result.followed])
         # Edits left (the held rows') count as attempted until someone changes them again.
         left = tuple(sorted(edit_cells(self.sheet, self.project.store.read_published())))
         if messages != self.state.held:
             self.write_statuses(messages, self.state.held)
         self.state = replace(self.state, held=messages, edits=left, attempted=left)
         self._stamp = None  # read again next cycle: the sheet is the base for what follows
+
+    def show_followed(self, ids: list[str]) -> None:
+        """Derived rows that followed their source show their new label, action and note
+        (each row only while it still shows what was published: a newer edit wins)."""
+        cols = ["label", "action", "note"]
+        now = self.project.versions.load("latest").set_index("id").reindex(ids)[cols]
+        published = self.project.store.read_published()
+        if published is None:
+            return
+        shown = published.set_index("id").reindex(ids)[cols].fillna("")
+        _, sheet_layout, _, _ = self.project.review_table()
+        written = self.project.backend.update_followed(now.astype(str), shown, sheet_layout)
+        if written:
+            self.project.published_followed(now.loc[written].astype(str))
+        self.emit("followed", rows=len(written), ids=written)
+        self._stamp = None
 
     def write_statuses(self, messages: dict[str, str], before: dict[str, str]) -> None:
         """Say in the sheet why rows wait (and clear the rows fixed since); nothing else."""

@@ -400,3 +400,28 @@ def test_8_a_new_image_copied_in_while_the_watcher_runs_gets_a_row(local: Projec
     actions = [watcher.cycle() for _ in range(2)]
     assert "republish" in actions
     assert "train/i/copied-in.png" in set(local.backend.read_table()["path"])
+
+
+# ---- 4: derived rows that followed their source ---------------------------------------------------
+
+
+def test_4_a_derived_row_that_followed_its_source_shows_it_and_takes_later_edits(local: Project) -> None:
+    local.augment(budget=6, families=["hflip"])
+    local.push()
+    m = local.versions.load("latest").set_index("id")
+    derived = m[m["source_id"].astype(str) != ""]
+    child = derived[derived["label"] == "iii"].index[0] if (derived["label"] == "iii").any() \
+        else derived.index[0]
+    source = derived.at[child, "source_id"]
+    new = "ii" if m.at[source, "label"] != "ii" else "i"
+    edit_workbook(workbook(local), {source: {"label": new}})
+    run_once(local, quiet=0, train=False)
+    m = local.versions.load("latest").set_index("id")
+    assert m.at[source, "label"] == new
+    followed = m.at[child, "label"]
+    sheet = local.backend.read_table().set_index("id")
+    assert (sheet.at[child, "label"], sheet.at[child, "note"]) == (followed, m.at[child, "note"])
+    edit_workbook(workbook(local), {child: {"note": "ok by me"}})
+    run_once(local, quiet=0, train=False)
+    assert local.versions.load("latest").set_index("id").at[child, "note"] == "ok by me"
+    assert local.backend.read_table().set_index("id").at[child, "sync_status"] == ""

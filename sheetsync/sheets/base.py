@@ -202,6 +202,15 @@ class Backend(ABC):
         has no row yet; never write a cell people edit. See the module docstring."""
         raise NotImplementedError(f"{type(self).__name__} cannot update its own columns")
 
+    def update_followed(self, cells: pd.DataFrame, shown: pd.DataFrame,
+                        layout: SheetLayout) -> list[str]:
+        """Show in the sheet what a pull changed in rows nobody edited (derived rows that
+        followed their relabelled source): ``cells`` (index = id; label, action, note) are
+        written only where the sheet still shows ``shown`` (the same shape), so a person's
+        newer edit is never overwritten. Returns the ids written. A backend that cannot do
+        this safely writes nothing (the next push shows them)."""
+        return []
+
     def usage(self) -> str:
         """What the last operations cost (requests, bytes); empty when not meaningful."""
         return ""

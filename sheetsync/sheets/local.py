@@ -48,7 +48,7 @@ import secrets
 import time
 import warnings
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 
@@ -223,9 +223,33 @@ class LocalBackend(Backend):
             + f", {self.path.stat().st_size / 1e6:.1f} MB in {time.perf_counter() - started:.1f} s"
         )
 
+    def update_followed(self, cells: pd.DataFrame, shown: pd.DataFrame,
+                        layout: SheetLayout) -> list[str]:
+        written: list[str] = []
+
+        def follow(table: pd.DataFrame) -> pd.DataFrame:
+            written.clear()
+            positions = row_positions(table)
+            for id_ in cells.index:
+                row = positions.get(str(id_))
+                if row is None:
+                    continue
+                same = [c for c in cells.columns if c in table.columns and
+                        str(table.at[row, c]) == str(shown.at[id_, c])]
+                if len(same) == len([c for c in cells.columns if c in table.columns]):
+                    for c in same:  # only a row still as published: nobody edited it since
+                        table.at[row, c] = str(cells.at[id_, c])
+                    written.append(str(id_))
+            return table
+
+        self.update_own_columns(pd.DataFrame(index=cells.index), layout, change=follow)
+        return written
+
     def update_own_columns(self, updates: pd.DataFrame, layout: SheetLayout, *,
                            append: pd.DataFrame | None = None,
-                           force: bool | None = None) -> OwnUpdate:
+                           force: bool | None = None,
+                           change: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
+                           ) -> OwnUpdate:
         """Rewrite the workbook from one read of it with only sheetsync's columns changed.
 
         A workbook is one file, so its cells people edit are carried over value for value
@@ -250,6 +274,8 @@ class LocalBackend(Backend):
                 raise BackendError(f"{self.path} holds formulas with no computed value ({cells}); "
                                    "sheetsync will not rewrite it, which would lose them: open "
                                    "and save it in a spreadsheet program, or type the values")
+            if change is not None:  # update_followed: people's cells, each checked first
+                sheet = change(sheet.copy())
             table, result = merge_own_columns(sheet, updates, append)
             table, blank = _at_sheet_columns(table, headerless_columns(sheet))
             # The review sheet as a push makes it: the info line, and the flagged rows
