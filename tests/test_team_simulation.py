@@ -465,13 +465,13 @@ class GoogleTeam(Team):
 
 
 def test_team_simulation_workbook() -> None:
-    run_team(Team, examples=6, steps=12)
+    run_team(Team, examples=15, steps=12)
 
 
 def test_team_simulation_google() -> None:
     with SheetsStandin() as api:
         GoogleTeam.api = api
-        run_team(GoogleTeam, examples=3, steps=10)
+        run_team(GoogleTeam, examples=6, steps=10)
 
 
 @pytest.mark.slow
