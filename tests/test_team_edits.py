@@ -80,10 +80,16 @@ def test_1_a_column_people_name_hash_is_refused_by_name_and_no_hash_changes(loca
 
 def test_2_after_a_failed_pull_a_running_watcher_applies_the_edit(local: Project) -> None:
     ids = list(local.backend.read_table()["id"])
-    edit_workbook(workbook(local), {ids[0]: {"note": "Alice was here"}})
     watcher = Watcher(fresh(local), WatchSettings(quiet=0, train=False), lambda e: None)
+    while watcher.cycle() != "idle":  # settled: the folders scanned, the sheet republished
+        pass
+    edit_workbook(workbook(local), {ids[0]: {"note": "Alice was here"}})
+    pulls = []
+    real = watcher.project.pull
+    watcher.project.pull = lambda **kw: pulls.append(1) or real(**kw)  # type: ignore[method-assign]
     with local.store.lock(), pytest.raises(SheetsyncError, match="another sheetsync command"):
-        watcher.cycle()  # another command holds the project
+        watcher.cycle()  # the pull meets another command holding the project
+    assert pulls == [1]
     assert watcher.cycle() == "pull"  # the obstacle is gone: the same edit goes through
     assert local.versions.load("latest").set_index("id").at[ids[0], "note"] == "Alice was here"
 
