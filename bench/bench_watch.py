@@ -42,6 +42,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import gspread
+
 from sheetsync.errors import SheetsyncError
 from sheetsync.project import Project
 from sheetsync.sheets.base import INFO_PREFIX
@@ -81,30 +83,36 @@ class Team:
         ws = self.sheet(f"person{k}@example.com")
         fix: list[tuple[str, float]] = []
         while not self.stop.wait(rng.expovariate(self.per_minute / 60 / self.people)):
-            with self.lock:  # one person's find-then-type never straddles another's sort
-                top, header, rows = table_of(ws)
-                if rng.random() < 0.05:
-                    self.api.sort_rows(self.sid, "data", header.index(rng.choice(
-                        ["path", "label", "id"])), descending=rng.random() < 0.5)
-                    self.sorts += 1
-                    continue
-                idc = header.index("id")
-                if fix and fix[0][1] < time.time():
-                    id_ = fix.pop(0)[0]
-                    column, value = "label", rng.choice(CLASSES)
-                else:
-                    id_ = rng.choice(rows)[idc]
-                    column = rng.choice(["label", "label", "split", "note"])
-                    value = {"label": rng.choice(CLASSES), "split": rng.choice(["train", "val"]),
-                             "note": f"seen by {k} #{self.edits}"}[column]
-                    if column == "label" and rng.random() < 0.1:
-                        value = "typo" + value  # fixed by the same person 20 s later
-                        fix.append((id_, time.time() + 20))
-                        self.invalid += 1
-                r = next(i for i, row in enumerate(rows, start=top + 1) if row[idc] == id_)
-                ws.update_cell(r, header.index(column) + 1, value)
-                self.last[(id_, column)] = (value, time.time())
-                self.edits += 1
+            try:
+                self._act(k, rng, ws, fix)
+            except gspread.exceptions.APIError:
+                continue  # an API fault (--faults) hit this person: the edit did not land
+
+    def _act(self, k: int, rng: random.Random, ws: Any, fix: list[tuple[str, float]]) -> None:
+        with self.lock:  # one person's find-then-type never straddles another's sort
+            top, header, rows = table_of(ws)
+            if rng.random() < 0.05:
+                self.api.sort_rows(self.sid, "data", header.index(rng.choice(
+                    ["path", "label", "id"])), descending=rng.random() < 0.5)
+                self.sorts += 1
+                return
+            idc = header.index("id")
+            if fix and fix[0][1] < time.time():
+                id_ = fix.pop(0)[0]
+                column, value = "label", rng.choice(CLASSES)
+            else:
+                id_ = rng.choice(rows)[idc]
+                column = rng.choice(["label", "label", "split", "note"])
+                value = {"label": rng.choice(CLASSES), "split": rng.choice(["train", "val"]),
+                         "note": f"seen by {k} #{self.edits}"}[column]
+                if column == "label" and rng.random() < 0.1:
+                    value = "typo" + value  # fixed by the same person 20 s later
+                    fix.append((id_, time.time() + 20))
+                    self.invalid += 1
+            r = next(i for i, row in enumerate(rows, start=top + 1) if row[idc] == id_)
+            ws.update_cell(r, header.index(column) + 1, value)
+            self.last[(id_, column)] = (value, time.time())
+            self.edits += 1
 
     def start(self) -> list[threading.Thread]:
         threads = [threading.Thread(target=self.person, args=(k,), daemon=True)
