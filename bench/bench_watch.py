@@ -15,9 +15,16 @@ own request counters) stay under 60 reads and 60 writes.
 Baseline, in the same process and on the same team script: the naive service a cron job gives
 (``pull`` then ``push --force`` every interval), counted for lost edits and requests.
 
+With ``--faults``: bursts of 429, 503 and timeouts from the stand-in (every ~15 s on average),
+a crash (a ``kill -9`` stand-in raised at the journal's rename step) in about one move batch in
+five, after which the watcher is restarted on a freshly opened project (recovery finishes the
+batch), and a person copying a new image into the folders about once a minute. Also checked
+then: no image file lost or duplicated (the multiset of file contents under the root), and
+every image has its row in the sheet at the end.
+
 Usage::
 
-    python -m bench.bench_watch --minutes 30
+    python -m bench.bench_watch --minutes 30 --faults
     python -m bench.bench_watch --minutes 3 --edits-per-minute 6 --baseline-minutes 1
 """
 
@@ -30,9 +37,12 @@ import random
 import tempfile
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import gspread
 
 from sheetsync.errors import SheetsyncError
 from sheetsync.project import Project
@@ -73,30 +83,36 @@ class Team:
         ws = self.sheet(f"person{k}@example.com")
         fix: list[tuple[str, float]] = []
         while not self.stop.wait(rng.expovariate(self.per_minute / 60 / self.people)):
-            with self.lock:  # one person's find-then-type never straddles another's sort
-                top, header, rows = table_of(ws)
-                if rng.random() < 0.05:
-                    self.api.sort_rows(self.sid, "data", header.index(rng.choice(
-                        ["path", "label", "id"])), descending=rng.random() < 0.5)
-                    self.sorts += 1
-                    continue
-                idc = header.index("id")
-                if fix and fix[0][1] < time.time():
-                    id_ = fix.pop(0)[0]
-                    column, value = "label", rng.choice(CLASSES)
-                else:
-                    id_ = rng.choice(rows)[idc]
-                    column = rng.choice(["label", "label", "split", "note"])
-                    value = {"label": rng.choice(CLASSES), "split": rng.choice(["train", "val"]),
-                             "note": f"seen by {k} #{self.edits}"}[column]
-                    if column == "label" and rng.random() < 0.1:
-                        value = "typo" + value  # fixed by the same person 20 s later
-                        fix.append((id_, time.time() + 20))
-                        self.invalid += 1
-                r = next(i for i, row in enumerate(rows, start=top + 1) if row[idc] == id_)
-                ws.update_cell(r, header.index(column) + 1, value)
-                self.last[(id_, column)] = (value, time.time())
-                self.edits += 1
+            try:
+                self._act(k, rng, ws, fix)
+            except gspread.exceptions.APIError:
+                continue  # an API fault (--faults) hit this person: the edit did not land
+
+    def _act(self, k: int, rng: random.Random, ws: Any, fix: list[tuple[str, float]]) -> None:
+        with self.lock:  # one person's find-then-type never straddles another's sort
+            top, header, rows = table_of(ws)
+            if rng.random() < 0.05:
+                self.api.sort_rows(self.sid, "data", header.index(rng.choice(
+                    ["path", "label", "id"])), descending=rng.random() < 0.5)
+                self.sorts += 1
+                return
+            idc = header.index("id")
+            if fix and fix[0][1] < time.time():
+                id_ = fix.pop(0)[0]
+                column, value = "label", rng.choice(CLASSES)
+            else:
+                id_ = rng.choice(rows)[idc]
+                column = rng.choice(["label", "label", "split", "note"])
+                value = {"label": rng.choice(CLASSES), "split": rng.choice(["train", "val"]),
+                         "note": f"seen by {k} #{self.edits}"}[column]
+                if column == "label" and rng.random() < 0.1:
+                    value = "typo" + value  # fixed by the same person 20 s later
+                    fix.append((id_, time.time() + 20))
+                    self.invalid += 1
+            r = next(i for i, row in enumerate(rows, start=top + 1) if row[idc] == id_)
+            ws.update_cell(r, header.index(column) + 1, value)
+            self.last[(id_, column)] = (value, time.time())
+            self.edits += 1
 
     def start(self) -> list[threading.Thread]:
         threads = [threading.Thread(target=self.person, args=(k,), daemon=True)
@@ -150,16 +166,86 @@ class Meter:
         return best
 
 
+class Crash(BaseException):
+    """A kill -9 stand-in, raised from the journal's rename step; nothing inside catches it."""
+
+
+@dataclass
+class Faults:
+    """``--faults``: API bursts, crashes mid-move, new image files (see the module docstring)."""
+
+    api: SheetsStandin
+    root: Path
+    stop: threading.Event
+    crash_rate: float = 0.2
+    seed: int = 1
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.rng = random.Random(self.seed)
+        self.files = Counter(_digest(p) for p in self.root.rglob("*") if p.is_file())
+
+    def count(self, what: str) -> None:
+        self.counts[what] = self.counts.get(what, 0) + 1
+
+    def run(self) -> None:
+        from sheetsync.demo import draw_numeral
+
+        while not self.stop.wait(self.rng.expovariate(1 / 15)):
+            kind = self.rng.choice(["429", "503", "timeout", "image"])
+            if kind == "image" and self.rng.random() < 0.25:
+                cls = self.rng.choice(CLASSES)
+                path = self.root / "train" / cls / f"copied-{self.rng.randrange(10**9)}.png"
+                draw_numeral(cls, self.rng).save(path)
+                self.files[_digest(path)] += 1
+                self.count("new_images")
+            elif kind != "image":
+                fault: int | str = int(kind) if kind.isdigit() else kind
+                self.api.fail_next(self.rng.randint(1, 3), fault, delay=2.0)
+                self.count(f"api_{kind}")
+
+    def install(self) -> Any:
+        """Crash about ``crash_rate`` of the move batches at a rename; returns the undo."""
+        from sheetsync import journal as jr
+
+        real = jr._rename
+
+        def rename(root: Path, src: str, dst: str) -> None:
+            # A batch of a few moves makes a few renames each: about crash_rate of them die.
+            if self.rng.random() < self.crash_rate / 4:
+                self.count("crashes")
+                raise Crash()
+            real(root, src, dst)
+
+        jr._rename = rename
+        return lambda: setattr(jr, "_rename", real)
+
+    def lost_or_duplicated(self) -> int:
+        now = Counter(_digest(p) for p in self.root.rglob("*") if p.is_file())
+        return sum(((+now) - (+self.files)).values()) + sum(((+self.files) - (+now)).values())
+
+
+def _digest(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def soak(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     with SheetsStandin() as api:
         project = make_project(api, work, args.images)
         team = Team(api, project.backend.spreadsheet_id, args.people, args.edits_per_minute)
         events: list[Event] = []
-        watcher = Watcher(project, WatchSettings(interval=args.interval, quiet=args.quiet,
-                                                 epochs=args.epochs), events.append)
+        settings = WatchSettings(interval=args.interval, quiet=args.quiet, epochs=args.epochs)
+        watcher = Watcher(project, settings, events.append)
         meter = Meter(project.backend)
         meter.thread.start()
+        faults = Faults(api, project.config.root, team.stop) if args.faults else None
+        undo = faults.install() if faults else None
         threads = team.start()
+        if faults:
+            threads.append(threading.Thread(target=faults.run, daemon=True))
+            threads[-1].start()
         timer = threading.Timer(args.minutes * 60, lambda: (team.stop.set(),))
         timer.start()
         started = time.time()
@@ -171,15 +257,26 @@ def soak(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 action = "error"
                 events.append(Event("", "error", {"error": type(e).__name__, "detail": str(e),
                                                   "delay": args.interval}))
+            except Crash:  # the process died mid-move: a new one starts on the same project
+                action = "crash"
+                project = open_google(api, project.config.project_dir)
+                watcher = Watcher(project, settings, events.append)
             cycles += 1
             if team.stop.is_set() and action == "idle":
                 break
             time.sleep(args.interval)
         for t in threads:
             t.join()
+        if undo:
+            undo()
         meter.stop.set()
         elapsed = time.time() - started
-        return _check(project, team, events, cycles, elapsed, meter.peak())
+        result = _check(project, team, events, cycles, elapsed, meter.peak())
+        if faults:
+            shown = set(project.backend.read_table()["id"].astype(str))
+            result.update(faults=faults.counts, files_lost_or_duplicated=faults.lost_or_duplicated(),
+                          images_without_row=len(set(project.versions.load("latest")["id"]) - shown))
+        return result
 
 
 def _check(project: Project, team: Team, events: list[Event], cycles: int, elapsed: float,
@@ -270,6 +367,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--interval", type=float, default=5.0)
     parser.add_argument("--quiet", type=float, default=15.0)
     parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--faults", action="store_true",
+                        help="API bursts, crashes mid-move and new image files during the soak")
     args = parser.parse_args(argv)
     load = os.getloadavg()
     print(f"machine load (1/5/15 min) before: {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} "
@@ -286,6 +385,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"human cells lost per edit: watch {result['lost_human_cells'] / max(1, result['edits']):.3f}"
               f" vs baseline {base['lost_human_cells'] / base['edits']:.3f}")
     ok = (result["lost_human_cells"] == 0 and result["valid_edits_not_applied"] == 0
+          and result.get("files_lost_or_duplicated", 0) == 0
+          and result.get("images_without_row", 0) == 0
           and result["score_rows_without_version"] == 0 and result["reads_per_min_peak"] < 60
           and result["writes_per_min_peak"] < 60)
     print("verdict:", "PASS" if ok else "FAIL")

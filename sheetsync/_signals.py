@@ -111,7 +111,10 @@ def label_issues(probs: pd.DataFrame, labels: pd.Series) -> pd.Series:
     counts = np.bincount(given, minlength=p.shape[1])
     if len(p) < 2 or (counts < 2).any():
         return pd.Series(margin(probs, labels).to_numpy() < 0, index=probs.index)
-    flags = _quietly(find_label_issues, given, p, filter_by="prune_by_noise_rate")
+    # n_jobs=1: cleanlab's default forks a multiprocessing.Pool, and a fork after TensorFlow
+    # started its threads can deadlock (a child inherits a held lock: `watch` hung in
+    # Pool.terminate). The results do not depend on n_jobs (cleanlab's docs).
+    flags = _quietly(find_label_issues, given, p, filter_by="prune_by_noise_rate", n_jobs=1)
     return pd.Series(np.asarray(flags, dtype=bool), index=probs.index)
 
 

@@ -452,6 +452,9 @@ _WATCH_WORDS: dict[str, Callable[[dict[str, Any]], str]] = {
                                      "again at the next start"),
     "retry": lambda d: f"{d['detail']} (next try in {d['delay']:.0f} s)",
     "error": lambda d: f"{d['detail']} (next try in {d['delay']:.0f} s)",
+    "hung": lambda d: str(d["detail"]),
+    "followed": lambda d: (f"{d['rows']} derived row(s) now show the label their relabelled "
+                           "source gave them"),
     "stopped": lambda d: (f"{d['cycles']} cycle(s), {d['pulls']} pull(s), "
                           f"{d['trainings']} training(s)"),
     "waiting": lambda d: (f"{d['edits']} edited cell(s); pulling after {d['left']:.0f} s "

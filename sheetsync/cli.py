@@ -293,10 +293,13 @@ def scores(ctx: click.Context) -> None:
 @click.option("--epochs", type=click.IntRange(min=1), help="Epochs per retraining.")
 @click.option("--no-train", is_flag=True, help="Pull and republish only; never train.")
 @click.option("--once", is_flag=True, help="Run one cycle and exit (cron, CI).")
+@click.option("--cycle-timeout", type=click.FloatRange(min=0), default=1800.0,
+              show_default=True, help="Seconds a cycle (a training: each epoch) may take "
+              "before it is stopped and reported; 0: no limit.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per event line.")
 @click.pass_context
 def watch(ctx: click.Context, interval: float, quiet: float, epochs: int | None, no_train: bool,
-          once: bool, as_json: bool) -> None:
+          once: bool, cycle_timeout: float, as_json: bool) -> None:
     """Keep the sheet, folders and scores in step while people edit (a service).
 
     Polls the sheet, pulls edits once they settle, retrains, republishes sheetsync's own
@@ -311,7 +314,7 @@ def watch(ctx: click.Context, interval: float, quiet: float, epochs: int | None,
         click.echo(watch_event_json(event) if as_json else watch_event_line(event))
 
     settings = WatchSettings(interval=interval, quiet=quiet, train=not no_train,
-                             epochs=epochs, once=once)
+                             epochs=epochs, once=once, cycle_timeout=cycle_timeout)
     result = run(_project(ctx), settings, log=show)
     step = None if as_json else next_step(result)  # --json: only event lines
     if step:

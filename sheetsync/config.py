@@ -141,6 +141,8 @@ class Config:
             unknown = set(value) - known
             if unknown:
                 raise ConfigError(f"[{name}] has unknown key(s): {', '.join(sorted(unknown))}")
+            for key, item in value.items():
+                _check_value(name, key, kind.__dataclass_fields__[key].type, item)
             return kind(**value)
 
         if "root" not in raw:
@@ -153,8 +155,17 @@ class Config:
         if len(set(classes)) != len(classes):
             raise ConfigError(f"{CONFIG_NAME}: 'classes' has duplicates")
         splits = raw.get("splits", ["train", "val"])
-        if not isinstance(splits, list) or not splits:
-            raise ConfigError(f"{CONFIG_NAME}: 'splits' must be a non-empty list")
+        if not isinstance(splits, list) or not splits or not all(
+            isinstance(s, str) and s.strip() for s in splits
+        ):
+            raise ConfigError(f"{CONFIG_NAME}: 'splits' must be a non-empty list of names, "
+                              f"not {splits!r}")
+        if len(set(splits)) != len(splits):
+            raise ConfigError(f"{CONFIG_NAME}: 'splits' has duplicates")
+        for key in ("root", "test_dir", "state_dir"):
+            if key in raw and not isinstance(raw[key], str):
+                raise ConfigError(f"{CONFIG_NAME}: '{key}' must be a folder path (text), "
+                                  f"not {raw[key]!r}")
         backend = raw.get("backend", "local")
         if backend not in BACKENDS:
             raise ConfigError(f"{CONFIG_NAME}: backend must be one of {', '.join(BACKENDS)}")
@@ -197,6 +208,44 @@ class Config:
 
     def save(self) -> None:
         self.path.write_text(tomli_w.dumps(self.to_dict()), encoding="utf-8")
+
+
+# Least values of the numbers in sheetsync.toml (key -> least); others only need their type.
+_LEAST: dict[str, float] = {
+    "local.thumb_size": 8, "google.timeout": 0.01, "google.max_retries": 0,
+    "publish.thumbnails": 0, "publish.workers": 1, "publish.max_retries": 0,
+    "train.epochs": 1, "train.batch_size": 1, "train.seed": 0,
+    "review.folds": 2, "review.epochs": 1, "review.fold_seeds": 1, "review.fold_workers": 0,
+    "augment.cap": 0, "augment.seed": 0, "augment.max_side": 8,
+}
+_CHOICES = {"train.precision": ("float32", "mixed_bfloat16"),
+            "google.auth": ("service_account", "oauth", "default")}
+
+
+def _check_value(section: str, key: str, annotation: object, value: object) -> None:
+    """A ConfigError naming ``[section] key`` when ``value`` is not what the key takes."""
+    where, kind = f"[{section}] {key}", str(annotation)
+    whole = kind == "int"
+    if kind in ("int", "float"):
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        least = _LEAST.get(f"{section}.{key}")
+        if not number or (whole and not isinstance(value, int)) or (
+                least is not None and value < least):  # type: ignore[operator]
+            what = "a whole number" if whole else "a number"
+            bound = f" >= {least:g}" if least is not None else ""
+            raise ConfigError(f"{where} must be {what}{bound}, not {value!r}")
+    elif kind == "bool" and not isinstance(value, bool):
+        raise ConfigError(f"{where} must be true or false, not {value!r}")
+    elif kind == "str" and not isinstance(value, str):
+        raise ConfigError(f"{where} must be text (in quotes), not {value!r}")
+    elif kind.startswith("list") and not (isinstance(value, list)
+                                          and all(isinstance(v, str) for v in value)):
+        raise ConfigError(f"{where} must be a list of names, not {value!r}")
+    elif kind.startswith("dict") and not isinstance(value, dict):
+        raise ConfigError(f"{where} must be a table, not {value!r}")
+    choices = _CHOICES.get(f"{section}.{key}")
+    if choices and value not in choices:
+        raise ConfigError(f"{where} must be one of {', '.join(choices)}, not {value!r}")
 
 
 def _check_folder_name(name: str) -> None:

@@ -345,8 +345,10 @@ def _digest(path: Path) -> str:
 
 def _rename(root: Path, src: str, dst: str) -> None:
     a, b = safe_join(root, src), safe_join(root, dst)
-    if b.exists() or b.is_symlink():
-        raise JournalError(f"refusing to overwrite {dst} while moving {src}")
+    if b.exists() or b.is_symlink():  # a dangling link is no file, yet a rename replaces it
+        # A MoveError: the batch is rolled back at once, like any other refused move.
+        raise MoveError(f"refusing to overwrite {dst} while moving {src} (something appeared "
+                        f"there; move it away)")
     try:
         b.parent.mkdir(parents=True, exist_ok=True)
         os.rename(a, b)

@@ -37,7 +37,14 @@ from ._reviewsheet import (
 )
 from .config import CONFIG_NAME, Config
 from .dataset import ScanResult, SkippedFile, detect_layout, order_classes, safe_join, scan
-from .errors import BackendError, ConfigError, Problem, SheetValidationError, UnpulledEditsError
+from .errors import (
+    BackendError,
+    ConfigError,
+    Problem,
+    SheetValidationError,
+    UnpulledEditsError,
+    WorkbookChangedError,
+)
 from .inputs import (
     class_distances,
     counts_table,
@@ -187,7 +194,8 @@ class Project:
         return usable(items_of(manifest, self.config.root), manifest, scanned.images.unusable)
 
     def _exists(self, rel: str) -> bool:
-        return safe_join(self.config.root, rel).exists()
+        # lexists: a dangling link holds the name too (a move there would be refused).
+        return os.path.lexists(safe_join(self.config.root, rel))
 
     def _usage(self, *, wrote: bool = False) -> str:
         # The workbook's usage line describes its last write; only an online backend counts
@@ -201,26 +209,54 @@ class Project:
     def push(self, *, force: bool = False, order: str | None = None) -> PushResult:
         with self._locked():
             manifest, info, scanned = self._refresh()
+            saved = self._saved_version()  # before the read: a save after it is seen at the write
             sheet = self.backend.read_table()
             edits = self._pending_edits(sheet, self.store.read_published())
             if edits and not force:
-                raise UnpulledEditsError(
-                    f"the sheet has {len(edits)} edit(s) that were never pulled, e.g.:\n  "
-                    + "\n  ".join(edits[:10])
-                    + "\nrun `sheetsync pull` first, or `sheetsync push --force` to overwrite "
-                      "them (the sheet is backed up first)")
+                raise _unpulled(edits)
             backup = sheet is not None and len(sheet) > 0 and bool(edits or force)
             sheet_backup = self.store.backup_sheet(sheet) if backup and sheet is not None else None
             workbook_backup = self.backup_workbook() if backup else None
             # Every image a row will point at is in the bucket before the sheet is written.
             images = self._publish_images(manifest) if self.config.backend == "google" else None
             table, sheet_layout, source, review = self._review(manifest, info, scanned, order)
-            self.backend.write_table(table, sheet_layout)
+            self._write_unless_edited(table, sheet_layout, saved, edits, force)
             self._save_published(table, info)
             return PushResult(len(table), info, self.backend.describe(), source, sheet_backup,
                               workbook_backup, self._usage(wrote=True), images,
                               model=review.model, summary=review.summary,
                               recovered=self.recovered, skipped=self.skipped)
+
+    def _saved_version(self) -> tuple[int, int, int] | None:
+        """The workbook's saved version (its file stamp); None for a backend without one."""
+        from .sheets.local import LocalBackend
+
+        return self.backend.saved_version() if isinstance(self.backend, LocalBackend) else None
+
+    def _write_unless_edited(self, table: pd.DataFrame, sheet_layout: SheetLayout,
+                             saved: tuple[int, int, int] | None, edits: list[str],
+                             force: bool) -> None:
+        """Write the rows a push prepared, unless people saved an edit since the check (the
+        uploads and thumbnails between them take a while): never overwritten unseen."""
+        from .sheets.local import LocalBackend
+
+        if isinstance(self.backend, LocalBackend):
+            try:  # the file is replaced only if it is still the version checked
+                self.backend.write_table(table, sheet_layout, unchanged_since=saved)
+            except WorkbookChangedError:
+                raise UnpulledEditsError(
+                    f"{self.backend.describe()} was saved while push prepared the rows; nothing "
+                    "was written: run `sheetsync pull` for its edits, then push again") from None
+            return
+        # An online sheet has no saved version to compare: read it again just before writing.
+        now = self.backend.read_table()
+        again = self._pending_edits(now, self.store.read_published())
+        if again != edits:
+            if not force:
+                raise _unpulled(again)
+            if now is not None and len(now):
+                self.store.backup_sheet(now)  # --force: the newer edits are backed up too
+        self.backend.write_table(table, sheet_layout)
 
     def _review(self, manifest: pd.DataFrame, info: VersionInfo, scanned: ScanResult,
                 order: str | None) -> tuple[pd.DataFrame, SheetLayout, PredictionSource, ReviewSheet]:
@@ -261,6 +297,29 @@ class Project:
                 self._publish_images(manifest)  # appended rows link to published images
             table, sheet_layout, source, _ = self._review(manifest, info, scanned, None)
             return table, sheet_layout, info, source
+
+    def rescan(self) -> VersionInfo:
+        """Scan the folders now (``sheetsync watch``, when they changed): a version is recorded
+        when images were added, removed or moved outside sheetsync."""
+        with self._locked():
+            _, info, _ = self._refresh()
+            return info
+
+    def published_followed(self, cells: pd.DataFrame) -> None:
+        """The sheet now shows ``cells`` (index = id; label, action, note) for rows that
+        followed their source (:meth:`Backend.update_followed`): the next merge's base."""
+        with self._locked():
+            published = self.store.read_published()
+            if published is None:
+                return
+            shown = published.set_index("id", drop=False)
+            ids = [i for i in cells.index if i in shown.index]
+            for name in cells.columns:
+                if name in shown.columns:
+                    shown.loc[ids, name] = cells.loc[ids, name].astype(str)
+            info = self.versions.latest()
+            self.store.save_published(shown.reset_index(drop=True).fillna("").astype(str),
+                                      info.version if info else 0, self.backend.describe())
 
     def published_own_columns(self, updates: pd.DataFrame, appended: pd.DataFrame) -> None:
         """What a republish wrote joins what was last published: the read-only cells of
@@ -745,6 +804,14 @@ class Project:
             return None
         src = self.config.resolve(self.config.local.path)
         return self.store.backup_file(src) if src.exists() else None
+
+
+def _unpulled(edits: list[str]) -> UnpulledEditsError:
+    return UnpulledEditsError(
+        f"the sheet has {len(edits)} edit(s) that were never pulled, e.g.:\n  "
+        + "\n  ".join(edits[:10])
+        + "\nrun `sheetsync pull` first, or `sheetsync push --force` to overwrite "
+          "them (the sheet is backed up first)")
 
 
 def _new_config(root: Path, project_dir: Path, backend: str, classes: list[str] | None,

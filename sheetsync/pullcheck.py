@@ -83,6 +83,19 @@ def headerless_problems(sheet: pd.DataFrame, headerless: Mapping[str, int],
     return problems
 
 
+def uncomputed_problems(cells: Mapping[str, str]) -> list[Problem]:
+    """A problem per cell holding a formula with no computed value (``"H5"`` -> formula)."""
+    problems = []
+    for cell, formula in cells.items():
+        row = int(re.sub(r"^[A-Z]+", "", cell))
+        shown = formula if len(formula) <= 40 else formula[:37] + "..."
+        problems.append(Problem(row, None, f"cell {cell} holds the formula {shown!r} with no "
+                                           f"computed value (it reads as empty): open and save "
+                                           f"the workbook in a spreadsheet program, or type the "
+                                           f"value itself"))
+    return problems
+
+
 def published_columns(columns: Iterable[str]) -> list[str]:
     """The read-only columns among ``columns`` that the row check compares."""
     present = set(columns)

@@ -34,6 +34,10 @@ HEAD = ("image", "label", "action", CHECKED, RANK, SUGGESTION, "why", "confidenc
         SYNC_STATUS, *DERIVED, *MAP_COLUMNS)
 TAIL = ("id", "path", "url")
 CORE = (*HEAD, *TAIL)
+# Every name sheetsync uses for a column of its own (the sheet's and the manifest's, e.g.
+# ``hash``): a column people add under one of these names would overwrite sheetsync's data,
+# so a pull refuses it by name.
+RESERVED = tuple(dict.fromkeys((*CORE, *MANIFEST_COLUMNS)))
 # The header and every column through this one stay in view when scrolling sideways.
 FREEZE_THROUGH = "label"
 # Columns every sheet must keep: renaming or deleting one of these is an error on pull.

@@ -21,15 +21,23 @@ import pandas as pd
 from .dataset import ACTIONS
 from .errors import Problem
 from .journal import Move, plan_locations
-from .pullcheck import cell_problems, headerless_problems, published_columns, rekeyed_problems
-from .rows import CHECKED, CORE, EDITABLE, REQUIRED, checked_value, extra_columns
-from .sheets.base import header_row_of, headerless_columns
+from .pullcheck import (
+    cell_problems,
+    headerless_problems,
+    published_columns,
+    rekeyed_problems,
+    uncomputed_problems,
+)
+from .rows import CHECKED, CORE, EDITABLE, REQUIRED, RESERVED, checked_value, extra_columns
+from .sheets.base import header_row_of, headerless_columns, uncomputed_cells
 from .versions import diff_manifests
 
 if TYPE_CHECKING:
     from .augment import ClassTable, Followed
 
 _ACTION_ALIASES = {"": "keep", "keep": "keep", "drop": "drop"}
+# Reserved names that are not sheet columns (the manifest's ``hash``): never a person's column.
+_INTERNAL = {c.casefold() for c in RESERVED if c not in CORE}
 
 
 @dataclass
@@ -73,16 +81,21 @@ def normalise_header(sheet: pd.DataFrame) -> tuple[dict[str, str], list[Problem]
                 problems.append(Problem(head, None, "a column holds data but has no header"))
             continue
         name = core.get(key, text)
+        if name not in core.values() and key in _INTERNAL:
+            problems.append(Problem(head, text, f"header {text!r} is a name sheetsync keeps for "
+                                                f"its own data; rename the column (e.g. "
+                                                f"{text + ' (mine)'!r}) to pull"))
+            continue
         if name in seen:
             problems.append(Problem(head, text, f"header {text!r} appears twice"))
             continue
         seen[name] = raw
         mapping[raw] = name
-    for name in REQUIRED:
-        if name not in seen:
-            problems.append(Problem(head, name, f"header {name!r} is missing (renamed or removed?); "
-                                             f"restore it to pull"))
-    return mapping, problems
+    # The cause first: a header that is gone makes every cell below look out of place.
+    missing = [Problem(head, name, f"header {name!r} is missing (renamed or removed, or the "
+                                   f"header row moved?); restore it to pull")
+               for name in REQUIRED if name not in seen]
+    return mapping, missing + problems
 
 
 def clean_cells(sheet: pd.DataFrame, mapping: dict[str, str]) -> pd.DataFrame:
@@ -123,6 +136,8 @@ def plan_pull(
     ids = cells["id"].str.strip()
     # Cells no push could write back, and rows whose id was moved apart from the row.
     problems += cell_problems(cells, header_row_of(sheet)) + rekeyed_problems(ids, cells, published)
+    # A formula with no computed value reads as empty: what was typed would be lost unseen.
+    problems += [p for p in uncomputed_problems(uncomputed_cells(sheet)) if p.row in sheet.index]
     rows = pd.Series(cells.index.astype(int), index=cells.index)
     bad = pd.Series(False, index=cells.index)
 
@@ -272,6 +287,8 @@ def unpulled_edits(sheet: pd.DataFrame | None, published: pd.DataFrame | None) -
     known = ids.isin(base.index)
     lines = {(int(r), 0): f"row {r}: id {ids[r]!r} was not in the last push (row added or id edited)"
              for r in ids[~known].index}
+    for p in uncomputed_problems(uncomputed_cells(sheet)):  # a push would overwrite them
+        lines[(p.row or 0, 0)] = f"row {p.row}: {p.message}"
     compare = [c for c in cells.columns if c in EDITABLE or c not in CORE]
     for k, name in enumerate(compare, start=1):
         now = cells.loc[known, name]

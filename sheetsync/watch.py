@@ -24,6 +24,7 @@ import fcntl
 import json
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -55,6 +56,9 @@ class WatchSettings:
     epochs: int | None = None  # None: [train] epochs of sheetsync.toml
     once: bool = False  # one cycle (cron, CI)
     max_backoff: float = 300.0  # longest wait after repeated errors
+    # A cycle (a training: each epoch) that runs longer is stopped and reported (0: no limit);
+    # see _Watchdog.
+    cycle_timeout: float = 1800.0
 
 
 @dataclass(frozen=True)
@@ -110,7 +114,9 @@ def plan(state: WatchState, seen: Observation, now: float, settings: WatchSettin
         left = settings.quiet - (now - state.changed_at)
         if left > 0:
             return Plan("wait", state, edits=len(edits), left=left)
-        return Plan("pull", replace(state, attempted=edits), edits=len(edits))
+        # Marked as attempted only once a pull applied or held them (Watcher.do_pull): a pull
+        # that fails (a lock, an OS error) is tried again on the next cycle.
+        return Plan("pull", state, edits=len(edits))
     # The new rank (sheetsync.rerank) is out in seconds, before a training of minutes.
     if seen.published_key != state.published_key:
         return Plan("republish", state, key=seen.published_key)
@@ -157,15 +163,25 @@ def _differs(name: str, now: str, was: str) -> bool:
 
 
 def status_messages(problems: list[Problem], sheet: pd.DataFrame) -> dict[str, str]:
-    """id -> the text of its row's sync_status cell, from held-back problems."""
+    """id -> the text of its row's sync_status cell, from held-back problems.
+
+    The cell is found by id, so it is on the id's first row: a problem of a later row with
+    the same id (a copied row) says which row it is about, never that the first row's own
+    edit waits."""
+    from .sheets.base import row_positions
+
     ids = sheet["id"].astype(str).str.strip() if "id" in sheet.columns else pd.Series(dtype=str)
-    out: dict[str, list[str]] = {}
+    first = row_positions(sheet)
+    out: dict[str, dict[int, list[str]]] = {}
     for p in problems:
         if p.row is None or p.row not in ids.index or not ids[p.row]:
             continue
         where = f"{p.column}: " if p.column else ""
-        out.setdefault(ids[p.row], []).append(f"{where}{p.message}")
-    return {k: "not applied: " + "; ".join(v) for k, v in out.items()}
+        out.setdefault(ids[p.row], {}).setdefault(p.row, []).append(f"{where}{p.message}")
+    return {id_: "; ".join(
+        ("not applied: " if row == first.get(id_) else f"row {row} (a copy of this row's id) "
+         "not applied: ") + "; ".join(texts) for row, texts in sorted(rows.items()))
+        for id_, rows in out.items()}
 
 
 def own_updates(table: pd.DataFrame, sheet: pd.DataFrame, own: list[str],
@@ -249,6 +265,68 @@ class _Stop:
         self.requested = True
 
 
+class CycleTimeout(WatchError):
+    """A watch cycle ran past its time limit (``--cycle-timeout``); it was stopped."""
+
+
+# After the limit plus this grace a cycle that ignored the stop signal ends the process
+# (a supervisor restarts it; an interrupted move batch is finished by the journal).
+HUNG_GRACE = 60.0
+EXIT_HUNG = 75  # EX_TEMPFAIL: try again later
+
+
+class _Watchdog:
+    """A time limit on each cycle: a service must never hang.
+
+    In the main thread (the CLI), SIGALRM raises :class:`CycleTimeout` in the cycle when the
+    limit passes; the loop reports it and goes on. A cycle stuck where no signal reaches it
+    (a C call holding the GIL's attention elsewhere) is ended by a backstop thread after
+    :data:`HUNG_GRACE`: it reports, then exits the process with :data:`EXIT_HUNG`. Training
+    pets the dog once per epoch. Outside the main thread (tests driving a watcher) there is
+    no limit."""
+
+    def __init__(self, seconds: float, on_hung: Callable[[float], None]):
+        self.seconds, self.on_hung = seconds, on_hung
+        self.deadline = 0.0
+        self.armed = False
+
+    def pet(self) -> None:
+        self.deadline = time.monotonic() + self.seconds
+        if self.armed:
+            signal.setitimer(signal.ITIMER_REAL, self.seconds)
+
+    @contextmanager
+    def __call__(self) -> Iterator[None]:
+        if self.seconds <= 0 or threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def expire(signum: int, frame: Any) -> None:
+            self.armed = False
+            raise CycleTimeout(f"a watch cycle ran past its {self.seconds:g} s limit "
+                               "(--cycle-timeout) and was stopped; the next cycle starts afresh")
+
+        old = signal.signal(signal.SIGALRM, expire)
+        done = threading.Event()
+        self.armed = True
+        self.pet()
+        threading.Thread(target=self._backstop, args=(done,), daemon=True,
+                         name="watch-watchdog").start()
+        try:
+            yield
+        finally:
+            self.armed = False
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, old)
+            done.set()
+
+    def _backstop(self, done: threading.Event) -> None:
+        while not done.wait(1.0):
+            if time.monotonic() > self.deadline + HUNG_GRACE:
+                self.on_hung(self.seconds)
+                os._exit(EXIT_HUNG)
+
+
 class _Abandon(Exception):
     """Raised from the epoch callback to abandon a training when asked to stop."""
 
@@ -274,6 +352,8 @@ class Watcher:
         self.stop = _Stop()
         self.sheet: pd.DataFrame | None = None
         self._stamp: object = None
+        self._folders: str | None = None  # folder_stamp at the last scan
+        self.watchdog = _Watchdog(settings.cycle_timeout, self._hung)
 
     # -- events and files
 
@@ -320,7 +400,8 @@ class Watcher:
                 delay = self.settings.interval
                 try:
                     self.result.cycles += 1
-                    self.cycle()
+                    with self.watchdog():
+                        self.cycle()
                     errors = 0
                     self._health()
                 except _Abandon:
@@ -342,6 +423,14 @@ class Watcher:
             self.emit("stopped", cycles=self.result.cycles, pulls=self.result.pulls,
                       trainings=self.result.trainings)
         return self.result
+
+    def _hung(self, seconds: float) -> None:
+        """The backstop's last words: the cycle ignored its stop; the process exits."""
+        detail = (f"a watch cycle ran past its {seconds:g} s limit and did not stop within "
+                  f"{HUNG_GRACE:g} s more; exiting (exit code {EXIT_HUNG}) so that a supervisor "
+                  "restarts the watcher")
+        self.emit("hung", detail=detail)
+        self._health(detail)
 
     @contextmanager
     def _signals(self) -> Iterator[None]:
@@ -378,6 +467,10 @@ class Watcher:
 
     def poll(self) -> Observation:
         project = self.project
+        folders = folder_stamp(project.config.root)
+        if folders != self._folders:  # files added, removed or moved: new rows, gone rows
+            project.rescan()
+            self._folders = folders
         if self._stale():
             self.sheet = project.backend.read_table()
             if self.sheet is None:
@@ -427,12 +520,30 @@ class Watcher:
                       edited=result.edited)
         else:
             self.emit("pulled", version=None)
+        if result.followed and result.version is not None:
+            self.show_followed([f.id for f in result.followed])
         # Edits left (the held rows') count as attempted until someone changes them again.
         left = tuple(sorted(edit_cells(self.sheet, self.project.store.read_published())))
         if messages != self.state.held:
             self.write_statuses(messages, self.state.held)
         self.state = replace(self.state, held=messages, edits=left, attempted=left)
         self._stamp = None  # read again next cycle: the sheet is the base for what follows
+
+    def show_followed(self, ids: list[str]) -> None:
+        """Derived rows that followed their source show their new label, action and note
+        (each row only while it still shows what was published: a newer edit wins)."""
+        cols = ["label", "action", "note"]
+        now = self.project.versions.load("latest").set_index("id").reindex(ids)[cols]
+        published = self.project.store.read_published()
+        if published is None:
+            return
+        shown = published.set_index("id").reindex(ids)[cols].fillna("")
+        _, sheet_layout, _, _ = self.project.review_table()
+        written = self.project.backend.update_followed(now.astype(str), shown, sheet_layout)
+        if written:
+            self.project.published_followed(now.loc[written].astype(str))
+        self.emit("followed", rows=len(written), ids=written)
+        self._stamp = None
 
     def write_statuses(self, messages: dict[str, str], before: dict[str, str]) -> None:
         """Say in the sheet why rows wait (and clear the rows fixed since); nothing else."""
@@ -446,6 +557,7 @@ class Watcher:
 
     def do_train(self, step: Plan) -> None:
         def on_epoch(epoch: int, total: int, logs: dict[str, float]) -> None:
+            self.watchdog.pet()  # the limit holds per epoch: a long training is no hang
             if self.stop.requested:
                 raise _Abandon()
 
@@ -477,6 +589,26 @@ class Watcher:
         self._stamp = None
 
 
+def folder_stamp(root: Path) -> str:
+    """What tells the dataset folders apart from their state at the last look: every file's
+    path, size and modification time (a stat per file, no reading), as one digest."""
+    import hashlib
+
+    from .journal import STAGING
+
+    digest = hashlib.sha256()
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if d != STAGING)
+        for name in sorted(files):
+            path = os.path.join(folder, name)
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue  # gone between the listing and the stat: the next look sees it
+            digest.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\n".encode("utf-8", "replace"))
+    return digest.hexdigest()
+
+
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(data, default=str))
@@ -485,8 +617,9 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
 
 def check_settings(project: Project, settings: WatchSettings) -> WatchSettings:
     """Refuse settings that would break the quota or make no sense."""
-    if settings.interval <= 0 or settings.quiet < 0:
-        raise WatchError("--interval must be above 0 and --quiet at least 0 seconds")
+    if settings.interval <= 0 or settings.quiet < 0 or settings.cycle_timeout < 0:
+        raise WatchError("--interval must be above 0, --quiet and --cycle-timeout at least 0 "
+                         "seconds")
     if project.config.backend == "google" and settings.interval < GOOGLE_MIN_INTERVAL:
         raise WatchError(f"--interval {settings.interval:g} s would exceed Google's 60 reads per "
                          f"minute; use at least {GOOGLE_MIN_INTERVAL:g} s")
@@ -499,5 +632,5 @@ def run(project: Project, settings: WatchSettings, *, log: Callable[[Event], Non
     return Watcher(project, check_settings(project, settings), log, trainer).run()
 
 
-__all__ = ["Event", "Observation", "Plan", "WatchResult", "WatchSettings", "WatchState",
+__all__ = ["CycleTimeout", "Event", "Observation", "Plan", "WatchResult", "WatchSettings", "WatchState",
            "edit_cells", "own_updates", "plan", "refuse_if_watched", "run", "status_messages"]

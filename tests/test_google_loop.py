@@ -70,8 +70,10 @@ def test_push_edit_in_sheets_pull_rearranges_folders(api: SheetsStandin, project
     ids = ids_by_path(project)
     api.reset_counts()
     report = project.push()
-    assert (api.reads, api.writes) == (2, 1)  # unpulled-edit check + sheet ids; one batchUpdate
-    assert "3 requests (2 read, 1 write)" in text_of(report)
+    # The unpulled-edit check, that check again right before writing (an edit made while the
+    # rows were prepared is never overwritten), the sheet ids; one batchUpdate.
+    assert (api.reads, api.writes) == (3, 1)
+    assert "4 requests (3 read, 1 write)" in text_of(report)
     ws = collaborator(api, project)
     values = ws.get_all_values(value_render_option="FORMULA")
     head = header_index(values)

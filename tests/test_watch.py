@@ -73,8 +73,11 @@ def test_plan_waits_for_quiet_then_pulls_once_then_trains_then_republishes() -> 
     assert p.action == "wait"
     p = plan(p.state, obs(e1 | {("b", "note", "x")}), 155.0, s)
     assert p.action == "pull"
-    # The same (held-back) edits are not pulled again until someone changes them.
-    again = plan(p.state, obs(e1 | {("b", "note", "x")}, trained=False), 999.0, s)
+    # Until a pull applied or held them (Watcher.do_pull marks them attempted), they are
+    # pulled again; then the same (held-back) edits wait until someone changes them.
+    assert plan(p.state, obs(e1 | {("b", "note", "x")}), 156.0, s).action == "pull"
+    pulled = dataclasses.replace(p.state, attempted=p.state.edits)
+    again = plan(pulled, obs(e1 | {("b", "note", "x")}, trained=False), 999.0, s)
     assert again.action == "train"
     assert plan(again.state, obs(trained=True, key="new"), 1000.0, s).action == "republish"
     assert plan(replace_key(again.state, "new"), obs(key="new"), 1000.0, s).action == "idle"

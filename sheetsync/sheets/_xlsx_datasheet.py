@@ -74,8 +74,12 @@ class DataSheetWriter:
         thumbnails: bool,
         thumb_size: int,
         reuse: dict[tuple[str, str], images.Thumbnail] | None = None,
+        blank_headers: frozenset[str] = frozenset(),
     ):
         self.ws = ws
+        # Columns people left without a header (data in them is refused by a pull, cell by
+        # cell): their header stays blank, so a rewrite never makes them a named column.
+        self.blank_headers = blank_headers
         self.root = root.resolve()
         self.thumbnails = thumbnails
         self.thumb_size = thumb_size
@@ -170,6 +174,8 @@ class DataSheetWriter:
     def _header(self) -> None:
         for col, (name, spec) in enumerate(zip(self.names, self.columns, strict=True), start=1):
             cell = self.ws.cell(row=self.head, column=col)
+            if name in self.blank_headers:
+                continue
             cell.value = checked_text(name, where=f"header {cell.coordinate}")
             cell.data_type = "s"
             cell.font = HEADER_FONT

@@ -199,19 +199,37 @@ class Backend(ABC):
         has no row yet; never write a cell people edit. See the module docstring."""
         raise NotImplementedError(f"{type(self).__name__} cannot update its own columns")
 
+    def update_followed(self, cells: pd.DataFrame, shown: pd.DataFrame,
+                        layout: SheetLayout) -> list[str]:
+        """Show in the sheet what a pull changed in rows nobody edited (derived rows that
+        followed their relabelled source): ``cells`` (index = id; label, action, note) are
+        written only where the sheet still shows ``shown`` (the same shape), so a person's
+        newer edit is never overwritten. Returns the ids written. A backend that cannot do
+        this safely writes nothing (the next push shows them)."""
+        return []
+
     def usage(self) -> str:
         """What the last operations cost (requests, bytes); empty when not meaningful."""
         return ""
 
 
+# How far down people may push the header (rows inserted above it) and still have it found.
+HEADER_SEARCH = 10
+
+
 def skip_info(rows: list[list[str]]) -> tuple[list[list[str]], int]:
-    """``rows`` without a leading info line, and the sheet row number of the header.
+    """``rows`` from the header on, and the header's row number (1-based, in ``rows``).
 
     Row 1 is the info line when its first cell starts with :data:`INFO_PREFIX` (anything
-    typed beside it in row 1 is outside the table and is not read)."""
-    if rows and rows[0] and rows[0][0].startswith(INFO_PREFIX):
-        return rows[1:], 2
-    return rows, 1
+    typed beside it in row 1 is outside the table and is not read). The header is the row
+    below it, unless people overtyped or cleared the info line or inserted rows above the
+    header: then it is the first of the top rows holding an ``id`` cell (rows above it are
+    outside the table), so an edited info line never turns every row into a problem."""
+    start = 1 if rows and rows[0] and rows[0][0].startswith(INFO_PREFIX) else 0
+    for k in range(start, min(len(rows), start + HEADER_SEARCH)):
+        if any(str(c).strip().casefold() == "id" for c in rows[k]):
+            return rows[k:], k + 1
+    return rows[start:], start + 1
 
 
 _HEADERLESS = "sheetsync.headerless"
@@ -226,6 +244,21 @@ def mark_headerless(frame: pd.DataFrame, columns: Mapping[str, int]) -> pd.DataF
 def headerless_columns(frame: pd.DataFrame) -> dict[str, int]:
     """The columns :func:`mark_headerless` recorded (empty for a frame from elsewhere)."""
     return dict(frame.attrs.get(_HEADERLESS, {}))
+
+
+_UNCOMPUTED = "sheetsync.uncomputed"
+
+
+def mark_uncomputed(frame: pd.DataFrame, cells: Mapping[str, str]) -> pd.DataFrame:
+    """Record cells holding a formula with no computed value (``"H5"`` -> the formula): they
+    read as empty, though the person typed something there."""
+    frame.attrs[_UNCOMPUTED] = dict(cells)
+    return frame
+
+
+def uncomputed_cells(frame: pd.DataFrame) -> dict[str, str]:
+    """The cells :func:`mark_uncomputed` recorded (empty for a frame from elsewhere)."""
+    return dict(frame.attrs.get(_UNCOMPUTED, {}))
 
 
 _HEADER_ROW = "sheetsync.header_row"

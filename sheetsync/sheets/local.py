@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import html
 import io
 import numbers
 import os
@@ -47,7 +48,7 @@ import secrets
 import time
 import warnings
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 
@@ -86,12 +87,16 @@ from .base import (
     OwnUpdate,
     SheetLayout,
     cell_text,
+    header_row_of,
+    headerless_columns,
     mark_header_row,
     mark_headerless,
+    mark_uncomputed,
     merge_own_columns,
     own_columns_check,
     row_positions,
     skip_info,
+    uncomputed_cells,
 )
 
 _READ_ERRORS = (
@@ -148,7 +153,17 @@ class LocalBackend(Backend):
     def usage(self) -> str:
         return self._usage
 
+    def saved_version(self) -> tuple[int, int, int] | None:
+        """What tells this saved version of the workbook from the next (``unchanged_since``)."""
+        return _stamp(self.path)
+
     def read_table(self) -> pd.DataFrame | None:
+        frame = self._read_data()
+        if frame is not None:
+            mark_uncomputed(frame, _uncomputed_formulas(self.path, frame))
+        return frame
+
+    def _read_data(self) -> pd.DataFrame | None:
         fast = _read_with_calamine(self.path, DATA_SHEET)
         if not isinstance(fast, bool):  # False: fall back to openpyxl
             return fast
@@ -160,8 +175,12 @@ class LocalBackend(Backend):
     def write_table(
         self, table: pd.DataFrame, layout: SheetLayout, *, force: bool | None = None,
         unchanged_since: tuple[int, int, int] | None = None,
+        blank_headers: frozenset[str] = frozenset(),
     ) -> None:
         """Replace the data sheet; ``force`` overrides the open-in-a-program check.
+
+        ``blank_headers``: columns of ``table`` written without a header (a rewrite keeps
+        the columns people left without one as they were).
 
         ``unchanged_since`` (a :func:`_stamp`): replace the file only if it is still that
         saved version, else raise :class:`WorkbookChangedError` (a save made meanwhile wins)."""
@@ -187,6 +206,7 @@ class LocalBackend(Backend):
             thumbnails=self.thumbnails,
             thumb_size=self.thumb_size,
             reuse=_previous_thumbnails(old),
+            blank_headers=blank_headers,
         )
         writer.prepare()
         _select_only(wb, ws)
@@ -203,9 +223,33 @@ class LocalBackend(Backend):
             + f", {self.path.stat().st_size / 1e6:.1f} MB in {time.perf_counter() - started:.1f} s"
         )
 
+    def update_followed(self, cells: pd.DataFrame, shown: pd.DataFrame,
+                        layout: SheetLayout) -> list[str]:
+        written: list[str] = []
+
+        def follow(table: pd.DataFrame) -> pd.DataFrame:
+            written.clear()
+            positions = row_positions(table)
+            for id_ in cells.index:
+                row = positions.get(str(id_))
+                if row is None:
+                    continue
+                same = [c for c in cells.columns if c in table.columns and
+                        str(table.at[row, c]) == str(shown.at[id_, c])]
+                if len(same) == len([c for c in cells.columns if c in table.columns]):
+                    for c in same:  # only a row still as published: nobody edited it since
+                        table.at[row, c] = str(cells.at[id_, c])
+                    written.append(str(id_))
+            return table
+
+        self.update_own_columns(pd.DataFrame(index=cells.index), layout, change=follow)
+        return written
+
     def update_own_columns(self, updates: pd.DataFrame, layout: SheetLayout, *,
                            append: pd.DataFrame | None = None,
-                           force: bool | None = None) -> OwnUpdate:
+                           force: bool | None = None,
+                           change: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
+                           ) -> OwnUpdate:
         """Rewrite the workbook from one read of it with only sheetsync's columns changed.
 
         A workbook is one file, so its cells people edit are carried over value for value
@@ -219,14 +263,29 @@ class LocalBackend(Backend):
             sheet = self.read_table()
             if sheet is None or "id" not in sheet.columns:
                 raise BackendError(f"{self.path} has no data sheet with an id column: push first")
+            if header_row_of(sheet) > 2:  # the rewrite puts it on row 2: rows above it would go
+                raise BackendError(f"{self.path}: the header is on row {header_row_of(sheet)}, "
+                                   "not row 2, so rows were inserted above it; sheetsync will "
+                                   "not rewrite the sheet, which would lose them: delete those "
+                                   "rows or move them below the data")
+            formulas = uncomputed_cells(sheet)
+            if formulas:  # a rewrite would store them as empty cells: the formula lost
+                cells = ", ".join(list(formulas)[:5])
+                raise BackendError(f"{self.path} holds formulas with no computed value ({cells}); "
+                                   "sheetsync will not rewrite it, which would lose them: open "
+                                   "and save it in a spreadsheet program, or type the values")
+            if change is not None:  # update_followed: people's cells, each checked first
+                sheet = change(sheet.copy())
             table, result = merge_own_columns(sheet, updates, append)
+            table, blank = _at_sheet_columns(table, headerless_columns(sheet))
             # The review sheet as a push makes it: the info line, and the flagged rows
             # highlighted wherever they now are (this rebuild keeps the sheet's row order).
             ids = table["id"].astype(str).str.strip().tolist()
             rebuilt = replace(layout, flagged=tuple(
                 i for i, id_ in enumerate(ids) if id_ in layout.flagged_ids))
             try:
-                self.write_table(table, rebuilt, force=force, unchanged_since=before)
+                self.write_table(table, rebuilt, force=force, unchanged_since=before,
+                                 blank_headers=blank)
             except WorkbookChangedError:
                 continue
             first = 3 if layout.info else 2  # the first data row, below the info line if any
@@ -243,11 +302,22 @@ class LocalBackend(Backend):
         values: dict[str, object] = {
             str(k): _score_value(v, where=f"{SCORES_SHEET} column {k!r}") for k, v in row.items()
         }
+        for _ in range(_OWN_ATTEMPTS):
+            try:  # replaced only if still the version read: a save meanwhile is kept
+                self._append_score_once(values, force, _stamp(self.path))
+                return
+            except WorkbookChangedError:
+                continue
+        raise WorkbookChangedError(f"{self.path} kept changing while sheetsync added a score row "
+                                   f"({_OWN_ATTEMPTS} attempts); nothing lost, try again")
+
+    def _append_score_once(self, values: dict[str, object], force: bool | None,
+                           before: tuple[int, int, int] | None) -> None:
         package = self._read_package()
         if package is not None:
             data = self._append_in_place(package, values)
             if data is not None:
-                self._save(data, force)
+                self._save(data, force, before)
                 return
         # No scores sheet yet (or one too unusual to edit in place): go through openpyxl.
         wb = self._load_for_update(package)
@@ -265,7 +335,7 @@ class LocalBackend(Backend):
         if ws.freeze_panes is None:
             ws.freeze_panes = "A2"
         _fit_header_widths(ws)
-        self._save(self._workbook_bytes(wb), force)
+        self._save(self._workbook_bytes(wb), force, before)
 
     def read_scores(self) -> pd.DataFrame:
         with self._open_read_only() as wb:
@@ -276,17 +346,18 @@ class LocalBackend(Backend):
     # -- locking and files -----------------------------------------------------------------
 
     def lock_files(self) -> list[Path]:
-        """Lock files of spreadsheet programs that have this workbook open (may be stale)."""
-        name = self.path.name
-        candidates = [f".~lock.{name}#", f"~${name}"]
-        if len(name) > 2:
-            # Excel drops the first two characters of longer names: ~$eetsync.xlsx
-            candidates.append(f"~${name[2:]}")
-        return [
-            self.path.with_name(c)
-            for c in dict.fromkeys(candidates)
-            if self.path.with_name(c).exists()
-        ]
+        """Lock files of spreadsheet programs that have this workbook open (may be stale);
+        for a linked workbook, beside the link and beside the file it points to."""
+        found: list[Path] = []
+        for path in dict.fromkeys([self.path, Path(os.path.realpath(self.path))]):
+            name = path.name
+            candidates = [f".~lock.{name}#", f"~${name}"]
+            if len(name) > 2:
+                # Excel drops the first two characters of longer names: ~$eetsync.xlsx
+                candidates.append(f"~${name[2:]}")
+            found += [path.with_name(c) for c in dict.fromkeys(candidates)
+                      if path.with_name(c).exists()]
+        return found
 
     def _check_unlocked(self, force: bool | None) -> None:
         if self.force if force is None else force:
@@ -395,23 +466,27 @@ class LocalBackend(Backend):
 
     def _save(self, data: bytes, force: bool | None,
               unchanged_since: tuple[int, int, int] | None = None) -> None:
-        """Write to a temporary file beside the workbook, then atomically replace it."""
-        folder = self.path.parent
+        """Write to a temporary file beside the workbook, then atomically replace it.
+
+        A workbook that is a link (to a shared drive, say) is written through the link:
+        the file it points to is replaced, and the link stays."""
+        target = Path(os.path.realpath(self.path))
+        folder = target.parent
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".{self.path.name}.{secrets.token_hex(4)}.tmp"
+        tmp = folder / f".{target.name}.{secrets.token_hex(4)}.tmp"
         try:
             with open(tmp, "xb") as fh:  # default permissions, unlike mkstemp's 0600
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
-            if self.path.exists():
+            if target.exists():
                 with contextlib.suppress(OSError):
-                    os.chmod(tmp, self.path.stat().st_mode & 0o7777)
+                    os.chmod(tmp, target.stat().st_mode & 0o7777)
             # A person may have opened the workbook while we were writing.
             self._check_unlocked(force)
             if unchanged_since is not None and _stamp(self.path) != unchanged_since:
                 raise WorkbookChangedError(f"{self.path} was saved by someone else meanwhile")
-            os.replace(tmp, self.path)
+            os.replace(tmp, target)
         except (WorkbookLockedError, WorkbookChangedError):
             tmp.unlink(missing_ok=True)
             raise
@@ -421,6 +496,27 @@ class LocalBackend(Backend):
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
+
+
+def _at_sheet_columns(table: pd.DataFrame,
+                      headerless: Mapping[str, int]) -> tuple[pd.DataFrame, frozenset[str]]:
+    """``table`` with each column people left without a header (``column N``) back at sheet
+    column N (empty columns without a header fill the gap), and the names of all of them,
+    whose header a rewrite leaves blank."""
+    if not headerless:
+        return table, frozenset()
+    names: list[str] = []
+    blank = set(headerless)
+    for name in table.columns:
+        at = headerless.get(str(name))
+        while at is not None and len(names) + 1 < at:
+            filler = f"column {len(names) + 1}"
+            filler = filler if filler not in table.columns else f"{filler} (gap)"
+            names.append(filler)
+            blank.add(filler)
+        names.append(str(name))
+    out = table.reindex(columns=names, fill_value="")
+    return out, frozenset(blank)
 
 
 def header_row(ws: Worksheet) -> int:
@@ -502,6 +598,34 @@ def _value_text(value: object) -> str:
     if isinstance(value, dt.timedelta):
         return str(value)
     return cell_text(value)
+
+
+_FORMULA_CELL = re.compile(rb'<c\b[^>]*\br="([A-Z]+)(\d+)"[^>]*>(.*?)</c>', re.S)
+_FORMULA = re.compile(rb"<f\b[^>]*(?:/>|>(.*?)</f>)", re.S)
+# A cached value: <v>..</v>, even an empty one; openpyxl writes a bare <v /> for none.
+_CACHED = re.compile(rb"<v>")
+
+
+def _uncomputed_formulas(path: Path, frame: pd.DataFrame) -> dict[str, str]:
+    """Cells below the header holding a formula with no cached value (a program that does not
+    compute formulas wrote them, e.g. ``=IMPORTXML(...)`` typed through a script): "H5" ->
+    the formula. Such a cell reads as empty, so a pull would drop what was typed silently."""
+    try:
+        package = Package.read(path)
+        part = package.sheet_part(DATA_SHEET)
+    except _READ_ERRORS:
+        return {}
+    xml = b"" if part is None else package.parts[part]
+    if b"<f" not in xml:
+        return {}
+    out = {}
+    for letters, row, body in _FORMULA_CELL.findall(xml):
+        formula = _FORMULA.search(body)
+        if formula is None or _CACHED.search(body) or int(row) <= header_row_of(frame):
+            continue
+        text = (formula.group(1) or b"").decode("utf-8", "replace")
+        out[f"{letters.decode()}{int(row)}"] = "=" + html.unescape(text) if text else "(shared)"
+    return out
 
 
 def _read_with_calamine(path: Path, sheet: str) -> pd.DataFrame | None | bool:
