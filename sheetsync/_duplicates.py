@@ -48,20 +48,27 @@ class Thumbnails:
         self.pixels = pixels  # (n, THUMB_SIZE * THUMB_SIZE) float32 in 0..1
 
 
+def thumbnail_of(file: str) -> tuple[str, np.ndarray]:
+    """(pixel digest, flat THUMB_SIZE x THUMB_SIZE grayscale thumbnail as uint8) of one image."""
+    with Image.open(file) as im:
+        gray = im.convert("L")
+    full = np.asarray(gray, dtype=np.uint8)
+    # The digest covers size and pixels, not the file's bytes: a re-saved copy matches.
+    digest = hashlib.sha256(repr(full.shape).encode() + full.tobytes()).hexdigest()
+    small = gray.resize((THUMB_SIZE, THUMB_SIZE), Image.Resampling.BILINEAR)
+    return digest, np.asarray(small, dtype=np.uint8).reshape(-1)
+
+
 def thumbnails(files: Iterable[str]) -> Thumbnails:
     digests: list[str] = []
     rows: list[np.ndarray] = []
     for file in files:
         try:
-            with Image.open(file) as im:
-                gray = im.convert("L")
+            digest, small = thumbnail_of(file)
         except (OSError, ValueError) as e:
             raise DatasetError(f"{file}: cannot be read as an image ({e})") from None
-        full = np.asarray(gray, dtype=np.uint8)
-        # The digest covers size and pixels, not the file's bytes: a re-saved copy matches.
-        digests.append(hashlib.sha256(repr(full.shape).encode() + full.tobytes()).hexdigest())
-        small = gray.resize((THUMB_SIZE, THUMB_SIZE), Image.Resampling.BILINEAR)
-        rows.append(np.asarray(small, dtype=np.float32).reshape(-1) / 255.0)
+        digests.append(digest)
+        rows.append(small.astype(np.float32) / 255.0)
     pixels = np.stack(rows) if rows else np.zeros((0, THUMB_SIZE * THUMB_SIZE), np.float32)
     return Thumbnails(digests, pixels)
 

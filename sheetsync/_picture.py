@@ -34,7 +34,8 @@ COLUMNS = ("ink", "border_ink", "speck_share", "components", "largest_piece")
 DOTTED = 0.2
 
 
-def _load(path: str) -> np.ndarray:
+def ink_mask(path: str) -> np.ndarray:
+    """The image at the working size, True where there is ink."""
     from PIL import Image
 
     with Image.open(path) as raw:
@@ -69,6 +70,6 @@ def stats(ink: np.ndarray) -> dict[str, float]:
 
 def picture_stats(files: Iterable[str], index: Iterable[str]) -> pd.DataFrame:
     """:data:`COLUMNS` for each image file, on ``index``."""
-    rows = [stats(_load(str(f))) for f in files]
+    rows = [stats(ink_mask(str(f))) for f in files]
     return pd.DataFrame(rows, index=pd.Index([str(i) for i in index], name="id"),
                         columns=list(COLUMNS))

@@ -219,7 +219,8 @@ class Project:
         highlighted rows), where the predictions come from, and the review sheet."""
         stored = self.store.latest_predictions(info.version)
         signals, source = review_inputs(self._items(manifest, scanned), self.config.classes,
-                                        stored, info.version, oos_dir=self.store.oos_dir)
+                                        stored, info.version, oos_dir=self.store.oos_dir,
+                                        pixel_cache=self.store.pixel_cache)
         signals = with_map(signals, self.store.latest_map(info.version))
         ids = self._review_order(signals, manifest, order)
         table = with_image_notes(build_table(manifest, signals, self._url_builder(manifest),

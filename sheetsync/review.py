@@ -30,6 +30,7 @@ import pandas as pd
 from . import _crossval, _duplicates, _evidence, _picture, _workers
 from . import _neighbours as nbr
 from . import _signals as sig
+from ._pixelcache import pixel_features
 from .errors import TrainingError, UnknownOrderError
 
 ORDERS = ("combined", "issue", "confidence", "loss", "margin", "random", "path", "classic")
@@ -412,10 +413,13 @@ def _dynamics(
 # ----------------------------------------------------------------------------- signals
 
 
-def duplicates(items: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
-    """(duplicate_of, blank): space-separated ids showing the same picture, and blank images."""
+def duplicates(items: pd.DataFrame, thumbs: _duplicates.Thumbnails | None = None
+               ) -> tuple[pd.Series, pd.Series]:
+    """(duplicate_of, blank): space-separated ids showing the same picture, and blank images.
+    ``thumbs``: the items' thumbnails when already at hand (:mod:`sheetsync._pixelcache`)."""
     ids = items["id"].astype(str).tolist()
-    thumbs = _duplicates.thumbnails(items["file"].astype(str))
+    if thumbs is None:
+        thumbs = _duplicates.thumbnails(items["file"].astype(str))
     blank = _duplicates.blank_images(ids, thumbs)
     groups = _duplicates.duplicate_groups(ids, items["hash"].astype(str).tolist(), thumbs, blank=blank)
     dup = pd.Series([" ".join(groups.get(i, [])) for i in ids], index=blank.index, name="duplicate_of", dtype=str)
@@ -587,6 +591,7 @@ def review_signals(
     class_distance: pd.DataFrame | None = None,
     find_duplicates: bool = True,
     weights: Mapping[str, float] = WEIGHTS,
+    pixel_cache: Path | None = None,
 ) -> pd.DataFrame:
     """The review columns, one row per item (index = id), in :data:`SIGNAL_COLUMNS` order.
 
@@ -634,8 +639,11 @@ def review_signals(
             out.loc[scored, "loss"] = sig.loss(pf, given)
             out.loc[scored, "issue_score"] = sig.issue_score(doubt, given)
             out.loc[scored, "suspected"] = sig.suspected(doubt, given, issues)
+    # Every image's pixels, decoded once per file content (kept by hash in ``pixel_cache``).
+    pixels = (pixel_features(items["file"], items["hash"], items["id"], pixel_cache)
+              if find_duplicates and len(items) and "hash" in items.columns else None)
     if find_duplicates and len(items):
-        dup, blank = duplicates(items)
+        dup, blank = duplicates(items, None if pixels is None else pixels.thumbnails)
         out["duplicate_of"], out["blank"] = dup.to_numpy(), blank.to_numpy()
     else:
         out["duplicate_of"], out["blank"] = "", False
@@ -651,7 +659,8 @@ def review_signals(
     classic = priority(out, weights)
     # Without a model score only blank images and conflicting copies say anything.
     out["classic_priority"] = classic.where(out["confidence"].notna() | (classic >= 1))
-    vote = _add_evidence(out, items, runs, pf, labels, classes, find_duplicates)
+    vote = _add_evidence(out, items, runs, pf, labels, classes, find_duplicates,
+                         None if pixels is None else pixels.stats)
     dotted = out["largest_piece"].astype(float) < _picture.DOTTED
     views = _evidence.combine(out)
     out["suggestion"] = _evidence.suggestion(pf, vote, labels, out["blank"].astype(bool) | dotted, views)
@@ -666,6 +675,7 @@ def review_signals(
 def _add_evidence(
     out: pd.DataFrame, items: pd.DataFrame, runs: Sequence[OutOfSample], probs: pd.DataFrame | None,
     labels: pd.Series, classes: Sequence[str], pictures: bool,
+    measured: pd.DataFrame | None = None,
 ) -> pd.DataFrame | None:
     """Fill the :data:`EVIDENCE_COLUMNS` of ``out`` in place; returns the neighbours' vote."""
     for c in EVIDENCE_COLUMNS:
@@ -679,7 +689,8 @@ def _add_evidence(
         for c in ev.columns:
             out[c] = ev[c]
     if pictures and len(items):
-        pic = _picture.picture_stats(items["file"].astype(str), items["id"].astype(str))
+        pic = measured if measured is not None else _picture.picture_stats(
+            items["file"].astype(str), items["id"].astype(str))
         for c in _picture.COLUMNS:
             out[c] = pic[c]
     return vote
