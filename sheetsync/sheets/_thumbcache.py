@@ -59,7 +59,7 @@ class ThumbnailCache:
         return self._known
 
     def get(self, digest: str, box: int) -> images.Thumbnail | None:
-        thumb = self._entries().get((digest, box))
+        thumb = self._used.get((digest, box)) or self._entries().get((digest, box))
         if thumb is not None:
             self._used[digest, box] = thumb
         return thumb
