@@ -532,7 +532,8 @@ class Project:
                 batch_size=train_cfg.batch_size, precision=train_cfg.precision,
                 jit_compile=train_cfg.jit_compile, augment=cfg.augment,
                 snapshots=snapshot_epochs(epochs) if cfg.snapshots else (),
-                workers=workers or None)
+                workers=workers or None, executor=_check_executor(cfg.executor),
+                address=cfg.address)
             ids, probs, emb, distance = stored_view(runs)
             self.store.save_predictions(info.version, "oos", ids, list(self.config.classes),
                                         probs, emb, distance)
@@ -712,3 +713,10 @@ def _check_whole(key: str, value: object, least: int, hint: str = "") -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < least:
         raise ConfigError(f"[review] {key} must be a whole number >= {least}{hint}, not {value!r}")
     return value
+
+
+def _check_executor(value: object) -> str:
+    """``[review] executor``: "local" or "ray", or a ConfigError naming the key."""
+    if value not in ("local", "ray"):
+        raise ConfigError(f'[review] executor must be "local" or "ray", not {value!r}')
+    return str(value)

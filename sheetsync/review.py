@@ -242,6 +242,8 @@ def out_of_sample(
     snapshots: Sequence[int] = (),
     latest: str = LATEST,
     workers: int | None = None,
+    executor: str = "local",
+    address: str = "",
     **fit_options: Any,
 ) -> OutOfSample:
     """Score every image with the fold model that did not train on it (stratified k-fold).
@@ -256,11 +258,13 @@ def out_of_sample(
     :attr:`OutOfSample.train_margin`. The result is also saved as ``work_dir / latest``.
     ``workers``: folds trained at once in worker processes (None: one per core for the fixed
     model, see :mod:`sheetsync._workers`, and in this process for a ``fit_predict`` passed in;
-    1: one after the other in this process).
+    1: one after the other in this process). ``executor="ray"`` sends each fold to the Ray
+    cluster at ``address`` instead (:mod:`sheetsync._rayfolds`).
     """
     return _runs(items, classes, seeds=[seed], latest=[latest], folds=folds, epochs=epochs,
                  work_dir=work_dir, cache_dir=cache_dir, fit_predict=fit_predict,
                  progress=progress, augment=augment, snapshots=snapshots, workers=workers,
+                 executor=executor, address=address,
                  **fit_options)[0]
 
 
@@ -281,7 +285,7 @@ def _runs(
     folds: int, epochs: int, work_dir: Path, cache_dir: Path | None = None,
     fit_predict: Callable[..., Any] | None = None, progress: Callable[[str], None] | None = None,
     augment: bool = False, snapshots: Sequence[int] = (), workers: int | None = None,
-    **fit_options: Any,
+    executor: str = "local", address: str = "", **fit_options: Any,
 ) -> list[OutOfSample]:
     """The k-fold runs of ``seeds``: plan each, train every missing fold in one go, assemble."""
     start = time.perf_counter()
@@ -309,9 +313,15 @@ def _runs(
                    total=len(seeds) * folds, say=say)
              for i, seed in enumerate(seeds)]
     jobs = [job for plan in plans for job in plan.jobs]
-    trained = iter(_workers.train_folds(
-        fit_predict, items, jobs, classes, say=say, report_epochs=progress is not None,
-        workers=_workers.auto_workers(len(jobs)) if workers is None else workers))
+    if executor == "ray" and jobs:
+        from ._rayfolds import train_folds_ray
+
+        trained = iter(train_folds_ray(fit_predict, items, jobs, classes, address=address,
+                                       say=say))
+    else:
+        trained = iter(_workers.train_folds(
+            fit_predict, items, jobs, classes, say=say, report_epochs=progress is not None,
+            workers=_workers.auto_workers(len(jobs)) if workers is None else workers))
     runs = []
     for plan, name in zip(plans, latest, strict=True):
         for job in plan.jobs:

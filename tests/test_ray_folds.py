@@ -1,0 +1,48 @@
+"""[review] executor = "ray": each fold a Ray task carrying its inputs, on a local Ray instance
+started here (no network), with the results of the local pool and cached the same way."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from test_review_evidence import CLS3, _stroke_items, mean_pixels_fit_predict
+
+from sheetsync import review
+
+ray = pytest.importorskip("ray")
+TESTS = Path(__file__).resolve().parent
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    # The workers import this worktree's sheetsync and the stand-in model from tests/.
+    path = os.pathsep.join([str(TESTS), str(TESTS.parent), os.environ.get("PYTHONPATH", "")])
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": path}})
+    yield
+    ray.shutdown()
+
+
+def test_folds_sent_to_ray_match_the_local_pool_and_are_cached(tmp_path, local_ray):
+    items = _stroke_items(tmp_path)
+    kw = dict(folds=3, epochs=2, snapshots=(1, 2), fit_predict=mean_pixels_fit_predict)
+    here = review.out_of_sample_runs(items, CLS3, seeds=[123, 321], work_dir=tmp_path / "a",
+                                     workers=2, **kw)
+    said: list[str] = []
+    there = review.out_of_sample_runs(items, CLS3, seeds=[123, 321], work_dir=tmp_path / "b",
+                                      executor="ray", progress=said.append, **kw)
+    for a, b in zip(here, there, strict=True):
+        pd.testing.assert_frame_equal(a.probs, b.probs)
+        pd.testing.assert_series_equal(a.train_margin, b.train_margin)
+    assert sorted(p.name for p in (tmp_path / "a").glob("fold-*.npz")) == sorted(
+        p.name for p in (tmp_path / "b").glob("fold-*.npz"))
+    assert sum("sent to Ray" in m for m in said) == 6 and sum("done in" in m for m in said) == 6
+    # Cached as with the local pool: nothing goes to Ray again.
+    said.clear()
+    again = review.out_of_sample_runs(items, CLS3, seeds=[123, 321], work_dir=tmp_path / "b",
+                                      executor="ray", progress=said.append, **kw)
+    assert [r.reused for r in again] == [(0, 1, 2), (0, 1, 2)]
+    assert not any("sent to Ray" in m for m in said)
