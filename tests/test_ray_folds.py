@@ -46,3 +46,34 @@ def test_folds_sent_to_ray_match_the_local_pool_and_are_cached(tmp_path, local_r
                                       executor="ray", progress=said.append, **kw)
     assert [r.reused for r in again] == [(0, 1, 2), (0, 1, 2)]
     assert not any("sent to Ray" in m for m in said)
+
+
+def test_predict_with_executor_ray_stores_the_probabilities_of_the_local_pool(
+    data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, local_ray
+) -> None:
+    from test_review_evidence import _stand_in
+
+    import sheetsync._augment
+    import sheetsync.train
+    from sheetsync.errors import ConfigError
+    from sheetsync.project import Project
+
+    # The stand-in model (a closure: Ray sends it by value; the local pool trains it here).
+    for module in (sheetsync.train, sheetsync._augment):
+        monkeypatch.setattr(module, "fit_predict", _stand_in([]))
+    stored, said = {}, []
+    for executor in ("local", "ray"):
+        project, _ = Project.init(data_root, tmp_path / executor)
+        toml = project.config.path
+        text = toml.read_text(encoding="utf-8")
+        assert 'executor = "local"' in text
+        toml.write_text(text.replace('executor = "local"', f'executor = "{executor}"'),
+                        encoding="utf-8")
+        result = Project.open(tmp_path / executor).predict(folds=2, epochs=2, on_fold=said.append)
+        stored[executor] = project.store.latest_predictions(result.version.version).probs
+    pd.testing.assert_frame_equal(stored["local"], stored["ray"])
+    assert sum("sent to Ray" in m for m in said) == 6  # 3 fold seeds x 2 folds, from the second
+
+    toml.write_text(text.replace('executor = "local"', 'executor = "spark"'), encoding="utf-8")
+    with pytest.raises(ConfigError, match='executor must be "local" or "ray", not \'spark\''):
+        Project.open(tmp_path / "ray").predict(folds=2, epochs=2)
