@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from ._reviewsheet import ModelInfo, model_info
-from .dataset import HashCache, _files_in, safe_join
+from .dataset import HashCache, _files_in, safe_joiner
 from .errors import DatasetError, TrainingError
 from .results import PredictionSource
 from .store import StoredPredictions
@@ -31,9 +31,10 @@ from .versions import VersionInfo, now_iso
 
 
 def items_of(manifest: pd.DataFrame, root: Path) -> pd.DataFrame:
+    join = safe_joiner(root)
     return pd.DataFrame({
         "id": manifest["id"].astype(str),
-        "file": [str(safe_join(root, p)) for p in manifest["path"]],
+        "file": [str(join(p)) for p in manifest["path"]],
         "hash": manifest["hash"].astype(str),
         "label": manifest["label"].astype(str),
         "split": manifest["split"].astype(str),

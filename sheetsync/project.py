@@ -30,7 +30,15 @@ from ._imagecheck import check_images
 from ._progress import Progress, tqdm_progress
 from ._reviewsheet import ReviewSheet, review_sheet, with_image_notes
 from .config import CONFIG_NAME, Config
-from .dataset import ScanResult, SkippedFile, detect_layout, order_classes, safe_join, scan
+from .dataset import (
+    ScanResult,
+    SkippedFile,
+    detect_layout,
+    order_classes,
+    safe_join,
+    safe_joiner,
+    scan,
+)
 from .errors import BackendError, ConfigError, Problem, SheetValidationError, UnpulledEditsError
 from .inputs import (
     class_distances,
@@ -292,7 +300,8 @@ class Project:
         """path -> URL: a file link for the workbook; for Google the image's published URL (a
         file:// link is useless, and leaks local paths, in a shared sheet)."""
         if self.config.backend != "google":
-            return self._url_for
+            join = safe_joiner(self.config.root)  # each folder resolved once for all the rows
+            return lambda path: join(path).as_uri()
         from .publish import url_builder
 
         return url_builder(manifest, self.config.publish, self.config.google.image_url_template)

@@ -135,3 +135,30 @@ def test_review_signals_from_the_pixel_cache_equal_those_decoded(
     pd.testing.assert_frame_equal(first, plain)
     pd.testing.assert_frame_equal(again.loc[plain.index], plain)
     assert plain["duplicate_of"].astype(bool).sum() == 2  # the byte-identical pair is found
+
+
+def test_batch_path_checks_agree_with_the_one_by_one_checks(tmp_path: Path) -> None:
+    from sheetsync.dataset import safe_join, safe_joiner
+    from sheetsync.errors import UnsafePathError
+
+    root, outside = tmp_path / "data", tmp_path / "outside"
+    make_png(root / "train/i/a.png", 1)
+    make_png(outside / "secret.png", 2)
+    (root / "train/link").symlink_to(outside)  # a folder pointing out of the root
+    (root / "train/i/out.png").symlink_to(outside / "secret.png")  # a file pointing out
+    (root / "train/i/in.png").symlink_to(root / "train/i/a.png")  # a file pointing in
+    rels = ["train/i/a.png", "train/link/secret.png", "train/i/out.png", "train/i/in.png",
+            "../outside/secret.png", "/etc/passwd", "", "train\\i\\a.png", "train/i/none.png"]
+    base = root.resolve()
+    assert _xlsx_images.safe_image_paths(base, rels) == [
+        _xlsx_images.safe_image_path(base, r) for r in rels]
+
+    def outcome(join, rel):  # type: ignore[no-untyped-def]
+        try:
+            return join(rel)
+        except UnsafePathError as e:
+            return str(e)
+
+    join = safe_joiner(root)
+    assert [outcome(join, r) for r in rels] == [
+        outcome(lambda r: safe_join(root, r), r) for r in rels]

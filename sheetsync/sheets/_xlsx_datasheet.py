@@ -292,7 +292,7 @@ class DataSheetWriter:
     ) -> list[tuple[str, str | None, images.Thumbnail | None]]:
         """(path, stamp, thumbnail) per row; stamp None: no such file inside the root."""
         box = self.thumb_size
-        sources = [images.safe_image_path(self.root, rel) for rel in paths]
+        sources = images.safe_image_paths(self.root, paths)
         stamps = [None if s is None else images.stamp(s, box) for s in sources]
         todo = [(i, s) for i, (s, st) in enumerate(zip(sources, stamps, strict=True))
                 if s is not None and st is not None]
