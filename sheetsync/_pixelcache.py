@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,3 +109,56 @@ def _write(path: Path, entries: dict[str, tuple[np.ndarray, str, np.ndarray]]) -
         os.replace(tmp, path)
     except OSError:
         tmp.unlink(missing_ok=True)  # a cache that cannot be written only costs time
+
+
+def cached_near_pairs(cache: Path | None) -> Callable[[np.ndarray, list[str]], list[tuple[int, int]]]:
+    """:func:`sheetsync._duplicates.near_pairs` that remembers the pairs by file hash (in
+    ``pixels.pairs.npz`` beside ``cache``): a push compares only the images new since the last
+    one with the others (``new x n`` comparisons instead of ``n x n``)."""
+
+    def near(pixels: np.ndarray, hashes: list[str]) -> list[tuple[int, int]]:
+        path = None if cache is None else cache.with_suffix(".pairs.npz")
+        before, known = _read_pairs(path)
+        index = {h: k for k, h in enumerate(hashes)}
+        fresh = np.array([k for k, h in enumerate(hashes) if h not in before], dtype=int)
+        if not before:
+            pairs = set(_duplicates.near_pairs(pixels))
+        else:
+            pairs = {(min(index[a], index[b]), max(index[a], index[b]))
+                     for a, b in known if a in index and b in index}
+            if len(fresh):
+                pairs |= set(_duplicates.near_pairs(pixels, rows=fresh))
+        out = sorted(pairs)
+        if path is not None and (len(fresh) or set(hashes) != before):
+            _write_pairs(path, hashes, [(hashes[i], hashes[j]) for i, j in out])
+        return out
+
+    return near
+
+
+def _pairs_version() -> str:
+    # Pairs found with other settings are not these pairs.
+    return f"{_duplicates.THUMB_SIZE} {_duplicates.NEAR_THRESHOLD}"
+
+
+def _read_pairs(path: Path | None) -> tuple[set[str], list[tuple[str, str]]]:
+    if path is None or not path.exists():
+        return set(), []
+    with contextlib.suppress(OSError, ValueError, KeyError, EOFError):
+        with np.load(path, allow_pickle=False) as z:
+            if str(z["version"]) != _pairs_version():
+                return set(), []
+            pairs = z["pairs"].reshape(-1, 2)
+            return {str(h) for h in z["hashes"]}, [(str(a), str(b)) for a, b in pairs]
+    return set(), []
+
+
+def _write_pairs(path: Path, hashes: list[str], pairs: list[tuple[str, str]]) -> None:
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp.npz")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(tmp, version=np.array(_pairs_version()), hashes=np.array(hashes, dtype=str),
+                 pairs=np.array(pairs, dtype=str).reshape(-1, 2))
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)

@@ -30,7 +30,7 @@ import pandas as pd
 from . import _crossval, _duplicates, _evidence, _picture, _workers
 from . import _neighbours as nbr
 from . import _signals as sig
-from ._pixelcache import pixel_features
+from ._pixelcache import cached_near_pairs, pixel_features
 from .errors import TrainingError, UnknownOrderError
 
 ORDERS = ("combined", "issue", "confidence", "loss", "margin", "random", "path", "classic")
@@ -423,15 +423,18 @@ def _dynamics(
 # ----------------------------------------------------------------------------- signals
 
 
-def duplicates(items: pd.DataFrame, thumbs: _duplicates.Thumbnails | None = None
-               ) -> tuple[pd.Series, pd.Series]:
+def duplicates(items: pd.DataFrame, thumbs: _duplicates.Thumbnails | None = None,
+               pixel_cache: Path | None = None) -> tuple[pd.Series, pd.Series]:
     """(duplicate_of, blank): space-separated ids showing the same picture, and blank images.
-    ``thumbs``: the items' thumbnails when already at hand (:mod:`sheetsync._pixelcache`)."""
+    ``thumbs``: the items' thumbnails when already at hand, ``pixel_cache``: where the near
+    pairs of the last push are kept (:mod:`sheetsync._pixelcache`)."""
     ids = items["id"].astype(str).tolist()
     if thumbs is None:
         thumbs = _duplicates.thumbnails(items["file"].astype(str))
     blank = _duplicates.blank_images(ids, thumbs)
-    groups = _duplicates.duplicate_groups(ids, items["hash"].astype(str).tolist(), thumbs, blank=blank)
+    near = None if pixel_cache is None else cached_near_pairs(pixel_cache)
+    groups = _duplicates.duplicate_groups(ids, items["hash"].astype(str).tolist(), thumbs,
+                                          blank=blank, near=near)
     dup = pd.Series([" ".join(groups.get(i, [])) for i in ids], index=blank.index, name="duplicate_of", dtype=str)
     return dup, blank
 
@@ -653,7 +656,8 @@ def review_signals(
     pixels = (pixel_features(items["file"], items["hash"], items["id"], pixel_cache)
               if find_duplicates and len(items) and "hash" in items.columns else None)
     if find_duplicates and len(items):
-        dup, blank = duplicates(items, None if pixels is None else pixels.thumbnails)
+        dup, blank = duplicates(items, None if pixels is None else pixels.thumbnails,
+                                None if pixels is None else pixel_cache)
         out["duplicate_of"], out["blank"] = dup.to_numpy(), blank.to_numpy()
     else:
         out["duplicate_of"], out["blank"] = "", False

@@ -18,8 +18,8 @@ No other module builds a path under the state folder; each asks the store. Layou
     imagecheck.json               what each image is to the model, by file hash (sheetsync._imagecheck)
     thumbnails.zip                the workbook's thumbnails by file hash and size, as the last push
                                   showed them (sheetsync.sheets._thumbcache)
-    pixels.npz                    picture measures and duplicate thumbnails by file hash
-                                  (sheetsync._pixelcache)
+    pixels.npz, pixels.pairs.npz  picture measures, duplicate thumbnails and near-duplicate pairs
+                                  by file hash (sheetsync._pixelcache)
     charts/                       embedding maps
     watch.lock                    held (flock, with its pid) while `sheetsync watch` runs
     watch-state.json              the watcher's planner state (edits seen, quiet clock, held rows)

@@ -162,3 +162,61 @@ def test_batch_path_checks_agree_with_the_one_by_one_checks(tmp_path: Path) -> N
     join = safe_joiner(root)
     assert [outcome(join, r) for r in rels] == [
         outcome(lambda r: safe_join(root, r), r) for r in rels]
+
+
+def test_near_pairs_kept_between_pushes_equal_those_found_afresh(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second push compares only the new images with the others, and finds the groups
+    that comparing all pairs finds (a near copy of an old image, of a new one, removed rows)."""
+    import random
+
+    import numpy as np
+
+    from sheetsync import _duplicates
+    from sheetsync._pixelcache import cached_near_pairs, pixel_features
+
+    rng = random.Random(3)
+    files = []
+    for k in range(40):
+        files.append(tmp_path / f"{k}.png")
+        draw_numeral(["i", "ii", "iii"][k % 3], rng).save(files[-1])
+
+    def near_copy(source: Path, name: str) -> Path:
+        with Image.open(source) as im:  # resized: other bytes, other pixels, the same picture
+            im.convert("L").resize((im.width - 2, im.height - 2)).save(tmp_path / name)
+        return tmp_path / name
+
+    files.append(near_copy(files[0], "copy-of-0.png"))
+    cache = tmp_path / "pixels.npz"
+
+    def groups(paths: list[Path], near):  # type: ignore[no-untyped-def]
+        from sheetsync.dataset import hash_file
+
+        hashes = [hash_file(p) for p in paths]
+        ids = [p.stem for p in paths]
+        px = pixel_features(paths, hashes, ids, cache)
+        blank = _duplicates.blank_images(ids, px.thumbnails)
+        return _duplicates.duplicate_groups(ids, hashes, px.thumbnails, blank=blank, near=near)
+
+    first = groups(files, cached_near_pairs(cache))
+    assert first == groups(files, None) and first["copy-of-0"] == ["0"]
+    # Next push: rows 5-9 gone, a near copy of an old image and of a new one added.
+    later = [f for k, f in enumerate(files) if not 5 <= k < 10]
+    new = tmp_path / "new.png"
+    draw_numeral("ii", rng).save(new)
+    later += [near_copy(files[20], "copy-of-20.png"), new, near_copy(new, "copy-of-new.png")]
+    calls: list[int] = []
+    real = _duplicates.near_pairs
+
+    def counted(pixels, threshold=_duplicates.NEAR_THRESHOLD, rows=None):  # type: ignore[no-untyped-def]
+        calls.append(len(pixels) if rows is None else len(rows))
+        return real(pixels, threshold, rows)
+
+    monkeypatch.setattr(_duplicates, "near_pairs", counted)
+    again = groups(later, cached_near_pairs(cache))
+    monkeypatch.setattr(_duplicates, "near_pairs", real)
+    assert again == groups(later, None)
+    assert again["copy-of-20"] == ["20"] and again["copy-of-new"] == ["new"]
+    assert calls == [3]  # only the three new images were compared with the rest
+    assert np.load(cache.with_suffix(".pairs.npz"))["hashes"].size == len(later)
