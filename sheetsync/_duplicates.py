@@ -101,11 +101,15 @@ def near_pairs(pixels: np.ndarray, threshold: float = NEAR_THRESHOLD,
         # pair under the threshold passes this bound, and only the candidates are checked exactly.
         d2 = sq[q, None] + sq[None, :] - 2.0 * ink[q] @ ink.T
         limit = threshold * (total[q, None] + total[None, :])
-        for a, b in np.argwhere(d2 < limit):
-            i, j = sorted((int(q[a]), int(b)))
-            if i != j and (rows is not None or int(q[a]) < int(b)) and (i, j) not in out and (
-                    np.abs(ink[i] - ink[j]).sum() < threshold * (total[i] + total[j])):
-                out.add((i, j))
+        a, b = np.nonzero(d2 < limit)
+        i, j = q[a], b
+        mine = i < j if rows is None else i != j
+        i, j = np.minimum(i[mine], j[mine]), np.maximum(i[mine], j[mine])
+        # The exact check, vectorised: many candidates pass the bound when pictures look alike.
+        for at in range(0, len(i), 65536):
+            ci, cj = i[at:at + 65536], j[at:at + 65536]
+            near = np.abs(ink[ci] - ink[cj]).sum(axis=1) < threshold * (total[ci] + total[cj])
+            out.update(zip(ci[near].tolist(), cj[near].tolist(), strict=True))
     return sorted(out)
 
 
