@@ -51,7 +51,11 @@ class Thumbnails:
 def thumbnail_of(file: str) -> tuple[str, np.ndarray]:
     """(pixel digest, flat THUMB_SIZE x THUMB_SIZE grayscale thumbnail as uint8) of one image."""
     with Image.open(file) as im:
-        gray = im.convert("L")
+        return thumbnail_from(im.convert("L"))
+
+
+def thumbnail_from(gray: Image.Image) -> tuple[str, np.ndarray]:
+    """:func:`thumbnail_of` an image already decoded to grayscale (mode L)."""
     full = np.asarray(gray, dtype=np.uint8)
     # The digest covers size and pixels, not the file's bytes: a re-saved copy matches.
     digest = hashlib.sha256(repr(full.shape).encode() + full.tobytes()).hexdigest()

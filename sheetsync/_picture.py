@@ -17,6 +17,7 @@ Usage::
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -39,7 +40,13 @@ def ink_mask(path: str) -> np.ndarray:
     from PIL import Image
 
     with Image.open(path) as raw:
-        im = raw.convert("L")
+        return ink_mask_of(raw.convert("L"))
+
+
+def ink_mask_of(im: Any) -> np.ndarray:
+    """:func:`ink_mask` of an image already decoded to grayscale (a PIL image, mode L)."""
+    from PIL import Image
+
     scale = SIDE / max(im.size)
     size = (max(1, round(im.size[0] * scale)), max(1, round(im.size[1] * scale)))
     # Nearest keeps thin strokes dark instead of averaging them into the background.

@@ -43,9 +43,13 @@ class Pixels:
 
 def _measure(file: str) -> tuple[np.ndarray, str, np.ndarray]:
     """(picture measures, pixel digest, 16x16 thumbnail as uint8) of one image file."""
+    from PIL import Image
+
     try:
-        digest, small = _duplicates.thumbnail_of(file)
-        ink = _picture.ink_mask(file)
+        with Image.open(file) as im:  # decoded once for both
+            gray = im.convert("L")
+        digest, small = _duplicates.thumbnail_from(gray)
+        ink = _picture.ink_mask_of(gray)
     except (OSError, ValueError) as e:
         raise DatasetError(f"{file}: cannot be read as an image ({e})") from None
     stats = _picture.stats(ink)
