@@ -35,7 +35,9 @@ def fold_text(event: FoldEvent) -> str:
 
 @fold_text.register
 def _(e: FoldStarted) -> str:
-    return f"fold {e.number}/{e.total}: training on {e.training} images, scoring {e.scoring}"
+    where = " (a task on the Ray cluster)" if e.where == "ray" else ""
+    return (f"fold {e.number}/{e.total}: training on {e.training} images, scoring "
+            f"{e.scoring}{where}")
 
 
 @fold_text.register

@@ -17,6 +17,7 @@ Usage::
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -34,11 +35,18 @@ COLUMNS = ("ink", "border_ink", "speck_share", "components", "largest_piece")
 DOTTED = 0.2
 
 
-def _load(path: str) -> np.ndarray:
+def ink_mask(path: str) -> np.ndarray:
+    """The image at the working size, True where there is ink."""
     from PIL import Image
 
     with Image.open(path) as raw:
-        im = raw.convert("L")
+        return ink_mask_of(raw.convert("L"))
+
+
+def ink_mask_of(im: Any) -> np.ndarray:
+    """:func:`ink_mask` of an image already decoded to grayscale (a PIL image, mode L)."""
+    from PIL import Image
+
     scale = SIDE / max(im.size)
     size = (max(1, round(im.size[0] * scale)), max(1, round(im.size[1] * scale)))
     # Nearest keeps thin strokes dark instead of averaging them into the background.
@@ -69,6 +77,6 @@ def stats(ink: np.ndarray) -> dict[str, float]:
 
 def picture_stats(files: Iterable[str], index: Iterable[str]) -> pd.DataFrame:
     """:data:`COLUMNS` for each image file, on ``index``."""
-    rows = [stats(_load(str(f))) for f in files]
+    rows = [stats(ink_mask(str(f))) for f in files]
     return pd.DataFrame(rows, index=pd.Index([str(i) for i in index], name="id"),
                         columns=list(COLUMNS))

@@ -58,6 +58,7 @@ class FoldStarted:
     total: int
     training: int  # images it trains on
     scoring: int  # images it scores (held out)
+    where: str = "here"  # "here" (this machine's pool) or "ray" (a task on a Ray cluster)
 
 
 @dataclass(frozen=True)

@@ -76,6 +76,10 @@ class ReviewConfig:
     # Folds trained at once, each in its own worker process (sheetsync._workers): 0 = one per
     # CPU core; 1 = one after the other in the predict process.
     fold_workers: int = 0
+    # Where folds train: "local" (the pool above) or "ray" (each fold a task on the Ray cluster
+    # at ``address``, "host:port" from `ray start --head`; empty: a Ray instance on this machine).
+    executor: str = "local"
+    address: str = ""
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from ._reviewsheet import ModelInfo, model_info
-from .dataset import HashCache, _files_in, safe_join
+from .dataset import HashCache, _files_in, safe_joiner
 from .errors import DatasetError, TrainingError
 from .results import PredictionSource
 from .store import StoredPredictions
@@ -31,9 +31,10 @@ from .versions import VersionInfo, now_iso
 
 
 def items_of(manifest: pd.DataFrame, root: Path) -> pd.DataFrame:
+    join = safe_joiner(root)
     return pd.DataFrame({
         "id": manifest["id"].astype(str),
-        "file": [str(safe_join(root, p)) for p in manifest["path"]],
+        "file": [str(join(p)) for p in manifest["path"]],
         "hash": manifest["hash"].astype(str),
         "label": manifest["label"].astype(str),
         "split": manifest["split"].astype(str),
@@ -75,8 +76,8 @@ def test_items(test_dir: Path | None, classes: Sequence[str], cache: HashCache) 
 
 
 def review_inputs(items: pd.DataFrame, classes: Sequence[str], stored: StoredPredictions | None,
-                  current: int, *, oos_dir: Path | None = None
-                  ) -> tuple[pd.DataFrame, PredictionSource]:
+                  current: int, *, oos_dir: Path | None = None,
+                  pixel_cache: Path | None = None) -> tuple[pd.DataFrame, PredictionSource]:
     """Review signals from the freshest predictions, and where they come from. With ``oos_dir``,
     the last out-of-sample run there stands in for its probabilities when it scored exactly the
     same images (its embeddings, folds and training dynamics feed the neighbour and dynamics
@@ -85,13 +86,14 @@ def review_inputs(items: pd.DataFrame, classes: Sequence[str], stored: StoredPre
 
     if stored is None:
         # No model yet: duplicates and blank images are still worth showing first.
-        return review_signals(items, None, classes), PredictionSource(None, None, current)
+        return (review_signals(items, None, classes, pixel_cache=pixel_cache),
+                PredictionSource(None, None, current))
     probs = stored.probs
     # Images added since those predictions have none: score the rest, keep all rows.
     scored = items[items["id"].isin(probs.index)]
     run = _rich_oos(oos_dir, stored.kind, scored) if oos_dir is not None else None
     signals = review_signals(scored, run if run is not None else probs, classes,
-                             class_distance=stored.distance)
+                             class_distance=stored.distance, pixel_cache=pixel_cache)
     unscored = items[~items["id"].isin(probs.index)]
     if len(unscored):
         signals = pd.concat([signals, review_signals(unscored, None, classes,

@@ -36,7 +36,15 @@ from ._reviewsheet import (
     with_image_notes,
 )
 from .config import CONFIG_NAME, Config
-from .dataset import ScanResult, SkippedFile, detect_layout, order_classes, safe_join, scan
+from .dataset import (
+    ScanResult,
+    SkippedFile,
+    detect_layout,
+    order_classes,
+    safe_join,
+    safe_joiner,
+    scan,
+)
 from .errors import (
     BackendError,
     ConfigError,
@@ -265,7 +273,8 @@ class Project:
         stored = self.store.latest_predictions(info.version)
         items = self._items(manifest, scanned)
         signals, source = review_inputs(items, self.config.classes, stored, info.version,
-                                        oos_dir=self.store.oos_dir)
+                                        oos_dir=self.store.oos_dir,
+                                        pixel_cache=self.store.pixel_cache)
         signals = with_map(signals, self.store.latest_map(info.version))
         judged = self._judged(stored)
         answers = answers_of(manifest, judged)
@@ -389,7 +398,8 @@ class Project:
         """path -> URL: a file link for the workbook; for Google the image's published URL (a
         file:// link is useless, and leaks local paths, in a shared sheet)."""
         if self.config.backend != "google":
-            return self._url_for
+            join = safe_joiner(self.config.root)  # each folder resolved once for all the rows
+            return lambda path: join(path).as_uri()
         from .publish import url_builder
 
         return url_builder(manifest, self.config.publish, self.config.google.image_url_template)
@@ -641,7 +651,8 @@ class Project:
                 batch_size=train_cfg.batch_size, precision=train_cfg.precision,
                 jit_compile=train_cfg.jit_compile, augment=cfg.augment,
                 snapshots=snapshot_epochs(epochs) if cfg.snapshots else (),
-                workers=workers or None)
+                workers=workers or None, executor=_check_executor(cfg.executor),
+                address=cfg.address)
             ids, probs, emb, distance = stored_view(runs)
             self.store.save_predictions(info.version, "oos", ids, list(self.config.classes),
                                         probs, emb, distance)
@@ -848,3 +859,10 @@ def _check_whole(key: str, value: object, least: int, hint: str = "") -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < least:
         raise ConfigError(f"[review] {key} must be a whole number >= {least}{hint}, not {value!r}")
     return value
+
+
+def _check_executor(value: object) -> str:
+    """``[review] executor``: "local" or "ray", or a ConfigError naming the key."""
+    if value not in ("local", "ray"):
+        raise ConfigError(f'[review] executor must be "local" or "ray", not {value!r}')
+    return str(value)

@@ -30,6 +30,7 @@ import pandas as pd
 from . import _crossval, _duplicates, _evidence, _picture, _workers
 from . import _neighbours as nbr
 from . import _signals as sig
+from ._pixelcache import cached_near_pairs, pixel_features
 from .errors import TrainingError, UnknownOrderError
 
 ORDERS = ("combined", "issue", "confidence", "loss", "margin", "random", "path", "classic")
@@ -241,6 +242,8 @@ def out_of_sample(
     snapshots: Sequence[int] = (),
     latest: str = LATEST,
     workers: int | None = None,
+    executor: str = "local",
+    address: str = "",
     **fit_options: Any,
 ) -> OutOfSample:
     """Score every image with the fold model that did not train on it (stratified k-fold).
@@ -256,11 +259,13 @@ def out_of_sample(
     :attr:`OutOfSample.train_margin`. The result is also saved as ``work_dir / latest``.
     ``workers``: folds trained at once in worker processes (None: one per core for the fixed
     model, see :mod:`sheetsync._workers`, and in this process for a ``fit_predict`` passed in;
-    1: one after the other in this process).
+    1: one after the other in this process). ``executor="ray"`` sends each fold to the Ray
+    cluster at ``address`` instead (:mod:`sheetsync._rayfolds`).
     """
     return _runs(items, classes, seeds=[seed], latest=[latest], folds=folds, epochs=epochs,
                  work_dir=work_dir, cache_dir=cache_dir, fit_predict=fit_predict,
                  progress=progress, augment=augment, snapshots=snapshots, workers=workers,
+                 executor=executor, address=address,
                  **fit_options)[0]
 
 
@@ -281,7 +286,7 @@ def _runs(
     folds: int, epochs: int, work_dir: Path, cache_dir: Path | None = None,
     fit_predict: Callable[..., Any] | None = None, progress: _workers.Say | None = None,
     augment: bool = False, snapshots: Sequence[int] = (), workers: int | None = None,
-    **fit_options: Any,
+    executor: str = "local", address: str = "", **fit_options: Any,
 ) -> list[OutOfSample]:
     """The k-fold runs of ``seeds``: plan each, train every missing fold in one go, assemble."""
     start = time.perf_counter()
@@ -309,9 +314,15 @@ def _runs(
                    total=len(seeds) * folds, say=say)
              for i, seed in enumerate(seeds)]
     jobs = [job for plan in plans for job in plan.jobs]
-    trained = iter(_workers.train_folds(
-        fit_predict, items, jobs, classes, say=say, report_epochs=progress is not None,
-        workers=_workers.auto_workers(len(jobs)) if workers is None else workers))
+    if executor == "ray" and jobs:
+        from ._rayfolds import train_folds_ray
+
+        trained = iter(train_folds_ray(fit_predict, items, jobs, classes, address=address,
+                                       say=say))
+    else:
+        trained = iter(_workers.train_folds(
+            fit_predict, items, jobs, classes, say=say, report_epochs=progress is not None,
+            workers=_workers.auto_workers(len(jobs)) if workers is None else workers))
     runs = []
     for plan, name in zip(plans, latest, strict=True):
         for job in plan.jobs:
@@ -413,12 +424,18 @@ def _dynamics(
 # ----------------------------------------------------------------------------- signals
 
 
-def duplicates(items: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
-    """(duplicate_of, blank): space-separated ids showing the same picture, and blank images."""
+def duplicates(items: pd.DataFrame, thumbs: _duplicates.Thumbnails | None = None,
+               pixel_cache: Path | None = None) -> tuple[pd.Series, pd.Series]:
+    """(duplicate_of, blank): space-separated ids showing the same picture, and blank images.
+    ``thumbs``: the items' thumbnails when already at hand, ``pixel_cache``: where the near
+    pairs of the last push are kept (:mod:`sheetsync._pixelcache`)."""
     ids = items["id"].astype(str).tolist()
-    thumbs = _duplicates.thumbnails(items["file"].astype(str))
+    if thumbs is None:
+        thumbs = _duplicates.thumbnails(items["file"].astype(str))
     blank = _duplicates.blank_images(ids, thumbs)
-    groups = _duplicates.duplicate_groups(ids, items["hash"].astype(str).tolist(), thumbs, blank=blank)
+    near = None if pixel_cache is None else cached_near_pairs(pixel_cache)
+    groups = _duplicates.duplicate_groups(ids, items["hash"].astype(str).tolist(), thumbs,
+                                          blank=blank, near=near)
     dup = pd.Series([" ".join(groups.get(i, [])) for i in ids], index=blank.index, name="duplicate_of", dtype=str)
     return dup, blank
 
@@ -588,6 +605,7 @@ def review_signals(
     class_distance: pd.DataFrame | None = None,
     find_duplicates: bool = True,
     weights: Mapping[str, float] = WEIGHTS,
+    pixel_cache: Path | None = None,
 ) -> pd.DataFrame:
     """The review columns, one row per item (index = id), in :data:`SIGNAL_COLUMNS` order.
 
@@ -635,8 +653,12 @@ def review_signals(
             out.loc[scored, "loss"] = sig.loss(pf, given)
             out.loc[scored, "issue_score"] = sig.issue_score(doubt, given)
             out.loc[scored, "suspected"] = sig.suspected(doubt, given, issues)
+    # Every image's pixels, decoded once per file content (kept by hash in ``pixel_cache``).
+    pixels = (pixel_features(items["file"], items["hash"], items["id"], pixel_cache)
+              if find_duplicates and len(items) and "hash" in items.columns else None)
     if find_duplicates and len(items):
-        dup, blank = duplicates(items)
+        dup, blank = duplicates(items, None if pixels is None else pixels.thumbnails,
+                                None if pixels is None else pixel_cache)
         out["duplicate_of"], out["blank"] = dup.to_numpy(), blank.to_numpy()
     else:
         out["duplicate_of"], out["blank"] = "", False
@@ -652,7 +674,8 @@ def review_signals(
     classic = priority(out, weights)
     # Without a model score only blank images and conflicting copies say anything.
     out["classic_priority"] = classic.where(out["confidence"].notna() | (classic >= 1))
-    vote = _add_evidence(out, items, runs, pf, labels, classes, find_duplicates)
+    vote = _add_evidence(out, items, runs, pf, labels, classes, find_duplicates,
+                         None if pixels is None else pixels.stats)
     dotted = out["largest_piece"].astype(float) < _picture.DOTTED
     views = _evidence.combine(out)
     out["suggestion"] = _evidence.suggestion(pf, vote, labels, out["blank"].astype(bool) | dotted, views)
@@ -667,6 +690,7 @@ def review_signals(
 def _add_evidence(
     out: pd.DataFrame, items: pd.DataFrame, runs: Sequence[OutOfSample], probs: pd.DataFrame | None,
     labels: pd.Series, classes: Sequence[str], pictures: bool,
+    measured: pd.DataFrame | None = None,
 ) -> pd.DataFrame | None:
     """Fill the :data:`EVIDENCE_COLUMNS` of ``out`` in place; returns the neighbours' vote."""
     for c in EVIDENCE_COLUMNS:
@@ -680,7 +704,8 @@ def _add_evidence(
         for c in ev.columns:
             out[c] = ev[c]
     if pictures and len(items):
-        pic = _picture.picture_stats(items["file"].astype(str), items["id"].astype(str))
+        pic = measured if measured is not None else _picture.picture_stats(
+            items["file"].astype(str), items["id"].astype(str))
         for c in _picture.COLUMNS:
             out[c] = pic[c]
     return vote

@@ -16,6 +16,10 @@ No other module builds a path under the state folder; each asks the store. Layou
     oos/                          cross-validation work folder (resumable folds)
     hashes.json, hashes-test.json file hash caches of the dataset and of the test folder
     imagecheck.json               what each image is to the model, by file hash (sheetsync._imagecheck)
+    thumbnails.zip                the workbook's thumbnails by file hash and size, as the last push
+                                  showed them (sheetsync.sheets._thumbcache)
+    pixels.npz, pixels.pairs.npz  picture measures, duplicate thumbnails and near-duplicate pairs
+                                  by file hash (sheetsync._pixelcache)
     charts/                       embedding maps
     watch.lock                    held (flock, with its pid) while `sheetsync watch` runs
     watch-state.json              the watcher's planner state (edits seen, quiet clock, held rows)
@@ -80,6 +84,8 @@ class StateStore:
         self.uploaded_path = state_dir / "uploaded.txt"
         self.report_cache = state_dir / "report"  # UMAP coordinates by content (sheetsync.report)
         self.imagecheck_cache = state_dir / "imagecheck.json"
+        self.thumbnail_cache = state_dir / "thumbnails.zip"
+        self.pixel_cache = state_dir / "pixels.npz"
 
     # ---- the lock --------------------------------------------------------------------------
 

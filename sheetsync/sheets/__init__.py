@@ -26,7 +26,9 @@ def open_backend(config: Config) -> Backend:
         from .google import GoogleBackend
 
         return GoogleBackend.from_config(config)
+    from ..store import StateStore
     from .local import LocalBackend
 
     return LocalBackend(config.resolve(config.local.path), root=config.root,
-                        thumbnails=config.local.thumbnails, thumb_size=config.local.thumb_size)
+                        thumbnails=config.local.thumbnails, thumb_size=config.local.thumb_size,
+                        thumb_cache=StateStore(config.state_dir).thumbnail_cache)

@@ -27,6 +27,7 @@ from openpyxl.worksheet.worksheet import Worksheet
 
 from ..errors import BackendError
 from . import _xlsx_images as images
+from ._thumbcache import ThumbnailCache, draw_all
 from ._xlsx_package import PackageError, Picture, row_xml, sheet_rows
 from .base import Column, SheetLayout, cell_text, checkbox_value
 
@@ -75,6 +76,7 @@ class DataSheetWriter:
         thumb_size: int,
         reuse: dict[tuple[str, str], images.Thumbnail] | None = None,
         blank_headers: frozenset[str] = frozenset(),
+        cache: ThumbnailCache | None = None,
     ):
         self.ws = ws
         # Columns people left without a header (data in them is refused by a pull, cell by
@@ -85,6 +87,8 @@ class DataSheetWriter:
         self.thumb_size = thumb_size
         # Thumbnails of the previous push: (file name, stamp) -> thumbnail.
         self.reuse = reuse or {}
+        # Thumbnails by content hash in the state folder; when given, it replaces ``reuse``.
+        self.cache = cache
         self.table = table
         self.layout = layout
         self.names = [str(c) for c in table.columns]
@@ -284,17 +288,9 @@ class DataSheetWriter:
         path_col = self.names.index("path")
         links = self.table["url"].map(as_text).tolist() if "url" in self.names else None
         pictures, missing = [], 0
-        for r, rel in enumerate(self.table.iloc[:, path_col], start=self.first):
-            rel_text = as_text(rel)
-            source = images.safe_image_path(self.root, rel_text)
-            stamp = None if source is None else images.stamp(source, box)
-            if source is None or stamp is None:
-                missing += 1
-                continue
-            thumb = self.reuse.get((posixpath.basename(rel_text), stamp))
-            if thumb is None:
-                thumb = images.render_thumbnail(source, box)
-            if thumb is None:
+        found = self._thumbnails(self.table.iloc[:, path_col].map(as_text).tolist())
+        for r, (rel_text, stamp, thumb) in enumerate(found, start=self.first):
+            if stamp is None or thumb is None:
                 missing += 1
                 continue
             name = images.picture_name(stamp, thumb)
@@ -316,6 +312,26 @@ class DataSheetWriter:
                 )
             )
         return pictures, missing, heights
+
+    def _thumbnails(
+        self, paths: list[str]
+    ) -> list[tuple[str, str | None, images.Thumbnail | None]]:
+        """(path, stamp, thumbnail) per row; stamp None: no such file inside the root."""
+        box = self.thumb_size
+        sources = images.safe_image_paths(self.root, paths)
+        stamps = [None if s is None else images.stamp(s, box) for s in sources]
+        todo = [(i, s) for i, (s, st) in enumerate(zip(sources, stamps, strict=True))
+                if s is not None and st is not None]
+        thumbs: list[images.Thumbnail | None] = [None] * len(paths)
+        if self.cache is None:
+            # No state folder: reuse what the previous workbook shows, by file name and stamp.
+            for i, _ in todo:
+                thumbs[i] = self.reuse.get((posixpath.basename(paths[i]), str(stamps[i])))
+            todo = [(i, s) for i, s in todo if thumbs[i] is None]
+        drawn = draw_all([s for _, s in todo], box, self.cache)
+        for (i, _), thumb in zip(todo, drawn, strict=True):
+            thumbs[i] = thumb
+        return list(zip(paths, stamps, thumbs, strict=True))
 
     def _dropdowns(self) -> None:
         lists_ws: Worksheet | None = None

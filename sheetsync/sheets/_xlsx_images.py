@@ -50,6 +50,38 @@ def safe_image_path(base: Path, relative: str) -> Path | None:
     return target if target.is_relative_to(base) and target != base else None
 
 
+def safe_image_paths(base: Path, relatives: list[str]) -> list[Path | None]:
+    """:func:`safe_image_path` of each path, each folder resolved once (a sheet's 10,000 rows
+    sit in a few dozen folders); a file that is itself a link is resolved whole."""
+    folders: dict[str, Path | None] = {}
+    out: list[Path | None] = []
+    for relative in relatives:
+        if not relative or "\x00" in relative:
+            out.append(None)
+            continue
+        rel = PurePosixPath(relative.replace("\\", "/"))
+        if rel.is_absolute() or ".." in rel.parts or not rel.parts:
+            out.append(None)
+            continue
+        folder = str(rel.parent)
+        if folder not in folders:
+            folders[folder] = safe_folder(base, rel.parent)
+        parent = folders[folder]
+        target = None if parent is None else parent / rel.name
+        if target is not None and target.is_symlink():
+            target = safe_image_path(base, relative)
+        out.append(target if target != base else None)
+    return out
+
+
+def safe_folder(base: Path, rel: PurePosixPath) -> Path | None:
+    try:
+        folder = (base / rel).resolve()
+    except (OSError, RuntimeError):
+        return None
+    return folder if folder.is_relative_to(base) else None
+
+
 def stamp(file: Path, box: int) -> str | None:
     """What a thumbnail of ``file`` depends on (box, file size, modification time).
 

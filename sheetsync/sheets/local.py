@@ -60,6 +60,7 @@ from openpyxl.worksheet.worksheet import Worksheet
 
 from ..errors import BackendError, WorkbookChangedError, WorkbookLockedError
 from . import _xlsx_images as images
+from ._thumbcache import ThumbnailCache
 from ._xlsx_datasheet import (
     HEADER_FONT,
     LISTS_SHEET,
@@ -135,6 +136,7 @@ class LocalBackend(Backend):
         thumbnails: bool = True,
         thumb_size: int = 112,
         force: bool = False,
+        thumb_cache: Path | None = None,
     ):
         if thumb_size < 8:
             raise ValueError(f"thumb_size must be at least 8 pixels, not {thumb_size}")
@@ -143,6 +145,9 @@ class LocalBackend(Backend):
         self.thumbnails = thumbnails
         self.thumb_size = thumb_size
         self.force = force
+        # Thumbnails by content hash between pushes (the project's state folder); without
+        # one, a push reuses what the previous workbook shows.
+        self.thumb_cache = thumb_cache
         self._usage = ""
 
     # -- Backend ---------------------------------------------------------------------------
@@ -198,6 +203,7 @@ class LocalBackend(Backend):
             scores.row_dimensions[1].font = HEADER_FONT
             scores.freeze_panes = "A2"
         _fit_header_widths(wb[SCORES_SHEET])
+        cache = None if self.thumb_cache is None else ThumbnailCache(self.thumb_cache)
         writer = DataSheetWriter(
             ws,
             table,
@@ -205,8 +211,9 @@ class LocalBackend(Backend):
             root=self.root,
             thumbnails=self.thumbnails,
             thumb_size=self.thumb_size,
-            reuse=_previous_thumbnails(old),
+            reuse=_previous_thumbnails(old) if self.thumb_cache is None else None,
             blank_headers=blank_headers,
+            cache=cache,
         )
         writer.prepare()
         _select_only(wb, ws)
@@ -217,8 +224,11 @@ class LocalBackend(Backend):
         package.parts[part] = replace_sheet_data(package.parts[part], rows, writer.dimension)
         package.add_pictures(part, pictures)
         self._save(package.to_bytes(), force, unchanged_since)
+        if cache is not None and self.thumbnails:
+            cache.save()  # after the workbook: what it shows is what the cache keeps
+        drawn = "" if cache is None else f" ({cache.drawn} drawn)"
         self._usage = (
-            f"wrote {len(table)} rows, {len(pictures)} thumbnails"
+            f"wrote {len(table)} rows, {len(pictures)} thumbnails{drawn}"
             + (f" ({missing} images unreadable)" if missing else "")
             + f", {self.path.stat().st_size / 1e6:.1f} MB in {time.perf_counter() - started:.1f} s"
         )
