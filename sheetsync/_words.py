@@ -356,7 +356,7 @@ def _train_lines(r: TrainOutcome) -> list[str]:
 
 
 def _duration(seconds: Any) -> str:
-    from ._bars import duration
+    from ._trainbars import duration
 
     try:
         return duration(float(seconds))

@@ -161,7 +161,7 @@ def class_distances(items: pd.DataFrame, pred: Any, classes: Sequence[str]) -> n
 
 def embedding_map(items: pd.DataFrame, pred: Any, classes: Sequence[str], info: VersionInfo,
                   path: Path) -> Path | None:
-    from .charts import embedding_map as draw
+    from ._pngcharts import embedding_map as draw
 
     ids = pd.Index(items["id"])
     labels = pd.Series(items["label"].to_numpy(), index=ids)

@@ -27,7 +27,7 @@ import pandas as pd
 
 from . import journal as jr
 from ._imagecheck import check_images
-from ._progress import Progress, tqdm_progress
+from ._itemprogress import Progress, tqdm_progress
 from ._reviewsheet import (
     ReviewSheet,
     gated_suggestions,
@@ -790,7 +790,7 @@ class Project:
 
     def chart(self) -> Path | None:
         """Redraw the score chart; its path (None when there is nothing to draw)."""
-        from .charts import scores_chart
+        from ._pngcharts import scores_chart
 
         return scores_chart(self.scores.read(), self.store.scores_chart)
 

@@ -470,7 +470,7 @@ def _esc(value: object) -> str:
 def render_page(inputs: ReportInputs, shown: pd.DataFrame, n_total: int, coverage: Coverage,
                 findings: list[Finding], coords: np.ndarray, clusters: np.ndarray) -> str:
     """The whole page as one string: specs as JSON, the Vega bundle and page script inlined."""
-    from . import _report_charts as charts
+    from . import _report_vega as charts
 
     gaps = pd.DataFrame([{"x": g.x, "y": g.y, "name": f"#{g.cluster}: no val"}
                          for g in coverage.gaps], columns=["x", "y", "name"])
