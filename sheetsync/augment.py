@@ -2,8 +2,9 @@
 
 Each derived image is a row of its own: ``source_id`` (the image it was made from) and
 ``transform`` (a spec, see :mod:`sheetsync._transforms`) say how to rebuild it byte for byte.
-The planner here is pure; :func:`build_png` is the only image I/O, and ``Project.augment`` writes
-the files through the journal (staged first, then renamed into the class folders in one batch).
+The planner here is pure; :func:`build_png` is the only image I/O, and
+:func:`sheetsync.augment_run.augment_project` (``Project.augment``) writes the files through the
+journal (staged first, then renamed into the class folders in one batch).
 
 The class table (``[augment.transforms]`` in sheetsync.toml) says, per transform family, which
 class an image of each class becomes: ``"all"`` keeps every class, a table maps classes

@@ -247,6 +247,19 @@ class ReportStep:
     cached: bool = False  # "map": the coordinates come from the cache (no UMAP fit)
 
 
+def report(project: Project, *, out: Path | None = None, max_points: int | None = None,
+           on_step: Callable[[ReportStep], None] | None = None) -> ReportResult:
+    """`sheetsync report` (``Project.report``): the page of :func:`build_report` under the
+    project's lock; ``on_step`` hears of each long step (:class:`ReportStep`)."""
+    require_extra()  # before the lock and the scan: a missing extra is a one-line answer
+    with project.locked():
+        manifest, info, _ = project.refresh()
+        result = build_report(project, manifest, info, out=out,
+                              max_points=max_points or MAX_POINTS, on_step=on_step)
+        result.recovered, result.skipped = project.recovered, project.skipped
+        return result
+
+
 def build_report(project: Project, manifest: pd.DataFrame, info: VersionInfo, *,
                  out: Path | None = None, max_points: int = MAX_POINTS,
                  on_step: Callable[[ReportStep], None] | None = None) -> ReportResult:

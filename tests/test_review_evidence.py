@@ -655,7 +655,7 @@ def test_predict_trains_three_fold_seeds_and_push_orders_by_all(data_root, tmp_p
     stored = project.store.latest_predictions(result.version.version)
     pd.testing.assert_frame_equal(stored.probs.loc[runs[0].probs.index], review.ensemble_probs(runs),
                                   check_names=False, check_freq=False, atol=1e-6)
-    items = project._items(*project._refresh()[::2])
+    items = project.usable_items(*project.refresh()[::2])
     signals, source = review_inputs(items, project.config.classes, stored, result.version.version,
                                     oos_dir=project.store.oos_dir)
     assert source.kind == "oos" and signals["seed_disagreement"].notna().all()
