@@ -49,7 +49,6 @@ if TYPE_CHECKING:
     from .config import Config
     from .journal import Move
 
-DERIVED_COLUMNS = ("source_id", "transform")
 ROMAN = ("i", "ii", "iii", "iv", "v", "vi", "vii", "viii", "ix", "x")
 ROMAN_TABLE: dict[str, Any] = {
     "hflip": {"i": "i", "ii": "ii", "iii": "iii", "iv": "vi", "v": "v", "vi": "iv", "x": "x"},
