@@ -13,7 +13,7 @@ arrives) is checked first; only when it lacks some object is the bucket listed (
 recorded, and objects a teammate uploaded. Nothing is ever deleted, except by :func:`prune`.
 
 The results are typed (:class:`~sheetsync.results.PublishResult`,
-:class:`~sheetsync.results.PrunePlan`); their words are made in :mod:`sheetsync.cli`.
+:class:`~sheetsync.results.PrunePlan`); their words are made in :mod:`sheetsync._words`.
 
 A :class:`~sheetsync.project.Project` publishes through :func:`publish_current` (``sheetsync
 publish``), :func:`publish_for` (before a push writes the sheet), :func:`prune_plan_of` and
