@@ -270,7 +270,7 @@ def test_review_rule_and_weak_model() -> None:
                              "split": ["train"] * 6, "label": labels.tolist()})
     summary = rs.summarise(signals, manifest, flagged=3, unreadable=["p5"])
     assert (summary.likely_label_errors, summary.blank, summary.outliers, summary.unreadable) == (1, 1, 2, 1)
-    assert "1 likely label errors" in rs.summary_text(summary) and "2 outliers" in rs.summary_text(summary)
+    assert "1 likely label error;" in rs.summary_text(summary) and "2 outliers" in rs.summary_text(summary)
     # Below the "too weak" line the model's counts are not stated.
     said = rs.summary_text(rs.summarise(signals, manifest, flagged=3, unreadable=["p5"], weak=True))
     assert "likely label errors" not in said and "2 outliers" not in said

@@ -80,6 +80,8 @@ COLUMNS = ["label"] * 4 + ["note"] * 3 + ["action"] * 2 + ["split"] * 2 + ["mine
 STATS: Counter[str] = Counter()
 
 
+LANDED_TIMEOUT = 2.0  # seconds: the Google projects' request timeout in the simulation
+
 class Crash(BaseException):
     """A kill -9 stand-in: raised from the journal's rename step, caught by nothing inside."""
 
@@ -122,7 +124,10 @@ class Team(RuleBasedStateMachine):
         self.files = Counter(digest(p) for p in self.root.rglob("*") if p.is_file())
         if self.backend == "google":
             assert self.api is not None
-            proj = init_google_project(self.api, self.root, self.tmp / "proj", max_retries=2)
+            # A short request timeout, so a write that lands and answers late (the "landed"
+            # fault) times out on the client as it would against Google.
+            proj = init_google_project(self.api, self.root, self.tmp / "proj", max_retries=2,
+                                       timeout=LANDED_TIMEOUT)
             self.project = open_google_project(self.api, proj, no_waits=True)
         else:
             self.project, _ = Project.init(self.root, self.tmp / "proj", progress=no_progress)
@@ -355,14 +360,19 @@ class Team(RuleBasedStateMachine):
         STATS[f"save-during-push:{self.attempt(project.push)}"] += 1
 
     @precondition(lambda self: self.backend == "google")
-    @rule(n=st.integers(1, 4), fault=st.sampled_from([429, 503, "timeout"]))
+    @rule(n=st.integers(1, 4), fault=st.sampled_from([429, 503, "timeout", "landed"]))
     def api_faults(self, n: int, fault: int | str) -> None:
         assert self.api is not None
-        self.api.fail_next(n, fault, delay=0.05)
+        if fault == "landed":  # the next write is applied, its answer comes after the timeout
+            self.api.land_then_timeout(after=0, n=1, delay=LANDED_TIMEOUT + 0.5)
+        else:
+            self.api.fail_next(n, fault, delay=0.05)
         self.watch(1)
+        STATS[f"api-fault:{fault}"] += 1
         self.api.fail_next(0)
         with self.api.lock:
             self.api.faults.clear()
+            self.api.hangs = []
 
     @rule()
     def settle(self) -> None:
@@ -469,7 +479,9 @@ def test_team_simulation_workbook() -> None:
 
 
 def test_team_simulation_google() -> None:
-    with SheetsStandin() as api:
+    # Many short projects within a minute: the per-minute quota would refuse them all; 429s
+    # come from the api_faults rule instead.
+    with SheetsStandin(quota_per_minute=None) as api:
         GoogleTeam.api = api
         run_team(GoogleTeam, examples=6, steps=10)
 
@@ -481,6 +493,6 @@ def test_team_simulation_workbook_long() -> None:
 
 @pytest.mark.slow
 def test_team_simulation_google_long() -> None:
-    with SheetsStandin() as api:
+    with SheetsStandin(quota_per_minute=None) as api:
         GoogleTeam.api = api
         run_team(GoogleTeam, examples=20, steps=30)
