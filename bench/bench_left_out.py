@@ -80,7 +80,7 @@ def book_items(root: Path) -> pd.DataFrame:
 
 
 def fold(items: pd.DataFrame, problem: pd.Series, args: argparse.Namespace) -> None:
-    from sheetsync import _augment, _crossval, review, train
+    from sheetsync import _crossval, _foldaugment, review, train
 
     fold_of = _crossval.assign_folds(items, 4, args.seed, {})
     held = fold_of.to_numpy() == args.fold
@@ -91,8 +91,8 @@ def fold(items: pd.DataFrame, problem: pd.Series, args: argparse.Namespace) -> N
     xb = train._images(book, "label book", cache)
     trainer = train._trainer(xt, yt, len(CLASSES), seed=args.seed, batch_size=8,
                              precision="float32", jit_compile=True,
-                             augment=_augment.class_preserving(CLASSES, args.seed))
-    views = [xh, *_augment.test_views(xh)]
+                             augment=_foldaugment.class_preserving(CLASSES, args.seed))
+    views = [xh, *_foldaugment.test_views(xh)]
     per_view: list[list[np.ndarray]] = [[] for _ in views]  # view -> snapshot probabilities
     for epoch in range(1, 21):
         trainer.run_epoch()

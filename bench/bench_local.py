@@ -115,7 +115,7 @@ def peak_rss_gib() -> float:
 
 def loop(rows: int, work: Path) -> dict[str, float]:
     """init, push, relabel 1% in the workbook, pull, push again: seconds of each step."""
-    from sheetsync._progress import no_progress
+    from sheetsync._itemprogress import no_progress
     from sheetsync.project import Project
     from sheetsync.rows import extra_columns, layout
 

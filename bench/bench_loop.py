@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from sheetsync._progress import no_progress
+from sheetsync._itemprogress import no_progress
 from sheetsync.project import Project
 from sheetsync.rows import extra_columns, layout
 

@@ -110,7 +110,7 @@ class FoldResult:
     # Per held-out row, the share of each class among its nearest training images in this
     # fold's space (rows sum to 1): 3x more references than the held-out rows of one fold.
     train_vote: np.ndarray | None = None  # (m, C)
-    # With test-time views (sheetsync._augment.test_views): the held-out rows' probabilities
+    # With test-time views (sheetsync._foldaugment.test_views): the held-out rows' probabilities
     # from the original pictures alone (snapshot mean where there are snapshots), so that a
     # benchmark can measure what the views buy on the same trained fold.
     original_probs: np.ndarray | None = None  # (m, C)

@@ -29,11 +29,6 @@ def _given(probs: pd.DataFrame, labels: pd.Series) -> np.ndarray:
     return idx
 
 
-def label_index(probs: pd.DataFrame, labels: pd.Series) -> np.ndarray:
-    """The column number of each row's given label."""
-    return _given(probs, labels)
-
-
 def predicted(probs: pd.DataFrame) -> pd.Series:
     """The class the model finds most likely."""
     return pd.Series(probs.columns[probs.to_numpy().argmax(axis=1)], index=probs.index, dtype=str)

@@ -103,7 +103,7 @@ def scores_lines(scores: pd.DataFrame) -> list[str]:
 
 
 def _seconds(value: Any) -> str:
-    from ._bars import duration
+    from ._trainbars import duration
 
     try:
         return duration(float(value))

@@ -18,6 +18,9 @@ from typing import Any
 
 import pandas as pd
 
+from ._reviewsheet import checked_text, model_text, summary_text
+from ._tables import scores_lines
+from ._trainbars import duration
 from .dataset import SkippedFile
 from .report import ReportStep
 from .results import (
@@ -37,6 +40,7 @@ from .results import (
     TrainOutcome,
     WatchResult,
 )
+from .versions import DIFF_FIELDS
 from .watch import Event
 
 # ---- words for results ---------------------------------------------------------------------
@@ -242,8 +246,6 @@ def _push_lines(r: PushResult) -> list[str]:
 
 def _review_lines(model: Any, summary: Any) -> list[str]:
     """The model and the summary, in the words of the sheet's info line."""
-    from ._reviewsheet import model_text, summary_text
-
     out = [f"model: {model_text(model)}"] if model is not None else []
     if summary is not None:
         out.append(f"summary: {summary_text(summary)}")
@@ -334,8 +336,6 @@ def _unbuilt_text(u: Any) -> str:
 def _changes_text(changes: pd.DataFrame, n_moves: int) -> str:
     if not len(changes):
         return "no change"
-    from .versions import DIFF_FIELDS
-
     per_field = changes.groupby("field").size()
     parts = [f"{n} {f or 'row'} change(s)" if f in DIFF_FIELDS or not f
              else f"{n} change(s) in column {f!r}" for f, n in per_field.items() if f != "path"]
@@ -356,8 +356,6 @@ def _train_lines(r: TrainOutcome) -> list[str]:
 
 
 def _duration(seconds: Any) -> str:
-    from ._bars import duration
-
     try:
         return duration(float(seconds))
     except (TypeError, ValueError):
@@ -373,8 +371,6 @@ def _predict_lines(r: PredictResult) -> list[str]:
 
 @describe.register
 def _status_lines(r: StatusResult) -> list[str]:
-    from ._reviewsheet import checked_text
-
     lines = [f"{r.root}: {r.version.name}, {r.images} images", r.counts.to_string(),
              f"review: {checked_text(r.checked, r.checked_problems)}"]
     if r.sheet is not None and not r.pushed:
@@ -399,8 +395,6 @@ def _checkout_lines(r: CheckoutResult) -> list[str]:
 
 @describe.register
 def _scores_lines(r: ScoresResult) -> list[str]:
-    from ._tables import scores_lines
-
     return [*scores_lines(r.table), *([f"chart: {r.chart}"] if r.chart else [])]
 
 
@@ -416,8 +410,6 @@ def _watch_lines(r: WatchResult) -> list[str]:
 
 
 def _republished_text(d: dict[str, Any]) -> str:
-    from .results import PredictionSource
-
     source = PredictionSource(**d["predictions"])
     kind = ("none yet" if source.kind is None else
             ("out-of-sample" if source.kind == "oos" else "in-sample") + f" for v{source.version}"

@@ -51,7 +51,7 @@ from .errors import TrainingError
 
 
 # What fold training tells its caller, as typed events (the command line words them and draws
-# the bars: sheetsync._bars). Plain frozen dataclasses: they cross the workers' queue pickled.
+# the bars: sheetsync._trainbars). Plain frozen dataclasses: they cross the workers' queue pickled.
 @dataclass(frozen=True)
 class FoldStarted:
     number: int  # 1-based, across every run of the k-fold

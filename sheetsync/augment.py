@@ -2,8 +2,9 @@
 
 Each derived image is a row of its own: ``source_id`` (the image it was made from) and
 ``transform`` (a spec, see :mod:`sheetsync._transforms`) say how to rebuild it byte for byte.
-The planner here is pure; :func:`build_png` is the only image I/O, and ``Project.augment`` writes
-the files through the journal (staged first, then renamed into the class folders in one batch).
+The planner here is pure; :func:`build_png` is the only image I/O, and
+:func:`sheetsync.augment_run.augment_project` (``Project.augment``) writes the files through the
+journal (staged first, then renamed into the class folders in one batch).
 
 The class table (``[augment.transforms]`` in sheetsync.toml) says, per transform family, which
 class an image of each class becomes: ``"all"`` keeps every class, a table maps classes
@@ -32,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from ._compose import targets_of
+from ._compose import glyphs, targets_of
 from ._transforms import (
     CONTINUOUS,
     FAMILIES,
@@ -42,13 +43,14 @@ from ._transforms import (
     sample_spec,
     variant_rng,
 )
-from .errors import ConfigError
+from .dataset import new_id, order_classes, safe_join
+from .errors import AugmentError, ConfigError
+from .journal import plan_moves
 
 if TYPE_CHECKING:
     from .config import Config
     from .journal import Move
 
-DERIVED_COLUMNS = ("source_id", "transform")
 ROMAN = ("i", "ii", "iii", "iv", "v", "vi", "vii", "viii", "ix", "x")
 ROMAN_TABLE: dict[str, Any] = {
     "hflip": {"i": "i", "ii": "ii", "iii": "iii", "iv": "vi", "v": "v", "vi": "iv", "x": "x"},
@@ -170,8 +172,6 @@ class AugmentPlan:
             return pd.DataFrame()
         df = pd.DataFrame({"class": [v.label for v in self.variants],
                            "family": [v.family for v in self.variants]})
-        from .dataset import order_classes
-
         out = pd.crosstab(df["class"], df["family"])
         out = out.loc[order_classes(out.index), [f for f in FAMILIES if f in out.columns]]
         out["total"] = out.sum(axis=1)
@@ -586,8 +586,6 @@ def lost_rows(history: Sequence[pd.DataFrame], manifest: pd.DataFrame) -> pd.Dat
 def stage_variant(root: Any, pixels: np.ndarray, variant: Variant, taken_ids: set[str],
                   staging: Any) -> NewFile:
     """Write one derived image into ``staging`` (outside the tree) and return its row."""
-    from .dataset import new_id
-
     data = build_png(pixels, variant.spec)
     digest = hashlib.sha256(data).hexdigest()
     path = derived_path(variant)
@@ -636,9 +634,6 @@ class PixelCache:
         if id_ not in self._pixels:
             from PIL import UnidentifiedImageError
 
-            from .dataset import safe_join
-            from .errors import AugmentError
-
             try:
                 self._pixels[id_] = load_source(safe_join(self.root, self.paths[id_]), self.max_side)
             except (OSError, ValueError, UnidentifiedImageError) as e:
@@ -649,9 +644,6 @@ class PixelCache:
 def spell_sources(manifest: pd.DataFrame, table: ClassTable, pixels: PixelCache,
                   splits: Sequence[str]) -> dict[str, str]:
     """id -> the glyphs read in each source that composition could use."""
-    from ._compose import glyphs
-    from .errors import AugmentError
-
     if not table.compose:
         return {}
     src = _sources(manifest, splits)
@@ -669,8 +661,6 @@ def stage_all(root: Any, staging: Any, plan: AugmentPlan, lost: pd.DataFrame, pi
               taken_ids: set[str]) -> tuple[list[NewFile], list[Unbuilt]]:
     """Every planned and lost derived image, written under ``staging``; and those skipped."""
     import shutil
-
-    from .errors import AugmentError
 
     shutil.rmtree(staging, ignore_errors=True)  # leftovers of a run killed while staging
     staging.mkdir(parents=True)
@@ -739,8 +729,6 @@ def plan_commit(manifest: pd.DataFrame, files: Sequence[NewFile],
                 exists: Callable[[str], bool]) -> tuple[list[Move], pd.DataFrame]:
     """The moves from the staging folder to each file's place, and the manifest with the new
     rows (pure)."""
-    from .journal import plan_moves
-
     # Derived paths are built from config names and hex ids: plain.
     moves = plan_moves([(f.row["id"], f.staged, f.row["path"], f.row["hash"]) for f in files],
                        list(manifest["path"]), exists=exists)

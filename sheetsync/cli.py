@@ -123,7 +123,7 @@ def train(ctx: click.Context, epochs: int | None, seed: int | None, precision: s
 
     Example: sheetsync train --epochs 10
     """
-    from ._bars import TrainBars
+    from ._trainbars import TrainBars
 
     bars = TrainBars()
     try:
@@ -146,7 +146,7 @@ def predict(ctx: click.Context, folds: int | None, epochs: int | None, fold_seed
 
     Example: sheetsync predict --folds 4 --epochs 20 --fold-seeds 2
     """
-    from ._bars import TrainBars
+    from ._trainbars import TrainBars
 
     bars = TrainBars()
     project = _project(ctx)

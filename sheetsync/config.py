@@ -67,7 +67,7 @@ class ReviewConfig:
     epochs: int = 20
     order: str = "combined"
     # Folds train on class-preserving variants (flips that keep the numeral, small rotations and
-    # shifts: sheetsync._augment) and keep training dynamics (snapshots every quarter of epochs).
+    # shifts: sheetsync._foldaugment) and keep training dynamics (snapshots every quarter of epochs).
     augment: bool = True
     snapshots: bool = True
     # Independent k-fold runs (other splits, other models): their mean and their disagreement

@@ -182,7 +182,7 @@ def _train_seeds(project: Any, epochs: int, seeds: list[int], say: Any) -> Any:
     """Train once per seed; the test images' correctness, one row per seed."""
     import numpy as np
 
-    from ._bars import TrainBars
+    from ._trainbars import TrainBars
 
     runs = []
     for seed in seeds:

@@ -22,10 +22,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ._bootstrap import repeat_spread, score_fields, set_digest
+from ._crossval import class_distances as fold_class_distances
+from ._pngcharts import embedding_map as draw_embedding_map
 from ._reviewsheet import ModelInfo, model_info
 from .dataset import HashCache, _files_in, safe_joiner
 from .errors import DatasetError, TrainingError
 from .results import PredictionSource
+from .review import latest_out_of_sample, latest_runs, review_signals
 from .store import StoredPredictions
 from .versions import VersionInfo, now_iso
 
@@ -82,8 +86,6 @@ def review_inputs(items: pd.DataFrame, classes: Sequence[str], stored: StoredPre
     the last out-of-sample run there stands in for its probabilities when it scored exactly the
     same images (its embeddings, folds and training dynamics feed the neighbour and dynamics
     signals)."""
-    from .review import review_signals
-
     if stored is None:
         # No model yet: duplicates and blank images are still worth showing first.
         return (review_signals(items, None, classes, pixel_cache=pixel_cache),
@@ -110,8 +112,6 @@ def fold_runs(oos_dir: Path, stored: StoredPredictions, items: pd.DataFrame) -> 
 def _rich_oos(oos_dir: Path, kind: str, scored: pd.DataFrame) -> Any:
     """The last out-of-sample runs (one per fold seed) when they scored exactly these images,
     else None."""
-    from .review import latest_runs
-
     runs = latest_runs(oos_dir) if kind == "oos" else []
     ids = set(scored["id"].astype(str))
     if not runs or any(set(r.probs.index) != ids for r in runs):
@@ -135,8 +135,6 @@ def _model_figures(kind: str, version: int, scores: pd.DataFrame,
                    oos_dir: Path) -> tuple[int | None, float | None]:
     """(epochs, best validation accuracy) of the model behind the predictions, if known."""
     if kind == "oos":
-        from .review import latest_out_of_sample
-
         oos = latest_out_of_sample(oos_dir)
         settings = getattr(oos, "settings", None) or {}
         return settings.get("epochs"), None  # OOS accuracy is computed from the probabilities
@@ -154,22 +152,19 @@ def _model_figures(kind: str, version: int, scores: pd.DataFrame,
 
 def class_distances(items: pd.DataFrame, pred: Any, classes: Sequence[str]) -> np.ndarray:
     """Distance of every image to each class centre, in the trained model's embedding space."""
-    from ._crossval import class_distances as distances
-
     labels = items["label"].map({c: i for i, c in enumerate(classes)}).to_numpy()
     is_train = ((items["split"] == "train") & (items["action"] == "keep")).to_numpy()
-    return distances(pred.embeddings, pred.probs, labels, is_train, len(classes))
+    return fold_class_distances(pred.embeddings, pred.probs, labels, is_train, len(classes))
 
 
 def embedding_map(items: pd.DataFrame, pred: Any, classes: Sequence[str], info: VersionInfo,
                   path: Path) -> Path | None:
-    from .charts import embedding_map as draw
-
     ids = pd.Index(items["id"])
     labels = pd.Series(items["label"].to_numpy(), index=ids)
     predicted = pd.Series(np.asarray(classes)[pred.probs.argmax(axis=1)], index=ids)
-    return draw(pd.DataFrame(pred.embeddings, index=ids), labels, predicted != labels, path,
-                f"{info.name}: embedding map; red rings: the model disagrees with the label")
+    return draw_embedding_map(
+        pd.DataFrame(pred.embeddings, index=ids), labels, predicted != labels, path,
+        f"{info.name}: embedding map; red rings: the model disagrees with the label")
 
 
 def derived_count(manifest: pd.DataFrame, trained: pd.DataFrame) -> int:
@@ -208,8 +203,6 @@ def score_intervals(items: pd.DataFrame, probs: np.ndarray, classes: Sequence[st
                     test: pd.DataFrame | None) -> dict[str, object]:
     """Score-row fields: 95% bootstrap intervals of val accuracy (from ``probs``, rows in
     ``items`` order) and of test accuracy (``test``: label, predicted), and the val set's digest."""
-    from ._bootstrap import score_fields, set_digest
-
     predicted = np.asarray(classes)[probs.argmax(axis=1)]
     val = ((items["split"] == "val") & (items["action"] == "keep")).to_numpy()
     fields = score_fields("val", predicted[val] == items["label"].to_numpy()[val])
@@ -221,8 +214,6 @@ def score_intervals(items: pd.DataFrame, probs: np.ndarray, classes: Sequence[st
 
 def repeat_fields(runs: Sequence[Any], has_test: bool) -> dict[str, object]:
     """Score-row fields of ``train --repeats N``: the spread of the runs' scores."""
-    from ._bootstrap import repeat_spread
-
     out: dict[str, object] = {"repeats": len(runs), "val_repeat_sd": round(
         repeat_spread([r.best_val_accuracy for r in runs]), 4)}
     if has_test:

@@ -13,7 +13,11 @@ arrives) is checked first; only when it lacks some object is the bucket listed (
 recorded, and objects a teammate uploaded. Nothing is ever deleted, except by :func:`prune`.
 
 The results are typed (:class:`~sheetsync.results.PublishResult`,
-:class:`~sheetsync.results.PrunePlan`); their words are made in :mod:`sheetsync.cli`.
+:class:`~sheetsync.results.PrunePlan`); their words are made in :mod:`sheetsync._words`.
+
+A :class:`~sheetsync.project.Project` publishes through :func:`publish_current` (``sheetsync
+publish``), :func:`publish_for` (before a push writes the sheet), :func:`prune_plan_of` and
+:func:`prune_listed` (``publish --prune``).
 
 Usage::
 
@@ -31,18 +35,21 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pandas as pd
 
-from ._gcs import public_url
-from .config import PublishConfig
+from ._gcs import Bucket, public_url, storage_credentials
+from .config import Config, PublishConfig
 from .dataset import safe_join
 from .errors import ConfigError, NotPublicError, PublishError
 from .results import PrunePlan, PublishResult
 
 PLACEHOLDERS = ("path", "sha256", "id", "ext", "object")
 _HASH_NAME = re.compile(r"[0-9a-f]{64}")
+
+if TYPE_CHECKING:
+    from .project import Project
 
 
 class Store(Protocol):
@@ -316,3 +323,55 @@ def prune(store: Store, plan: PrunePlan, record: UploadRecord) -> int:
         store.delete(name)
     record.forget(store.name, plan.unreferenced)
     return len(plan.unreferenced)
+
+
+# ---- a project's bucket --------------------------------------------------------------------
+
+def open_bucket(config: Config) -> Bucket:
+    """The ``[publish]`` bucket, signed in with the same credentials as the sheet."""
+    pub = config.publish
+    creds, account = storage_credentials(config.google, config.resolve)
+    return Bucket(pub.bucket, creds, account=account, endpoint=pub.endpoint,
+                  timeout=config.google.timeout, max_retries=pub.max_retries, workers=pub.workers)
+
+
+def publish_for(project: Project, manifest: pd.DataFrame, verify: bool = False) -> PublishResult | None:
+    """Upload what the bucket lacks (None: no bucket, the URL template only)."""
+    pub, template = project.config.publish, project.config.google.image_url_template
+    check_settings(pub, template)
+    if not pub.bucket:
+        return None
+    return publish_images(manifest, project.config.root, pub, project.storage,
+                          UploadRecord(project.store.uploaded_path), template=template,
+                          progress=project.progress, verify=verify)
+
+
+def publish_current(project: Project) -> PublishResult:
+    """Upload the images of the current version without writing the sheet; the bucket is
+    listed rather than trusting the local record, so objects deleted there come back."""
+    if not project.config.publish.bucket:
+        raise ConfigError("[publish] bucket is not set in sheetsync.toml (template only)")
+    with project.locked():
+        manifest, _, _ = project.refresh()
+        result = publish_for(project, manifest, verify=True)
+        assert result is not None
+        result.recovered, result.skipped = project.recovered, project.skipped
+        return result
+
+
+def prune_plan_of(project: Project) -> PrunePlan:
+    """The objects ``publish --prune`` would delete: those no recorded version references."""
+    pub = project.config.publish
+    if not pub.bucket:
+        raise ConfigError("[publish] bucket is not set in sheetsync.toml: nothing to prune")
+    with project.locked():
+        manifests = [project.versions.load(v.version) for v in project.versions.list()]
+        prefix = pub.prefix.strip("/")
+        listing = project.storage.list(f"{prefix}/" if prefix else "")
+        return plan_prune(manifests, listing, pub, pub.bucket)
+
+
+def prune_listed(project: Project, plan: PrunePlan) -> int:
+    """Delete what :func:`prune_plan_of` listed (after the caller showed it and had it confirmed)."""
+    with project.locked():
+        return prune(project.storage, plan, UploadRecord(project.store.uploaded_path))

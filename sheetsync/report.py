@@ -42,10 +42,13 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
+from . import _report_vega as charts
 from ._confusion import confusion, per_class_accuracy
 from ._coverage import Coverage, clusters_of, split_coverage
+from ._quiet import quiet_tensorflow
 from ._reviewsheet import ModelInfo, gated_suggestions, model_text
 from ._summary import Finding, summarise
+from .dataset import safe_join
 from .errors import ReportError
 from .inputs import items_of, model_behind, review_inputs, with_map
 from .results import ReportResult
@@ -149,8 +152,6 @@ def _read_embeddings(path: Path) -> tuple[list[str], np.ndarray]:
 
 def _current_files(root: Path, items: pd.DataFrame, manifest: pd.DataFrame) -> pd.DataFrame:
     """Thumbnails come from where the images are now (a pull may have moved them since)."""
-    from .dataset import safe_join
-
     now = dict(zip(manifest["id"].astype(str), manifest["path"].astype(str), strict=True))
     files = [str(safe_join(root, now.get(i, p)))
              for i, p in zip(items["id"], items["path"], strict=True)]
@@ -209,8 +210,6 @@ def _umap(x: np.ndarray, seed: int, fit_max: int) -> np.ndarray:
     n = len(x)
     if n < 4:  # too few for a neighbour graph: lay them on a line
         return np.c_[np.arange(n, dtype=np.float32), np.zeros(n, np.float32)]
-    from ._quiet import quiet_tensorflow
-
     # umap imports TensorFlow (for its parametric variant): without its start-up lines.
     quiet_tensorflow()
     with warnings.catch_warnings():
@@ -245,6 +244,19 @@ class ReportStep:
     step: Literal["map", "thumbnails", "page"]
     images: int
     cached: bool = False  # "map": the coordinates come from the cache (no UMAP fit)
+
+
+def report(project: Project, *, out: Path | None = None, max_points: int | None = None,
+           on_step: Callable[[ReportStep], None] | None = None) -> ReportResult:
+    """`sheetsync report` (``Project.report``): the page of :func:`build_report` under the
+    project's lock; ``on_step`` hears of each long step (:class:`ReportStep`)."""
+    require_extra()  # before the lock and the scan: a missing extra is a one-line answer
+    with project.locked():
+        manifest, info, _ = project.refresh()
+        result = build_report(project, manifest, info, out=out,
+                              max_points=max_points or MAX_POINTS, on_step=on_step)
+        result.recovered, result.skipped = project.recovered, project.skipped
+        return result
 
 
 def build_report(project: Project, manifest: pd.DataFrame, info: VersionInfo, *,
@@ -470,8 +482,6 @@ def _esc(value: object) -> str:
 def render_page(inputs: ReportInputs, shown: pd.DataFrame, n_total: int, coverage: Coverage,
                 findings: list[Finding], coords: np.ndarray, clusters: np.ndarray) -> str:
     """The whole page as one string: specs as JSON, the Vega bundle and page script inlined."""
-    from . import _report_charts as charts
-
     gaps = pd.DataFrame([{"x": g.x, "y": g.y, "name": f"#{g.cluster}: no val"}
                          for g in coverage.gaps], columns=["x", "y", "name"])
     points, legends = charts.map_colours(shown.drop(columns=["file"]), inputs.classes)

@@ -40,6 +40,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from ._neighbours import neighbours
+from .rows import CHECKED, checked_value
+
 # Evidence column -> True when larger means more doubtful (missing columns are left out).
 FEATURES: dict[str, bool] = {
     "issue_score": True, "knn_agreement": False, "outlier": True, "train_margin": False,
@@ -83,8 +86,6 @@ def answers_of(manifest: pd.DataFrame, judged: pd.DataFrame | None) -> pd.Series
     or its action changed since ``judged``, the manifest whose labels the models judged: a
     relabel or a drop counts as checked), False for a row ticked in ``checked`` and unchanged.
     Rows nobody checked are not in it."""
-    from .rows import CHECKED, checked_value
-
     m = manifest.set_index(manifest["id"].astype(str))
     ticked = (m[CHECKED].map(checked_value) == "TRUE") if CHECKED in m.columns \
         else pd.Series(False, index=m.index)
@@ -126,8 +127,6 @@ def neighbour_counts(spaces: Iterable[tuple[pd.DataFrame, pd.Series]], index: pd
                      answers: pd.Series, k: int = K) -> pd.DataFrame:
     """Per row, the similarity-weighted number of confirmed problems and of confirmed clean rows
     among its k nearest rows of the same fold, averaged over the fold spaces (one per seed)."""
-    from ._neighbours import neighbours
-
     problem = answers.reindex(index)
     is_p = (problem == True).to_numpy(dtype=float)  # noqa: E712 (NaN: not checked)
     is_c = (problem == False).to_numpy(dtype=float)  # noqa: E712

@@ -254,7 +254,7 @@ def out_of_sample(
     ``fit_options`` (batch_size, precision, jit_compile) are passed on to it.
     ``progress(event)`` hears about each fold (started, reused, done) and each epoch, as typed
     events (:data:`sheetsync._workers.FoldEvent`).
-    ``augment`` trains the folds on class-preserving variants (:mod:`sheetsync._augment`).
+    ``augment`` trains the folds on class-preserving variants (:mod:`sheetsync._foldaugment`).
     ``snapshots`` (epochs) also keep training dynamics: :attr:`OutOfSample.snapshot_probs` and
     :attr:`OutOfSample.train_margin`. The result is also saved as ``work_dir / latest``.
     ``workers``: folds trained at once in worker processes (None: one per core for the fixed
@@ -296,12 +296,12 @@ def _runs(
         workers = 1
     if fit_predict is None:
         # TensorFlow: only when training
-        from . import _augment
+        from . import _foldaugment
         from .train import fit_predict as default_fit_predict
 
-        fit_predict = _augment.fit_predict if augment else default_fit_predict
+        fit_predict = _foldaugment.fit_predict if augment else default_fit_predict
     if augment:
-        from ._augment import SETTINGS as augment_settings
+        from ._foldaugment import SETTINGS as augment_settings
 
         fit_options = {**fit_options, "augment_settings": augment_settings}
     if snapshots:

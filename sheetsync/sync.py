@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from .augment import follow_sources
 from .dataset import ACTIONS
 from .errors import Problem
 from .journal import Move, plan_locations
@@ -105,12 +106,6 @@ def clean_cells(sheet: pd.DataFrame, mapping: dict[str, str]) -> pd.DataFrame:
     return df[~blank]
 
 
-def normalise_choice(value: str, choices: Sequence[str]) -> str | None:
-    """The choice a cell means after trimming and case-folding, or None."""
-    folded = {c.casefold(): c for c in choices}
-    return folded.get(value.strip().casefold())
-
-
 def plan_pull(
     sheet: pd.DataFrame,
     manifest: pd.DataFrame,
@@ -191,8 +186,6 @@ def plan_pull(
                         f"(e.g. {', '.join(map(str, missing[:3]))})")
     plan = PullPlan(merged.reset_index(drop=True), edited, problems, warnings)
     if derived is not None and not problems:
-        from .augment import follow_sources
-
         plan.manifest, plan.followed = follow_sources(manifest, plan.manifest, edited, derived)
     if not problems:
         plan.changes = diff_manifests(manifest, plan.manifest)

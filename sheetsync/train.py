@@ -528,7 +528,7 @@ def fit_predict(
 ) -> Prediction:
     """Train on ``train`` for exactly ``epochs`` epochs (no validation: the last weights are
     used) and predict ``predict_items``. Cross-validation builds on this. ``augment`` maps the
-    batched training ``tf.data.Dataset`` (see :mod:`sheetsync._augment`). ``snapshots``: epochs
+    batched training ``tf.data.Dataset`` (see :mod:`sheetsync._foldaugment`). ``snapshots``: epochs
     after which ``predict_items`` are also scored (training dynamics; one inference pass each).
     ``views`` (test-time augmentation): the images the model did not train on (rows of
     ``predict_items`` whose id is not in ``train``) are also scored in these other versions,

@@ -35,7 +35,12 @@ from typing import TYPE_CHECKING, Any, Literal
 import pandas as pd
 
 from .errors import BackendError, Problem, SheetsyncError, WatchError
+from .journal import STAGING
 from .results import WatchResult
+from .rows import CHECKED, CORE, EDITABLE, checked_value
+from .sheets.base import row_positions
+from .sync import clean_cells, normalise_header
+from .versions import now_iso
 
 if TYPE_CHECKING:
     from .project import Project
@@ -127,9 +132,6 @@ def plan(state: WatchState, seen: Observation, now: float, settings: WatchSettin
 
 def edit_cells(sheet: pd.DataFrame | None, published: pd.DataFrame | None) -> frozenset[tuple[str, str, str]]:
     """Cells people changed since the last publish, keyed by id (a sort changes nothing)."""
-    from .rows import CORE, EDITABLE
-    from .sync import clean_cells, normalise_header
-
     if sheet is None or published is None or not len(sheet):
         return frozenset()
     mapping, problems = normalise_header(sheet)
@@ -151,8 +153,6 @@ def edit_cells(sheet: pd.DataFrame | None, published: pd.DataFrame | None) -> fr
 
 
 def _differs(name: str, now: str, was: str) -> bool:
-    from .rows import CHECKED, checked_value
-
     if name == CHECKED:  # FALSE and an empty cell are the same: not ticked
         a, b = checked_value(now), checked_value(was)
         return (now if a is None else a) != (was if b is None else b)
@@ -168,8 +168,6 @@ def status_messages(problems: list[Problem], sheet: pd.DataFrame) -> dict[str, s
     The cell is found by id, so it is on the id's first row: a problem of a later row with
     the same id (a copied row) says which row it is about, never that the first row's own
     edit waits."""
-    from .sheets.base import row_positions
-
     ids = sheet["id"].astype(str).str.strip() if "id" in sheet.columns else pd.Series(dtype=str)
     first = row_positions(sheet)
     out: dict[str, dict[int, list[str]]] = {}
@@ -332,8 +330,6 @@ class _Abandon(Exception):
 
 
 def _now_iso() -> str:
-    from .versions import now_iso
-
     return now_iso()
 
 
@@ -593,8 +589,6 @@ def folder_stamp(root: Path) -> str:
     """What tells the dataset folders apart from their state at the last look: every file's
     path, size and modification time (a stat per file, no reading), as one digest."""
     import hashlib
-
-    from .journal import STAGING
 
     digest = hashlib.sha256()
     for folder, dirs, files in os.walk(root):

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from sheetsync._progress import no_progress
+from sheetsync._itemprogress import no_progress
 from sheetsync.config import Config
 from sheetsync.project import Project
 from sheetsync.sheets.google import GoogleBackend

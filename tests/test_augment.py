@@ -97,11 +97,11 @@ def test_class_table_maps_iv_to_vi_and_no_table_keeps_every_class() -> None:
 
 
 def test_the_review_folds_flip_by_the_same_class_table() -> None:
-    """sheetsync._augment (the review's folds) takes its flip rules from the augment table."""
-    from sheetsync import _augment
+    """sheetsync._foldaugment (the review's folds) takes its flip rules from the augment table."""
+    from sheetsync import _foldaugment
 
-    assert _augment.HFLIP is ROMAN_TABLE["hflip"] and _augment.VFLIP is ROMAN_TABLE["vflip"]
-    assert _augment.HFLIP["iv"] == "vi" and "vii" not in _augment.HFLIP
+    assert _foldaugment.HFLIP is ROMAN_TABLE["hflip"] and _foldaugment.VFLIP is ROMAN_TABLE["vflip"]
+    assert _foldaugment.HFLIP["iv"] == "vi" and "vii" not in _foldaugment.HFLIP
 
 
 def test_a_flipped_iv_lands_in_vi(project: Project) -> None:
@@ -269,7 +269,7 @@ def test_same_version_seed_and_settings_give_byte_identical_images(tmp_path: Pat
 KILL_SCRIPT = """
 import sys
 from sheetsync.project import Project
-from sheetsync._progress import no_progress
+from sheetsync._itemprogress import no_progress
 Project.open(sys.argv[1], progress=no_progress).augment(budget=12)
 """
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from sheetsync._bars import COMPILE_LINE, TrainBars, duration, epoch_words
 from sheetsync._quiet import noise_filter
+from sheetsync._trainbars import COMPILE_LINE, TrainBars, duration, epoch_words
 from sheetsync._workers import FoldDone
 
 NOISE = ("absl::InitializeLog", "oneDNN", "cuda", "cuInit", "cpu_feature_guard", "I0000", "E0000",
@@ -91,7 +91,7 @@ def test_bars_print_plain_lines_when_piped() -> None:
 
 _DRIVE_BARS = """
 import sys, time
-from sheetsync._bars import TrainBars
+from sheetsync._trainbars import TrainBars
 from sheetsync._workers import FoldDone, FoldEpoch, FoldStarted
 bars = TrainBars()
 for done in (4, 8, 12):

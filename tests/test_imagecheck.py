@@ -10,7 +10,7 @@ from openpyxl import load_workbook
 from PIL import Image
 
 from sheetsync._imagecheck import check_image, check_images
-from sheetsync._progress import no_progress
+from sheetsync._itemprogress import no_progress
 from sheetsync._words import text_of
 from sheetsync.dataset import QUARANTINE
 from sheetsync.project import Project

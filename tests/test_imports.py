@@ -118,3 +118,35 @@ def test_the_graph_sees_function_level_imports(tmp_path: Path) -> None:
     graph = import_graph(pkg)
     assert cycles(graph) == [["sheetsync.a", "sheetsync.b"]]
     assert graph["sheetsync.c"] == set()
+
+
+def layers(graph: dict[str, set[str]]) -> dict[str, int]:
+    """module -> its layer: the longest chain of imports below it (0: imports no module of the
+    package). Defined only for a graph without circles."""
+    found: dict[str, int] = {}
+
+    def layer(m: str) -> int:
+        if m not in found:
+            found[m] = 1 + max((layer(d) for d in graph[m]), default=-1)
+        return found[m]
+
+    for m in graph:
+        layer(m)
+    return found
+
+
+def _documented_layers() -> dict[str, int]:
+    """The layer table of docs/development.md ("| 3 | `augment push` |"), module -> layer."""
+    page = (PACKAGE.parent / "docs" / "development.md").read_text(encoding="utf-8")
+    table = page.split("| layer | modules |", 1)[1].split("\n\n", 1)[0]
+    out = {}
+    for row in table.splitlines()[2:]:
+        cells = row.split("|")
+        names = cells[2].split("`")[1].split()
+        out |= {("sheetsync" if n == "sheetsync" else f"sheetsync.{n}"): int(cells[1]) for n in names}
+    return out
+
+
+def test_the_documented_layers_are_the_graph() -> None:
+    # docs/development.md shows the graph as layers; a module moved or renamed shows there.
+    assert _documented_layers() == layers(import_graph())

@@ -166,7 +166,7 @@ def test_folder_changes_after_push_are_not_reverted_by_pull(project: Project) ->
 KILL_SCRIPT = """
 import sys
 from sheetsync.project import Project
-from sheetsync._progress import no_progress
+from sheetsync._itemprogress import no_progress
 Project.open(sys.argv[1], progress=no_progress).pull()
 """
 

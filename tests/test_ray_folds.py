@@ -55,13 +55,13 @@ def test_predict_with_executor_ray_stores_the_probabilities_of_the_local_pool(
 ) -> None:
     from test_review_evidence import _stand_in
 
-    import sheetsync._augment
+    import sheetsync._foldaugment
     import sheetsync.train
     from sheetsync.errors import ConfigError
     from sheetsync.project import Project
 
     # The stand-in model (a closure: Ray sends it by value; the local pool trains it here).
-    for module in (sheetsync.train, sheetsync._augment):
+    for module in (sheetsync.train, sheetsync._foldaugment):
         monkeypatch.setattr(module, "fit_predict", _stand_in([]))
     stored, said = {}, []
     for executor in ("local", "ray"):

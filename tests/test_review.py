@@ -13,7 +13,7 @@ from PIL import Image, ImageDraw
 
 from sheetsync import _signals as sig
 from sheetsync import review
-from sheetsync._bars import fold_text
+from sheetsync._trainbars import fold_text
 from sheetsync._workers import FoldEvent
 from sheetsync.errors import ConfigError, SheetsyncError, TrainingError
 

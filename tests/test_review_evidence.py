@@ -9,17 +9,17 @@ import pandas as pd
 import pytest
 from PIL import Image, ImageDraw
 
-from sheetsync import _augment, _picture
+from sheetsync import _foldaugment, _picture
 from sheetsync import _neighbours as nbr
-from sheetsync._bars import fold_text
+from sheetsync._trainbars import fold_text
 from sheetsync._workers import FoldEvent
 
 ROMAN = ["i", "ii", "iii", "iv", "v", "vi", "vii", "viii", "ix", "x"]
 
 
 def test_flip_tables_keep_or_swap_classes_and_refuse_the_rest():
-    h = _augment.flip_table(ROMAN, _augment.HFLIP)
-    v = _augment.flip_table(ROMAN, _augment.VFLIP)
+    h = _foldaugment.flip_table(ROMAN, _foldaugment.HFLIP)
+    v = _foldaugment.flip_table(ROMAN, _foldaugment.VFLIP)
     name = dict(enumerate(ROMAN))
     assert {ROMAN[i]: (name[int(t)] if t >= 0 else None) for i, t in enumerate(h)} == {
         "i": "i", "ii": "ii", "iii": "iii", "iv": "vi", "v": "v", "vi": "iv",
@@ -27,7 +27,7 @@ def test_flip_tables_keep_or_swap_classes_and_refuse_the_rest():
     assert [ROMAN[i] for i, t in enumerate(v) if t >= 0] == ["i", "ii", "iii", "ix", "x"]
     assert (v[v >= 0] == np.flatnonzero(v >= 0)).all()  # upside down never changes the class
     # A project whose classes are not numerals gets no flips at all.
-    assert (_augment.flip_table(["cat", "dog"], _augment.HFLIP) == -1).all()
+    assert (_foldaugment.flip_table(["cat", "dog"], _foldaugment.HFLIP) == -1).all()
 
 
 def test_augmented_batches_swap_iv_and_vi_labels_with_the_mirrored_picture():
@@ -37,7 +37,7 @@ def test_augmented_batches_swap_iv_and_vi_labels_with_the_mirrored_picture():
     classes = ["iv", "vi", "vii"]
     y = np.eye(3, dtype=np.float32)[np.arange(64) % 3]
     ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(64)
-    xa, ya = (t.numpy() for t in next(iter(_augment.class_preserving(classes)(ds))))
+    xa, ya = (t.numpy() for t in next(iter(_foldaugment.class_preserving(classes)(ds))))
     before, after = y.argmax(1), ya.argmax(1)
     right = xa[:, 8:24, 20:30, 0].mean(axis=(1, 2)) < xa[:, 8:24, 2:12, 0].mean(axis=(1, 2))
     swapped = before != after
@@ -51,14 +51,14 @@ def test_test_views_shift_and_turn_a_little_and_fill_white():
     pytest.importorskip("tensorflow")
     x = np.full((2, 32, 32, 3), 255.0, np.float32)
     x[:, 10:22, 15:17] = 0.0  # a vertical stroke two pixels wide, columns 15-16
-    views = _augment.test_views(x)
-    assert len(views) == len(_augment.TEST_VIEWS) and all(v.shape == x.shape for v in views)
+    views = _foldaugment.test_views(x)
+    assert len(views) == len(_foldaugment.TEST_VIEWS) and all(v.shape == x.shape for v in views)
 
     def centre(img: np.ndarray, axis: int) -> float:
         ink = 255.0 - img[..., 0]
         return float((ink.sum(axis=axis) * np.arange(32)).sum() / ink.sum())
 
-    for (degrees, dx, dy), v in zip(_augment.TEST_VIEWS, views, strict=True):
+    for (degrees, dx, dy), v in zip(_foldaugment.TEST_VIEWS, views, strict=True):
         assert centre(v[0], 0) == pytest.approx(15.5 + dx, abs=0.05)  # columns
         assert centre(v[0], 1) == pytest.approx(15.5 + dy, abs=0.05)  # rows
         assert v.min() >= 0.0 and v.max() <= 255.0
@@ -655,7 +655,7 @@ def test_predict_trains_three_fold_seeds_and_push_orders_by_all(data_root, tmp_p
     stored = project.store.latest_predictions(result.version.version)
     pd.testing.assert_frame_equal(stored.probs.loc[runs[0].probs.index], review.ensemble_probs(runs),
                                   check_names=False, check_freq=False, atol=1e-6)
-    items = project._items(*project._refresh()[::2])
+    items = project.usable_items(*project.refresh()[::2])
     signals, source = review_inputs(items, project.config.classes, stored, result.version.version,
                                     oos_dir=project.store.oos_dir)
     assert source.kind == "oos" and signals["seed_disagreement"].notna().all()

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 from openpyxl import load_workbook
 
-from sheetsync._progress import no_progress
+from sheetsync._itemprogress import no_progress
 from sheetsync.cli import cli
 from sheetsync.errors import SheetValidationError
 from sheetsync.project import Project

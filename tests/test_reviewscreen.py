@@ -19,7 +19,7 @@ from openpyxl import load_workbook
 from PIL import Image
 
 from sheetsync import _reviewsheet as rs
-from sheetsync._progress import no_progress
+from sheetsync._itemprogress import no_progress
 from sheetsync._words import text_of
 from sheetsync.config import Config
 from sheetsync.project import Project

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from openpyxl import load_workbook
 
-from sheetsync._progress import no_progress
+from sheetsync._itemprogress import no_progress
 from sheetsync._words import watch_event_text
 from sheetsync.demo import draw_numeral
 from sheetsync.errors import SheetsyncError, SheetValidationError, UnpulledEditsError

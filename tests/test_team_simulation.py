@@ -49,7 +49,7 @@ from hypothesis.stateful import (
 from openpyxl import load_workbook
 
 from sheetsync import journal as jr
-from sheetsync._progress import no_progress
+from sheetsync._itemprogress import no_progress
 from sheetsync.dataset import location
 from sheetsync.demo import draw_numeral
 from sheetsync.errors import SheetsyncError

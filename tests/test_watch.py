@@ -21,7 +21,7 @@ import pytest
 from click.testing import CliRunner
 from openpyxl import load_workbook
 
-from sheetsync._progress import no_progress
+from sheetsync._itemprogress import no_progress
 from sheetsync._words import watch_event_text
 from sheetsync.cli import cli
 from sheetsync.errors import BackendError, WatchError

@@ -120,11 +120,8 @@ class GoogleBackend(Backend):
 
     @property
     def stats(self) -> Usage:
-        """Requests and bytes since this backend was made (or :meth:`reset_usage`)."""
+        """Requests and bytes since this backend was made."""
         return self.http.usage
-
-    def reset_usage(self) -> None:
-        self.http.usage = Usage()
 
     def read_table(self) -> pd.DataFrame | None:
         values = self._read_values(self.worksheet)
