@@ -667,7 +667,8 @@ def test_real_training_score_rows_match_the_versions_they_trained(local: Project
 
     watcher = Watcher(project, WatchSettings(quiet=0), lambda e: None, trainer)
     actions = [watcher.cycle() for _ in range(6)]
-    assert actions == ["train", "pull", "train", "republish", "idle", "idle"]
+    # The push's rank goes out first (republish: seconds, sheetsync.rerank), then the training.
+    assert actions == ["republish", "train", "pull", "republish", "train", "republish"]
     scores = project.backend.read_scores()
     assert scores["version"].tolist() == ["1", "2"]
     assert project.scores.read()["version"].astype(str).tolist() == ["1", "2"]
