@@ -58,7 +58,6 @@ INFO_HEIGHT = 72  # points: five lines of the info text
 INFO_THROUGH = "note"  # the info cell spans the columns through this one
 HEADER_BORDER = Border(bottom=Side(style="thin", color="FF808080"))
 TEXT_FORMAT = "@"  # "Text": what people type into these cells stays text
-BOOLEAN_FORMAT = '"TRUE";"TRUE";"FALSE"'  # the checked column shows TRUE / FALSE, not 1 / 0
 
 
 class DataSheetWriter:
@@ -229,9 +228,6 @@ class DataSheetWriter:
                     cell.number_format = TEXT_FORMAT
                 elif spec.kind == "number" and spec.number_format:
                     cell.number_format = spec.number_format
-                elif spec.kind == "checkbox":
-                    # A boolean cell under the General format reads 0/1 in LibreOffice Calc.
-                    cell.number_format = BOOLEAN_FORMAT
                 cell.alignment = Alignment(
                     horizontal="center" if spec.kind == "image" else None,
                     vertical="center",
