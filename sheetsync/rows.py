@@ -91,9 +91,11 @@ _FORMATS = {"confidence": "0%", "margin": "+0.00;-0.00;0.00", "loss": "0.00",
 
 def checked_value(text: object) -> str | None:
     """What a ``checked`` cell means: "TRUE" (ticked), "" (not ticked: FALSE or empty), or
-    None when it is neither."""
+    None when it is neither. 1 and 0 count as TRUE and FALSE: LibreOffice Calc keeps a boolean
+    as a number shown as TRUE/FALSE, and saves it to .xlsx as 1 or 0."""
     folded = str(text).strip().casefold()
-    return {"true": "TRUE", "false": "", "": ""}.get(folded)
+    return {"true": "TRUE", "false": "", "": "", "1": "TRUE", "0": "", "1.0": "TRUE",
+            "0.0": ""}.get(folded)
 
 
 def _checked_cells(manifest: pd.DataFrame) -> pd.Series | str:

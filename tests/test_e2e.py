@@ -40,7 +40,10 @@ def edit_in_libreoffice(book: Path, profile: Path, edits: dict[str, dict[str, st
              '    If id = "" Then Exit For']
     for id_, cells in edits.items():
         for name, value in cells.items():
-            lines.append(f'    If id = "{id_}" Then sh.getCellByPosition({col[name]}, r).String = "{value}"')
+            # .Formula is what typing does (TRUE in the checked column becomes Calc's boolean);
+            # .String puts the text in as it is.
+            prop = "Formula" if name == "checked" else "String"
+            lines.append(f'    If id = "{id_}" Then sh.getCellByPosition({col[name]}, r).{prop} = "{value}"')
     lines.append("  Next r")
     libreoffice_macro(book, profile, "\n".join(lines))
 
@@ -70,7 +73,7 @@ def test_loop_on_the_competition_data_edited_in_libreoffice(tmp_path: Path) -> N
     edit_in_libreoffice(book, tmp_path / "lo", {
         relabel: {"label": "x", "note": "=looks like a formula"},
         to_val: {"split": "val"},
-        drop: {"action": "drop"},
+        drop: {"action": "drop", "checked": "TRUE"},
     })
 
     report = project.pull()
@@ -80,6 +83,8 @@ def test_loop_on_the_competition_data_edited_in_libreoffice(tmp_path: Path) -> N
     assert (data / v2.at[relabel, "path"]).parent == data / "train" / "x"
     assert v2.at[to_val, "split"] == "val" and (data / v2.at[to_val, "path"]).exists()
     assert v2.at[drop, "path"].startswith(QUARANTINE) and (data / v2.at[drop, "path"]).exists()
+    # Calc saves the ticked box and every unticked one as numbers (1 / 0): read as TRUE / FALSE.
+    assert v2.at[drop, "checked"] == "TRUE" and (v2.drop(index=drop)["checked"] == "").all()
     assert len(list(data.rglob("*.png"))) == 6 * 10 + 3 * 10 + 52
 
     project.train(epochs=1, jit_compile=False)  # XLA compiling costs more than 1 epoch saves

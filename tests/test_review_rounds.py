@@ -67,6 +67,8 @@ def test_push_writes_unticked_boxes_and_the_rank_in_row_order(local: Project) ->
     ws = wb["data"]
     col = [c.value for c in ws[header_row(ws)]].index("checked") + 1
     assert ws.cell(header_row(ws) + 1, col).value is False  # a boolean cell, not text
+    # ... shown as FALSE (LibreOffice shows a boolean under the General format as 0)
+    assert ws.cell(header_row(ws) + 1, col).number_format == '"TRUE";"TRUE";"FALSE"'
     rules = [dv for dv in ws.data_validations.dataValidation
              if dv.formula1 == '"TRUE,FALSE"']
     assert len(rules) == 1

@@ -58,6 +58,9 @@ INFO_HEIGHT = 72  # points: five lines of the info text
 INFO_THROUGH = "note"  # the info cell spans the columns through this one
 HEADER_BORDER = Border(bottom=Side(style="thin", color="FF808080"))
 TEXT_FORMAT = "@"  # "Text": what people type into these cells stays text
+# The checked column shows TRUE / FALSE (a boolean under the General format reads 0 / 1 in
+# LibreOffice Calc). Calc then saves the cells as the numbers 1 / 0: pull reads those as TRUE / FALSE.
+BOOLEAN_FORMAT = '"TRUE";"TRUE";"FALSE"'
 
 
 class DataSheetWriter:
@@ -228,6 +231,8 @@ class DataSheetWriter:
                     cell.number_format = TEXT_FORMAT
                 elif spec.kind == "number" and spec.number_format:
                     cell.number_format = spec.number_format
+                elif spec.kind == "checkbox":
+                    cell.number_format = BOOLEAN_FORMAT
                 cell.alignment = Alignment(
                     horizontal="center" if spec.kind == "image" else None,
                     vertical="center",
