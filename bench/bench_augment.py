@@ -9,6 +9,8 @@ left out each. Also prints the time augment takes to plan and write the derived 
     python -m bench.bench_augment --epochs 10                 # with/without only
     python -m bench.bench_augment --epochs 10 --ablation      # + one run per family group left out
     python -m bench.bench_augment --sheets                    # push/pull at 10,000 rows, both backends
+    python -m bench.bench_augment --check-sources             # issue 23: predict, augment, push;
+        # no derived row may come from a row the workbook highlights
     python -m bench.bench_augment --epochs 10 --sources --seeds 123 321 519
         # issue 23: sources filtered (never blank, unreadable, conflicting, suggested or
         # flagged) vs unfiltered, each trained with every seed; val and label_book accuracy
@@ -94,6 +96,43 @@ def sheets_at_cap(data: Path, work: Path) -> None:
             print(f"{name}: {time.perf_counter() - started:.1f} s; {lines[-1]}", flush=True)
 
 
+def check_sources(data: Path, work: Path, fold_seeds: int | None) -> int:
+    """Issue 23: on the competition data, with out-of-sample predictions (``predict``), no
+    derived row comes from a row the pushed workbook highlights. Read from the workbook as
+    people see it (the highlight fill of each row's id cell), not from augment's own list."""
+    from openpyxl import load_workbook
+
+    from sheetsync.sheets._xlsx_datasheet import FLAG_FILL
+
+    project = fresh_project(data, work, "check_sources")
+    started = time.perf_counter()
+    project.predict(fold_seeds=fold_seeds)
+    print(f"predict: {time.perf_counter() - started:.0f} s; {load()}", flush=True)
+    got = project.augment()
+    print(f"augment: {got.written} derived; never a source: "
+          f"{len(got.plan.priorities.excluded)} ({got.plan.priorities.uniform or 'weighted'})")
+    project.push()
+    ws = load_workbook(project.config.resolve(project.config.local.path))["data"]
+    rows = list(ws.iter_rows())
+    head = next(i for i, r in enumerate(rows) if [c.value for c in r][:1] == ["image"])
+    names = [c.value for c in rows[head]]
+    at_id, at_source = names.index("id"), names.index("source_id")
+    lit: dict[str, bool] = {}
+    source: dict[str, str] = {}
+    for r in rows[head + 1:]:
+        id_ = str(r[at_id].value or "")
+        lit[id_] = r[at_id].fill.start_color.rgb == FLAG_FILL.start_color.rgb
+        source[id_] = str(r[at_source].value or "")
+    derived = {i: s for i, s in source.items() if s}
+    bad = sorted(i for i, s in derived.items() if lit.get(s))
+    print(f"workbook: {len(lit)} rows, {sum(lit.values())} highlighted; {len(derived)} derived "
+          f"rows from {len(set(derived.values()))} sources; derived rows whose source is "
+          f"highlighted: {len(bad)}{' (e.g. ' + bad[0] + ' from ' + derived[bad[0]] + ')' if bad else ''}")
+    ok = bool(derived) and not bad
+    print(f"floor: no derived row comes from a highlighted source: {'PASS' if ok else 'FAIL'}; {load()}")
+    return 0 if ok else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -108,9 +147,16 @@ def main(argv: list[str] | None = None) -> int:
                     help="with --sources: training seeds")
     ap.add_argument("--sheets", action="store_true",
                     help="only push/pull an augmented 10,000-row project on both backends")
+    ap.add_argument("--check-sources", action="store_true",
+                    help="only predict, augment and push, and check that no derived row comes "
+                         "from a highlighted row (issue 23)")
+    ap.add_argument("--fold-seeds", type=int, help="with --check-sources: predict's fold seeds")
     args = ap.parse_args(argv)
     from sheetsync._transforms import FAMILIES, GROUPS
 
+    if args.check_sources:
+        return check_sources(args.data, args.work or Path(tempfile.mkdtemp(prefix="bench-augment-")),
+                             args.fold_seeds)
     if args.sheets:
         sheets_at_cap(args.data, args.work or Path(tempfile.mkdtemp(prefix="bench-augment-")))
         return 0
