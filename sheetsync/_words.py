@@ -493,6 +493,10 @@ def _report_lines(r: ReportResult) -> list[str]:
              f"{r.n_images} images drawn, {r.seconds:.1f} s)",
              f"split coverage: {r.coverage.verdict}",
              *(f"  {f.title}: {f.count}" for f in r.findings)]
+    if r.weak:
+        lines.append("  Likely label errors and outliers: not counted (model too weak)")
+    elif r.uncounted:  # as the push summary says it
+        lines.append(f"  Likely label errors: not counted ({r.uncounted})")
     if r.map_csv:
         lines.append("map_x, map_y and cluster go into the sheet with the next `sheetsync push`")
     return lines
