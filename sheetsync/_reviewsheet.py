@@ -21,6 +21,9 @@ action for it from out-of-sample predictions (``relabel → c`` or ``drop?``,
 label as likely wrong (confident learning: it then names a ``suspected`` class), or the image is
 blank, unreadable, or the same picture appears under another label. When the model is too weak
 (:func:`weakness`), only the last three flag a row: a near-chance model's doubts are noise.
+cleanlab's flags are *counted* as likely label errors (the summary) only from out-of-sample
+predictions of the current data (:func:`uncounted`); otherwise they highlight, but the
+summary says why they are not counted.
 On the competition data against its human review (bench/bench_review_human, three fold seeds),
 cleanlab's flags alone highlighted 105 rows, 64% of them real problems, 18% of the problems;
 with the suggestions (the rule of issue 23), 316 rows, 62% real problems, 52% of the problems
@@ -83,6 +86,9 @@ class PushSummary:
     checked_problems: int = 0  # ... of which were relabelled or dropped
     # The model is too weak: its label errors and outliers are noise, and are not stated.
     model_too_weak: bool = False
+    # Why cleanlab's flags are not counted as likely label errors ("" when they are:
+    # :func:`uncounted`); in-sample, stale or no predictions are no evidence of one.
+    uncounted: str = ""
 
 
 def weakness(accuracy: float | None, median_top: float | None, classes: int) -> str:
@@ -126,8 +132,9 @@ def _column(signals: pd.DataFrame, name: str, default: object) -> pd.Series:
 
 def summarise(signals: pd.DataFrame, manifest: pd.DataFrame, *, flagged: int = 0,
               unreadable: Sequence[str] = (), checked: tuple[int, int] = (0, 0),
-              weak: bool = False) -> PushSummary:
-    """Counts over the pushed rows; ``signals`` and ``manifest`` are indexed / keyed by id."""
+              weak: bool = False, uncounted: str = "") -> PushSummary:
+    """Counts over the pushed rows; ``signals`` and ``manifest`` are indexed / keyed by id;
+    ``uncounted``: why the likely label errors are not stated (:func:`uncounted`)."""
     m = manifest.set_index("id", drop=False)
     s = signals.reindex(m.index)
     dup = _column(s, "duplicate_of", "").fillna("").astype(str)
@@ -147,7 +154,7 @@ def summarise(signals: pd.DataFrame, manifest: pd.DataFrame, *, flagged: int = 0
         flagged=flagged,
         unreadable_paths=tuple(unreadable),
         checked=checked[0], checked_problems=checked[1],
-        model_too_weak=weak,
+        model_too_weak=weak, uncounted=uncounted,
     )
 
 
@@ -188,10 +195,16 @@ def _inherited(table: pd.DataFrame, flag: pd.Series) -> pd.Series:
 
 def summary_text(summary: PushSummary) -> str:
     """One line for people: the counts that matter (a too-weak model's label errors and
-    outliers are not counted: they are noise)."""
+    outliers are not counted: they are noise; nor are label errors without out-of-sample
+    predictions of the current data: :func:`uncounted`)."""
+    # Without a model there are no embeddings either: no outlier distances to count.
+    no_model = summary.uncounted == NO_PREDICTIONS
     model = ("label errors and outliers not counted (model too weak)" if summary.model_too_weak
+             else f"label errors and outliers not counted ({NO_PREDICTIONS})" if no_model
+             else f"label errors not counted ({summary.uncounted})" if summary.uncounted
              else _count(summary.likely_label_errors, "likely label error", "likely label errors"))
-    outliers = "" if summary.model_too_weak else f"; {_count(summary.outliers, 'outlier', 'outliers')}"
+    outliers = ("" if summary.model_too_weak or no_model
+                else f"; {_count(summary.outliers, 'outlier', 'outliers')}")
     return (f"{_count(summary.flagged, 'row', 'rows')} highlighted; {model}; "
             f"{_count(summary.duplicates, 'duplicate', 'duplicates')} "
             f"({summary.duplicates_across_splits} across splits, "
@@ -225,6 +238,8 @@ def model_text(model: ModelInfo) -> str:
     return text
 
 
+NO_PREDICTIONS = "no predictions yet"  # why nothing the model says is counted: there is none
+
 # What the suggestion cell says when the model cannot support a suggestion (sheet and report).
 NO_SUGGESTION = {"in-sample": "none: in-sample", "stale": "none: stale model",
                  "weak": "none: model too weak"}
@@ -242,23 +257,41 @@ def withheld_because(model: ModelInfo) -> str:
     return "stale" if model.stale else ""
 
 
+def uncounted(model: ModelInfo) -> str:
+    """Why cleanlab's flags are not counted as likely label errors ("" when they are): a
+    count is a claim, and only out-of-sample predictions of the current data from a model
+    above the "too weak" line support it (a model scores the labels it learned, wrong ones
+    included). The push summary, the info line and the report say it in these words."""
+    if model.kind == "none":
+        return NO_PREDICTIONS
+    return {"weak": "model too weak",
+            "in-sample": "in-sample predictions: run `sheetsync predict`",
+            "stale": "stale predictions: run `sheetsync predict` again"}.get(withheld_because(model), "")
+
+
 def gated_suggestions(signals: pd.DataFrame, model: ModelInfo) -> pd.DataFrame:
     """``signals`` with the model's suggestions replaced by why there is none
     (:data:`NO_SUGGESTION`) when the model cannot support them (:func:`withheld_because`).
 
-    A ``drop?`` from the pixels alone (a blank picture, one drawn in dots or dashes) stands
-    whatever the model: it does not come from the model. Rows the model does not doubt keep an
-    empty cell."""
+    Then every row says why, not only the rows the model would have advised on: which rows
+    those are is itself in-sample (or stale, or near-chance) advice, and an empty cell beside
+    a "none: …" one reads as "nothing to do here" (seen on the demo's in-sample push). A row
+    the model never scored (new since a stale model ran) says the model is stale. A ``drop?``
+    from the pixels alone (a blank picture, one drawn in dots or dashes) stands whatever the
+    model: it does not come from the model."""
     reason = withheld_because(model)
-    if not reason or "suggestion" not in signals.columns or not len(signals):
+    if not reason or not len(signals):
         return signals
     picture = _column(signals, "blank", False).fillna(False).astype(bool)
     piece = pd.to_numeric(_column(signals, "largest_piece", np.nan), errors="coerce")
     picture |= (piece < DOTTED).fillna(False)
-    suggested = signals["suggestion"].fillna("").astype(str)
-    from_model = (suggested != "") & ~picture
+    why = pd.Series(NO_SUGGESTION[reason], index=signals.index, dtype=object)
+    if model.stale and reason != "weak":
+        unscored = pd.to_numeric(_column(signals, "confidence", 0.0), errors="coerce").isna()
+        why[unscored] = NO_SUGGESTION["stale"]
+    suggested = _column(signals, "suggestion", "").fillna("").astype(str)
     out = signals.copy()
-    out["suggestion"] = suggested.where(~from_model, NO_SUGGESTION[reason])
+    out["suggestion"] = suggested.where(picture & (suggested != ""), why)
     return out
 
 
@@ -267,10 +300,10 @@ def info_line(version: str, pushed_at: str, model: ModelInfo, summary: PushSumma
     rest = "blank, unreadable, or a copy under another label"
     if model.weak:
         highlight = rest
-    elif model.kind == "out-of-sample":
+    elif model.kind == "out-of-sample" and not model.stale:
         highlight = f"a suggested relabel or drop, labels cleanlab flags as likely wrong, {rest}"
-    else:
-        highlight = f"labels cleanlab flags as likely wrong, {rest}"
+    else:  # cleanlab's flags still highlight a row, but are not counted as label errors
+        highlight = f"labels cleanlab doubts, {rest}"
     return (f"sheetsync · {version} pushed {pushed_at}\nmodel: {model_text(model)}\n"
             f"{summary_text(summary)} (highlighted: {highlight})")
 
@@ -292,9 +325,9 @@ def review_sheet(table: pd.DataFrame, signals: pd.DataFrame, manifest: pd.DataFr
     paths = manifest.set_index("path")["id"].astype(str) if len(manifest) else pd.Series(dtype=str)
     bad_ids = [paths[p] for p in unreadable if p in paths.index]
     rows = flagged_rows(table, signals, weak=bool(model.weak), unreadable_ids=bad_ids,
-                        out_of_sample=model.kind == "out-of-sample")
+                        out_of_sample=model.kind == "out-of-sample" and not withheld_because(model))
     summary = summarise(signals, manifest, flagged=len(rows), unreadable=unreadable,
-                        checked=checked, weak=bool(model.weak))
+                        checked=checked, weak=bool(model.weak), uncounted=uncounted(model))
     return ReviewSheet(model, summary, rows, info_line(version, pushed_at, model, summary))
 
 

@@ -33,14 +33,17 @@ class Finding:
 
 
 def summarise(items: pd.DataFrame, signals: pd.DataFrame,
-              unreadable: Sequence[str] = (), *, weak: bool = False) -> list[Finding]:
+              unreadable: Sequence[str] = (), *, weak: bool = False,
+              uncounted: str = "") -> list[Finding]:
     """Every finding of the module docstring, in a fixed order (zero counts included). With a
     ``weak`` model (below the "too weak" line) its label errors and outliers are left out:
-    a near-chance model's doubts are noise, and a count of them would read as a finding."""
+    a near-chance model's doubts are noise, and a count of them would read as a finding.
+    The label errors are left out too when ``uncounted`` says why (in-sample or stale
+    predictions: sheetsync._reviewsheet.uncounted), as the push summary leaves them out."""
     it = items.set_index(items["id"].astype(str))
     sig = signals.reindex(it.index)
     found = [
-        None if weak else _label_errors(it, sig),
+        None if weak or uncounted else _label_errors(it, sig),
         _dropped(it),
         _duplicates(it, sig),
         _blank(it, sig, unreadable),

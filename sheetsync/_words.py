@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from ._reviewsheet import checked_text, model_text, summary_text
-from ._tables import scores_lines
+from ._tables import WIDTH, clip, scores_lines
 from ._trainbars import duration
 from .dataset import SkippedFile
 from .report import ReportStep
@@ -204,7 +204,22 @@ def report_step_text(step: ReportStep) -> str:
 def _(r: StatusResult) -> str | None:
     if r.sheet is None:
         return None
-    return "sheetsync pull" if r.pending else None if r.pushed else "sheetsync push"
+    if r.pending:
+        return "sheetsync pull"
+    if not r.pushed:
+        return "sheetsync push"
+    if _scored_version(r.last_score) != r.version.version:
+        return f"sheetsync train (a score for {r.version.name}), then sheetsync push"
+    # Nothing to pull or push: what is left is the review itself.
+    return f"edit label / split / action / note in {r.sheet}, then sheetsync pull"
+
+
+def _scored_version(score: dict[str, Any] | None) -> int | None:
+    """The version a score row is for (None: no row, or no version in it)."""
+    try:
+        return int(float(score["version"])) if score else None
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 @describe.register
@@ -378,7 +393,7 @@ def _status_lines(r: StatusResult) -> list[str]:
     elif r.sheet is not None:
         lines.append(f"sheet: {r.sheet}: " + (f"{len(r.pending)} edit(s) not pulled yet"
                                                if r.pending else "no pending edits"))
-        lines += [f"  {e}" for e in r.pending[:20]]
+        lines += [clip(f"  {e}", WIDTH) for e in r.pending[:20]]  # a long note: cut
     if r.last_score:
         s = r.last_score
         lines.append(f"last score: v{s['version']} val {s['best_val_accuracy']} "
@@ -493,6 +508,10 @@ def _report_lines(r: ReportResult) -> list[str]:
              f"{r.n_images} images drawn, {r.seconds:.1f} s)",
              f"split coverage: {r.coverage.verdict}",
              *(f"  {f.title}: {f.count}" for f in r.findings)]
+    if r.weak:
+        lines.append("  Likely label errors and outliers: not counted (model too weak)")
+    elif r.uncounted:  # as the push summary says it
+        lines.append(f"  Likely label errors: not counted ({r.uncounted})")
     if r.map_csv:
         lines.append("map_x, map_y and cluster go into the sheet with the next `sheetsync push`")
     return lines

@@ -395,22 +395,24 @@ def load_source(path: Any, max_side: int) -> np.ndarray:
 def unfit_sources(signals: pd.DataFrame, unreadable: Sequence[str] = (), *,
                   model_doubts: bool = True) -> dict[str, str]:
     """Images that must not be copied into training (id -> why): blank, unreadable, the same
-    picture under another label, a row with a suggestion (a relabel, a drop?, or the model
-    cannot support one: the cell says none) or a label cleanlab flags. A derived image would
-    multiply whatever is wrong with them. ``signals``: push's review signals, index = id,
-    the suggestions as the sheet shows them (sheetsync._reviewsheet.gated_suggestions).
-    ``model_doubts=False`` (a model below the "too weak" line) keeps only what the pixels say
-    (blank, unreadable, a copy under another label, a picture with no numeral)."""
+    picture under another label, a row with a suggestion (a relabel or a drop?, also where
+    the sheet withholds it because the predictions are in-sample or stale) or a label
+    cleanlab flags. A derived image would multiply whatever is wrong with them. ``signals``:
+    push's review signals, index = id, the suggestions as the review made them; below the
+    "too weak" line as the sheet shows them (sheetsync._reviewsheet.gated_suggestions), with
+    ``model_doubts=False``, which keeps only what the pixels say (blank, unreadable, a copy
+    under another label, a picture with no numeral)."""
     def col(name: str, default: object) -> pd.Series:
         return signals[name] if name in signals.columns else pd.Series(default, index=signals.index)
 
     out: dict[str, str] = {}
     suggestion = col("suggestion", "").fillna("").astype(str)
+    # A "none: …" cell says why the model gives no advice, on every row: not a doubt.
+    suggestion = suggestion.where(~suggestion.str.startswith("none:"), "")
     suspected = col("suspected", "").fillna("").astype(str)
     if not model_doubts:
         # What is left of the suggestions then comes from the pixels (a drop? of a blank or
         # dotted picture); the model's doubts are noise.
-        suggestion = suggestion.where(~suggestion.str.startswith("none:"), "")
         suspected = pd.Series("", index=suspected.index)
     for i in suspected[suspected != ""].index:
         out[str(i)] = f"cleanlab flag: suspected {suspected[i]}"

@@ -89,7 +89,10 @@ def _project_priorities(project: Project, manifest: pd.DataFrame, info: VersionI
     signals, _ = review_inputs(project.usable_items(manifest, scanned), config.classes, found,
                                info.version, oos_dir=store.oos_dir)
     model = model_behind(found, manifest, info.version, project.scores.read(), store.oos_dir)
-    signals = gated_suggestions(signals, model)
+    if model.weak:  # the model's doubts are noise: only the pixels' drop? stays
+        signals = gated_suggestions(signals, model)
+    # Otherwise the rows the model doubts are never sources, in-sample or stale too (the
+    # sheet's cells then all say "none: …" and no longer tell which rows those are).
     paths = manifest.set_index("path")["id"].astype(str)
     unreadable = [paths[p] for p in scanned.images.unusable if p in paths.index]
     excluded = unfit_sources(signals, unreadable, model_doubts=not model.weak)

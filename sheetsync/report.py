@@ -46,7 +46,7 @@ from . import _report_vega as charts
 from ._confusion import confusion, per_class_accuracy
 from ._coverage import Coverage, clusters_of, split_coverage
 from ._quiet import quiet_tensorflow
-from ._reviewsheet import ModelInfo, gated_suggestions, model_text
+from ._reviewsheet import ModelInfo, gated_suggestions, model_text, uncounted
 from ._summary import Finding, summarise
 from .dataset import safe_join
 from .errors import ReportError
@@ -297,12 +297,14 @@ def write_report(inputs: ReportInputs, out: Path, *, max_points: int = MAX_POINT
     shown = sample_points(points, max_points, inputs.seed)
     say(ReportStep("thumbnails", len(shown)))
     unreadable = _thumbnails(shown)
-    findings = summarise(items, inputs.signals, unreadable, weak=bool(weak))
+    untold = uncounted(inputs.model) if inputs.model is not None else ""
+    findings = summarise(items, inputs.signals, unreadable, weak=bool(weak), uncounted=untold)
     say(ReportStep("page", len(points)))
     page = render_page(inputs, shown, len(points), coverage, findings, coords, clusters)
     _write_atomic(out, page)
     return ReportResult(out, inputs.version, len(points), len(shown), coverage, findings,
-                        time.perf_counter() - start, out.stat().st_size, map_csv)
+                        time.perf_counter() - start, out.stat().st_size, map_csv,
+                        uncounted=untold, weak=bool(weak))
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -358,7 +360,8 @@ def sample_points(points: pd.DataFrame, max_points: int, seed: int) -> pd.DataFr
     a random sample of the rest stratified by split and class, seeded."""
     if len(points) <= max_points:
         return points.reset_index(drop=True)
-    flagged = points[points["suggestion"].fillna("") != ""]
+    cells = points["suggestion"].fillna("").astype(str)
+    flagged = points[(cells != "") & ~cells.str.startswith("none:")]  # "none: …": no advice
     flagged = flagged.sample(min(len(flagged), max_points // 4), random_state=seed)
     rest = points.drop(flagged.index)
     frac = (max_points - len(flagged)) / len(rest)
@@ -521,8 +524,11 @@ def _body(inputs: ReportInputs, n_total: int, n_shown: int, coverage: Coverage,
                 f"{n_total:,} images.")
     verdict_class = "none" if coverage.withheld else "ok" if coverage.covers else "bad"
     weak = inputs.model.weak if inputs.model is not None else ""
+    untold = uncounted(inputs.model) if inputs.model is not None else ""
     withheld = ("<p class='verdict none'>Likely label errors and outliers are not counted: the "
-                f"model is too weak: {_esc(weak)}.</p>" if weak else "")
+                f"model is too weak: {_esc(weak)}.</p>" if weak else
+                f"<p class='verdict none'>Likely label errors are not counted: {_esc(untold)}"
+                ".</p>" if untold else "")
     parts += [
         "<h2 id=map-section>Embedding map</h2>",
         f"<p>UMAP of the fixed model's 256-d pooled features (v{inputs.version}), seed "

@@ -209,3 +209,7 @@ class ReportResult(Result):
     seconds: float
     size_bytes: int
     map_csv: Path | None = None  # the map columns kept for the next push (None: not kept)
+    # Why likely label errors (and, for a too-weak model, outliers) are not counted; "" when
+    # they are (the push summary's words: sheetsync._reviewsheet.uncounted).
+    uncounted: str = ""
+    weak: bool = False

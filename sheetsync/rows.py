@@ -57,7 +57,8 @@ _NOTES = {
     RANK: "The review order after the last pull: 1 = look first. Unchecked rows come first; "
           "sort by this column to see the next ones.",
     SUGGESTION: "What the review suggests doing with this row (e.g. relabel → iv, drop?); "
-                "empty when it suggests nothing. Apply it by editing label / action.",
+                "empty when it suggests nothing; 'none: …' on every row when the model cannot "
+                "support a suggestion (says why). Apply it by editing label / action.",
     "note": "Edit: free text for the team.",
     "predicted": "The model's class (out-of-sample when `sheetsync predict` ran; the info "
                  "line above the header says which model).",

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
+from sheetsync import Project
 from sheetsync._tables import diff_lines, scores_lines, table
 from sheetsync.cli import cli
 
@@ -52,9 +53,19 @@ def test_each_command_suggests_the_next_one(runner: CliRunner, data_root: Path, 
     assert "next: sheetsync train" in run(runner, "-C", str(proj), "init", str(data_root))
     out = run(runner, "-C", str(proj), "push")
     assert out.strip().splitlines()[-1].startswith("next: edit label") and "sheetsync pull" in out
-    assert "next:" not in run(runner, "-C", str(proj), "status")  # nothing to do
+    # Nothing to pull or push: a clean status says what is left, as the README promises.
+    clean = run(runner, "-C", str(proj), "status").strip().splitlines()
+    assert clean[-1] == "next: sheetsync train (a score for v1), then sheetsync push"
+    Project.open(proj).scores.append({"version": 1, "best_val_accuracy": 0.5, "test_accuracy": ""})
+    clean = run(runner, "-C", str(proj), "status").strip().splitlines()
+    assert clean[-1] == (f"next: edit label / split / action / note in {proj / 'sheetsync.xlsx'}, "
+                         "then sheetsync pull")
     path, _ = _relabel_first_row(proj / "sheetsync.xlsx")
-    assert "next: sheetsync pull" in run(runner, "-C", str(proj), "status")
+    edited = run(runner, "-C", str(proj), "status")
+    assert edited.strip().splitlines()[-1] == "next: sheetsync pull"
+    # The unpulled edits are listed within 100 columns (the long note is cut).
+    pending = [line for line in edited.splitlines() if line.startswith("  row ")]
+    assert len(pending) == 2 and max(map(len, pending)) == 100 and pending[1].endswith("…")
     assert "next: sheetsync pull (without --dry-run)" in run(runner, "-C", str(proj), "pull", "--dry-run")
     out = run(runner, "-C", str(proj), "pull")
     assert "next: sheetsync train (a score for v2)" in out, (out, path)

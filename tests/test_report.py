@@ -280,6 +280,42 @@ def test_report_and_scores_at_the_terminal_show_progress_and_fit_100_columns(rep
     assert lines[-1].startswith("next: sheetsync report")
 
 
+def test_an_in_sample_page_counts_no_label_errors_and_shows_the_sheets_cells(
+        data_root: Path, tmp_path: Path) -> None:
+    """Issue 23: the page says what the push summary says for the same model (in-sample
+    predictions: cleanlab's flags are not counted as label errors) and each point's suggestion
+    is the sheet's cell, "none: in-sample" on every row the model scored."""
+    from sheetsync._words import text_of
+
+    project, _ = Project.init(data_root, tmp_path / "proj")
+    m = project.versions.load("latest")
+    doubted = _id_of(project, "train/iii/img-0009.png")
+    probs = np.full((len(m), len(CLASSES)), 0.05)
+    for k, (i, label) in enumerate(zip(m["id"], m["label"], strict=True)):
+        probs[k, CLASSES.index("i" if i == doubted else label)] = 0.9  # sure, but of one
+    emb = np.random.default_rng(0).normal(size=(len(m), 8))
+    project.store.save_predictions(1, "insample", list(m["id"]), list(CLASSES), probs, emb, None)
+    pushed = project.push()
+    assert pushed.summary.likely_label_errors >= 1  # cleanlab flags the doubted row
+    result = project.report(out=tmp_path / "page.html")
+    why = "in-sample predictions: run `sheetsync predict`"
+    assert result.uncounted == why and not result.weak
+    found = {f.key for f in result.findings}
+    assert "label-errors" not in found and "outliers" in found
+    page = result.path.read_text()
+    assert f"Likely label errors are not counted: {why}." in page
+    assert f"label errors not counted ({why})" in text_of(pushed)
+    assert f"  Likely label errors: not counted ({why})" in text_of(result).splitlines()
+    import json
+
+    payload = json.loads(re.search(r"<script type=application/json id=payload>(.*?)</script>",
+                                   page, re.S).group(1).replace("<\\/", "</"))
+    points = payload["specs"]["map"]["datasets"][payload["mapData"]]
+    cells = project.backend.read_table().set_index("id")["suggestion"].fillna("").astype(str)
+    assert {p["id"]: p["suggestion"] for p in points} == cells.to_dict()
+    assert set(cells) == {"none: in-sample"}
+
+
 def test_the_page_prefers_predicts_out_of_sample_results_and_then_states_a_verdict(reported) -> None:
     """Out-of-sample predictions of the current version (as `predict` saves them) replace the
     in-sample ones on the page, as in the sheet; a model above the "too weak" line gets its

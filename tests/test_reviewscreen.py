@@ -119,7 +119,9 @@ def test_workbook_is_laid_out_for_review(data_root: Path, tmp_path: Path, blank_
     assert (summary.flagged, summary.blank, summary.rows) == (1, 1, 20)
     # The byte-identical train/val pair: two rows with a copy, both across splits.
     assert (summary.duplicates, summary.duplicates_across_splits) == (2, 2)
-    assert "summary: 1 row highlighted; 0 likely label errors; 2 duplicates" in text_of(report)
+    # No model: nothing it would say is counted (not "0 likely label errors").
+    assert ("summary: 1 row highlighted; label errors and outliers not counted (no predictions "
+            "yet); 2 duplicates") in text_of(report)
     # The scores tab: every header readable, also after an in-place append.
     project.backend.append_score({"version": 1, "best_val_accuracy": 0.5, "test_accuracy": 0.4})
     scores = load_workbook(book)["scores"]
@@ -275,6 +277,16 @@ def test_review_rule_and_weak_model() -> None:
     said = rs.summary_text(rs.summarise(signals, manifest, flagged=3, unreadable=["p5"], weak=True))
     assert "likely label errors" not in said and "2 outliers" not in said
     assert "not counted (model too weak)" in said and "1 blank" in said
+    # Nor are cleanlab's flags counted from in-sample or stale predictions (no evidence of a
+    # wrong label: the model learned those labels, or older ones); the outliers still are.
+    for model, why in ((rs.model_info("in-sample", 2, sure, labels, current=2),
+                        "in-sample predictions: run `sheetsync predict`"),
+                       (rs.model_info("out-of-sample", 1, sure, labels, current=2),
+                        "stale predictions: run `sheetsync predict` again")):
+        said = rs.summary_text(rs.summarise(signals, manifest, flagged=3, unreadable=["p5"],
+                                            uncounted=rs.uncounted(model)))
+        assert f"; label errors not counted ({why}); " in said and "2 outliers" in said
+    assert rs.uncounted(good) == ""
 
 
 def test_suggestions_need_an_out_of_sample_model_strong_enough() -> None:
@@ -291,15 +303,17 @@ def test_suggestions_need_an_out_of_sample_model_strong_enough() -> None:
                         columns=["i", "ii", "iii"])
     weak_probs = sure * 0 + 1 / 3
     table = pd.DataFrame({"id": ids})
+    # Every row says why, not only the ones the model would have advised on (c, which the
+    # model does not doubt, says it too): which rows those are is the same unsupported advice.
     cases = {
         "out-of-sample": (rs.model_info("out-of-sample", 2, sure, labels, current=2),
                           ["relabel → ii", "drop?", "", "drop?"]),
         "in-sample": (rs.model_info("in-sample", 2, sure, labels, current=2),
-                      ["none: in-sample", "drop?", "", "drop?"]),
+                      ["none: in-sample", "drop?", "none: in-sample", "drop?"]),
         "stale": (rs.model_info("out-of-sample", 1, sure, labels, current=2),
-                  ["none: stale model", "drop?", "", "drop?"]),
+                  ["none: stale model", "drop?", "none: stale model", "drop?"]),
         "weak": (rs.model_info("out-of-sample", 2, weak_probs, labels, current=2),
-                 ["none: model too weak", "drop?", "", "drop?"]),
+                 ["none: model too weak", "drop?", "none: model too weak", "drop?"]),
     }
     for name, (model, expected) in cases.items():
         gated = rs.gated_suggestions(signals, model)
@@ -309,6 +323,61 @@ def test_suggestions_need_an_out_of_sample_model_strong_enough() -> None:
         flagged = rs.flagged_rows(table, gated, weak=bool(model.weak),
                                   out_of_sample=not rs.withheld_because(model))
         assert flagged == ((0, 1, 3) if name == "out-of-sample" else (3,)), name
+    # A row the model never scored (new since it ran) says the model is stale, also when its
+    # predictions were in-sample; without a model at all the cells stay empty.
+    unscored = signals.assign(confidence=[0.9, 0.9, np.nan, np.nan])
+    stale_in = rs.model_info("in-sample", 1, sure, labels, current=2)
+    assert rs.gated_suggestions(unscored, stale_in)["suggestion"].tolist() == [
+        "none: in-sample", "drop?", "none: stale model", "drop?"]
+    nothing = rs.model_info("none", None, None, labels, current=2)
+    assert rs.gated_suggestions(signals, nothing)["suggestion"].tolist() == list(signals["suggestion"])
+
+
+def _predicted(project: Project, kind: str, doubted: str) -> None:
+    """Predictions of v1 as ``train`` (in-sample) or ``predict`` (oos) leave them: sure of every
+    label but ``doubted``'s, which the model reads as another class."""
+    m = project.versions.load("latest")
+    classes = list(project.config.classes)
+    probs = np.full((len(m), len(classes)), 0.05)
+    for k, (i, label) in enumerate(zip(m["id"], m["label"], strict=True)):
+        other = classes[(classes.index(label) + 1) % len(classes)]
+        probs[k, classes.index(other if i == doubted else label)] = 0.9
+    emb = np.random.default_rng(0).normal(size=(len(m), 8))
+    project.store.save_predictions(1, kind, list(m["id"]), classes, probs, emb, None)
+
+
+def test_in_sample_push_says_why_on_every_row_and_counts_no_label_errors(
+        data_root: Path, tmp_path: Path, blank_png: Path) -> None:
+    """Issue 23: in-sample predictions support no suggestion and no count of label errors; the
+    sheet says so on every row (not only where the model would have advised), and the info
+    line and `push` say the same summary."""
+    shutil.copy(blank_png, data_root / "train" / "i" / "blank.png")
+    project, _ = Project.init(data_root, tmp_path / "proj", progress=no_progress)
+    m = project.versions.load("latest")
+    ids = dict(zip(m["path"], m["id"], strict=True))
+    doubted = ids["train/iii/img-0009.png"]
+    _predicted(project, "insample", doubted)
+    result = project.push()
+    sheet = project.backend.read_table().set_index("path")
+    cells = sheet["suggestion"].fillna("").astype(str)
+    assert cells.pop("train/i/blank.png") == "drop?"  # from the pixels: stands
+    assert set(cells) == {"none: in-sample"}, cells.value_counts()
+    assert result.summary.likely_label_errors >= 1  # cleanlab flags the doubted row ...
+    said = text_of(result)
+    # ... but from in-sample predictions that is no evidence, and is not counted as one.
+    assert "likely label error" not in said
+    assert ("label errors not counted (in-sample predictions: run `sheetsync predict`)"
+            in said), said
+    info = load_workbook(project.config.resolve(project.config.local.path))["data"]["A1"].value
+    summary_line = next(line for line in said.splitlines() if line.startswith("summary: "))
+    assert summary_line.removeprefix("summary: ") in info
+    assert "labels cleanlab doubts" in info and "flags as likely wrong" not in info
+    # Out-of-sample predictions of the same data: the suggestions and the count stand.
+    _predicted(project, "oos", doubted)
+    result = project.push()
+    cells = project.backend.read_table().set_index("path")["suggestion"].fillna("").astype(str)
+    assert not any(c.startswith("none:") for c in cells)
+    assert "likely label error" in text_of(result) and "not counted" not in text_of(result)
 
 
 # -- Google Sheets: the same layout through the stand-in ---------------------------------------
