@@ -387,7 +387,8 @@ def _predict_lines(r: PredictResult) -> list[str]:
 @describe.register
 def _status_lines(r: StatusResult) -> list[str]:
     lines = [f"{r.root}: {r.version.name}, {r.images} images", r.counts.to_string(),
-             f"review: {checked_text(r.checked, r.checked_problems)}"]
+             (f"review since v{r.judged_version}" if r.judged_version else "review")
+             + f": {checked_text(r.checked, r.checked_problems)}"]
     if r.sheet is not None and not r.pushed:
         lines.append(f"sheet: {r.sheet} (not pushed yet)")
     elif r.sheet is not None:

@@ -165,6 +165,7 @@ class StatusResult(Result):
     last_score: dict[str, Any] | None = None
     checked: int = 0  # rows people checked (ticked, relabelled or dropped; sheetsync.rerank)
     checked_problems: int = 0  # ... of which relabelled or dropped
+    judged_version: int | None = None  # the version whose labels the checks count from
 
 
 @dataclass

@@ -25,9 +25,15 @@ def status(project: Project, *, check_sheet: bool = True) -> StatusResult:
         result = StatusResult(config.root, info, len(manifest),
                               counts_table(manifest, config.classes, config.splits),
                               recovered=project.recovered, skipped=project.skipped)
-        judged = judged_manifest(project, project.store.latest_predictions(info.version))
+        stored = project.store.latest_predictions(info.version)
+        judged = judged_manifest(project, stored)
         answers = answers_of(manifest, judged)
         result.checked, result.checked_problems = len(answers), int(answers.sum())
+        # Checks count from the labels the newest predictions judged: after a train or predict
+        # on the pulled labels, the fixes before it are that model's ground truth, not news.
+        first = project.versions.list()
+        result.judged_version = stored.version if stored is not None else \
+            (first[0].version if first else None)
         if check_sheet:
             _sheet_status(project, result)
         scores = project.scores.read()

@@ -97,7 +97,8 @@ def test_ticks_and_relabels_are_kept_and_push_puts_checked_rows_last(local: Proj
     assert info.startswith(INFO_PREFIX) and "3 rows checked (1 relabelled or dropped, 2 right)" in info
     out = CliRunner().invoke(cli, ["-C", str(local.config.project_dir), "status"],
                              catch_exceptions=False)
-    assert "review: 3 rows checked (1 relabelled or dropped, 2 right)" in out.output
+    # Counted from the labels the newest predictions judged: here none, so the first version's.
+    assert "review since v1: 3 rows checked (1 relabelled or dropped, 2 right)" in out.output
     # Unticking is an edit too, and the next pull records it; a checkout brings the tick back.
     ticked = local.versions.latest()
     assert ticked is not None
