@@ -166,6 +166,24 @@ def test_fit_predict_is_deterministic(data, tmp_path):
     assert [c[:2] for c in calls] == [(1, 1)] and "loss" in calls[0][2]
 
 
+def test_a_trainer_reseeded_gives_the_numbers_of_one_built_for_that_seed(data, tmp_path):
+    """predict trains three fold seeds' folds in each worker: the model compiled for one seed
+    is reused for the next (new initial weights, fresh optimizer), with the same results as a
+    model built for that seed."""
+    kw = dict(epochs=2, cache_dir=tmp_path / "cache", jit_compile=True)
+    T._last_trainer.clear()
+    fresh = T.fit_predict(data["train"], data["val"], CLASSES, seed=5, **kw)
+    T._last_trainer.clear()
+    T.fit_predict(data["train"], data["val"], CLASSES, seed=7, **kw)
+    trainer = T._last_trainer[0]
+    reseeded = T.fit_predict(data["train"], data["val"], CLASSES, seed=5, **kw)
+    assert T._last_trainer[0] is trainer  # not built again: the compiled step is reused
+    assert np.array_equal(fresh.probs, reseeded.probs)
+    assert np.array_equal(fresh.embeddings, reseeded.embeddings)
+    other = T.fit_predict(data["train"], data["val"], CLASSES, seed=7, **kw)
+    assert not np.array_equal(fresh.probs, other.probs)  # the seed does change the model
+
+
 def test_fit_predict_scores_unseen_images_in_their_test_views_too(data, tmp_path):
     """views: the mean over the original and its views, for the images the model did not
     train on; the training images keep their original probabilities; the originals are kept."""
