@@ -30,7 +30,7 @@ from .augment import (
     unfit_sources,
 )
 from .dataset import ScanResult
-from .inputs import model_behind, review_inputs
+from .inputs import judged_current, model_behind, review_inputs
 from .results import AugmentResult
 
 if TYPE_CHECKING:
@@ -86,9 +86,11 @@ def _project_priorities(project: Project, manifest: pd.DataFrame, info: VersionI
     (:func:`unfit_sources`), from the rows as push shows them."""
     config, store = project.config, project.store
     found = store.latest_predictions(info.version)
+    judged = project.versions.load(found.version) if found is not None else None
+    current = judged_current(found, judged, manifest, info.version)
     signals, _ = review_inputs(project.usable_items(manifest, scanned), config.classes, found,
-                               info.version, oos_dir=store.oos_dir)
-    model = model_behind(found, manifest, info.version, project.scores.read(), store.oos_dir)
+                               current, oos_dir=store.oos_dir)
+    model = model_behind(found, manifest, current, project.scores.read(), store.oos_dir)
     if model.weak:  # the model's doubts are noise: only the pixels' drop? stays
         signals = gated_suggestions(signals, model)
     # Otherwise the rows the model doubts are never sources, in-sample or stale too (the

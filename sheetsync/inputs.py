@@ -119,6 +119,25 @@ def _rich_oos(oos_dir: Path, kind: str, scored: pd.DataFrame) -> Any:
     return runs
 
 
+def judged_current(stored: StoredPredictions | None, judged: pd.DataFrame | None,
+                   manifest: pd.DataFrame, current: int) -> int:
+    """The version the predictions count as current for (staleness is ``version != current``):
+    their own version while every row they scored has the same label, action and split now
+    (rows were only added, say by ``augment`` or new images, or notes edited): nothing the model
+    judged is different, so its evidence on those rows stands. Else ``current``: a pull changed
+    what the model judged, and its advice is stale until ``predict`` runs again."""
+    if stored is None or judged is None or stored.version == current:
+        return current
+    cols = ["label", "action", "split"]
+    then = judged.set_index(judged["id"].astype(str))[cols].astype(str)
+    now = manifest.set_index(manifest["id"].astype(str))[cols].astype(str)
+    scored = pd.Index(stored.probs.index.astype(str))
+    if not scored.isin(now.index).all() or not scored.isin(then.index).all():
+        return current  # a row it scored is gone (or was never recorded): stale
+    same = (then.loc[scored] == now.loc[scored]).all(axis=None)
+    return stored.version if bool(same) else current
+
+
 def model_behind(stored: StoredPredictions | None, manifest: pd.DataFrame, current: int,
                  scores: pd.DataFrame, oos_dir: Path) -> ModelInfo:
     """The model behind push's predictions: kind, version, epochs, accuracy, how weak."""

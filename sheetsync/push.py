@@ -25,7 +25,7 @@ from ._reviewsheet import (
 from .augment import derived_last
 from .dataset import ScanResult, safe_joiner
 from .errors import UnpulledEditsError, WorkbookChangedError
-from .inputs import fold_runs, model_behind, review_inputs, with_map
+from .inputs import fold_runs, judged_current, model_behind, review_inputs, with_map
 from .publish import publish_for, url_builder
 from .pullcheck import published_columns
 from .rerank import answers_of, rerank
@@ -104,16 +104,17 @@ def _review(project: Project, manifest: pd.DataFrame, info: VersionInfo, scanned
     config, store = project.config, project.store
     stored = store.latest_predictions(info.version)
     items = project.usable_items(manifest, scanned)
-    signals, source = review_inputs(items, config.classes, stored, info.version,
+    judged = judged_manifest(project, stored)
+    current = judged_current(stored, judged, manifest, info.version)
+    signals, source = review_inputs(items, config.classes, stored, current,
                                     oos_dir=store.oos_dir, pixel_cache=store.pixel_cache)
     signals = with_map(signals, store.latest_map(info.version))
-    judged = judged_manifest(project, stored)
     answers = answers_of(manifest, judged)
     ids = _review_order(project, signals, manifest, order, answers,
                         lambda: _judged_signals(project, items, judged, stored, signals))
     # The order people can sort by (1 = look first), and the push's row order.
     signals = signals.assign(rank=pd.Series(range(1, len(ids) + 1), index=ids, dtype=float))
-    model = model_behind(stored, manifest, info.version, project.scores.read(), store.oos_dir)
+    model = model_behind(stored, manifest, current, project.scores.read(), store.oos_dir)
     # Suggestions only from out-of-sample predictions of a model above the "too weak" line.
     signals = gated_suggestions(signals, model)
     table = with_derived_notes(with_image_notes(

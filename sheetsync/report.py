@@ -50,7 +50,7 @@ from ._reviewsheet import ModelInfo, gated_suggestions, model_text, uncounted
 from ._summary import Finding, summarise
 from .dataset import safe_join
 from .errors import ReportError
-from .inputs import items_of, model_behind, review_inputs, with_map
+from .inputs import items_of, judged_current, model_behind, review_inputs, with_map
 from .results import ReportResult
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -121,9 +121,11 @@ def gather(project: Project, manifest: pd.DataFrame, info: VersionInfo) -> Repor
     # push's (the freshest for the current data, predict's out-of-sample ones first), so the
     # page and the sheet say the same model line and the same suggestion for each row.
     stored = store.latest_predictions(info.version)
-    signals, source = review_inputs(items.drop(columns="path"), classes, stored, info.version,
+    judged = project.versions.load(stored.version) if stored is not None else None
+    current = judged_current(stored, judged, manifest, info.version)
+    signals, source = review_inputs(items.drop(columns="path"), classes, stored, current,
                                     oos_dir=store.oos_dir)
-    model = model_behind(stored, manifest, info.version, project.scores.read(), store.oos_dir)
+    model = model_behind(stored, manifest, current, project.scores.read(), store.oos_dir)
     signals = gated_suggestions(signals, model)
     if source.kind is not None:
         signals = with_map(signals, store.latest_map(version))

@@ -380,6 +380,40 @@ def test_in_sample_push_says_why_on_every_row_and_counts_no_label_errors(
     assert "likely label error" in text_of(result) and "not counted" not in text_of(result)
 
 
+def test_predictions_stay_current_while_only_rows_are_added_and_go_stale_on_a_relabel(
+        data_root: Path, tmp_path: Path) -> None:
+    """Rows added since the predictions (an augment, new images) change nothing the model
+    judged: its suggestions and counts stand (seen: after predict then augment, every row said
+    "none: stale model" until a 20-minute predict ran again). A pulled relabel makes them stale."""
+    from test_review_rounds import edit_workbook
+
+    project, _ = Project.init(data_root, tmp_path / "proj", progress=no_progress)
+    m = project.versions.load("latest")
+    ids = dict(zip(m["path"], m["id"], strict=True))
+    doubted = ids["train/iii/img-0009.png"]
+    _predicted(project, "oos", doubted)
+    new = np.full((30, 30), 255, np.uint8)
+    new[5:25, 14:17] = 0  # a new picture, like no other
+    Image.fromarray(new).save(data_root / "train" / "ii" / "new.png")
+    result = project.push()
+    assert result.version.version == 2  # the new image made a version the model never saw
+    sheet = project.backend.read_table().set_index("path")
+    cells = sheet["suggestion"].fillna("").astype(str)
+    assert cells.loc["train/iii/img-0009.png"].startswith("relabel → ")
+    assert not any(c.startswith("none:") for c in cells), cells.value_counts()
+    assert cells.loc["train/ii/new.png"] == ""  # never scored: no advice, and no claim
+    said = text_of(result)
+    assert "STALE" not in said and "not counted" not in said, said
+    # A relabel pulled: what the model judged changed, its advice is stale now.
+    other = next(c for c in project.config.classes if c != "i")
+    edit_workbook(project, {ids["train/i/img-0001.png"]: {"label": other}})
+    project.pull()
+    result = project.push()
+    cells = project.backend.read_table()["suggestion"].fillna("").astype(str)
+    assert "none: stale model" in set(cells)
+    assert "stale predictions: run `sheetsync predict` again" in text_of(result)
+
+
 # -- Google Sheets: the same layout through the stand-in ---------------------------------------
 
 BOT = "sheetsync-bot@team-project.iam.gserviceaccount.com"
