@@ -1,0 +1,101 @@
+"""Does ``predict``'s cost follow the data? (issue 25) ``predict`` with its defaults, from
+scratch, on a random slice of the competition's train+val images and on all of them.
+
+For each size it copies the images (and label_book) into a fresh project, runs
+``Project.predict()`` with nothing cached, pushes, and prints the wall and CPU seconds, the
+machine's load, and the share of the independent review's problems among those images that the
+first 5/10/15/20% of the pushed rows hold. Floor: the small project's predict within a quarter
+of the full one's wall time.
+
+    python -m bench.bench_predict_scale                      # 600 and all 2,880 images
+    python -m bench.bench_predict_scale --sizes 600 2880 --data ../shared/data/dcai
+
+Run it alone on the machine (``flock /work/cache/cpu.lock`` where helpers share it): both runs
+train twelve fold models in two worker processes and a second heavy job halves their speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dcai"
+CUTS = (0.05, 0.10, 0.15, 0.20)
+FLOOR_SHARE = 0.25
+
+
+def slice_project(data: Path, work: Path, size: int | None, seed: int = 0):
+    """A fresh project on ``size`` train+val images drawn at random (all when None)."""
+    from sheetsync import Project
+
+    root = work / f"n{size or 'all'}" / "data"
+    shutil.rmtree(root.parent, ignore_errors=True)
+    files = sorted(p for split in ("train", "val") for p in (data / split).rglob("*.png"))
+    picked = files if size is None or size >= len(files) else random.Random(seed).sample(files, size)
+    for f in picked:
+        target = root / f.relative_to(data)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(f, target)
+    shutil.copytree(data / "label_book", root / "label_book")
+    project, _ = Project.init(root, root.parent, progress=lambda items, *a, **k: items)
+    return project, len(picked)
+
+
+def cpu_seconds() -> float:
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + kids.ru_utime + kids.ru_stime
+
+
+def recall(project, review: pd.DataFrame) -> list[float]:
+    """Share of the review's problems (remove or fix) in the first rows of the pushed sheet."""
+    project.push()
+    sheet = project.backend.read_table()
+    sheet = sheet[sheet["split"].astype(str).isin(["train", "val"])]
+    verdict = review["verdict"].reindex(sheet["path"].astype(str).to_numpy())
+    problem = (verdict.fillna("keep") != "keep").to_numpy()
+    total = max(1, int(problem.sum()))
+    return [float(problem[: round(c * len(problem))].sum()) / total for c in CUTS]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[600, 2880])
+    ap.add_argument("--work", type=Path, help="keep the projects here (default: a temp folder)")
+    args = ap.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    review = pd.read_csv(args.data / "reviews" / "independent_review.csv").set_index("path")
+    work = args.work or Path(tempfile.mkdtemp(prefix="bench-predict-scale-"))
+    walls: dict[int, float] = {}
+    print(f"{os.cpu_count()} CPUs; predict's defaults ([review] folds 4, epochs 20, fold_seeds 3)",
+          flush=True)
+    for size in args.sizes:
+        project, n = slice_project(args.data, work, size)
+        load0, t0, c0 = os.getloadavg()[0], time.perf_counter(), cpu_seconds()
+        project.predict()
+        wall, cpu = time.perf_counter() - t0, cpu_seconds() - c0
+        walls[n] = wall
+        found = recall(project, review)
+        print(f"{n:5d} images: predict {wall:6.0f} s wall, {cpu:6.0f} s CPU, load {load0:.1f} -> "
+              f"{os.getloadavg()[0]:.1f}; the review's problems in the first "
+              + ", ".join(f"{c:.0%}: {x:.1%}" for c, x in zip(CUTS, found, strict=True)), flush=True)
+    if len(walls) >= 2:
+        small, large = min(walls), max(walls)
+        share = walls[small] / walls[large]
+        print(f"floor: {small} images within {FLOOR_SHARE:.0%} of the {large}-image time "
+              f"({share:.1%}): {'PASS' if share <= FLOOR_SHARE else 'FAIL'}")
+        return 0 if share <= FLOOR_SHARE else 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
