@@ -177,7 +177,10 @@ def _(r: ScoresResult) -> str | None:
 
 
 def log_next(versions: pd.DataFrame) -> str | None:
-    """After ``sheetsync log``: what changed between the last two versions."""
+    """After ``sheetsync log``: what changed between the last two versions; with one version,
+    how the next one comes about."""
+    if len(versions) == 1:
+        return "sheetsync push, edit the sheet, then sheetsync pull (a new version)"
     if len(versions) < 2:
         return None
     a, b = versions["version"].iloc[-2], versions["version"].iloc[-1]

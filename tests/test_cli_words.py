@@ -159,7 +159,9 @@ def test_log_diff_and_scores_end_with_the_next_command(runner: CliRunner, data_r
                                                        tmp_path: Path) -> None:
     proj = tmp_path / "proj"
     run(runner, "-C", str(proj), "init", str(data_root))
-    assert "next:" not in run(runner, "-C", str(proj), "log")  # one version: nothing to compare
+    # One version: nothing to compare yet; the next version comes from the sheet.
+    assert run(runner, "-C", str(proj), "log").splitlines()[-1] == (
+        "next: sheetsync push, edit the sheet, then sheetsync pull (a new version)")
     assert run(runner, "-C", str(proj), "scores").splitlines()[-1] == (
         "next: sheetsync train (a first score row)")
     run(runner, "-C", str(proj), "push")
