@@ -518,6 +518,8 @@ def _report_lines(r: ReportResult) -> list[str]:
         lines.append(f"  Likely label errors: not counted ({r.uncounted})")
     if r.map_csv:
         lines.append("map_x, map_y and cluster go into the sheet with the next `sheetsync push`")
+    lines.append(f"next: open {r.path} in a browser (it works offline)"
+                 + (", then sheetsync push (the map columns)" if r.map_csv else ""))
     return lines
 
 

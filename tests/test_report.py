@@ -274,6 +274,8 @@ def test_report_and_scores_at_the_terminal_show_progress_and_fit_100_columns(rep
     # The long steps are said as they start (stderr); the map of this data is cached by now.
     assert out.stderr.splitlines() == ["mapping 46 images (cached)…", "drawing 46 thumbnails…",
                                        "writing the page…"]
+    assert out.stdout.splitlines()[-1].startswith(
+        f"next: open {project.config.project_dir / 'again.html'} in a browser")
     scores = runner.invoke(cli, ["-C", str(project.config.project_dir), "scores"])
     lines = scores.output.splitlines()
     assert scores.exit_code == 0 and max(map(len, lines)) <= 100, scores.output
