@@ -1,4 +1,4 @@
-"""Duplicate and blank images, found from file bytes and decoded pixels (Pillow only).
+"""Duplicate and blank images, found from file bytes and decoded pixels (Pillow, numpy, scipy).
 
 Three levels, cheapest first:
 
@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -28,8 +29,8 @@ from PIL import Image
 
 from .errors import DatasetError
 
-# Thumbnails are small enough for an all-pairs comparison by one matrix product on 3k images
-# (3k x 256 floats), large enough that two different handwritten numerals never come this close.
+# Thumbnails are small enough to search 100k images for near pairs in seconds (100k x 256
+# floats), large enough that two different handwritten numerals never come this close.
 THUMB_SIZE = 16
 # Two thumbnails are the same picture when sum|ink_a - ink_b| < NEAR_THRESHOLD * (ink_a + ink_b).
 # Ink-relative, because numerals are mostly white paper: a plain mean difference makes any two
@@ -86,34 +87,154 @@ def blank_images(ids: Sequence[str], thumbs: Thumbnails) -> pd.Series:
 
 def near_pairs(pixels: np.ndarray, threshold: float = NEAR_THRESHOLD,
                rows: np.ndarray | None = None) -> list[tuple[int, int]]:
-    """Index pairs (i < j) of thumbnails whose ink differs by less than ``threshold`` of their ink.
+    """Index pairs (i < j) of thumbnails (pixels in 0..1) whose ink differs by less than
+    ``threshold`` of their ink: ``sum|ink_i - ink_j| < threshold * (total_i + total_j)``.
 
     ``rows``: only the pairs with at least one of these indices (the images new since the pairs
-    were last found: ``len(rows) * n`` comparisons instead of ``n * n``)."""
+    were last found). Candidates come from a k-d tree, not from all pairs (see
+    :func:`_sign_projections`); each candidate is then checked by the rule itself."""
     n = len(pixels)
-    if n < 2:
+    if n < 2 or threshold <= 0:  # no ink distance is below zero
         return []
     ink = 1.0 - pixels
     total = ink.sum(axis=1)
-    sq = (ink**2).sum(axis=1)
-    query = np.arange(n) if rows is None else np.asarray(rows, dtype=int)
+    proj = _sign_projections(ink)
+    new = None if rows is None else np.unique(np.asarray(rows, dtype=int))
+    if new is None or 2 * len(new) > n:
+        i, j = _candidates(proj, total, threshold)
+        if new is not None:  # most rows are new: finding all pairs is cheaper than querying
+            mine = np.isin(i, new) | np.isin(j, new)
+            i, j = i[mine], j[mine]
+    else:
+        i, j = _candidates_of(proj, total, threshold, new)
+    return _checked(ink, total, proj, i, j, threshold)
+
+
+# Any vector v of +1 / -1 weights gives |v.a - v.b| <= sum|a - b|: a pair within the rule is
+# within the rule's bound on every such projection. A few projections that spread the images
+# widely (2-D cosine patterns' signs, picked on the images at hand) index the k-d tree, more of
+# them filter its candidates before the full check. Bounds are computed in float64 and the rule
+# in float32: ROUNDING widens them so that rounding never drops a pair.
+TREE_DIMS = 6
+FILTER_DIMS = 32
+ROUNDING = 1e-4
+_Limit = TypeVar("_Limit", float, np.ndarray)
+
+
+def _sign_projections(ink: np.ndarray) -> np.ndarray:
+    """(n, FILTER_DIMS) projections of the ink on +-1 patterns, the most informative first."""
+    side = int(round(np.sqrt(ink.shape[1])))
+    u = (np.arange(side) + 0.5) * np.pi / side
+    waves = np.cos(np.outer(np.arange(side), u))  # (frequency, position)
+    patterns = np.einsum("ax,by->abxy", waves, waves).reshape(side * side, -1)[1:]
+    signs = np.where(patterns >= 0, 1.0, -1.0)
+    picked = _most_spread(ink, signs, min(FILTER_DIMS, len(signs)))
+    out = np.empty((len(ink), len(picked)))
+    for at in range(0, len(ink), 8192):  # float64 in slices: no full float64 copy of the ink
+        out[at:at + 8192] = ink[at:at + 8192].astype(np.float64) @ signs[picked].T
+    return out
+
+
+def _most_spread(ink: np.ndarray, signs: np.ndarray, k: int) -> list[int]:
+    """Indices of k patterns, greedily: the widest spread of the images' shapes (ink over its
+    total, on a sample) not already explained by those picked (pivoted Cholesky)."""
+    sample = ink[:: max(1, len(ink) // 4096)].astype(np.float64)
+    sums = sample.sum(axis=1, keepdims=True)
+    shapes = sample[sums[:, 0] > 0] / sums[sums[:, 0] > 0]
+    if len(shapes) < 2:
+        return list(range(k))
+    cov = np.cov(shapes @ signs.T, rowvar=False)
+    picked: list[int] = []
+    for _ in range(k):
+        spread = np.diag(cov).copy()
+        spread[picked] = -np.inf
+        best = int(np.argmax(spread))
+        picked.append(best)
+        if spread[best] > 0:
+            column = cov[:, best] / np.sqrt(spread[best])
+            cov = cov - np.outer(column, column)
+    return picked
+
+
+def _widen(limit: _Limit) -> _Limit:
+    return limit * (1 + ROUNDING) + 1e-6
+
+
+def _can_pair(total: np.ndarray, threshold: float) -> np.ndarray:
+    """Indices of the images that can be in a pair: without ink, sum|a - b| is a's ink, never
+    under ``threshold`` times it unless the threshold is over 1."""
+    return np.flatnonzero(total > 0) if threshold <= 1 else np.arange(len(total))
+
+
+def _ink_bands(total: np.ndarray, threshold: float) -> list[np.ndarray]:
+    """Indices of the inked images in bands of total ink, such that a near pair lies in one band
+    or two neighbouring ones: ``|total_a - total_b| <= sum|a - b|`` bounds their ratio."""
+    inked = _can_pair(total, threshold)
+    if threshold >= 1 or not len(inked):
+        return [inked]
+    # At least 0.05 wide: narrower bands (a tiny threshold) would only build more trees.
+    width = max(2 * np.arctanh(threshold) * (1 + ROUNDING), 0.05)  # log((1 + t) / (1 - t))
+    band = np.floor(np.log(total[inked] / total[inked].min()) / width).astype(int)
+    return [inked[band == b] for b in range(band.max() + 1)]
+
+
+def _candidates(proj: np.ndarray, total: np.ndarray,
+                threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs within the bound on the tree's projections, by band and neighbouring bands."""
+    from scipy.spatial import cKDTree
+
+    bands = _ink_bands(total, threshold)
+    trees = [cKDTree(proj[b, :TREE_DIMS]) if len(b) else None for b in bands]
+    top = [float(total[b].max()) if len(b) else 0.0 for b in bands]
+    found: list[tuple[np.ndarray, np.ndarray]] = []
+    for k, (band, tree) in enumerate(zip(bands, trees, strict=True)):
+        if tree is None:
+            continue
+        within = tree.query_pairs(_widen(2 * threshold * top[k]), p=np.inf, output_type="ndarray")
+        found.append((band[within[:, 0]], band[within[:, 1]]))
+        after = trees[k + 1] if k + 1 < len(trees) else None
+        if after is not None:
+            across = tree.sparse_distance_matrix(after, _widen(threshold * (top[k] + top[k + 1])),
+                                                 p=np.inf, output_type="ndarray")
+            found.append((band[across["i"]], bands[k + 1][across["j"]]))
+    if not found:
+        return np.zeros(0, int), np.zeros(0, int)
+    return np.concatenate([f[0] for f in found]), np.concatenate([f[1] for f in found])
+
+
+def _candidates_of(proj: np.ndarray, total: np.ndarray, threshold: float,
+                   rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs of these rows with any image, within the bound on the tree's projections."""
+    from scipy.spatial import cKDTree
+
+    inked = _can_pair(total, threshold)
+    rows = np.intersect1d(rows, inked)
+    if not len(rows) or not len(inked):
+        return np.zeros(0, int), np.zeros(0, int)
+    top = float(total[inked].max())
+    # The partner's ink is at most (1 + threshold) / (1 - threshold) times this row's.
+    most = total[rows] * (1 + threshold) / (1 - threshold) if threshold < 1 else top
+    reach = _widen(threshold * (total[rows] + np.minimum(most, top)))
+    found = cKDTree(proj[inked, :TREE_DIMS]).query_ball_point(
+        proj[rows, :TREE_DIMS], reach, p=np.inf, return_sorted=False)
+    sizes = np.fromiter((len(f) for f in found), int, len(found))
+    partners = np.concatenate([np.asarray(f, dtype=int) for f in found]) if sizes.sum() else np.zeros(0, int)
+    return np.repeat(rows, sizes), inked[partners]
+
+
+def _checked(ink: np.ndarray, total: np.ndarray, proj: np.ndarray, i: np.ndarray, j: np.ndarray,
+             threshold: float) -> list[tuple[int, int]]:
+    """The candidate pairs (i != j) within the rule, as sorted (low, high) pairs."""
     out: set[tuple[int, int]] = set()
-    block = 1024
-    for start in range(0, len(query), block):
-        q = query[start:start + block]
-        # Squared distances by one matrix product; since |x| <= 1, sum x^2 <= sum |x|, so every
-        # pair under the threshold passes this bound, and only the candidates are checked exactly.
-        d2 = sq[q, None] + sq[None, :] - 2.0 * ink[q] @ ink.T
-        limit = threshold * (total[q, None] + total[None, :])
-        a, b = np.nonzero(d2 < limit)
-        i, j = q[a], b
-        mine = i < j if rows is None else i != j
-        i, j = np.minimum(i[mine], j[mine]), np.maximum(i[mine], j[mine])
-        # The exact check, vectorised: many candidates pass the bound when pictures look alike.
-        for at in range(0, len(i), 65536):
-            ci, cj = i[at:at + 65536], j[at:at + 65536]
-            near = np.abs(ink[ci] - ink[cj]).sum(axis=1) < threshold * (total[ci] + total[cj])
-            out.update(zip(ci[near].tolist(), cj[near].tolist(), strict=True))
+    for at in range(0, len(i), 65536):
+        ci, cj = i[at:at + 65536], j[at:at + 65536]
+        ci, cj = np.minimum(ci, cj), np.maximum(ci, cj)
+        limit = _widen(threshold * (total[ci].astype(np.float64) + total[cj]))
+        for dims in (slice(TREE_DIMS, 2 * TREE_DIMS), slice(None)):  # a cheap cut, then all
+            keep = (ci != cj) & (np.abs(proj[ci, dims] - proj[cj, dims]).max(axis=1) < limit)
+            ci, cj, limit = ci[keep], cj[keep], limit[keep]
+        near = np.abs(ink[ci] - ink[cj]).sum(axis=1) < threshold * (total[ci] + total[cj])
+        out.update(zip(ci[near].tolist(), cj[near].tolist(), strict=True))
     return sorted(out)
 
 

@@ -118,7 +118,7 @@ def _write(path: Path, entries: dict[str, tuple[np.ndarray, str, np.ndarray]]) -
 def cached_near_pairs(cache: Path | None) -> Callable[[np.ndarray, list[str]], list[tuple[int, int]]]:
     """:func:`sheetsync._duplicates.near_pairs` that remembers the pairs by file hash (in
     ``pixels.pairs.npz`` beside ``cache``): a push compares only the images new since the last
-    one with the others (``new x n`` comparisons instead of ``n x n``)."""
+    one with the others (a query per new image instead of a search of all pairs)."""
 
     def near(pixels: np.ndarray, hashes: list[str]) -> list[tuple[int, int]]:
         path = None if cache is None else cache.with_suffix(".pairs.npz")
