@@ -182,6 +182,9 @@ def floors(results: list[dict[str, float]]) -> None:
 
 
 def main(argv: list[str]) -> None:
+    if {"-h", "--help"} & set(argv):
+        print(__doc__)
+        return
     args = list(argv)
     loops = [10_000]
     if "--loop" in args:
