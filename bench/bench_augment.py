@@ -153,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="take the run without augment from an earlier run in --work (said so)")
     ap.add_argument("--sources", action="store_true",
                     help="filtered vs unfiltered augmentation sources, trained with each --seeds")
+    ap.add_argument("--variants", nargs="+", default=["filtered", "unfiltered"],
+                    choices=["filtered", "unfiltered"], help="with --sources: which sources")
     ap.add_argument("--seeds", type=int, nargs="+", default=[123, 321, 519],
                     help="with --sources: training seeds")
     ap.add_argument("--sheets", action="store_true",
@@ -229,14 +231,16 @@ def sources(args: argparse.Namespace, work: Path, base) -> int:
     from statistics import mean, stdev
     from unittest import mock
 
-    from sheetsync import augment as ag
+    from sheetsync import augment_run
 
-    results: dict[str, list[dict]] = {"filtered": [], "unfiltered": []}
+    results: dict[str, list[dict]] = {name: [] for name in args.variants}
     for name in results:
         project = fresh_project(args.data, work, f"sources_{name}")
         shutil.copytree(base.store.predictions_dir, project.store.predictions_dir)
         if name == "unfiltered":
-            with mock.patch.object(ag, "unfit_sources", lambda *a, **k: {}):
+            # Where augment looks it up (sheetsync.augment_run), not where it is defined: patched
+            # in sheetsync.augment, the "unfiltered" run left the same 388 images out.
+            with mock.patch.object(augment_run, "unfit_sources", lambda *a, **k: {}):
                 got = project.augment()
         else:
             got = project.augment()
