@@ -14,6 +14,8 @@ left out each. Also prints the time augment takes to plan and write the derived 
     python -m bench.bench_augment --epochs 10 --sources --seeds 123 321 519
         # issue 23: sources filtered (never blank, unreadable, conflicting, suggested or
         # flagged) vs unfiltered, each trained with every seed; val and label_book accuracy
+    python -m bench.bench_augment --epochs 10 --without blur/noise --seeds 123 321 519
+        # issue 23: every family against one group left out, each trained with every seed
 """
 
 from __future__ import annotations
@@ -156,7 +158,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variants", nargs="+", default=["filtered", "unfiltered"],
                     choices=["filtered", "unfiltered"], help="with --sources: which sources")
     ap.add_argument("--seeds", type=int, nargs="+", default=[123, 321, 519],
-                    help="with --sources: training seeds")
+                    help="with --sources or --without: training seeds")
+    ap.add_argument("--without", metavar="GROUP",
+                    help="every family against this group left out (flips, geometric, "
+                         "blur/noise, composition), each trained with every --seeds")
     ap.add_argument("--sheets", action="store_true",
                     help="only push/pull an augmented 10,000-row project on both backends")
     ap.add_argument("--check-book", type=Path, metavar="XLSX",
@@ -199,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"without augment: {results['without augment']}; {load()}", flush=True)
     if args.sources:
         return sources(args, work, base)
+    if args.without:
+        return without_group(args, work, base)
     runs = [("with augment (all families)", None)]
     if args.ablation:
         runs += [(f"without {g}", [f for f in FAMILIES if f not in fams]) for g, fams in GROUPS.items()]
@@ -225,10 +232,48 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def without_group(args: argparse.Namespace, work: Path, base) -> int:
+    """Augment with every family, and with the group ``args.without`` left out (the budget then
+    goes to the other families), each trained with every seed: the ablation of one group,
+    repeated over seeds."""
+    from sheetsync._transforms import FAMILIES, GROUPS
+
+    if args.without not in GROUPS:
+        raise SystemExit(f"--without: one of {', '.join(GROUPS)}, not {args.without!r}")
+    variants = {"all families": None,
+                f"without {args.without}": [f for f in FAMILIES if f not in GROUPS[args.without]]}
+    results: dict[str, list[dict]] = {name: [] for name in variants}
+    for name, families in variants.items():
+        project = fresh_project(args.data, work, name.replace(" ", "_").replace("/", "-"))
+        shutil.copytree(base.store.predictions_dir, project.store.predictions_dir)
+        got = project.augment(families=families)
+        print(f"{name}: {got.written} derived", flush=True)
+        for seed in args.seeds:
+            r = train(project, args.epochs, seed)
+            results[name].append(r)
+            print(f"  seed {seed}: val {r['val']:.4f}, label_book {r['label_book']:.4f}; {load()}",
+                  flush=True)
+    return _seed_table("families", results)
+
+
+def _seed_table(what: str, results: dict[str, list[dict]]) -> int:
+    from statistics import mean, stdev
+
+    def sd(x: list[float]) -> float:
+        return stdev(x) if len(x) > 1 else 0.0
+
+    print(f"\n| {what} | val accuracy (mean ± sd over seeds) | label_book accuracy | per seed (val) |"
+          "\n|---|---|---|---|")
+    for name, rs in results.items():
+        v, b = [r["val"] for r in rs], [r["label_book"] for r in rs]
+        print(f"| {name} | {mean(v):.4f} ± {sd(v):.4f} | {mean(b):.4f} ± {sd(b):.4f} | "
+              + " ".join(f"{x:.4f}" for x in v) + " |")
+    return 0
+
+
 def sources(args: argparse.Namespace, work: Path, base) -> int:
     """Augment with the sources filtered (sheetsync.augment.unfit_sources, the default) and
     unfiltered (every kept original, as before issue 23), each trained with every seed."""
-    from statistics import mean, stdev
     from unittest import mock
 
     from sheetsync import augment_run
@@ -251,14 +296,7 @@ def sources(args: argparse.Namespace, work: Path, base) -> int:
             results[name].append(r)
             print(f"  seed {seed}: val {r['val']:.4f}, label_book {r['label_book']:.4f}; {load()}",
                   flush=True)
-    print("\n| sources | val accuracy (mean ± sd over seeds) | label_book accuracy |\n|---|---|---|")
-    def sd(x: list[float]) -> float:
-        return stdev(x) if len(x) > 1 else 0.0
-
-    for name, rs in results.items():
-        v, b = [r["val"] for r in rs], [r["label_book"] for r in rs]
-        print(f"| {name} | {mean(v):.4f} ± {sd(v):.4f} | {mean(b):.4f} ± {sd(b):.4f} |")
-    return 0
+    return _seed_table("sources", results)
 
 
 if __name__ == "__main__":

@@ -114,6 +114,11 @@ class FoldResult:
     # from the original pictures alone (snapshot mean where there are snapshots), so that a
     # benchmark can measure what the views buy on the same trained fold.
     original_probs: np.ndarray | None = None  # (m, C)
+    # The labels the training rows had (with train_ids), and the fold model's weights: the next
+    # version's model of this fold may start from them (sheetsync.review, warm start), and keeps
+    # the margins of the training rows whose label did not change.
+    train_labels: np.ndarray | None = None  # (t,) str
+    weights: list[np.ndarray] | None = None
 
     def save(self, path: Path) -> None:
         def write(tmp: Path) -> None:
@@ -134,10 +139,16 @@ class FoldResult:
         out = {} if self.train_vote is None else {"train_vote": self.train_vote}
         if self.original_probs is not None:
             out["original_probs"] = self.original_probs
-        if self.snapshot_probs is None or self.train_ids is None or self.train_margin is None:
-            return out
-        return {**out, "snapshot_probs": self.snapshot_probs,
-                "train_ids": self.train_ids.astype(str), "train_margin": self.train_margin}
+        if self.train_labels is not None:
+            out["train_labels"] = self.train_labels.astype(str)
+        if self.weights is not None:
+            out["weights"] = np.array(len(self.weights))
+            out.update({f"weight{i}": w for i, w in enumerate(self.weights)})
+        if self.train_ids is not None:
+            out["train_ids"] = self.train_ids.astype(str)
+        if self.snapshot_probs is not None and self.train_margin is not None:
+            out.update(snapshot_probs=self.snapshot_probs, train_margin=self.train_margin)
+        return out
 
     @classmethod
     def load(cls, path: Path) -> FoldResult | None:
@@ -145,10 +156,13 @@ class FoldResult:
             with np.load(path, allow_pickle=False) as z:
                 if int(z["format"]) != FOLD_FORMAT:
                     return None
-                extra = [z[k] if k in z.files else None
+                extra = {k: z[k] if k in z.files else None
                          for k in ("snapshot_probs", "train_ids", "train_margin", "train_vote",
-                                   "original_probs")]
-                return cls(z["ids"], z["probs"], z["embeddings"], z["class_distance"], *extra)
+                                   "original_probs", "train_labels")}
+                weights = ([z[f"weight{i}"] for i in range(int(z["weights"]))]
+                           if "weights" in z.files else None)
+                return cls(z["ids"], z["probs"], z["embeddings"], z["class_distance"],
+                           weights=weights, **extra)
         except (OSError, ValueError, KeyError):
             return None  # missing or damaged (e.g. killed mid-write elsewhere): recompute
 
@@ -203,7 +217,14 @@ def run_fold(
     classes: Sequence[str],
     fit_kwargs: Mapping[str, Any],
 ) -> FoldResult:
-    """Train on every image outside ``fold``, score all images, keep the held-out ones."""
+    """Train on every image outside ``fold``, score all images, keep the held-out ones.
+
+    ``fit_kwargs`` may carry ``margin_prior``, a fold result this fold model was fine-tuned
+    from (a warm start): its training rows whose label is unchanged keep the margins they had
+    when that model learned them from scratch (a model that starts out knowing a wrong label
+    learns nothing late, so fine-tuning margins would hide it)."""
+    fit_kwargs = dict(fit_kwargs)
+    prior: FoldResult | None = fit_kwargs.pop("margin_prior", None)
     held = (fold_of.to_numpy() == fold)
     train = items.loc[~held].reset_index(drop=True)
     # All images are scored (the training ones too, cheaply) so that the class centroids can be
@@ -223,16 +244,35 @@ def run_fold(
     vote = vote_among(emb[held], emb[~held], labels[~held], len(classes))
     snaps = getattr(pred, "snapshots", None)
     original = _original_held(pred, held)
+    weights = getattr(pred, "weights", None)
+    weights = None if weights is None else [np.asarray(w) for w in weights]
+    train_labels = items["label"].astype(str).to_numpy()[~held]
     if snaps is None:
         return FoldResult(ids[held], probs[held], emb[held], dist[held], train_vote=vote,
-                          original_probs=original)
+                          original_probs=original, train_ids=ids[~held],
+                          train_labels=train_labels, weights=weights)
     snaps = np.asarray(snaps, dtype=np.float64)
     mine = snaps[:, np.arange(len(items)), labels]  # (S, n) given-label probability
     other = snaps.copy()
     other[:, np.arange(len(items)), labels] = -np.inf
-    margin = (mine - other.max(axis=2)).mean(axis=0)
+    margin = (mine - other.max(axis=2)).mean(axis=0)[~held]
+    if prior is not None:
+        margin = kept_margins(prior, ids[~held], train_labels, margin)
     return FoldResult(ids[held], probs[held], emb[held], dist[held],
-                      snaps[:, held].mean(axis=0), ids[~held], margin[~held], vote, original)
+                      snaps[:, held].mean(axis=0), ids[~held], margin, vote, original,
+                      train_labels, weights)
+
+
+def kept_margins(prior: FoldResult, ids: np.ndarray, labels: np.ndarray,
+                 margin: np.ndarray) -> np.ndarray:
+    """``margin`` with the ``prior`` fold's margin wherever a training row had the same label
+    there (rows new or relabelled since keep the fine-tuning margin)."""
+    if prior.train_ids is None or prior.train_labels is None or prior.train_margin is None:
+        return margin
+    before = {(str(i), str(lab)): float(m) for i, lab, m in
+              zip(prior.train_ids, prior.train_labels, prior.train_margin, strict=True)}
+    return np.array([before.get((str(i), str(lab)), float(m))
+                     for i, lab, m in zip(ids, labels, margin, strict=True)])
 
 
 def _original_held(pred: Any, held: np.ndarray) -> np.ndarray | None:

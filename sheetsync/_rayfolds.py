@@ -58,7 +58,8 @@ def train_folds_ray(
     refs = {}
     for i, job in enumerate(jobs):
         held = job.fold_of.to_numpy() == job.fold
-        say(FoldStarted(job.number, job.total, int((~held).sum()), int(held.sum()), "ray"))
+        say(FoldStarted(job.number, job.total, int((~held).sum()), int(held.sum()), "ray",
+                        job.warm_epochs))
         refs[task.remote(fit_predict, table, images, job.fold_of, job.fold, list(classes),
                          dict(job.fit_kwargs))] = i
     results: dict[int, FoldResult] = {}

@@ -36,8 +36,10 @@ def fold_text(event: FoldEvent) -> str:
 @fold_text.register
 def _(e: FoldStarted) -> str:
     where = " (a task on the Ray cluster)" if e.where == "ray" else ""
-    return (f"fold {e.number}/{e.total}: training on {e.training} images, scoring "
-            f"{e.scoring}{where}")
+    how = (f"fine-tuning the previous version's fold model ({e.warm_epochs} epochs) on"
+           if e.warm_epochs else "training on")
+    return f"fold {e.number}/{e.total}: {how} {e.training} images, scoring {e.scoring}{where}"
+
 
 
 @fold_text.register

@@ -382,9 +382,17 @@ def _duration(seconds: Any) -> str:
 
 @describe.register
 def _predict_lines(r: PredictResult) -> list[str]:
-    return [*_excluded_lines(r.excluded), f"out-of-sample probabilities for {r.images} images of {r.version.name} "
-            f"({r.folds} folds x {r.epochs} epochs" + (f", {r.seeds} fold seeds" if r.seeds > 1 else "")
-            + "); `sheetsync push` uses them"]
+    lines = [*_excluded_lines(r.excluded), f"out-of-sample probabilities for {r.images} images of {r.version.name} "
+             f"({r.folds} folds x {r.epochs} epochs" + (f", {r.seeds} fold seeds" if r.seeds > 1 else "")
+             + "); `sheetsync push` uses them"]
+    total = r.folds * r.seeds
+    if r.fine_tuned or r.reused:
+        parts = ([f"{r.fine_tuned} of {total} fold models fine-tuned from the previous "
+                  f"version's for {r.warm_epochs} epochs"] if r.fine_tuned else [])
+        parts += [f"{r.reused} unchanged, reused"] if r.reused else []
+        hint = " (`sheetsync predict --from-scratch`: train them from scratch)" if r.fine_tuned else ""
+        lines.append("; ".join(parts) + hint)
+    return lines
 
 
 @describe.register

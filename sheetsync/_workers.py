@@ -59,6 +59,7 @@ class FoldStarted:
     training: int  # images it trains on
     scoring: int  # images it scores (held out)
     where: str = "here"  # "here" (this machine's pool) or "ray" (a task on a Ray cluster)
+    warm_epochs: int = 0  # > 0: fine-tunes the previous version's model of this fold
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,7 @@ class FoldJob:
     path: Path
     number: int
     total: int
+    warm_epochs: int = 0  # > 0: fit_kwargs start from the previous version's fold model
 
 
 def train_folds(
@@ -133,7 +135,8 @@ def train_one(
 ) -> FoldResult:
     """Train one fold, save it, and say so (started, each epoch, done)."""
     held = job.fold_of.to_numpy() == job.fold
-    say(FoldStarted(job.number, job.total, int((~held).sum()), int(held.sum())))
+    say(FoldStarted(job.number, job.total, int((~held).sum()), int(held.sum()),
+                    warm_epochs=job.warm_epochs))
     t0 = time.perf_counter()
     kwargs = dict(job.fit_kwargs)
     if report_epochs:

@@ -140,8 +140,12 @@ def train(ctx: click.Context, epochs: int | None, seed: int | None, precision: s
 @click.option("--epochs", type=click.IntRange(min=1), help="Epochs per fold.")
 @click.option("--fold-seeds", type=click.IntRange(min=1),
               help="Independent k-fold runs, averaged (default [review] fold_seeds = 3).")
+@click.option("--from-scratch", is_flag=True,
+              help="Train every changed fold from scratch (no fine-tuning of the previous "
+                   "version's fold models; [review] warm_epochs).")
 @click.pass_context
-def predict(ctx: click.Context, folds: int | None, epochs: int | None, fold_seeds: int | None) -> None:
+def predict(ctx: click.Context, folds: int | None, epochs: int | None, fold_seeds: int | None,
+            from_scratch: bool) -> None:
     """Out-of-sample probabilities for every image (k-fold), for the review order.
 
     Example: sheetsync predict --folds 4 --epochs 20 --fold-seeds 2
@@ -153,6 +157,7 @@ def predict(ctx: click.Context, folds: int | None, epochs: int | None, fold_seed
     jit = project.config.train.jit_compile
     try:
         result = project.predict(folds=folds, epochs=epochs, fold_seeds=fold_seeds,
+                                 from_scratch=from_scratch,
                                  on_fold=lambda event: bars.fold(event, jit))
     finally:
         bars.close()

@@ -80,6 +80,10 @@ class ReviewConfig:
     # at ``address``, "host:port" from `ray start --head`; empty: a Ray instance on this machine).
     executor: str = "local"
     address: str = ""
+    # After a pull, a fold whose training rows changed a little fine-tunes its previous model
+    # for this many epochs instead of training ``epochs`` from scratch (sheetsync._warmstart);
+    # 0: always from scratch.
+    warm_epochs: int = 4
 
 
 @dataclass(frozen=True)
@@ -220,6 +224,7 @@ _LEAST: dict[str, float] = {
     "publish.thumbnails": 0, "publish.workers": 1, "publish.max_retries": 0,
     "train.epochs": 1, "train.batch_size": 1, "train.seed": 0,
     "review.folds": 2, "review.epochs": 1, "review.fold_seeds": 1, "review.fold_workers": 0,
+    "review.warm_epochs": 0,
     "augment.cap": 0, "augment.seed": 0, "augment.max_side": 8,
 }
 _CHOICES = {"train.precision": ("float32", "mixed_bfloat16"),

@@ -231,9 +231,10 @@ class Project:
                              on_first_epoch=on_first_epoch, repeats=repeats)
 
     def predict(self, *, folds: int | None = None, epochs: int | None = None,
-                fold_seeds: int | None = None, on_fold: Say | None = None) -> PredictResult:
+                fold_seeds: int | None = None, from_scratch: bool = False,
+                on_fold: Say | None = None) -> PredictResult:
         return predicting.predict(self, folds=folds, epochs=epochs, fold_seeds=fold_seeds,
-                                  on_fold=on_fold)
+                                  from_scratch=from_scratch, on_fold=on_fold)
 
     def augment(self, *, budget: int | None = None, seed: int | None = None,
                 dry_run: bool = False, splits: list[str] | None = None,

@@ -150,6 +150,9 @@ class PredictResult(Result):
     epochs: int
     excluded: list[str] = field(default_factory=list)  # unreadable files left out
     seeds: int = 1  # k-fold runs (fold seeds)
+    fine_tuned: int = 0  # folds that started from the previous version's fold model
+    warm_epochs: int = 0  # the epochs each of those fine-tuned
+    reused: int = 0  # folds whose training rows were unchanged: their saved result
 
 
 @dataclass

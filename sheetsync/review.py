@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import _crossval, _duplicates, _evidence, _picture, _workers
+from . import _crossval, _duplicates, _evidence, _picture, _warmstart, _workers
 from . import _neighbours as nbr
 from . import _signals as sig
 from ._pixelcache import cached_near_pairs, pixel_features
@@ -244,6 +244,7 @@ def out_of_sample(
     workers: int | None = None,
     executor: str = "local",
     address: str = "",
+    warm_epochs: int = 0,
     **fit_options: Any,
 ) -> OutOfSample:
     """Score every image with the fold model that did not train on it (stratified k-fold).
@@ -260,12 +261,14 @@ def out_of_sample(
     ``workers``: folds trained at once in worker processes (None: one per core for the fixed
     model, see :mod:`sheetsync._workers`, and in this process for a ``fit_predict`` passed in;
     1: one after the other in this process). ``executor="ray"`` sends each fold to the Ray
-    cluster at ``address`` instead (:mod:`sheetsync._rayfolds`).
+    cluster at ``address`` instead (:mod:`sheetsync._rayfolds`). ``warm_epochs`` > 0: a fold
+    whose training rows changed a little since its last model fine-tunes that model for so many
+    epochs instead of training from scratch (:mod:`sheetsync._warmstart`).
     """
     return _runs(items, classes, seeds=[seed], latest=[latest], folds=folds, epochs=epochs,
                  work_dir=work_dir, cache_dir=cache_dir, fit_predict=fit_predict,
                  progress=progress, augment=augment, snapshots=snapshots, workers=workers,
-                 executor=executor, address=address,
+                 executor=executor, address=address, warm_epochs=warm_epochs,
                  **fit_options)[0]
 
 
@@ -279,6 +282,10 @@ class _Plan:
     settings: dict[str, Any]
     found: dict[int, _crossval.FoldResult]
     jobs: list[_workers.FoldJob]
+    # Per fold: the result file it ends with, and how many warm starts in a row that model is.
+    files: dict[int, str] = field(default_factory=dict)
+    generations: dict[int, int] = field(default_factory=dict)
+    data: dict[int, str] = field(default_factory=dict)  # digest of what the fold trains and scores
 
 
 def _runs(
@@ -286,9 +293,11 @@ def _runs(
     folds: int, epochs: int, work_dir: Path, cache_dir: Path | None = None,
     fit_predict: Callable[..., Any] | None = None, progress: _workers.Say | None = None,
     augment: bool = False, snapshots: Sequence[int] = (), workers: int | None = None,
-    executor: str = "local", address: str = "", **fit_options: Any,
+    executor: str = "local", address: str = "", warm_epochs: int = 0, **fit_options: Any,
 ) -> list[OutOfSample]:
-    """The k-fold runs of ``seeds``: plan each, train every missing fold in one go, assemble."""
+    """The k-fold runs of ``seeds``: plan each, train every missing fold in one go, assemble.
+    ``warm_epochs`` > 0: a fold whose earlier model may be a start (:mod:`sheetsync._warmstart`)
+    fine-tunes it for that many epochs instead of training ``epochs`` from scratch."""
     start = time.perf_counter()
     items = _check_items(items, classes)
     # A model passed in (a stand-in, a callable that keeps state) trains here unless asked.
@@ -311,7 +320,7 @@ def _runs(
     work_dir.mkdir(parents=True, exist_ok=True)
     plans = [_plan(items, classes, seed=seed, folds=folds, epochs=epochs, work_dir=work_dir,
                    cache_dir=cache_dir, fit_options=fit_options, first=i * folds,
-                   total=len(seeds) * folds, say=say)
+                   total=len(seeds) * folds, say=say, warm_epochs=warm_epochs)
              for i, seed in enumerate(seeds)]
     jobs = [job for plan in plans for job in plan.jobs]
     if executor == "ray" and jobs:
@@ -327,6 +336,7 @@ def _runs(
     for plan, name in zip(plans, latest, strict=True):
         for job in plan.jobs:
             plan.found[job.fold] = next(trained)
+        _record_latest(plan, work_dir, folds)
         oos = _assembled(plan, items, classes, seconds=time.perf_counter() - start)
         oos.save(work_dir / name)
         runs.append(oos)
@@ -336,7 +346,7 @@ def _runs(
 def _plan(
     items: pd.DataFrame, classes: Sequence[str], *, seed: int, folds: int, epochs: int,
     work_dir: Path, cache_dir: Path | None, fit_options: Mapping[str, Any], first: int,
-    total: int, say: _workers.Say,
+    total: int, say: _workers.Say, warm_epochs: int = 0,
 ) -> _Plan:
     """Split ``items`` for ``seed`` (keeping earlier assignments), and look up each fold's
     result by its content key; ``first``: how many folds of other runs come before this one's."""
@@ -351,20 +361,55 @@ def _plan(
     passed = {k: v for k, v in fit_options.items() if k != "augment_settings"}
     fit_kwargs: dict[str, Any] = {"epochs": epochs, "seed": seed, "cache_dir": cache_dir, **passed}
     plan = _Plan(seed=seed, fold_of=fold_of, settings=settings, found={}, jobs=[])
+    base = _crossval._digest(settings)
+    warm_epochs = min(warm_epochs, epochs)  # fine-tuning never takes longer than a fresh start
     for f in range(folds):
         held = fold_of.to_numpy() == f
-        key = _crossval.fold_key(
-            items.loc[~held], items, items["id"][held].tolist(), classes, settings
-        )
-        path = work_dir / f"fold-{key[:24]}.npz"
+        train, held_ids = items.loc[~held], items["id"][held].tolist()
+        data = _crossval.fold_key(train, items, held_ids, classes, settings)
+        path, kwargs, generation = work_dir / f"fold-{data[:24]}.npz", fit_kwargs, 0
         cached = _crossval.FoldResult.load(path)
+        plan.data[f] = data
+        recorded = None if cached is not None else _warmstart.same(
+            work_dir, folds, seed, f, base=base, data=data)
+        if recorded is not None and (warm_epochs > 0 or recorded[1] == 0):
+            # a model of this very data (fine-tuned, unless warm starts are off): used as it is
+            name, generation, cached = recorded
+            path = work_dir / name
+        warm = None if cached is not None or warm_epochs <= 0 else _warmstart.find(
+            work_dir, folds, seed, f, base=base, train=train, held_ids=set(held_ids))
+        if warm is not None:
+            # Fine-tune the previous version's model of this fold: other settings, another key.
+            warm_settings = {**settings, "epochs": warm_epochs, "warm_from": warm.source}
+            kwargs = {**fit_kwargs, "epochs": warm_epochs, "warm_weights": warm.prior.weights,
+                      "margin_prior": warm.prior}
+            if "snapshots" in settings:
+                # Halfway and at the end: the training rows whose label is unchanged keep their
+                # from-scratch margins (run_fold), so fewer snapshots suffice, and each one
+                # scores every image.
+                warm_settings["snapshots"] = kwargs["snapshots"] = sorted(
+                    {max(1, warm_epochs // 2), warm_epochs})
+            key = _crossval.fold_key(train, items, held_ids, classes, warm_settings)
+            path, generation = work_dir / f"fold-{key[:24]}.npz", warm.generation
+            cached = _crossval.FoldResult.load(path)
+        plan.files[f], plan.generations[f] = path.name, generation
         if cached is not None:
             plan.found[f] = cached
             say(_workers.FoldReused(first + f + 1, total))
         else:
-            plan.jobs.append(_workers.FoldJob(fold=f, fold_of=fold_of, fit_kwargs=fit_kwargs,
-                                              path=path, number=first + f + 1, total=total))
+            plan.jobs.append(_workers.FoldJob(
+                fold=f, fold_of=fold_of, fit_kwargs=kwargs, path=path, number=first + f + 1,
+                total=total, warm_epochs=warm_epochs if warm is not None else 0))
     return plan
+
+
+def _record_latest(plan: _Plan, work_dir: Path, folds: int) -> None:
+    """Note each fold's model of this run as the start for the next version's (after its
+    result file is saved)."""
+    base = _crossval._digest(plan.settings)
+    for f, name in plan.files.items():
+        _warmstart.record(work_dir, folds, plan.seed, f, base=base, data=plan.data[f],
+                          source=name, generation=plan.generations[f])
 
 
 def _assembled(

@@ -96,6 +96,9 @@ class Prediction:
     # the original pictures alone (benchmarks measure what the views buy).
     original_probs: np.ndarray | None = None
     original_snapshots: np.ndarray | None = None
+    # The trained model's weights (Keras get_weights order, batch-norm statistics included):
+    # the next version's fold model of the same fold starts from them (fit_predict(warm_weights=)).
+    weights: list[np.ndarray] | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -262,6 +265,7 @@ class _Trainer:
             [v.numpy() for v in self.model.optimizer.variables],
         )
         self.epoch = 0
+        self.moved = False  # weights set by start_from: restart() must put the initial ones back
         self.ds = None
         self.evaluator = _Evaluator(self.model)
 
@@ -269,7 +273,7 @@ class _Trainer:
                 augment: Callable[[Any], Any] | None = None) -> _Trainer:
         import tensorflow as tf
 
-        if self.epoch:
+        if self.epoch or self.moved:
             weights, opt_state = self.initial
             self.model.set_weights(weights)
             for v, value in zip(self.model.optimizer.variables, opt_state, strict=True):
@@ -277,6 +281,7 @@ class _Trainer:
         tf.keras.utils.set_random_seed(seed)
         self.ds = _train_ds(x, y, seed, batch_size, augment)
         self.epoch = 0
+        self.moved = False
         return self
 
     def reseed(self, seed: int, precision: str) -> None:
@@ -293,6 +298,15 @@ class _Trainer:
         self.initial = (weights, self.initial[1])
         self.key = (self.key[0], seed, *self.key[2:])
         self.epoch = max(self.epoch, 1)  # restart() puts the new initial weights in
+
+    def start_from(self, weights: Sequence[np.ndarray]) -> None:
+        """Train on from ``weights`` (another run's model of the same architecture) rather than
+        the seed's initial weights; the optimizer state stays fresh. ``restart`` undoes it."""
+        try:
+            self.model.set_weights(list(weights))
+        except ValueError as e:
+            raise TrainingError(f"cannot start from the previous fold model's weights: {e}") from e
+        self.moved = True
 
     def run_epoch(self) -> dict[str, float]:
         _set_op_determinism(not self.jit_compile)  # it is process-wide: set it for this model
@@ -544,6 +558,7 @@ def fit_predict(
     augment: Callable[[Any], Any] | None = None,
     snapshots: Sequence[int] = (),
     views: ViewsFn | None = None,
+    warm_weights: Sequence[np.ndarray] | None = None,
 ) -> Prediction:
     """Train on ``train`` for exactly ``epochs`` epochs (no validation: the last weights are
     used) and predict ``predict_items``. Cross-validation builds on this. ``augment`` maps the
@@ -551,7 +566,9 @@ def fit_predict(
     after which ``predict_items`` are also scored (training dynamics; one inference pass each).
     ``views`` (test-time augmentation): the images the model did not train on (rows of
     ``predict_items`` whose id is not in ``train``) are also scored in these other versions,
-    and their probabilities are the mean over the original and the views, at every snapshot."""
+    and their probabilities are the mean over the original and the views, at every snapshot.
+    ``warm_weights`` (a :attr:`Prediction.weights`): start from these weights instead of the
+    seed's initial ones (fresh optimizer state) and fine-tune for ``epochs``."""
     classes = _check_run(classes, train, epochs, "nothing to train on: the training items are empty")
     xt, yt = _arrays(train, "train", classes, cache_dir)
     xp = _images(predict_items, "items to predict", cache_dir)
@@ -570,6 +587,8 @@ def fit_predict(
         jit_compile=jit_compile,
         augment=augment,
     )
+    if warm_weights is not None:
+        trainer.start_from(warm_weights)
 
     def score() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(embeddings, probabilities with the views, probabilities of the originals)."""
@@ -600,4 +619,5 @@ def fit_predict(
         snapshots=np.stack(snaps) if snaps else None,
         original_probs=original if extra else None,
         original_snapshots=np.stack(originals) if extra and originals else None,
+        weights=[np.asarray(w) for w in trainer.model.get_weights()],
     )

@@ -326,3 +326,27 @@ def test_a_single_threaded_worker_runs_the_input_pipeline_in_its_training_thread
     assert own.options().threading.private_threadpool_size == 1
     assert own.options().autotune.enabled is False
     assert batches(own) == batches(shared)
+
+
+def _distance(a: list[np.ndarray], b: list[np.ndarray]) -> float:
+    return float(sum(np.abs(np.asarray(x, np.float64) - np.asarray(y, np.float64)).sum()
+                     for x, y in zip(a, b, strict=True)))
+
+
+def test_fit_predict_warm_start_fine_tunes_the_weights_given(data, tmp_path):
+    """predict's warm start (issue 25): a fold model starts from the previous version's weights;
+    the next model trained from scratch is not affected by it."""
+    kw = dict(cache_dir=tmp_path / "cache", seed=5)
+    T._last_trainer.clear()
+    first = T.fit_predict(data["train"], data["val"], CLASSES, epochs=3, **kw)
+    assert first.weights is not None and len(first.weights) == len(T._last_trainer[0].model.weights)
+    cold = T.fit_predict(data["train"], data["val"], CLASSES, epochs=1, **kw)
+    warm = T.fit_predict(data["train"], data["val"], CLASSES, epochs=1,
+                         warm_weights=first.weights, **kw)
+    # One epoch from the given weights stays near them; one epoch from the seed's does not.
+    assert _distance(warm.weights, first.weights) < 0.5 * _distance(cold.weights, first.weights)
+    again = T.fit_predict(data["train"], data["val"], CLASSES, epochs=1, **kw)
+    assert np.array_equal(again.probs, cold.probs)  # the warm start was undone
+    with pytest.raises(TrainingError, match="previous fold model's weights"):
+        T.fit_predict(data["train"], data["val"], CLASSES, epochs=1,
+                      warm_weights=first.weights[:-1], **kw)
