@@ -248,12 +248,19 @@ def without_group(args: argparse.Namespace, work: Path, base) -> int:
         shutil.copytree(base.store.predictions_dir, project.store.predictions_dir)
         got = project.augment(families=families)
         print(f"{name}: {got.written} derived", flush=True)
-        for seed in args.seeds:
-            r = train(project, args.epochs, seed)
-            results[name].append(r)
-            print(f"  seed {seed}: val {r['val']:.4f}, label_book {r['label_book']:.4f}; {load()}",
-                  flush=True)
+        results[name] = _train_seeds(project, args.epochs, args.seeds)
     return _seed_table("families", results)
+
+
+def _train_seeds(project, epochs: int, seeds: list[int]) -> list[dict]:
+    """Train ``project`` once per seed, saying each result."""
+    out = []
+    for seed in seeds:
+        r = train(project, epochs, seed)
+        out.append(r)
+        print(f"  seed {seed}: val {r['val']:.4f}, label_book {r['label_book']:.4f}; {load()}",
+              flush=True)
+    return out
 
 
 def _seed_table(what: str, results: dict[str, list[dict]]) -> int:
@@ -291,11 +298,7 @@ def sources(args: argparse.Namespace, work: Path, base) -> int:
             got = project.augment()
         print(f"{name}: {got.written} derived; never a source: "
               f"{len(got.plan.priorities.excluded)}", flush=True)
-        for seed in args.seeds:
-            r = train(project, args.epochs, seed)
-            results[name].append(r)
-            print(f"  seed {seed}: val {r['val']:.4f}, label_book {r['label_book']:.4f}; {load()}",
-                  flush=True)
+        results[name] = _train_seeds(project, args.epochs, args.seeds)
     return _seed_table("sources", results)
 
 
