@@ -662,7 +662,9 @@ def test_predict_trains_three_fold_seeds_and_push_orders_by_all(data_root, tmp_p
     assert project.push().rows == 19
     text = toml.read_text(encoding="utf-8")
     for old, bad, words in (("fold_seeds = 3", 'fold_seeds = "two"', "fold_seeds must be a whole number >= 1, not 'two'"),
-                            ("fold_workers = 1", "fold_workers = -1", "fold_workers must be a whole number >= 0")):
+                            ("fold_workers = 1", "fold_workers = -1", "fold_workers must be a whole number >= 0"),
+                            ("warm_epochs = 4", "warm_epochs = -2", "warm_epochs must be a whole number >= 0"),
+                            ("warm_epochs = 4", "warm_epochs = 1.5", "warm_epochs must be a whole number >= 0")):
         assert old in text
         toml.write_text(text.replace(old, bad), encoding="utf-8")
         with pytest.raises(ConfigError, match=words):
