@@ -21,10 +21,11 @@ on the same machine. TensorFlow silently turns XLA off while op determinism is o
 run after run here (tests/test_train.py checks it on tiny data and on a slice of the real data),
 but TensorFlow does not promise it, and XLA's numbers differ slightly from the non-XLA ones.
 
-Measured (``python -m bench.bench_train --epochs 3``, 2 shared cores, 2,067 + 813 images):
-the reference ~8.5-9.3 s per epoch; float32 1.0-1.7x faster (wall; 1.4x in CPU time); float32 +
-XLA 1.7-1.9x (2.0x CPU) after a ~10 s compile in the first epoch; mixed bfloat16 brings
-nothing more on this CPU. Hence ``jit_compile=True`` is the recommended setting for 20+ epochs.
+Measured (``python -m bench.bench_train``, 2 cores, 2,067 + 813 images): float32 + XLA
+2.1-2.3x the reference per epoch (3.1 s against 6.9-7.1 s, AMD EPYC) after a ~10 s compile in
+the first epoch; float32 without XLA and mixed bfloat16 are slower. Hence ``jit_compile=True``
+is the default. The batch-8 step (about 11 ms, most of it XLA's kernels and its scheduling
+between them) is what bounds an epoch now: docs/review.md, "Training speed".
 
 Usage::
 
@@ -225,14 +226,19 @@ def pipeline_threads(ds: Any) -> Any:
     Why: two workers side by side, each handing small batches from tf.data's threads to its
     training thread, left about a fifth of a 2-core machine idle (each ran at 75-78% of a core,
     one alone at 104%); run in the training thread they kept both cores busy (97% each) and
-    ten epochs took 59 s instead of 81-85 s. Elsewhere the pipeline's own threads and its
-    prefetch overlap with training when there are cores to spare."""
+    ten epochs took 59 s instead of 81-85 s. Elsewhere the pipeline's own threads and a fixed
+    prefetch of two batches overlap with training when there are cores to spare.
+
+    Why no autotune: with tf.data's autotuner on, every second or third epoch stalled about 2 s
+    at its very end (in the last step call, the one that meets the end of the iterator): XLA
+    epochs of 2.9-3.2 s became 5.1 s. With it off and a fixed prefetch, eight epochs in a row
+    took 2.8-3.2 s (2 cores, AMD EPYC, one ``fit`` per epoch timed, 2026-12-05)."""
     import tensorflow as tf
 
-    if not single_threaded():
-        return ds.prefetch(tf.data.AUTOTUNE)
     options = tf.data.Options()
     options.autotune.enabled = False
+    if not single_threaded():
+        return ds.prefetch(2).with_options(options)
     options.threading.private_threadpool_size = 1
     return ds.with_options(options)
 
