@@ -10,6 +10,12 @@ throughput, for the arithmetic limit.
 
     python -m bench.bench_train_limits                    # batches 8 16 32 64 128
     python -m bench.bench_train_limits --images 1024 --repeats 3
+    python -m bench.bench_train_limits --profile          # where a batch-8 epoch's time goes
+
+``--profile`` traces one epoch of sheetsync's own trainer (``sheetsync.train._Trainer``, its
+input pipeline and steps per call) with TensorFlow's profiler and XLA's per-kernel trace events,
+and splits the epoch: time outside the compiled step (the loop, the iterator), time inside it
+with no kernel running (XLA's scheduling), time with a kernel running, and the kernels by kind.
 
 Run it on a quiet machine: it measures seconds.
 """
@@ -18,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import statistics
 import sys
 import time
@@ -88,12 +95,99 @@ def step_seconds(batch: int, images: int, repeats: int) -> float:
     return statistics.median(times) / steps
 
 
+# Framework events around the kernels in the trace (everything else is one XLA kernel/thunk).
+_FRAMEWORK = re.compile(
+    r"^(ExecutorState|multi_step|Eager|TFE_|KernelAndDevice|CpuExecutable|BlockUntil|"
+    r"ThunkExecutor|SlinkyThreadPool|IteratorGetNext|Iterator::|.*::)"
+)
+
+
+def _union_seconds(intervals: list[tuple[int, int]]) -> float:
+    """Seconds covered by at least one of ``intervals`` (picoseconds)."""
+    total, start, end = 0, None, None
+    for s, e in sorted(intervals):
+        if end is None or s > end:
+            total += 0 if end is None else end - start
+            start, end = s, e
+        else:
+            end = max(end, e)
+    return (total + (0 if end is None else end - start)) / 1e12
+
+
+def profile_epoch(images: int) -> None:
+    """Trace one epoch of sheetsync's trainer at batch 8 and print where its time goes."""
+    if "xla_cpu_enable_xprof_traceme" not in os.environ.get("XLA_FLAGS", ""):
+        # XLA reads its flags once, at its first compile: set before anything is compiled.
+        os.environ["XLA_FLAGS"] = (
+            os.environ.get("XLA_FLAGS", "") + " --xla_cpu_enable_xprof_traceme=true"
+        ).strip()
+    import glob
+    import tempfile
+
+    import tensorflow as tf
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+    from sheetsync import train as T
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, (images, 32, 32, 3)).astype(np.float32)
+    y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, images)]
+    trainer = T._Trainer(10, seed=123, precision="float32", jit_compile=True)
+    trainer.restart(x, y, 123, 8)
+    trainer.run_epoch()  # traces and compiles
+    untraced = min(_timed(trainer.run_epoch) for _ in range(2))
+    logdir = tempfile.mkdtemp(prefix="bench-train-profile-")
+    tf.profiler.experimental.start(logdir)
+    trainer.run_epoch()
+    tf.profiler.experimental.stop()
+    space = xplane_pb2.XSpace()
+    with open(glob.glob(f"{logdir}/**/*.xplane.pb", recursive=True)[0], "rb") as f:
+        space.ParseFromString(f.read())
+    plane = next(p for p in space.planes if p.name == "/host:CPU")
+    names = {k: v.name for k, v in plane.event_metadata.items()}
+    calls, runs, kernels = [], [], []
+    by_kind: dict[str, float] = {}
+    for line in plane.lines:
+        for ev in line.events:
+            name = names.get(ev.metadata_id, "?")
+            start = line.timestamp_ns * 1000 + ev.offset_ps
+            span = (start, start + ev.duration_ps)
+            if name == "multi_step_on_iterator":
+                calls.append(span)
+            elif name == "CpuExecutable::ExecuteAsyncOnStream":
+                runs.append(span)
+            elif not _FRAMEWORK.match(name):
+                kernels.append(span)
+                kind = re.sub(r"[.\d]+$", "", name)
+                by_kind[kind] = by_kind.get(kind, 0.0) + ev.duration_ps / 1e12
+    steps = len(runs)
+    fit_s = sum(e - s for s, e in calls) / 1e12
+    run_s = sum(e - s for s, e in runs) / 1e12
+    busy_s = _union_seconds(kernels)
+    print(f"one epoch of sheetsync's trainer, {images} images, batch 8, float32 + XLA, "
+          f"load {os.getloadavg()[0]:.1f}: {untraced:.2f} s untraced, {fit_s:.2f} s traced")
+    per = 1000 / steps
+    print(f"  outside the compiled step (loop, iterator): {fit_s - run_s:.2f} s "
+          f"({(fit_s - run_s) * per:.2f} ms a step)")
+    print(f"  inside it, no kernel running (XLA's scheduling): {run_s - busy_s:.2f} s "
+          f"({(run_s - busy_s) * per:.2f} ms a step)")
+    print(f"  a kernel running: {busy_s:.2f} s ({busy_s * per:.2f} ms a step; kernel time summed "
+          f"over threads {sum(by_kind.values()):.2f} s)")
+    print("  kernels by kind, summed over threads (s an epoch):")
+    for kind, secs in sorted(by_kind.items(), key=lambda kv: -kv[1])[:12]:
+        print(f"    {secs:6.3f}  {kind}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batches", type=int, nargs="+", default=[8, 16, 32, 64, 128])
     ap.add_argument("--images", type=int, default=2048)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--profile", action="store_true", help="where a batch-8 epoch's time goes")
     args = ap.parse_args(argv)
+    if args.profile:
+        profile_epoch(TRAIN_IMAGES)
+        return 0
     from sheetsync.model import build_model
 
     load0 = os.getloadavg()[0]
