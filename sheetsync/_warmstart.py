@@ -19,6 +19,11 @@ trained with, the digest of the data it was trained and scored on, and how many 
 row it is); it is written after the fold's result file is in place, so it never names a file that
 is not there. When the data is the same again (``predict`` twice), the recorded result is used
 as it is (:func:`same`): a fine-tuned model is not fine-tuned again on nothing new.
+
+Fold results keep their model's weights (about 1 MB) and held-out embeddings, so without care
+they pile up with every version. :func:`prune` removes the oldest results that no record names,
+keeping the recorded ones and a few older ones (a reverted pull or a setting tried and dropped
+finds its results again; anything removed is only trained again, never wrong).
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ from ._crossval import FoldResult, write_atomic
 MAX_CHANGED = 0.25
 # Warm starts in a row before a fold trains from scratch again.
 MAX_CHAIN = 4
+# Fold results no record names that prune keeps, per recorded one (the newest first).
+KEEP_UNRECORDED = 2
 
 
 @dataclass(frozen=True)
@@ -115,3 +122,34 @@ def changed_share(prior: FoldResult, train: pd.DataFrame) -> float:
     changed = sum(1 for i, lab in now.items() if before.get(i) != lab)
     gone = sum(1 for i in before if i not in now)
     return (changed + gone) / max(1, len(now))
+
+
+def prune(work_dir: Path) -> list[str]:
+    """Remove the fold results (``fold-*.npz``) in ``work_dir`` that no fold record names, but
+    the newest :data:`KEEP_UNRECORDED` per recorded one; returns the names removed.
+
+    Called after a ``predict`` has recorded its folds, under the project's lock (one command at
+    a time), so no other run is between choosing a file and reading it."""
+    work_dir = Path(work_dir)
+    named = set()
+    for path in work_dir.glob("last-k*-seed*-fold*.json"):
+        rec = _read(path)
+        if rec is not None and isinstance(rec.get("file"), str):
+            named.add(Path(rec["file"]).name)
+    others = [p for p in work_dir.glob("fold-*.npz") if p.name not in named]
+    others.sort(key=_modified, reverse=True)  # newest first
+    removed = []
+    for path in others[KEEP_UNRECORDED * len(named):]:
+        try:
+            path.unlink()
+        except OSError:
+            continue  # gone already, or not ours to remove: it costs space, nothing else
+        removed.append(path.name)
+    return removed
+
+
+def _modified(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0

@@ -340,6 +340,7 @@ def _runs(
         oos = _assembled(plan, items, classes, seconds=time.perf_counter() - start)
         oos.save(work_dir / name)
         runs.append(oos)
+    _warmstart.prune(work_dir)  # old fold results, no longer any fold's latest
     return runs
 
 

@@ -114,6 +114,39 @@ def test_warm_starts_in_a_row_are_capped(tmp_path):
     assert generations[-1] == [6]  # the chain is cut: from scratch again
 
 
+def test_old_fold_results_are_pruned_keeping_every_record_and_the_newest_others(tmp_path):
+    items, work = dataset(tmp_path), tmp_path / "w"
+    a = run(items, work, WarmFit())
+    in_fold_0 = [i for i in a.fold[a.fold == 0].index if not i.startswith("i0")]
+    edited, before = items.copy(), set()
+    for k in range(_warmstart.MAX_CHAIN + 1):  # fold 0 trains again every version
+        before = {p.name for p in work.glob("fold-*.npz")}
+        edited.loc[edited["id"] == in_fold_0[k], "label"] = "i"
+        run(edited, work, WarmFit())
+    files = {p.name for p in work.glob("fold-*.npz")}
+    recorded = {_warmstart._read(_warmstart.record_path(work, 3, 123, f))["file"] for f in range(3)}
+    assert recorded <= files  # every fold's latest model is there to start from
+    # 3 recorded, 6 others kept: the versions before (6 runs wrote 3 + 5 * 3 = 18 files)
+    assert len(files) == 3 + _warmstart.KEEP_UNRECORDED * 3
+    assert len(before - files) > 0 and files - recorded <= before  # the oldest went first
+    # Nothing lost but time: the same data again reuses the recorded results, trains nothing.
+    again = WarmFit()
+    run(edited, work, again)
+    assert again.asked == []
+
+
+def test_prune_ignores_damaged_records_and_keeps_what_they_cannot_name(tmp_path):
+    for i in range(4):
+        (tmp_path / f"fold-{i}.npz").write_bytes(b"x")
+    _warmstart.record(tmp_path, 3, 7, 0, base="B", data="D", source="fold-3.npz", generation=0)
+    _warmstart.record_path(tmp_path, 3, 7, 1).write_text("{not json", encoding="utf-8")
+    import os
+    for i in range(4):
+        os.utime(tmp_path / f"fold-{i}.npz", (1000 + i, 1000 + i))
+    assert _warmstart.prune(tmp_path) == ["fold-0.npz"]  # fold-3 recorded; 1 and 2 the newest
+    assert sorted(p.name for p in tmp_path.glob("fold-*")) == ["fold-1.npz", "fold-2.npz", "fold-3.npz"]
+
+
 def _prior(train_ids, labels, weights=True) -> _crossval.FoldResult:
     n = len(train_ids)
     return _crossval.FoldResult(
