@@ -313,7 +313,10 @@ def run(args: argparse.Namespace) -> bool:
     if args.subsets:
         subsets(items, runs, args.seeds, problems, args.subset_size)
     if args.rounds:
-        checks["rounds"] = run_rounds(runs, signals, rev, problems, sig_s)
+        groups = items.set_index("id")[["split", "label"]]
+        if args.rounds_without_groups:
+            run_rounds(runs, signals, rev, problems, sig_s)  # for comparison: no floor
+        checks["rounds"] = run_rounds(runs, signals, rev, problems, sig_s, groups)
     if args.save_signals:
         out = args.work_dir / "signals.csv"
         signals.join(rev).to_csv(out)
@@ -413,7 +416,8 @@ class Reviewer:
 
 
 def review_rounds(signals: pd.DataFrame, spaces: list, reviewer: Reviewer, rounds: int = 4,
-                  share: float = ROUND) -> tuple[list[str], list[pd.Series], list[float]]:
+                  share: float = ROUND, groups: pd.DataFrame | None = None,
+                  ) -> tuple[list[str], list[pd.Series], list[float]]:
     """The rows in the order the reviewer reads them, the unread rows' scores after each re-rank
     (the ranker's view of what is left), and the seconds of each re-rank."""
     from sheetsync import rerank
@@ -429,7 +433,7 @@ def review_rounds(signals: pd.DataFrame, spaces: list, reviewer: Reviewer, round
         read += batch
         answers = pd.concat([answers, reviewer.read(batch)])
         t0 = time.perf_counter()
-        result = rerank.rerank(signals, answers, spaces)
+        result = rerank.rerank(signals, answers, spaces, groups)
         seconds.append(time.perf_counter() - t0)
         order = result.order
         scores.append(result.score[~result.score.index.isin(answers.index)])
@@ -437,10 +441,12 @@ def review_rounds(signals: pd.DataFrame, spaces: list, reviewer: Reviewer, round
 
 
 def run_rounds(runs: list, signals: pd.DataFrame, rev: pd.DataFrame,
-               problems: set[str], signals_s: float = float("nan")) -> bool:
-    """Print the rounds' figures against the one-shot order; True when the floors hold."""
+               problems: set[str], signals_s: float = float("nan"),
+               groups: pd.DataFrame | None = None) -> bool:
+    """Print the rounds' figures against the one-shot order; True when the floors hold.
+    ``groups``: per id, the split and the label (as push passes them to the re-rank)."""
     spaces = [(r.embeddings, r.fold) for r in runs]
-    read, scores, seconds = review_rounds(signals, spaces, Reviewer(rev))
+    read, scores, seconds = review_rounds(signals, spaces, Reviewer(rev), groups=groups)
     n = len(signals)
     one_shot = recall_at(review.review_order(signals, "combined"), problems)
     rounds = [len(problems & set(read[: round(c * n)])) / len(problems) for c in CUTS]
@@ -460,7 +466,7 @@ def run_rounds(runs: list, signals: pd.DataFrame, rev: pd.DataFrame,
     hidden = rev.copy()
     hidden.loc[unread, "verdict"] = (rev.loc[unread, "verdict"]
                                      .sample(frac=1.0, random_state=1).to_numpy())
-    again, _, _ = review_rounds(signals, spaces, Reviewer(hidden))
+    again, _, _ = review_rounds(signals, spaces, Reviewer(hidden), groups=groups)
     checks = {
         "rounds: the unread rows' verdicts shuffled, the same rows are read (no answer of an "
         "unread row reaches the ranker)": again == read,
@@ -514,6 +520,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="the human review (default: DATA/reviews/independent_review.csv)")
     ap.add_argument("--work-dir", type=Path, default=Path("bench-out/review-human"))
     ap.add_argument("--save-signals", action="store_true", help="write the signals as CSV")
+    ap.add_argument("--rounds-without-groups", action="store_true",
+                    help="with --rounds: also the rounds without the split/label shares")
     ap.add_argument("--suggestion-cv", action="store_true",
                     help="also print how the suggestion rule's thresholds fare, and a k-fold "
                          "cross-validation over rows of choosing them")

@@ -190,22 +190,29 @@ def judged_manifest(project: Project, stored: Any) -> pd.DataFrame | None:
     return project.versions.load(first[0].version) if first else None
 
 
-def _judged_signals(project: Project, items: pd.DataFrame, judged: pd.DataFrame | None,
-                    stored: Any, signals: pd.DataFrame) -> tuple[pd.DataFrame, list[Any]]:
+def _judged_signals(
+    project: Project, items: pd.DataFrame, judged: pd.DataFrame | None, stored: Any,
+    signals: pd.DataFrame,
+) -> tuple[pd.DataFrame, list[Any], pd.DataFrame]:
     """The review signals under the labels the fold models judged (what a problem looked
-    like before people fixed it: the re-rank learns from those), and the fold spaces."""
+    like before people fixed it: the re-rank learns from those), the fold spaces, and each
+    row's split and label as they were judged (the re-rank's groups)."""
     oos_dir = project.store.oos_dir
     runs = fold_runs(oos_dir, stored, items) if stored is not None else None
     spaces = [(r.embeddings, r.fold) for r in runs or []]
-    if judged is None or stored is None:
-        return signals, spaces
-    then = judged.set_index(judged["id"].astype(str))["label"].astype(str)
-    old = items["id"].map(then).fillna(items["label"])
-    if (old == items["label"]).all():
-        return signals, spaces
+    old, split = items["label"].astype(str), items["split"].astype(str)
+    if judged is not None and stored is not None:
+        then = judged.set_index(judged["id"].astype(str))
+        old = items["id"].map(then["label"].astype(str)).fillna(old)
+        if "split" in then.columns:
+            split = items["id"].map(then["split"].astype(str)).fillna(split)
+    groups = pd.DataFrame({"split": split.to_numpy(), "label": old.to_numpy()},
+                          index=pd.Index(items["id"].astype(str), name="id"))
+    if judged is None or stored is None or (old == items["label"]).all():
+        return signals, spaces, groups
     found, _ = review_inputs(items.assign(label=old), project.config.classes, stored,
                              stored.version, oos_dir=oos_dir)
-    return found, spaces
+    return found, spaces, groups
 
 
 def pending_edits(project: Project, sheet: pd.DataFrame | None,
@@ -245,15 +252,16 @@ def _url_builder(project: Project, manifest: pd.DataFrame) -> Callable[[str], st
 
 def _review_order(project: Project, signals: pd.DataFrame, manifest: pd.DataFrame,
                   order: str | None, answers: pd.Series | None = None,
-                  judged: Callable[[], tuple[pd.DataFrame, list[Any]]] | None = None) -> list[str]:
+                  judged: Callable[[], tuple[pd.DataFrame, list[Any], pd.DataFrame]] | None = None,
+                  ) -> list[str]:
     """Ids in push order: the rows nobody checked first (with the default order, as the
     re-rank learned it from the checked rows' ``answers``), the checked ones after them,
     derived images last."""
     name = order or project.config.review.order
     checked = set(answers.index) if answers is not None else set()
     if name == "combined" and checked and judged is not None:
-        ranking, spaces = judged()
-        ids = list(rerank(ranking, answers, spaces).order) if answers is not None else []
+        ranking, spaces, groups = judged()
+        ids = list(rerank(ranking, answers, spaces, groups).order) if answers is not None else []
         ranked = set(ids)  # once: built per row, it made a 100,000-row push take 13 minutes
         ids += [i for i in signals.index.astype(str) if i not in ranked]
     else:

@@ -16,18 +16,21 @@ answers, and nothing else, to order the rows nobody checked yet, in two ways:
   same regression, so how much they count is learned too (a checked row is never its own
   neighbour);
 * **look-alikes among the checked rows**: the share of problems among the checked rows whose
-  picture statistics (:data:`LOOKALIKE`) are nearest, another feature of the regression.
+  picture statistics (:data:`LOOKALIKE`) are nearest, another feature of the regression;
+* **groups where more was found**: the share of problems among the checked rows of a row's
+  split and of its label (:func:`group_share`), features of the regression too.
 
 Nothing here reads the answers of rows that were not checked: the caller passes only the
 checked rows' answers (``answers``: id -> True for a problem), and the rows are ranked by the
 model fitted on them. No fold model is trained again: one re-rank of the 2,880 competition
 images took 0.6-0.8 s, neighbours included (bench/bench_review_human ``--rounds``, 2 cores). On
-those images, reading 5% per round, the rounds found 53.2/66.5/76.3% of an independent review's
-problems after 10/15/20% read, against 51.3/65.7/73.9% for the fixed order.
+those images, reading 5% per round, the rounds found 52.4/68.6/78.5% of an independent review's
+problems after 10/15/20% read, against 51.9/65.7/73.7% for the fixed order (docs/review.md).
 
 Usage::
 
-    result = rerank(signals, answers, spaces=[(oos.embeddings, oos.fold)])
+    result = rerank(signals, answers, spaces=[(oos.embeddings, oos.fold)],
+                    groups=items.set_index("id")[["split", "label"]])
     result.order       # ids: unchecked rows by the learned score, then the checked rows
     result.rank        # id -> 1, 2, ... in that order
 """
@@ -64,6 +67,9 @@ LOOKALIKE: dict[str, tuple[str, ...]] = {
 LOOKALIKE_K = 25
 # Fewer checked rows than this, or no problem or no clean row among them: the fixed order.
 MIN_CHECKED = 10
+# Groups (the split, the label the models judged) whose share of problems among the checked
+# rows is a feature: its weight in checked rows towards the share of all checked rows.
+GROUP_PRIOR = 20.0
 
 
 @dataclass(frozen=True)
@@ -158,11 +164,33 @@ def checked_share(x: pd.DataFrame, answers: pd.Series, k: int) -> pd.Series:
     return pd.Series(y[near].mean(axis=1), index=x.index)
 
 
+def group_share(group: pd.Series, answers: pd.Series, prior: float = GROUP_PRIOR) -> pd.Series:
+    """Per row, the log-odds of a problem among the checked rows of its group (e.g. its split),
+    against the log-odds among all checked rows: 0 for a group like the rest, > 0 for one
+    where people found more problems. Shrunk towards all checked rows (``prior`` rows' worth),
+    and a checked row's own answer left out, so a row never scores itself."""
+    group = group.astype(str)
+    y = answers.astype(float)
+    base = float(y.mean())
+    g = group.reindex(answers.index)
+    found, seen = y.groupby(g).sum(), y.groupby(g).count()
+    own = answers.reindex(group.index)
+    p = group.map(found).fillna(0.0).to_numpy(dtype=float) - own.fillna(0.0).to_numpy(dtype=float)
+    n = group.map(seen).fillna(0.0).to_numpy(dtype=float) - own.notna().to_numpy(dtype=float)
+    eps = 0.5 / max(1.0, len(answers))
+    base = min(max(base, eps), 1 - eps)
+    rate = np.clip((p + prior * base) / (n + prior), eps, 1 - eps)
+    return pd.Series(np.log(rate / (1 - rate)) - np.log(base / (1 - base)), index=group.index)
+
+
 def rerank(signals: pd.DataFrame, answers: pd.Series,
-           spaces: Sequence[tuple[pd.DataFrame, pd.Series]] = ()) -> Rerank:
+           spaces: Sequence[tuple[pd.DataFrame, pd.Series]] = (),
+           groups: pd.DataFrame | None = None) -> Rerank:
     """The review order learned from ``answers`` (id -> True: a problem, False: clean; the
     checked rows only) over ``signals`` (the review frame, with ``priority``). ``spaces``: the
-    fold models' embeddings and fold numbers, one pair per fold seed."""
+    fold models' embeddings and fold numbers, one pair per fold seed. ``groups``: per id, the
+    groups whose share of problems is a feature (columns such as ``split`` and ``label``, the
+    label the models judged)."""
     index = pd.Index(signals.index.astype(str), name="id")
     signals = signals.set_axis(index)
     answers = answers.set_axis(answers.index.astype(str)).astype(bool)
@@ -177,6 +205,11 @@ def rerank(signals: pd.DataFrame, answers: pd.Series,
             have = [c for c in cols if c in x.columns]
             if have:
                 x[name] = checked_share(x[have], answers, LOOKALIKE_K) - 0.5
+        if groups is not None:
+            g = groups.set_axis(groups.index.astype(str)).reindex(index)
+            for col in g.columns:
+                if g[col].notna().all() and g[col].nunique() > 1:
+                    x[f"{col}_share"] = group_share(g[col], answers)
         if spaces:
             near = neighbour_counts(spaces, index, answers)
             # log1p: the first confirmed neighbour says more than the fifth

@@ -78,6 +78,34 @@ def test_rows_near_confirmed_problems_rise_and_near_clean_rows_fall() -> None:
     assert set(without.score[bad_left].round(9)) == set(without.score[good_left].round(9))
 
 
+def test_a_group_where_people_found_more_problems_rises() -> None:
+    """Equal signals, two splits: the checked rows of one held many problems, of the other
+    few; the unchecked rows of the first come first, and no row's own answer scores it."""
+    rng = np.random.default_rng(2)
+    n = 400
+    ids = [f"r{i:04d}" for i in range(n)]
+    signals = pd.DataFrame({"issue_score": rng.random(n), "outlier": rng.random(n),
+                            "priority": rng.random(n)}, index=ids)
+    split = pd.Series(["train"] * 200 + ["val"] * 200, index=ids)
+    groups = pd.DataFrame({"split": split, "label": "same"})
+    checked = ids[:60] + ids[200:260]
+    answers = pd.Series([i % 3 == 0 for i in range(60)] + [i % 20 == 0 for i in range(60)],
+                        index=checked)
+    result = rr.rerank(signals, answers, groups=groups)
+    assert result.weights["split_share"] > 0.5 and "label_share" not in result.weights  # one label
+    unchecked_train, unchecked_val = ids[60:200], ids[260:]
+    assert result.score[unchecked_train].mean() > result.score[unchecked_val].mean() + 0.5
+    without = rr.rerank(signals, answers)
+    assert "split_share" not in without.weights
+
+    share = rr.group_share(split, answers)
+    assert share[ids[100]] > 0 > share[ids[300]]  # unchecked rows: the group's share
+    # a checked row is scored by the other checked rows of its group, not by its own answer
+    found_train = answers[ids[:60]]
+    rest = (found_train.sum() - found_train[ids[0]]) / 59
+    assert share[ids[0]] < share[ids[100]] and 0 < rest < 1
+
+
 def test_answers_of_counts_ticks_relabels_and_drops_against_the_judged_labels() -> None:
     judged = pd.DataFrame({"id": ["a", "b", "c", "d", "e"], "label": ["i"] * 5,
                            "action": ["keep", "keep", "keep", "keep", "drop"]})
