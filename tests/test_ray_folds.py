@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from test_review_evidence import CLS3, _stroke_items, mean_pixels_fit_predict
@@ -48,6 +49,51 @@ def test_folds_sent_to_ray_match_the_local_pool_and_are_cached(tmp_path, local_r
                                       executor="ray", progress=said.append, **kw)
     assert [r.reused for r in again] == [(0, 1, 2), (0, 1, 2)]
     assert not any(isinstance(m, FoldStarted) for m in said)
+
+
+def warm_mean_pixels(train, predict_items, classes, *, warm_weights=None, **kw):
+    """:func:`mean_pixels_fit_predict` whose weights count the models in its warm-start chain,
+    and whose probabilities lean by that count: what a fold returns shows what it started
+    from, wherever it ran. Module-level, so Ray sends it by reference."""
+    pred = mean_pixels_fit_predict(train, predict_items, classes, **kw)
+    chain = 0 if warm_weights is None else int(warm_weights[0][0]) + 1
+    probs = pred.probs.copy()
+    probs[:, 0] += 0.01 * chain
+    probs /= probs.sum(axis=1, keepdims=True)
+    pred.probs = probs
+    if pred.snapshots is not None:
+        pred.snapshots = np.stack([probs] * len(pred.snapshots))
+    pred.weights = [np.array([chain], dtype=np.int64)]
+    return pred
+
+
+def test_warm_starts_sent_to_ray_start_from_the_previous_models_as_the_local_pool(
+        tmp_path, local_ray):
+    items = _stroke_items(tmp_path)
+    kw = dict(folds=3, epochs=4, snapshots=(2, 4), fit_predict=warm_mean_pixels, warm_epochs=2)
+    edited = items.copy()
+    edited.loc[edited.index[0], "label"] = CLS3[1]  # one relabel: a few edits after a pull
+    results = {}
+    for executor, work in (("local", tmp_path / "a"), ("ray", tmp_path / "b")):
+        review.out_of_sample_runs(items, CLS3, seeds=[123], work_dir=work, executor=executor,
+                                  workers=1 if executor == "local" else None, **kw)
+        said: list = []
+        results[executor] = review.out_of_sample_runs(
+            edited, CLS3, seeds=[123], work_dir=work, executor=executor, progress=said.append,
+            workers=1 if executor == "local" else None, **kw)[0]
+        started = [m for m in said if isinstance(m, FoldStarted)]
+        assert started and all(m.warm_epochs == 2 for m in started)  # fine-tuned, not cold
+    here, there = results["local"], results["ray"]
+    pd.testing.assert_frame_equal(here.probs, there.probs)
+    pd.testing.assert_series_equal(here.train_margin, there.train_margin)
+    assert sorted(p.name for p in (tmp_path / "a").glob("fold-*.npz")) == sorted(
+        p.name for p in (tmp_path / "b").glob("fold-*.npz"))
+    # What Ray returned was fine-tuned from the previous model (its weights reached the task):
+    # it is not what the same folds give from scratch.
+    cold = review.out_of_sample_runs(edited, CLS3, seeds=[123], work_dir=tmp_path / "c",
+                                     workers=1, **{**kw, "warm_epochs": 0})[0]
+    tuned = there.fold[~there.fold.isin(there.reused)].index
+    assert len(tuned) and not np.allclose(there.probs.loc[tuned], cold.probs.loc[tuned])
 
 
 def test_predict_with_executor_ray_stores_the_probabilities_of_the_local_pool(
