@@ -218,6 +218,10 @@ def print_what_bounds(p: Sheetsync, base_w: float, ratio: float) -> None:
         f"  the steps alone cap the speed-up at {base_w / steps_s:.2f}x; 3x needs a step of "
         f"{1000 * (base_w / 3 - val_s) / p.steps:.1f} ms"
     )
+    if ratio < 3:
+        # Issue 25 accepts a measured explanation in place of 3x: say where it is.
+        print("  what stops 3x, measured per kernel: python -m bench.bench_train_limits --profile "
+              "(docs/review.md, 'Training speed')")
 
 
 def pd_col(df, col) -> list[str]:
