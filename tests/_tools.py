@@ -8,7 +8,8 @@ virtual environment exists) to learn which packages are missing, and the tests c
   workbook's font, so pages lay out as Calc on a desktop does; pdftoppm (poppler-utils) turns
   a rendered PDF into a PNG;
 - the report's browser test: Playwright drives the Debian chromium (its own download cannot
-  work offline); chromium-driver comes with it for WebDriver clients.
+  work offline); chromium-driver comes with it for WebDriver clients. Playwright's own driver
+  is a bundled Node that needs libatomic.so.1 (libatomic1), absent from a minimal Debian.
 """
 
 from __future__ import annotations
@@ -30,6 +31,13 @@ def _carlito() -> bool:
     return "carlito" in fonts.lower()
 
 
+def _chromium() -> bool:
+    import ctypes.util
+
+    # Playwright's bundled Node will not start without libatomic.so.1.
+    return shutil.which("/usr/bin/chromium") is not None and ctypes.util.find_library("atomic") is not None
+
+
 def _venv() -> bool:
     # Debian splits ensurepip (what `python3 -m venv` needs) into python3-venv.
     try:
@@ -47,8 +55,8 @@ TOOLS: dict[str, tuple[str, tuple[str, ...], Callable[[], bool]]] = {
     "carlito": ("the Carlito font (Calibri's metrics, for rendered pages)",
                 ("fonts-crosextra-carlito",), _carlito),
     "pdftoppm": ("pdftoppm (rendered PDF to PNG)", ("poppler-utils",), _on_path("pdftoppm")),
-    "chromium": ("Chromium at /usr/bin/chromium (the report's browser test)",
-                 ("chromium", "chromium-driver"), lambda: shutil.which("/usr/bin/chromium") is not None),
+    "chromium": ("Chromium at /usr/bin/chromium and libatomic1 (the report's browser test)",
+                 ("chromium", "chromium-driver", "libatomic1"), _chromium),
 }
 
 
