@@ -227,7 +227,8 @@ def rerank(signals: pd.DataFrame, answers: pd.Series,
     return Rerank(score, order, rank, weights, len(answers), n_problems, learned=enough)
 
 
-def _fit(x: pd.DataFrame, prior: pd.Series, answers: pd.Series) -> tuple[dict[str, float], pd.Series]:
+def _fit(x: pd.DataFrame, prior: pd.Series, answers: pd.Series, shrink: float = SHRINK,
+         shrink_prior: float = SHRINK_PRIOR) -> tuple[dict[str, float], pd.Series]:
     """Penalised logistic regression on the checked rows: intercept free, the prior's weight
     pulled towards 1, the others towards 0; returns the weights and every row's log-odds."""
     from scipy.optimize import minimize
@@ -235,8 +236,8 @@ def _fit(x: pd.DataFrame, prior: pd.Series, answers: pd.Series) -> tuple[dict[st
     design = np.column_stack([np.ones(len(x)), prior.to_numpy(), x.to_numpy(dtype=float)])
     centre = np.zeros(design.shape[1])
     centre[1] = 1.0
-    penalty = np.full(design.shape[1], SHRINK)
-    penalty[0], penalty[1] = 1e-6, SHRINK_PRIOR
+    penalty = np.full(design.shape[1], shrink)
+    penalty[0], penalty[1] = 1e-6, shrink_prior
     rows = x.index.get_indexer(answers.index)
     a, y = design[rows], answers.to_numpy(dtype=float)
 
