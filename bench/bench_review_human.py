@@ -516,8 +516,9 @@ def rounds_bound(runs: list, signals: pd.DataFrame, problems: set[str],
         for penalties, label in (((rr.SHRINK, rr.SHRINK_PRIOR), "as the re-rank"),
                                  ((1e-3, 1e-3), "unpenalised")):
             _, score = rr._fit(x, prior, truth, *penalties)
-            order = first + list(score.drop(first).sort_values(ascending=False, kind="stable").index)
-            found = [len(problems & set(order[: round(c * n)])) / len(problems) for c in CUTS]
+            order = pd.Index(first + list(score.drop(first).sort_values(ascending=False,
+                                                                        kind="stable").index))
+            found = recall_at(order, problems)
             print(f"  {name} ({label})".ljust(52) + "".join(f"{v:9.1%}" for v in found))
 
 

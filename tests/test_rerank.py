@@ -116,3 +116,19 @@ def test_answers_of_counts_ticks_relabels_and_drops_against_the_judged_labels() 
     assert answers.to_dict() == {"a": True, "b": True, "c": False, "e": False}
     assert rr.answers_of(now.drop(columns="checked"), judged).to_dict() == {"a": True, "b": True}
     assert rr.answers_of(now, None).to_dict() == {"c": False, "e": False}
+
+
+def test_the_fit_moves_from_the_prior_only_as_far_as_its_penalties_let_it() -> None:
+    signals, truth = synthetic()
+    x = rr.features(signals)
+    prior = rr.prior_logit(signals["priority"])
+    answers = truth.iloc[:200]
+    held, _ = rr._fit(x, prior, answers, shrink=1e6, shrink_prior=1e6)
+    free, _ = rr._fit(x, prior, answers, shrink=1e-3, shrink_prior=1e-3)
+    default, _ = rr._fit(x, prior, answers)
+    # Penalised hard, the weights stay at the prior (1 for it, 0 for the rest) ...
+    assert abs(held["prior"] - 1.0) < 1e-2 and abs(held["outlier"]) < 1e-2
+    # ... nearly free, the answers teach that `outlier` tells the problems apart,
+    assert free["outlier"] > default["outlier"] > held["outlier"]
+    # and the defaults are the module's constants.
+    assert rr._fit(x, prior, answers, rr.SHRINK, rr.SHRINK_PRIOR)[0] == default
