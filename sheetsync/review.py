@@ -304,11 +304,12 @@ def _runs(
     if workers is None and fit_predict is not None:
         workers = 1
     if fit_predict is None:
-        # TensorFlow: only when training
         from . import _foldaugment
-        from .train import fit_predict as default_fit_predict
 
-        fit_predict = _foldaugment.fit_predict if augment else default_fit_predict
+        fit_predict = _foldaugment.fit_predict if augment else _plain_fit_predict
+        # Folds of different sizes share one compiled step (train._whole_batches); in the
+        # options, so in the fold results' key too.
+        fit_options = {**fit_options, "whole_batches": True}
     if augment:
         from ._foldaugment import SETTINGS as augment_settings
 
@@ -342,6 +343,15 @@ def _runs(
         runs.append(oos)
     _warmstart.prune(work_dir)  # old fold results, no longer any fold's latest
     return runs
+
+
+def _plain_fit_predict(*args: Any, **kwargs: Any) -> Any:
+    """:func:`sheetsync.train.fit_predict`, imported where a fold trains. Why: importing it
+    loads TensorFlow (5-6 s of one core), which this process does not need to send folds to
+    workers; the workers import it themselves, and start that much sooner."""
+    from .train import fit_predict
+
+    return fit_predict(*args, **kwargs)
 
 
 def _plan(

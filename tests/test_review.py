@@ -434,3 +434,41 @@ def test_out_of_sample_with_the_fixed_model(tmp_path):
     assert again.reused == (0, 1)
     signals = review.review_signals(items, oos, classes)
     assert signals["issue_score"].between(0, 1).all() and signals["outlier"].notna().all()
+
+
+_NO_TF_UNTIL_THE_WORKERS = r"""
+import sys
+import pandas as pd
+from sheetsync import _workers, review
+
+def train_folds(fit_predict, items, jobs, classes, **kwargs):
+    # The moment the folds would go to the workers: what this process has loaded.
+    print("tensorflow" in sys.modules, len(jobs), fit_predict.__module__,
+          jobs[0].fit_kwargs.get("whole_batches"))
+    raise SystemExit(0)
+
+_workers.train_folds = train_folds
+items = pd.read_pickle(sys.argv[1])
+review.out_of_sample_runs(items, ["i", "ii", "iii"], folds=2, epochs=1, seeds=[1, 2],
+                          work_dir=sys.argv[2], augment=sys.argv[3] == "augment")
+"""
+
+
+@pytest.mark.parametrize("augment", ["augment", "plain"])
+def test_the_folds_go_to_the_workers_before_this_process_loads_tensorflow(tmp_path, augment):
+    """Loading TensorFlow takes 5-6 s of a core: the process that sends the folds to the
+    workers does not need it, and the workers (which import it themselves) start that much
+    sooner. The fixed model's folds train on whole batches (one compile for folds of every
+    size)."""
+    import subprocess
+    import sys
+
+    dataset(tmp_path).to_pickle(tmp_path / "items.pkl")
+    out = subprocess.run(
+        [sys.executable, "-c", _NO_TF_UNTIL_THE_WORKERS, str(tmp_path / "items.pkl"),
+         str(tmp_path / "w"), augment], capture_output=True, text=True, timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    loaded, jobs, module, whole = out.stdout.split()
+    assert (loaded, jobs, whole) == ("False", "4", "True")
+    assert module == ("sheetsync._foldaugment" if augment == "augment" else "sheetsync.review")

@@ -350,3 +350,30 @@ def test_fit_predict_warm_start_fine_tunes_the_weights_given(data, tmp_path):
     with pytest.raises(TrainingError, match="previous fold model's weights"):
         T.fit_predict(data["train"], data["val"], CLASSES, epochs=1,
                       warm_weights=first.weights[:-1], **kw)
+
+
+def test_whole_batches_fill_the_last_batch_with_the_epochs_first_images():
+    """predict's folds train on whole batches only (one compiled step for folds of every size):
+    each epoch is the plain shuffled order, every image in it, its first images again at the
+    end to fill the last batch; a training size that fills its batches is left as it is."""
+    x = np.arange(22, dtype=np.float32).reshape(11, 2)
+    y = np.arange(11) % 3
+
+    def epochs(ds, n=3):
+        return [[b[0].numpy()[:, 0].tolist() for b in ds] for _ in range(n)]
+
+    plain = epochs(T._train_ds(x, y, seed=5, batch_size=4))
+    whole_ds = T._train_ds(x, y, seed=5, batch_size=4, whole_batches=True)
+    whole = epochs(whole_ds)
+    assert whole_ds.element_spec[0].shape == (4, 2)  # a static batch: one shape to compile
+    assert int(whole_ds.cardinality()) == 3
+    for p, w in zip(plain, whole, strict=True):
+        order = [v for b in w for v in b]
+        assert [len(b) for b in w] == [4, 4, 4]
+        assert order[:11] == [v for b in p for v in b]  # the plain epoch, in its order
+        assert order[11:] == order[:1]  # then its first image again
+    assert plain[0] != plain[1]  # reshuffled every epoch
+    for images, labels in whole_ds:  # each image keeps its own label
+        assert labels.numpy().tolist() == [int(v) // 2 % 3 for v in images.numpy()[:, 0]]
+    even = T._train_ds(x[:8], y[:8], seed=5, batch_size=4, whole_batches=True)
+    assert epochs(even, 1) == epochs(T._train_ds(x[:8], y[:8], seed=5, batch_size=4), 1)
