@@ -18,6 +18,7 @@ time, and its share at 15% within one point of the from-scratch one's.
 
     python -m bench.bench_predict_warm                      # 40 edits, ../shared/data/dcai
     python -m bench.bench_predict_warm --edits 60 --work /tmp/warm
+    python -m bench.bench_predict_warm --warm-epochs 5      # another fine-tuning length
 
 Run it alone on the machine: each predict trains fold models in two worker processes, and a
 second heavy job slows one predict more than another.
@@ -26,6 +27,7 @@ second heavy job slows one predict more than another.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import tempfile
@@ -104,11 +106,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", type=int, help="a random slice of this many images (all: default)")
     ap.add_argument("--epochs", type=int, help="epochs per fold from scratch (a quick check)")
     ap.add_argument("--fold-seeds", type=int, help="k-fold runs (a quick check)")
+    ap.add_argument("--warm-epochs", type=int,
+                    help="[review] warm_epochs for the fine-tuned predict (default: the project's)")
     args = ap.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     review = pd.read_csv(args.data / "reviews" / "independent_review.csv").set_index("path")
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-predict-warm-"))
     project, n = slice_project(args.data, work, args.size)
+    if args.warm_epochs is not None:
+        review_cfg = dataclasses.replace(project.config.review, warm_epochs=args.warm_epochs)
+        project.config = dataclasses.replace(project.config, review=review_cfg)
     quick = {"epochs": args.epochs, "fold_seeds": args.fold_seeds}
     cfg = project.config.review
     print(f"{os.cpu_count()} CPUs, {n} images; [review] folds {cfg.folds}, epochs {cfg.epochs}, "
