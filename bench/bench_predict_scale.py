@@ -10,9 +10,8 @@ of the full one's wall time.
 By default the small size runs twice, before and after the full one, and the floor takes the
 mean of its runs: these machines drift in speed by 10-15% over a quarter of an hour, and a
 drift that is steady over the three runs cancels in the mean (each run is printed as well).
-Each predict runs as its own ``sheetsync predict`` process, as a person runs it: in one
-process the first predict also paid the imports and TensorFlow's start that later ones found
-done (on 2026-12-07 the second 600-image run took 163 s against the first's 178 s).
+Each predict runs as its own ``sheetsync predict`` process, as a person runs it, so that every
+size pays the same start (in one process, later predicts found the imports done).
 
     python -m bench.bench_predict_scale                      # 600, all 2,880, 600 again
     python -m bench.bench_predict_scale --sizes 600 2880 --data ../shared/data/dcai
